@@ -1,0 +1,117 @@
+# Shared helpers for conformance/run.sh and conformance/interop.sh.
+# Source it; it defines functions and a few variables, and runs nothing.
+#
+#   REPO            the repository root
+#   TOOLS_BIN       <repo>/.tools/bin (crane, oras, regctl, conformance, weed)
+#   REGISTRY_BIN    registry binary, default <repo>/target/release/registry
+#
+#   registry_start NAME DATA_DIR [ARGS...]
+#       starts `registry serve --listen 127.0.0.1:PORT --data DATA_DIR ARGS...`
+#       on a free loopback port, waits until GET /v2/ answers 200 from that
+#       very process, and sets REG_PORT, REG_ADDR and REG_PID. Logs go to
+#       DATA_DIR/../NAME.log. Every process started here is recorded, and
+#       stop_started_processes (call it from your EXIT trap) ends them by PID.
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TOOLS_BIN="$REPO/.tools/bin"
+REGISTRY_BIN="${REGISTRY_BIN:-$REPO/target/release/registry}"
+
+STARTED_PIDS=()
+
+die() {
+  printf '%s: error: %s\n' "$(basename "$0")" "$*" >&2
+  exit 1
+}
+
+require_tool() {
+  local tool
+  for tool in "$@"; do
+    [ -x "$tool" ] || command -v "$tool" >/dev/null 2>&1 ||
+      die "$tool not found; run scripts/install-deps.sh first"
+  done
+}
+
+# port_is_free PORT: true when nothing listens on 127.0.0.1:PORT.
+port_is_free() {
+  [ -z "$(ss -Htln "sport = :$1" 2>/dev/null)" ]
+}
+
+# pick_port: prints a random port in 20000..59999 that nobody listens on now.
+pick_port() {
+  local port i
+  for i in $(seq 1 50); do
+    port=$((20000 + RANDOM % 40000))
+    if port_is_free "$port"; then
+      echo "$port"
+      return 0
+    fi
+  done
+  die "no free loopback port found"
+}
+
+# listener_pid PORT: the PID that listens on 127.0.0.1:PORT, if any.
+listener_pid() {
+  ss -Htlnp "sport = :$1" 2>/dev/null | grep -o 'pid=[0-9]*' | head -n1 | cut -d= -f2
+}
+
+# wait_http_200 URL PID SECONDS: waits until URL answers 200 while PID lives.
+wait_http_200() {
+  local url=$1 pid=$2 secs=$3 i
+  for i in $(seq 1 $((secs * 10))); do
+    kill -0 "$pid" 2>/dev/null || return 1
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url")" = 200 ]; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+registry_start() {
+  local name=$1 data=$2 attempt log pid port
+  shift 2
+  require_tool "$REGISTRY_BIN"
+  mkdir -p "$data"
+  log="$(dirname "$data")/$name.log"
+  for attempt in 1 2 3 4 5; do
+    port=$(pick_port)
+    "$REGISTRY_BIN" serve --listen "127.0.0.1:$port" --data "$data" "$@" >>"$log" 2>&1 &
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    # The registry prints nothing to rely on: readiness is a 200 on /v2/
+    # served by this very process (not by someone else on the same port).
+    if wait_http_200 "http://127.0.0.1:$port/v2/" "$pid" 30 &&
+      [ "$(listener_pid "$port")" = "$pid" ]; then
+      REG_PORT=$port
+      REG_ADDR="127.0.0.1:$port"
+      REG_PID=$pid
+      return 0
+    fi
+    stop_pid "$pid"
+    printf 'registry %s did not come up on port %s (attempt %s)\n' "$name" "$port" "$attempt" >&2
+  done
+  printf -- '--- last lines of %s ---\n' "$log" >&2
+  tail -n 30 "$log" >&2 || true
+  die "registry $name failed to start"
+}
+
+# stop_pid PID: SIGTERM, then SIGKILL after 10 s, and reap it.
+stop_pid() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for i in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+stop_started_processes() {
+  local pid
+  for pid in "${STARTED_PIDS[@]}"; do
+    stop_pid "$pid"
+  done
+  STARTED_PIDS=()
+}

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Runs the official OCI distribution-spec conformance suite against Strata.
+#
+# Two passes, each against a fresh registry with its own empty data dir:
+#   full    `--allow-sparse`, every API and data toggle on, OCI_DATA_SPARSE
+#           included. Results in conformance/results/.
+#   strict  the default registry (sparse manifests are rejected), every
+#           toggle on but OCI_DATA_SPARSE. The only non-pass allowed is the
+#           "Sparse Manifests" data set, Disabled. Results in
+#           conformance/results-strict/.
+#
+# The suite's exit code is not trusted: check_results.py reads junit.xml and
+# results.yaml and fails unless every testcase passed.
+#
+# Environment:
+#   REGISTRY_BIN         registry binary (default target/release/registry)
+#   REGISTRY_ARGS        extra `registry serve` flags for both passes
+#   STRATA_CONF_USER     passed to the suite as OCI_USERNAME
+#   STRATA_CONF_PASS     passed to the suite as OCI_PASSWORD
+#   CONFORMANCE_PASSES   passes to run, default "full strict"
+set -euo pipefail
+
+# shellcheck source=conformance/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+SUITE="$TOOLS_BIN/conformance"
+require_tool "$SUITE" "$REGISTRY_BIN" curl ss /usr/bin/python3
+read -r -a EXTRA_REGISTRY_ARGS <<<"${REGISTRY_ARGS:-}"
+
+WORK=$(mktemp -d /tmp/strata-conformance.XXXXXX)
+cleanup() {
+  stop_started_processes
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+API_TOGGLES=(
+  PING PULL PUSH
+  BLOBS_ATOMIC BLOBS_DELETE BLOBS_DIGEST_HEADER BLOBS_MOUNT_ANONYMOUS BLOBS_UPLOAD_CANCEL
+  MANIFESTS_ATOMIC MANIFESTS_DELETE MANIFESTS_DIGEST_HEADER MANIFESTS_TAG_PARAM
+  TAGS_ATOMIC TAGS_DELETE TAGS_LIST
+  REFERRER
+)
+DATA_TOGGLES=(
+  IMAGE INDEX INDEX_LIST SPARSE ARTIFACT SUBJECT SUBJECT_MISSING ARTIFACT_LIST
+  SUBJECT_LIST DATA_FIELD NONDISTRIBUTABLE CUSTOM_FIELDS NO_LAYERS EMPTY_BLOB SHA512
+)
+
+# run_pass LABEL RESULTS_DIR SPARSE(true|false) REGISTRY_FLAGS...
+run_pass() {
+  local label=$1 results=$2 sparse=$3 t toggles=() allow=()
+  shift 3
+  rm -rf "$results"
+  mkdir -p "$results"
+  registry_start "$label" "$WORK/$label/data" "$@" ${EXTRA_REGISTRY_ARGS[@]+"${EXTRA_REGISTRY_ARGS[@]}"}
+  echo "== conformance pass '$label' against $REG_ADDR (registry flags: $* ${REGISTRY_ARGS:-})"
+
+  for t in "${API_TOGGLES[@]}"; do toggles+=("OCI_API_$t=true"); done
+  for t in "${DATA_TOGGLES[@]}"; do toggles+=("OCI_DATA_$t=true"); done
+  toggles+=("OCI_DATA_SPARSE=$sparse")
+  [ "$sparse" = true ] || allow=(--allow-disabled "Sparse Manifests")
+
+  # Run from an empty dir so no stray oci-conformance.yaml is picked up.
+  # Any OCI_* variable of the caller is dropped, so the pass is what it says.
+  (
+    cd "$WORK/$label"
+    while IFS= read -r var; do unset "$var"; done < <(env | sed -n 's/^\(OCI_[A-Z0-9_]*\)=.*/\1/p')
+    env "${toggles[@]}" \
+      OCI_VERSION=dev OCI_TLS=disabled OCI_REGISTRY="$REG_ADDR" \
+      OCI_REPO1=conformance/repo1 OCI_REPO2=conformance/repo2 \
+      OCI_USERNAME="${STRATA_CONF_USER:-}" OCI_PASSWORD="${STRATA_CONF_PASS:-}" \
+      OCI_RESULTS_DIR="$results" OCI_LOG=error \
+      "$SUITE" >"$results/suite-output.txt" 2>&1
+  ) || true # the exit code is not trusted either way; the files are judged below
+
+  stop_pid "$REG_PID"
+  cp "$WORK/$label.log" "$results/registry.log" 2>/dev/null || true
+  if /usr/bin/python3 "$REPO/conformance/check_results.py" "$results" "$label" ${allow[@]+"${allow[@]}"}; then
+    return 0
+  fi
+  echo "   report: $results/report.html (registry log: $results/registry.log)"
+  return 1
+}
+
+status=0
+totals=(0 0 0 0)
+for pass in ${CONFORMANCE_PASSES:-full strict}; do
+  case $pass in
+    full) run_pass full "$REPO/conformance/results" true --allow-sparse || status=1 ;;
+    strict) run_pass strict "$REPO/conformance/results-strict" false || status=1 ;;
+    *) die "unknown pass '$pass' in CONFORMANCE_PASSES" ;;
+  esac
+  dir="$REPO/conformance/results"
+  [ "$pass" = full ] || dir="$REPO/conformance/results-$pass"
+  if [ -f "$dir/counts" ]; then
+    read -r -a c <"$dir/counts"
+    for i in 0 1 2 3; do totals[i]=$((totals[i] + c[i])); done
+  fi
+done
+
+echo "conformance: ${totals[0]} passed, ${totals[1]} failed, ${totals[2]} skipped, ${totals[3]} disabled"
+if [ "$status" -ne 0 ]; then
+  echo "conformance: FAILED" >&2
+fi
+exit "$status"
