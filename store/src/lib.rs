@@ -1,0 +1,163 @@
+//! Strata's content-addressed, deduplicated image store.
+//!
+//! [`Store`] is the facade every caller uses. Beneath it:
+//! - [`meta`] holds all SQL (SQLite by default, PostgreSQL to scale out);
+//! - [`layout`] is the only place object keys are built;
+//! - [`objects`] moves bytes through the `object_store` backend.
+//!
+//! Content is written once under its digest and shared by every repository;
+//! a repository "has" a blob when the metadata says so. Every blob and
+//! manifest is verified against its digest before it becomes visible.
+//! The store knows nothing about HTTP.
+#![deny(missing_docs)]
+
+mod digest;
+pub mod layout;
+pub mod manifest;
+pub mod meta;
+mod names;
+pub mod objects;
+mod store;
+
+pub use digest::{Algorithm, Digest, Hasher};
+pub use manifest::Descriptor;
+pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
+pub use objects::ByteStream;
+pub use store::{PutManifest, Store, StoreConfig, StoredManifest};
+
+/// Everything that can go wrong in the store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A digest string does not follow the grammar.
+    #[error("invalid digest {digest:?}")]
+    DigestInvalid {
+        /// The rejected text.
+        digest: String,
+    },
+    /// A well-formed digest of an algorithm we do not support.
+    #[error("unsupported digest algorithm in {digest:?}: use sha256 or sha512")]
+    DigestUnsupported {
+        /// The rejected text.
+        digest: String,
+    },
+    /// Content does not hash to the digest it was pushed under.
+    #[error("content digest is {actual}, not {expected}")]
+    DigestMismatch {
+        /// The digest the client claimed.
+        expected: Digest,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// A repository name does not follow the grammar.
+    #[error("invalid repository name {name:?}")]
+    NameInvalid {
+        /// The rejected text.
+        name: String,
+    },
+    /// A tag does not follow the grammar.
+    #[error("invalid tag {tag:?}")]
+    TagInvalid {
+        /// The rejected text.
+        tag: String,
+    },
+    /// The repository holds nothing.
+    #[error("repository {name} is not known")]
+    NameUnknown {
+        /// The repository.
+        name: String,
+    },
+    /// The blob is not in the repository.
+    #[error("blob {digest} is not known in this repository")]
+    BlobUnknown {
+        /// The digest asked for.
+        digest: Digest,
+    },
+    /// The upload session does not exist (or belongs to another repository).
+    #[error("upload {id} is not known")]
+    UploadUnknown {
+        /// The session id.
+        id: String,
+    },
+    /// A chunk does not start where the upload stands.
+    #[error("chunk starts at {start}, but the upload has {offset} bytes")]
+    UploadOutOfOrder {
+        /// Where the chunk claimed to start.
+        start: u64,
+        /// Bytes the upload holds.
+        offset: u64,
+    },
+    /// A body's length differs from the declared one.
+    #[error("body is {actual} bytes, {expected} were declared")]
+    SizeMismatch {
+        /// Declared length.
+        expected: u64,
+        /// Received length (so far).
+        actual: u64,
+    },
+    /// The request body ended early or failed.
+    #[error("request body incomplete: {source}")]
+    BodyIncomplete {
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A manifest fails validation.
+    #[error("invalid manifest: {reason}")]
+    ManifestInvalid {
+        /// Why.
+        reason: String,
+    },
+    /// A manifest is larger than the limit.
+    #[error("manifest is {size} bytes, over the {limit} byte limit")]
+    ManifestTooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The manifest is not in the repository.
+    #[error("manifest {reference} is not known")]
+    ManifestUnknown {
+        /// The tag or digest asked for.
+        reference: String,
+    },
+    /// A pushed manifest references content the repository does not hold.
+    #[error("manifest references {digest}, which is not in the repository")]
+    ManifestBlobUnknown {
+        /// The missing reference.
+        digest: Digest,
+    },
+    /// Bad configuration.
+    #[error("{detail}")]
+    Config {
+        /// What is wrong.
+        detail: String,
+    },
+    /// Stored data does not make sense.
+    #[error("corrupt store: {detail}")]
+    Corrupt {
+        /// What is wrong.
+        detail: String,
+    },
+    /// The object store failed.
+    #[error("storage: {0}")]
+    Storage(#[from] object_store::Error),
+    /// The database failed.
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A migration failed.
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl Error {
+    pub(crate) fn from_io(e: std::io::Error) -> Error {
+        match e.downcast::<object_store::Error>() {
+            Ok(e) => Error::Storage(e),
+            Err(e) => Error::BodyIncomplete { source: e },
+        }
+    }
+}
+
+/// The store's result type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

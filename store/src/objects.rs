@@ -1,0 +1,216 @@
+//! Byte movement through the `object_store` backend: open it from a URL, stream
+//! a body into an object, read a range, and commit staging objects as blobs.
+//!
+//! Keys come from [`crate::layout`]; this module never invents one.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::prefix::PrefixStore;
+use object_store::{GetOptions, GetRange, ObjectStore, PutPayload, WriteMultipart};
+
+use crate::{Error, Hasher, Result};
+
+/// Bodies are written in parts of this size; at most `PARTS_IN_FLIGHT` are buffered.
+const PART_SIZE: usize = 8 * 1024 * 1024;
+const PARTS_IN_FLIGHT: usize = 2;
+
+/// A stream of bytes read from the backend.
+pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+
+/// Open a storage backend from `file:///path` or `s3://bucket[/prefix]`.
+///
+/// S3 settings (endpoint, region, credentials, `AWS_ALLOW_HTTP`) come from the
+/// standard `AWS_*` environment variables.
+pub fn open(url: &str) -> Result<Arc<dyn ObjectStore>> {
+    if let Some(path) = url.strip_prefix("file://") {
+        std::fs::create_dir_all(path).map_err(|e| Error::Config {
+            detail: format!("cannot create storage directory {path}: {e}"),
+        })?;
+        let fs = LocalFileSystem::new_with_prefix(path)?.with_automatic_cleanup(true);
+        return Ok(Arc::new(fs));
+    }
+    if let Some(rest) = url.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let s3 = object_store::aws::AmazonS3Builder::from_env()
+            .with_bucket_name(bucket)
+            .build()?;
+        let prefix = prefix.trim_matches('/');
+        if prefix.is_empty() {
+            return Ok(Arc::new(s3));
+        }
+        return Ok(Arc::new(PrefixStore::new(s3, prefix)));
+    }
+    Err(Error::Config {
+        detail: format!("unsupported storage URL {url:?}: use file:///path or s3://bucket/prefix"),
+    })
+}
+
+/// Stream `body` into the object `key`, feeding `hasher` on the way.
+///
+/// Fails with `SizeMismatch` if `expected_len` is given and not met, and with
+/// `BodyIncomplete` if the body stream fails; the object is not left behind.
+/// Small bodies go in a single PUT; larger ones use a multipart upload with
+/// bounded buffering, so memory stays flat whatever the size.
+pub async fn write_stream<S>(
+    store: &dyn ObjectStore,
+    key: &Path,
+    body: S,
+    mut hasher: Option<&mut Hasher>,
+    expected_len: Option<u64>,
+) -> Result<u64>
+where
+    S: Stream<Item = std::io::Result<Bytes>> + Send,
+{
+    let mut body = std::pin::pin!(body);
+    let mut head: Vec<Bytes> = Vec::new();
+    let mut written: u64 = 0;
+    let mut writer: Option<WriteMultipart> = None;
+    let check_len = |n: u64| match expected_len {
+        Some(max) if n > max => Err(Error::SizeMismatch {
+            expected: max,
+            actual: n,
+        }),
+        _ => Ok(()),
+    };
+    let outcome: Result<()> = async {
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(Error::from_io)?;
+            written += chunk.len() as u64;
+            check_len(written)?;
+            if let Some(h) = hasher.as_deref_mut() {
+                h.update(&chunk);
+            }
+            match writer.as_mut() {
+                Some(w) => {
+                    w.wait_for_capacity(PARTS_IN_FLIGHT).await?;
+                    w.write(&chunk);
+                }
+                None => {
+                    head.push(chunk);
+                    if written as usize >= PART_SIZE {
+                        let upload = store.put_multipart(key).await?;
+                        let mut w = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                        for c in head.drain(..) {
+                            w.write(&c);
+                        }
+                        writer = Some(w);
+                    }
+                }
+            }
+        }
+        if let Some(expected) = expected_len {
+            if written != expected {
+                return Err(Error::SizeMismatch {
+                    expected,
+                    actual: written,
+                });
+            }
+        }
+        Ok(())
+    }
+    .await;
+    match (outcome, writer) {
+        (Ok(()), Some(w)) => {
+            w.finish().await?;
+        }
+        (Ok(()), None) => {
+            store.put(key, PutPayload::from_iter(head)).await?;
+        }
+        (Err(e), Some(w)) => {
+            let _ = w.abort().await;
+            return Err(e);
+        }
+        (Err(e), None) => return Err(e),
+    }
+    Ok(written)
+}
+
+/// Read an object, or a byte range of it, as a stream.
+pub async fn read(store: &dyn ObjectStore, key: &Path, range: Option<Range<u64>>) -> Result<ByteStream> {
+    let options = GetOptions {
+        range: range.map(GetRange::Bounded),
+        ..Default::default()
+    };
+    let result = store.get_opts(key, options).await?;
+    Ok(result.into_stream().map_err(std::io::Error::other).boxed())
+}
+
+/// Read a whole (small) object into memory.
+pub async fn read_all(store: &dyn ObjectStore, key: &Path) -> Result<Bytes> {
+    Ok(store.get(key).await?.bytes().await?)
+}
+
+/// Hash the concatenation of `keys`, optionally writing it to `out` on the way.
+pub async fn hash_objects(
+    store: &dyn ObjectStore,
+    keys: &[Path],
+    mut hasher: Hasher,
+    out: Option<&Path>,
+) -> Result<Hasher> {
+    let streams = futures::stream::iter(keys.to_vec())
+        .then(|k| async move { read(store, &k, None).await.map_err(std::io::Error::other) })
+        .try_flatten()
+        .inspect_ok(|chunk| hasher.update(chunk));
+    match out {
+        Some(out) => {
+            write_stream(store, out, streams, None, None).await?;
+        }
+        None => {
+            streams.try_for_each(|_| async { Ok(()) }).await.map_err(Error::from_io)?;
+        }
+    }
+    Ok(hasher)
+}
+
+/// Outcome of committing a staging object as a blob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// The blob was written now.
+    Created,
+    /// Identical content was already stored: a deduplication hit.
+    AlreadyStored,
+}
+
+/// Move a verified staging object to its content-addressed key, only if absent.
+pub async fn commit(store: &dyn ObjectStore, staging: &Path, blob: &Path) -> Result<Commit> {
+    if store.head(blob).await.is_ok() {
+        store.delete(staging).await?;
+        return Ok(Commit::AlreadyStored);
+    }
+    match store.rename_if_not_exists(staging, blob).await {
+        Ok(()) => Ok(Commit::Created),
+        Err(object_store::Error::AlreadyExists { .. }) => {
+            store.delete(staging).await?;
+            Ok(Commit::AlreadyStored)
+        }
+        Err(object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented) => {
+            // The content is addressed by its digest, so an overwrite by a racing
+            // commit writes the very same bytes.
+            store.rename(staging, blob).await?;
+            Ok(Commit::Created)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Delete every object under `prefix`.
+pub async fn delete_prefix(store: &dyn ObjectStore, prefix: &Path) -> Result<()> {
+    let keys: Vec<Path> = store
+        .list(Some(prefix))
+        .map_ok(|m| m.location)
+        .try_collect()
+        .await?;
+    for key in keys {
+        match store.delete(&key).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,442 @@
+//! The `Store` facade: blobs, uploads, manifests, tags and referrers.
+//!
+//! Callers (the registry's handlers, the runner) talk only to this type. It
+//! validates, orders the byte writes before the metadata commits, and keeps
+//! each step idempotent so a crash at any point leaves nothing visible that is
+//! not complete. Leftover staging objects are debris for the cleanup to purge.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::path::Path as FsPath;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures::Stream;
+use object_store::ObjectStore;
+
+use crate::manifest::{self, Descriptor, RefKind};
+use crate::meta::{ManifestRow, Meta, UploadRow};
+use crate::objects::{self, ByteStream};
+use crate::{layout, Algorithm, Digest, Error, Hasher, Reference, RepoName, Result, Tag, UploadId};
+
+/// Where the store keeps bytes and metadata, and its policies.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// Object storage URL: `file:///path` or `s3://bucket/prefix`.
+    pub storage: String,
+    /// Database URL: `sqlite://...` or `postgres://...`.
+    pub database: String,
+    /// Accept manifests that reference blobs or child manifests not in the repository.
+    pub allow_sparse: bool,
+}
+
+impl StoreConfig {
+    /// The embedded default: a file store and a SQLite database inside `dir`.
+    pub fn local(dir: &FsPath) -> StoreConfig {
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        StoreConfig {
+            storage: format!("file://{}", dir.join("storage").display()),
+            database: format!("sqlite://{}?mode=rwc", dir.join("registry.db").display()),
+            allow_sparse: false,
+        }
+    }
+}
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PutManifest {
+    /// Digest of the stored manifest.
+    pub digest: Digest,
+    /// Its subject, when it has one.
+    pub subject: Option<Digest>,
+    /// The tags now pointing at it.
+    pub tags: Vec<Tag>,
+}
+
+/// A manifest as read back.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Digest, media type and size.
+    pub row: ManifestRow,
+    /// The exact bytes pushed, unless only metadata was asked for.
+    pub bytes: Option<Bytes>,
+}
+
+/// The content-addressed store.
+pub struct Store {
+    objects: Arc<dyn ObjectStore>,
+    meta: Meta,
+    allow_sparse: bool,
+    /// Running SHA-256 of uploads whose chunks all passed through this process,
+    /// keyed by upload, with the offset it covers. Lets a chunked upload finish
+    /// without reading its bytes back; absent after a restart, then we re-read.
+    hashers: Mutex<HashMap<UploadId, (u64, Hasher)>>,
+}
+
+impl Store {
+    /// Open (and migrate) a store.
+    pub async fn open(config: &StoreConfig) -> Result<Store> {
+        let objects = objects::open(&config.storage)?;
+        let meta = Meta::open(&config.database).await?;
+        Ok(Store {
+            objects,
+            meta,
+            allow_sparse: config.allow_sparse,
+            hashers: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The metadata handle, for maintenance tasks (GC, fsck).
+    pub fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    /// The object store, for maintenance tasks (GC, fsck).
+    pub fn objects(&self) -> &dyn ObjectStore {
+        self.objects.as_ref()
+    }
+
+    /// Check that the database and the object storage answer.
+    pub async fn ping(&self) -> Result<()> {
+        self.meta.ping().await?;
+        match self.objects.head(&layout::blobs_root()).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    // ---- blobs ----
+
+    /// Size of a blob in `repo`.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        self.meta
+            .repo_blob_size(repo, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown {
+                digest: digest.clone(),
+            })
+    }
+
+    /// Stream a blob (or a byte range of it). Check visibility with [`Store::blob_size`] first.
+    pub async fn read_blob(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream> {
+        objects::read(self.objects.as_ref(), &layout::blob(digest), range).await
+    }
+
+    /// Remove a blob from a repository. The bytes stay until garbage collection.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        if self.meta.unlink_blob(repo, digest).await? {
+            Ok(())
+        } else {
+            Err(Error::BlobUnknown {
+                digest: digest.clone(),
+            })
+        }
+    }
+
+    /// Make a stored blob visible in `repo` without copying it. With `from`,
+    /// only from that repository; without, from wherever it is stored.
+    /// Returns false when the source does not hold it.
+    pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest, from: Option<&RepoName>) -> Result<bool> {
+        Ok(self.meta.mount_blob(repo, digest, from).await?.is_some())
+    }
+
+    /// Push a whole blob in one go.
+    pub async fn put_blob<S>(&self, repo: &RepoName, digest: &Digest, len: Option<u64>, body: S) -> Result<()>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let id = self.start_upload(repo).await?;
+        let result = async {
+            self.append_upload(repo, &id, Some(0), len, body).await?;
+            self.finish_upload(repo, &id, digest).await
+        }
+        .await;
+        if result.is_err() {
+            // The session was private to this request: drop it with its bytes.
+            let _ = self.cancel_upload(repo, &id).await;
+        }
+        result
+    }
+
+    // ---- uploads ----
+
+    /// Open an upload session.
+    pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId> {
+        let id = UploadId::new();
+        self.meta.create_upload(&id, repo).await?;
+        Ok(id)
+    }
+
+    async fn upload(&self, repo: &RepoName, id: &UploadId) -> Result<UploadRow> {
+        match self.meta.upload(id).await? {
+            Some(up) if up.repo == repo.as_str() => Ok(up),
+            _ => Err(Error::UploadUnknown { id: id.to_string() }),
+        }
+    }
+
+    /// Bytes received so far by an upload.
+    pub async fn upload_offset(&self, repo: &RepoName, id: &UploadId) -> Result<u64> {
+        Ok(self.upload(repo, id).await?.size)
+    }
+
+    /// Append a chunk. `start`, when given, must equal the bytes received so
+    /// far; `len`, when given, is the exact chunk length. Returns the new size.
+    /// A failed append leaves the session as it was.
+    pub async fn append_upload<S>(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: S,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let up = self.upload(repo, id).await?;
+        if let Some(start) = start {
+            if start != up.size {
+                return Err(Error::UploadOutOfOrder {
+                    start,
+                    offset: up.size,
+                });
+            }
+        }
+        let mut hasher = self.take_hasher(id, up.size);
+        let part_id = UploadId::new().to_string();
+        let key = layout::upload_part(id, &part_id);
+        let written = objects::write_stream(self.objects.as_ref(), &key, body, hasher.as_mut(), len).await?;
+        if written == 0 {
+            self.objects.delete(&key).await?;
+            self.put_hasher(id, up.size, hasher);
+            return Ok(up.size);
+        }
+        if !self.meta.append_part(id, &up, &part_id, written).await? {
+            self.objects.delete(&key).await?;
+            let now = self.upload(repo, id).await?.size;
+            return Err(Error::UploadOutOfOrder {
+                start: up.size,
+                offset: now,
+            });
+        }
+        self.put_hasher(id, up.size + written, hasher);
+        Ok(up.size + written)
+    }
+
+    fn take_hasher(&self, id: &UploadId, offset: u64) -> Option<Hasher> {
+        let cached = self.hashers.lock().expect("hasher map poisoned").remove(id);
+        match cached {
+            Some((at, h)) if at == offset => Some(h),
+            _ if offset == 0 => Some(Algorithm::Sha256.hasher()),
+            _ => None,
+        }
+    }
+
+    fn put_hasher(&self, id: &UploadId, offset: u64, hasher: Option<Hasher>) {
+        if let Some(h) = hasher {
+            self.hashers
+                .lock()
+                .expect("hasher map poisoned")
+                .insert(id.clone(), (offset, h));
+        }
+    }
+
+    /// Verify an upload against `digest` and commit it as a blob of `repo`.
+    /// On a digest mismatch the session is cancelled and nothing becomes visible.
+    pub async fn finish_upload(&self, repo: &RepoName, id: &UploadId, digest: &Digest) -> Result<()> {
+        let up = self.upload(repo, id).await?;
+        let parts = self.meta.upload_parts(id).await?;
+        let keys: Vec<_> = parts
+            .iter()
+            .map(|p| layout::upload_part(id, &p.part_id))
+            .collect();
+        let cached = self
+            .take_hasher(id, up.size)
+            .filter(|h| h.algorithm() == digest.algorithm() && !parts.is_empty());
+        let staging = match keys.as_slice() {
+            [] => {
+                let key = layout::upload_assembled(id);
+                self.objects.put(&key, Bytes::new().into()).await?;
+                key
+            }
+            [only] => only.clone(),
+            _ => layout::upload_assembled(id),
+        };
+        let actual = match (cached, keys.len()) {
+            (Some(h), n) if n <= 1 => h.finish(),
+            (Some(h), _) => {
+                objects::hash_objects(self.objects.as_ref(), &keys, Algorithm::Sha256.hasher(), Some(&staging)).await?;
+                h.finish()
+            }
+            (None, n) if n <= 1 => {
+                objects::hash_objects(self.objects.as_ref(), std::slice::from_ref(&staging), digest.algorithm().hasher(), None)
+                    .await?
+                    .finish()
+            }
+            (None, _) => objects::hash_objects(self.objects.as_ref(), &keys, digest.algorithm().hasher(), Some(&staging))
+                .await?
+                .finish(),
+        };
+        if &actual != digest {
+            self.cancel_upload(repo, id).await?;
+            return Err(Error::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        objects::commit(self.objects.as_ref(), &staging, &layout::blob(digest)).await?;
+        self.meta.commit_blob(repo, digest, up.size, Some(id)).await?;
+        objects::delete_prefix(self.objects.as_ref(), &layout::upload_dir(id)).await?;
+        Ok(())
+    }
+
+    /// Cancel an upload and delete its bytes.
+    pub async fn cancel_upload(&self, repo: &RepoName, id: &UploadId) -> Result<()> {
+        self.upload(repo, id).await?;
+        self.hashers.lock().expect("hasher map poisoned").remove(id);
+        self.meta.delete_upload(id).await?;
+        objects::delete_prefix(self.objects.as_ref(), &layout::upload_dir(id)).await
+    }
+
+    // ---- manifests ----
+
+    /// Validate and store a manifest, then point `reference` (if a tag) and `extra_tags` at it.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        extra_tags: &[Tag],
+    ) -> Result<PutManifest> {
+        if bytes.len() > manifest::MAX_MANIFEST_SIZE {
+            return Err(Error::ManifestTooLarge {
+                size: bytes.len(),
+                limit: manifest::MAX_MANIFEST_SIZE,
+            });
+        }
+        let parsed = manifest::parse(content_type, &bytes)?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &bytes);
+                if &actual != expected {
+                    return Err(Error::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
+        };
+        if !self.allow_sparse {
+            self.check_refs(repo, &parsed.refs).await?;
+        }
+        let mut tags: Vec<Tag> = extra_tags.to_vec();
+        if let Reference::Tag(t) = reference {
+            tags.insert(0, t.clone());
+        }
+        tags.dedup();
+        self.objects
+            .put(&layout::blob(&digest), bytes.clone().into())
+            .await?;
+        self.meta
+            .put_manifest(repo, &digest, bytes.len() as u64, &parsed, &tags)
+            .await?;
+        Ok(PutManifest {
+            digest,
+            subject: parsed.subject,
+            tags,
+        })
+    }
+
+    async fn check_refs(&self, repo: &RepoName, refs: &[(Digest, RefKind)]) -> Result<()> {
+        for (digest, kind) in refs {
+            let present = match kind {
+                RefKind::Blob => self.meta.repo_blob_size(repo, digest).await?.is_some(),
+                RefKind::Manifest => self.meta.manifest(repo, digest).await?.is_some(),
+                RefKind::ForeignBlob => true,
+            };
+            if !present {
+                return Err(Error::ManifestBlobUnknown {
+                    digest: digest.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve a manifest by tag or digest; with `with_bytes`, also read its bytes.
+    pub async fn manifest(&self, repo: &RepoName, reference: &Reference, with_bytes: bool) -> Result<StoredManifest> {
+        let row = match reference {
+            Reference::Tag(t) => self.meta.tagged_manifest(repo, t).await?,
+            Reference::Digest(d) => self.meta.manifest(repo, d).await?,
+        }
+        .ok_or_else(|| Error::ManifestUnknown {
+            reference: reference.to_string(),
+        })?;
+        let bytes = if with_bytes {
+            Some(objects::read_all(self.objects.as_ref(), &layout::blob(&row.digest)).await?)
+        } else {
+            None
+        };
+        Ok(StoredManifest { row, bytes })
+    }
+
+    /// Delete a tag, or a manifest (with every tag pointing at it) by digest.
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        let existed = match reference {
+            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
+        };
+        if existed {
+            Ok(())
+        } else {
+            Err(Error::ManifestUnknown {
+                reference: reference.to_string(),
+            })
+        }
+    }
+
+    /// Tags of a repository, sorted, after `last`, at most `limit`.
+    pub async fn tags(&self, repo: &RepoName, last: Option<&str>, limit: u64) -> Result<Vec<String>> {
+        let tags = self.meta.tags(repo, last, clamp(limit)).await?;
+        if tags.is_empty() && last.is_none() && !self.meta.repo_exists(repo).await? {
+            return Err(Error::NameUnknown {
+                name: repo.to_string(),
+            });
+        }
+        Ok(tags)
+    }
+
+    /// Repository names, sorted, after `last`, at most `limit`.
+    pub async fn repositories(&self, last: Option<&str>, limit: u64) -> Result<Vec<String>> {
+        self.meta.repositories(last, clamp(limit)).await
+    }
+
+    /// Descriptors of the manifests in `repo` whose subject is `subject`.
+    pub async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
+        let rows = self.meta.referrers(repo, subject, artifact_type).await?;
+        rows.into_iter()
+            .map(|r| {
+                let annotations = match r.annotations {
+                    Some(text) => Some(serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+                        detail: format!("annotations of {}: {e}", r.digest),
+                    })?),
+                    None => None,
+                };
+                Ok(Descriptor {
+                    media_type: r.media_type,
+                    digest: r.digest,
+                    size: r.size,
+                    artifact_type: r.artifact_type,
+                    annotations,
+                })
+            })
+            .collect()
+    }
+}
+
+fn clamp(limit: u64) -> i64 {
+    limit.min(i64::MAX as u64) as i64
+}
