@@ -95,12 +95,13 @@ registry_start() {
   die "registry $name failed to start"
 }
 
-# stop_pid PID: SIGTERM, then SIGKILL after 10 s, and reap it.
+# stop_pid PID [SECONDS]: SIGTERM, then SIGKILL after SECONDS (default 10),
+# and reap it.
 stop_pid() {
-  local pid=$1 i
+  local pid=$1 secs=${2:-10} i
   kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do
+  for i in $(seq 1 $((secs * 10))); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done
