@@ -206,13 +206,13 @@ login_all() {
 }
 
 start_dockerd() {
-  local d="$WORK/docker" i
+  local d="$WORK/docker"
   mkdir -p "$d/data" "$d/exec"
   dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=overlay2 \
     --data-root "$d/data" --exec-root "$d/exec" -H "unix://$DOCKER_SOCK" \
     --pidfile "$d/docker.pid" >"$d/dockerd.log" 2>&1 &
   DOCKERD_PID=$!
-  for i in $(seq 1 600); do
+  for _ in $(seq 1 600); do
     if docker_ version >/dev/null 2>&1; then
       return 0
     fi

@@ -1,3 +1,4 @@
+# shellcheck shell=bash disable=SC2034
 # Shared helpers for conformance/run.sh and conformance/interop.sh.
 # Source it; it defines functions and a few variables, and runs nothing.
 #
@@ -57,7 +58,7 @@ listener_pid() {
 # wait_http_200 URL PID SECONDS: waits until URL answers 200 while PID lives.
 wait_http_200() {
   local url=$1 pid=$2 secs=$3 i
-  for i in $(seq 1 $((secs * 10))); do
+  for _ in $(seq 1 $((secs * 10))); do
     kill -0 "$pid" 2>/dev/null || return 1
     if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url")" = 200 ]; then
       return 0
@@ -98,10 +99,10 @@ registry_start() {
 # stop_pid PID [SECONDS]: SIGTERM, then SIGKILL after SECONDS (default 10),
 # and reap it.
 stop_pid() {
-  local pid=$1 secs=${2:-10} i
+  local pid=$1 secs=${2:-10}
   kill -0 "$pid" 2>/dev/null || return 0
   kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 $((secs * 10))); do
+  for _ in $(seq 1 $((secs * 10))); do
     kill -0 "$pid" 2>/dev/null || break
     sleep 0.1
   done

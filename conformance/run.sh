@@ -28,6 +28,7 @@ require_tool "$SUITE" "$REGISTRY_BIN" curl ss /usr/bin/python3
 read -r -a EXTRA_REGISTRY_ARGS <<<"${REGISTRY_ARGS:-}"
 
 WORK=$(mktemp -d /tmp/strata-conformance.XXXXXX)
+# shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
   stop_started_processes
   rm -rf "$WORK"
