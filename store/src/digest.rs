@@ -85,9 +85,12 @@ impl FromStr for Digest {
         };
         let (alg, encoded) = s.split_once(':').ok_or_else(invalid)?;
         let alg_ok = !alg.is_empty()
-            && alg
-                .split(['.', '+', '_', '-'])
-                .all(|part| !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()));
+            && alg.split(['.', '+', '_', '-']).all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
         let encoded_ok = !encoded.is_empty()
             && encoded
                 .bytes()

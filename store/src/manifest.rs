@@ -96,7 +96,8 @@ fn is_foreign_layer(media_type: &str) -> bool {
 
 /// Parse and validate manifest bytes pushed with the given Content-Type.
 pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest> {
-    let raw: Raw = serde_json::from_slice(bytes).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
+    let raw: Raw =
+        serde_json::from_slice(bytes).map_err(|e| invalid(format!("invalid JSON: {e}")))?;
     let content_type = content_type
         .map(|ct| ct.split(';').next().unwrap_or("").trim())
         .filter(|ct| !ct.is_empty());
@@ -116,8 +117,14 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest>
     let mut refs = Vec::new();
     match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST => {
-            let config = raw.config.as_ref().ok_or_else(|| invalid("missing config"))?;
-            let layers = raw.layers.as_ref().ok_or_else(|| invalid("missing layers"))?;
+            let config = raw
+                .config
+                .as_ref()
+                .ok_or_else(|| invalid("missing config"))?;
+            let layers = raw
+                .layers
+                .as_ref()
+                .ok_or_else(|| invalid("missing layers"))?;
             if raw.manifests.is_some() {
                 return Err(invalid("an image manifest has no manifests field"));
             }
@@ -132,7 +139,10 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest>
             }
         }
         OCI_INDEX | DOCKER_LIST => {
-            let manifests = raw.manifests.as_ref().ok_or_else(|| invalid("missing manifests"))?;
+            let manifests = raw
+                .manifests
+                .as_ref()
+                .ok_or_else(|| invalid("missing manifests"))?;
             if raw.config.is_some() || raw.layers.is_some() {
                 return Err(invalid("an index has no config or layers"));
             }
@@ -204,7 +214,10 @@ mod tests {
             r#"{"schemaVersion":2,"layers":[]}"#,
             r#"{"schemaVersion":2,"config":{"mediaType":"x","digest":"sha256:zz","size":1},"layers":[]}"#,
         ] {
-            assert!(parse(Some(OCI_MANIFEST), body.as_bytes()).is_err(), "{body}");
+            assert!(
+                parse(Some(OCI_MANIFEST), body.as_bytes()).is_err(),
+                "{body}"
+            );
         }
         assert!(parse(Some("text/plain"), br#"{"schemaVersion":2}"#).is_err());
     }

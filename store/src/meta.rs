@@ -282,23 +282,26 @@ impl Meta {
         if moved.rows_affected() == 0 {
             return Ok(false);
         }
-        sqlx::query("INSERT INTO upload_parts (upload, seq, part_id, size) VALUES ($1, $2, $3, $4)")
-            .bind(id.as_str())
-            .bind(expected.parts)
-            .bind(part_id)
-            .bind(len as i64)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO upload_parts (upload, seq, part_id, size) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id.as_str())
+        .bind(expected.parts)
+        .bind(part_id)
+        .bind(len as i64)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(true)
     }
 
     /// The parts of an upload, in order.
     pub async fn upload_parts(&self, id: &UploadId) -> Result<Vec<PartRow>> {
-        let rows = sqlx::query("SELECT part_id, size FROM upload_parts WHERE upload = $1 ORDER BY seq")
-            .bind(id.as_str())
-            .fetch_all(&self.write)
-            .await?;
+        let rows =
+            sqlx::query("SELECT part_id, size FROM upload_parts WHERE upload = $1 ORDER BY seq")
+                .bind(id.as_str())
+                .fetch_all(&self.write)
+                .await?;
         Ok(rows
             .iter()
             .map(|r| PartRow {
@@ -325,7 +328,9 @@ impl Meta {
 
     /// Ids of every open upload.
     pub async fn upload_ids(&self) -> Result<Vec<String>> {
-        let rows = sqlx::query("SELECT id FROM uploads").fetch_all(&self.read).await?;
+        let rows = sqlx::query("SELECT id FROM uploads")
+            .fetch_all(&self.read)
+            .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
@@ -333,11 +338,13 @@ impl Meta {
 
     /// A manifest of `repo` by digest.
     pub async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRow>> {
-        let row = sqlx::query("SELECT digest, media_type, size FROM manifests WHERE repo = $1 AND digest = $2")
-            .bind(repo.as_str())
-            .bind(digest.to_string())
-            .fetch_optional(&self.read)
-            .await?;
+        let row = sqlx::query(
+            "SELECT digest, media_type, size FROM manifests WHERE repo = $1 AND digest = $2",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&self.read)
+        .await?;
         row.map(|r| manifest_row(&r)).transpose()
     }
 
@@ -463,7 +470,12 @@ impl Meta {
     }
 
     /// Tags of a repository in lexical order, after `last`, at most `limit`.
-    pub async fn tags(&self, repo: &RepoName, last: Option<&str>, limit: i64) -> Result<Vec<String>> {
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT name FROM tags WHERE repo = $1 AND name > $2 ORDER BY name LIMIT $3",
         )

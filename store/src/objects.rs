@@ -132,7 +132,11 @@ where
 }
 
 /// Read an object, or a byte range of it, as a stream.
-pub async fn read(store: &dyn ObjectStore, key: &Path, range: Option<Range<u64>>) -> Result<ByteStream> {
+pub async fn read(
+    store: &dyn ObjectStore,
+    key: &Path,
+    range: Option<Range<u64>>,
+) -> Result<ByteStream> {
     let options = GetOptions {
         range: range.map(GetRange::Bounded),
         ..Default::default()
@@ -148,21 +152,33 @@ pub async fn read_all(store: &dyn ObjectStore, key: &Path) -> Result<Bytes> {
 
 /// Hash the concatenation of `keys`, optionally writing it to `out` on the way.
 pub async fn hash_objects(
-    store: &dyn ObjectStore,
+    store: &Arc<dyn ObjectStore>,
     keys: &[Path],
     mut hasher: Hasher,
     out: Option<&Path>,
 ) -> Result<Hasher> {
-    let streams = futures::stream::iter(keys.to_vec())
-        .then(|k| async move { read(store, &k, None).await.map_err(std::io::Error::other) })
+    let owned = Arc::clone(store);
+    let joined = futures::stream::iter(keys.to_vec())
+        .then(move |k| {
+            let store = Arc::clone(&owned);
+            async move {
+                read(store.as_ref(), &k, None)
+                    .await
+                    .map_err(std::io::Error::other)
+            }
+        })
         .try_flatten()
+        .boxed()
         .inspect_ok(|chunk| hasher.update(chunk));
     match out {
         Some(out) => {
-            write_stream(store, out, streams, None, None).await?;
+            write_stream(store.as_ref(), out, joined, None, None).await?;
         }
         None => {
-            streams.try_for_each(|_| async { Ok(()) }).await.map_err(Error::from_io)?;
+            joined
+                .try_for_each(|_| futures::future::ready(Ok(())))
+                .await
+                .map_err(Error::from_io)?;
         }
     }
     Ok(hasher)

@@ -118,7 +118,11 @@ impl Store {
     }
 
     /// Stream a blob (or a byte range of it). Check visibility with [`Store::blob_size`] first.
-    pub async fn read_blob(&self, digest: &Digest, range: Option<Range<u64>>) -> Result<ByteStream> {
+    pub async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream> {
         objects::read(self.objects.as_ref(), &layout::blob(digest), range).await
     }
 
@@ -136,21 +140,31 @@ impl Store {
     /// Make a stored blob visible in `repo` without copying it. With `from`,
     /// only from that repository; without, from wherever it is stored.
     /// Returns false when the source does not hold it.
-    pub async fn mount_blob(&self, repo: &RepoName, digest: &Digest, from: Option<&RepoName>) -> Result<bool> {
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: Option<&RepoName>,
+    ) -> Result<bool> {
         Ok(self.meta.mount_blob(repo, digest, from).await?.is_some())
     }
 
     /// Push a whole blob in one go.
-    pub async fn put_blob<S>(&self, repo: &RepoName, digest: &Digest, len: Option<u64>, body: S) -> Result<()>
+    pub async fn put_blob<S>(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        len: Option<u64>,
+        body: S,
+    ) -> Result<()>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
         let id = self.start_upload(repo).await?;
-        let result = async {
-            self.append_upload(repo, &id, Some(0), len, body).await?;
-            self.finish_upload(repo, &id, digest).await
-        }
-        .await;
+        let result = match self.append_upload(repo, &id, Some(0), len, body).await {
+            Ok(_) => self.finish_upload(repo, &id, digest).await,
+            Err(e) => Err(e),
+        };
         if result.is_err() {
             // The session was private to this request: drop it with its bytes.
             let _ = self.cancel_upload(repo, &id).await;
@@ -205,7 +219,8 @@ impl Store {
         let mut hasher = self.take_hasher(id, up.size);
         let part_id = UploadId::new().to_string();
         let key = layout::upload_part(id, &part_id);
-        let written = objects::write_stream(self.objects.as_ref(), &key, body, hasher.as_mut(), len).await?;
+        let written =
+            objects::write_stream(self.objects.as_ref(), &key, body, hasher.as_mut(), len).await?;
         if written == 0 {
             self.objects.delete(&key).await?;
             self.put_hasher(id, up.size, hasher);
@@ -243,7 +258,12 @@ impl Store {
 
     /// Verify an upload against `digest` and commit it as a blob of `repo`.
     /// On a digest mismatch the session is cancelled and nothing becomes visible.
-    pub async fn finish_upload(&self, repo: &RepoName, id: &UploadId, digest: &Digest) -> Result<()> {
+    pub async fn finish_upload(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        digest: &Digest,
+    ) -> Result<()> {
         let up = self.upload(repo, id).await?;
         let parts = self.meta.upload_parts(id).await?;
         let keys: Vec<_> = parts
@@ -265,17 +285,31 @@ impl Store {
         let actual = match (cached, keys.len()) {
             (Some(h), n) if n <= 1 => h.finish(),
             (Some(h), _) => {
-                objects::hash_objects(self.objects.as_ref(), &keys, Algorithm::Sha256.hasher(), Some(&staging)).await?;
+                objects::hash_objects(
+                    &self.objects,
+                    &keys,
+                    Algorithm::Sha256.hasher(),
+                    Some(&staging),
+                )
+                .await?;
                 h.finish()
             }
-            (None, n) if n <= 1 => {
-                objects::hash_objects(self.objects.as_ref(), std::slice::from_ref(&staging), digest.algorithm().hasher(), None)
-                    .await?
-                    .finish()
-            }
-            (None, _) => objects::hash_objects(self.objects.as_ref(), &keys, digest.algorithm().hasher(), Some(&staging))
-                .await?
-                .finish(),
+            (None, n) if n <= 1 => objects::hash_objects(
+                &self.objects,
+                std::slice::from_ref(&staging),
+                digest.algorithm().hasher(),
+                None,
+            )
+            .await?
+            .finish(),
+            (None, _) => objects::hash_objects(
+                &self.objects,
+                &keys,
+                digest.algorithm().hasher(),
+                Some(&staging),
+            )
+            .await?
+            .finish(),
         };
         if &actual != digest {
             self.cancel_upload(repo, id).await?;
@@ -285,7 +319,9 @@ impl Store {
             });
         }
         objects::commit(self.objects.as_ref(), &staging, &layout::blob(digest)).await?;
-        self.meta.commit_blob(repo, digest, up.size, Some(id)).await?;
+        self.meta
+            .commit_blob(repo, digest, up.size, Some(id))
+            .await?;
         objects::delete_prefix(self.objects.as_ref(), &layout::upload_dir(id)).await?;
         Ok(())
     }
@@ -367,7 +403,12 @@ impl Store {
     }
 
     /// Resolve a manifest by tag or digest; with `with_bytes`, also read its bytes.
-    pub async fn manifest(&self, repo: &RepoName, reference: &Reference, with_bytes: bool) -> Result<StoredManifest> {
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        with_bytes: bool,
+    ) -> Result<StoredManifest> {
         let row = match reference {
             Reference::Tag(t) => self.meta.tagged_manifest(repo, t).await?,
             Reference::Digest(d) => self.meta.manifest(repo, d).await?,
@@ -399,7 +440,12 @@ impl Store {
     }
 
     /// Tags of a repository, sorted, after `last`, at most `limit`.
-    pub async fn tags(&self, repo: &RepoName, last: Option<&str>, limit: u64) -> Result<Vec<String>> {
+    pub async fn tags(
+        &self,
+        repo: &RepoName,
+        last: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<String>> {
         let tags = self.meta.tags(repo, last, clamp(limit)).await?;
         if tags.is_empty() && last.is_none() && !self.meta.repo_exists(repo).await? {
             return Err(Error::NameUnknown {
@@ -415,14 +461,21 @@ impl Store {
     }
 
     /// Descriptors of the manifests in `repo` whose subject is `subject`.
-    pub async fn referrers(&self, repo: &RepoName, subject: &Digest, artifact_type: Option<&str>) -> Result<Vec<Descriptor>> {
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
         let rows = self.meta.referrers(repo, subject, artifact_type).await?;
         rows.into_iter()
             .map(|r| {
                 let annotations = match r.annotations {
-                    Some(text) => Some(serde_json::from_str(&text).map_err(|e| Error::Corrupt {
-                        detail: format!("annotations of {}: {e}", r.digest),
-                    })?),
+                    Some(text) => {
+                        Some(serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+                            detail: format!("annotations of {}: {e}", r.digest),
+                        })?)
+                    }
                     None => None,
                 };
                 Ok(Descriptor {

@@ -1,0 +1,528 @@
+//! HTTP handlers: parse the request, call the store, shape the response.
+//!
+//! Handlers hold no SQL and build no storage keys; everything goes through
+//! [`store::Store`]. One catch-all route feeds [`dispatch`], which matches the
+//! parsed [`Route`] and the method.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt, TryStreamExt};
+use serde_json::json;
+use store::{Digest, Reference, RepoName, Store, Tag, UploadId};
+
+use crate::error::{upload_range, ApiError, Code};
+use crate::path::{self, Route};
+use crate::range;
+
+/// Shared state of every handler.
+pub struct AppState {
+    /// The image store.
+    pub store: Store,
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+const DIGEST_HEADER: &str = "docker-content-digest";
+const UPLOAD_UUID_HEADER: &str = "docker-upload-uuid";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Query parameters in order, repeated keys kept.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(uri: &axum::http::Uri) -> Result<Query, ApiError> {
+        let raw = uri.query().unwrap_or("");
+        serde_urlencoded_pairs(raw).map(Query)
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn serde_urlencoded_pairs(raw: &str) -> Result<Vec<(String, String)>, ApiError> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(
+        &format!("/?{raw}").parse().map_err(|_| bad_query())?,
+    )
+    .map(|q| q.0)
+    .map_err(|_| bad_query())
+}
+
+fn bad_query() -> ApiError {
+    ApiError::new(Code::Unsupported)
+        .status(StatusCode::BAD_REQUEST)
+        .detail("malformed query string")
+}
+
+/// The single entry point for `/v2/...`.
+pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    match route(&state, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn route(state: &AppState, request: Request) -> ApiResult {
+    let (parts, body) = request.into_parts();
+    let route = path::parse(parts.uri.path())?;
+    let query = Query::parse(&parts.uri)?;
+    let store = &state.store;
+    let h = &parts.headers;
+    let m = &parts.method;
+    match route {
+        Route::Base if is_read(m) => Ok(Json(json!({})).into_response()),
+        Route::Catalog if *m == Method::GET => catalog(store, &query).await,
+        Route::Tags(repo) if *m == Method::GET => tags(store, &repo, &query).await,
+        Route::Manifest(repo, r) if is_read(m) => {
+            get_manifest(store, &repo, &r, *m == Method::GET).await
+        }
+        Route::Manifest(repo, r) if *m == Method::PUT => {
+            put_manifest(store, &repo, &r, &query, h, body).await
+        }
+        Route::Manifest(repo, r) if *m == Method::DELETE => delete_manifest(store, &repo, &r).await,
+        Route::Referrers(repo, d) if *m == Method::GET => referrers(store, &repo, &d, &query).await,
+        Route::Blob(repo, d) if is_read(m) => {
+            get_blob(store, &repo, &d, h, *m == Method::GET).await
+        }
+        Route::Blob(repo, d) if *m == Method::DELETE => delete_blob(store, &repo, &d).await,
+        Route::Uploads(repo) if *m == Method::POST => {
+            post_upload(store, &repo, &query, h, body).await
+        }
+        Route::Upload(repo, id) if *m == Method::GET => get_upload(store, &repo, &id).await,
+        Route::Upload(repo, id) if *m == Method::PATCH => {
+            patch_upload(store, &repo, &id, h, body).await
+        }
+        Route::Upload(repo, id) if *m == Method::PUT => {
+            put_upload(store, &repo, &id, &query, h, body).await
+        }
+        Route::Upload(repo, id) if *m == Method::DELETE => delete_upload(store, &repo, &id).await,
+        _ => Err(ApiError::new(Code::Unsupported)
+            .detail(format!("{m} is not supported on {}", parts.uri.path()))),
+    }
+}
+
+fn is_read(m: &Method) -> bool {
+    *m == Method::GET || *m == Method::HEAD
+}
+
+struct Json(serde_json::Value);
+
+impl IntoResponse for Json {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+fn header_str<'a>(h: &'a HeaderMap, name: impl header::AsHeaderName) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn content_length(h: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    match header_str(h, header::CONTENT_LENGTH) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| ApiError::new(Code::SizeInvalid).detail("invalid Content-Length")),
+    }
+}
+
+fn body_stream(body: Body) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
+    body.into_data_stream().map_err(std::io::Error::other)
+}
+
+/// Whether a request carries a body: a non-zero length, or chunked encoding.
+fn has_body(h: &HeaderMap) -> Result<bool, ApiError> {
+    Ok(match content_length(h)? {
+        Some(n) => n > 0,
+        None => h.contains_key(header::TRANSFER_ENCODING),
+    })
+}
+
+fn response(status: StatusCode, headers: &[(&'static str, String)]) -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = status;
+    for (k, v) in headers {
+        if let Ok(v) = HeaderValue::from_str(v) {
+            r.headers_mut().append(*k, v);
+        }
+    }
+    r
+}
+
+fn pagination(query: &Query) -> Result<(Option<u64>, Option<String>), ApiError> {
+    let n = match query.get("n") {
+        None | Some("") => None,
+        Some(v) => Some(v.parse::<u64>().map_err(|_| {
+            ApiError::new(Code::Unsupported)
+                .status(StatusCode::BAD_REQUEST)
+                .detail("n must be a non-negative integer")
+        })?),
+    };
+    Ok((
+        n,
+        query
+            .get("last")
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned),
+    ))
+}
+
+/// Shape a paginated list: fetch one more than asked to know whether to send `Link`.
+fn paginated(
+    key: &str,
+    mut items: Vec<String>,
+    n: Option<u64>,
+    base: &str,
+    extra: serde_json::Value,
+) -> Response {
+    let mut link = None;
+    if let Some(n) = n {
+        if items.len() as u64 > n {
+            items.truncate(n as usize);
+            if let Some(last) = items.last() {
+                link = Some(format!("<{base}?n={n}&last={last}>; rel=\"next\""));
+            }
+        }
+    }
+    let mut body = extra;
+    body[key] = json!(items);
+    let mut r = Json(body).into_response();
+    if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        r.headers_mut().insert(header::LINK, link);
+    }
+    r
+}
+
+async fn catalog(store: &Store, query: &Query) -> ApiResult {
+    let (n, last) = pagination(query)?;
+    let repos = store
+        .repositories(last.as_deref(), n.map_or(u64::MAX, |n| n.saturating_add(1)))
+        .await?;
+    Ok(paginated(
+        "repositories",
+        repos,
+        n,
+        "/v2/_catalog",
+        json!({}),
+    ))
+}
+
+async fn tags(store: &Store, repo: &RepoName, query: &Query) -> ApiResult {
+    let (n, last) = pagination(query)?;
+    let tags = store
+        .tags(
+            repo,
+            last.as_deref(),
+            n.map_or(u64::MAX, |n| n.saturating_add(1)),
+        )
+        .await?;
+    let base = format!("/v2/{repo}/tags/list");
+    Ok(paginated(
+        "tags",
+        tags,
+        n,
+        &base,
+        json!({"name": repo.as_str()}),
+    ))
+}
+
+// ---- manifests ----
+
+async fn get_manifest(
+    store: &Store,
+    repo: &RepoName,
+    reference: &Reference,
+    with_body: bool,
+) -> ApiResult {
+    let m = store.manifest(repo, reference, with_body).await?;
+    let headers = [
+        (header::CONTENT_TYPE.as_str(), m.row.media_type.clone()),
+        (header::CONTENT_LENGTH.as_str(), m.row.size.to_string()),
+        (DIGEST_HEADER, m.row.digest.to_string()),
+        (header::ETAG.as_str(), format!("\"{}\"", m.row.digest)),
+    ];
+    let mut r = response(StatusCode::OK, &headers);
+    if let Some(bytes) = m.bytes {
+        *r.body_mut() = Body::from(bytes);
+    }
+    Ok(r)
+}
+
+async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut buf = BytesMut::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(Code::ManifestInvalid).detail(format!("request body: {e}"))
+        })?;
+        buf.extend_from_slice(&chunk);
+        if buf.len() > limit {
+            return Err(store::Error::ManifestTooLarge {
+                size: buf.len(),
+                limit,
+            }
+            .into());
+        }
+    }
+    Ok(buf.freeze())
+}
+
+async fn put_manifest(
+    store: &Store,
+    repo: &RepoName,
+    reference: &Reference,
+    query: &Query,
+    h: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let limit = store::manifest::MAX_MANIFEST_SIZE;
+    if let Some(n) = content_length(h)? {
+        if n > limit as u64 {
+            return Err(store::Error::ManifestTooLarge {
+                size: n as usize,
+                limit,
+            }
+            .into());
+        }
+    }
+    let tags = query
+        .all("tag")
+        .map(str::parse)
+        .collect::<Result<Vec<Tag>, _>>()?;
+    let bytes = read_limited(body, limit).await?;
+    let put = store
+        .put_manifest(
+            repo,
+            reference,
+            header_str(h, header::CONTENT_TYPE),
+            bytes,
+            &tags,
+        )
+        .await?;
+    let mut headers = vec![
+        (
+            header::LOCATION.as_str(),
+            format!("/v2/{repo}/manifests/{}", put.digest),
+        ),
+        (DIGEST_HEADER, put.digest.to_string()),
+    ];
+    if let Some(subject) = &put.subject {
+        headers.push(("oci-subject", subject.to_string()));
+    }
+    for tag in &put.tags {
+        headers.push(("oci-tag", tag.to_string()));
+    }
+    Ok(response(StatusCode::CREATED, &headers))
+}
+
+async fn delete_manifest(store: &Store, repo: &RepoName, reference: &Reference) -> ApiResult {
+    store.delete_manifest(repo, reference).await?;
+    Ok(response(StatusCode::ACCEPTED, &[]))
+}
+
+async fn referrers(store: &Store, repo: &RepoName, subject: &Digest, query: &Query) -> ApiResult {
+    let filter = query.get("artifactType").filter(|t| !t.is_empty());
+    let manifests = store.referrers(repo, subject, filter).await?;
+    let body = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+    let mut r = Json(body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(OCI_INDEX));
+    if filter.is_some() {
+        r.headers_mut().insert(
+            "oci-filters-applied",
+            HeaderValue::from_static("artifactType"),
+        );
+    }
+    Ok(r)
+}
+
+// ---- blobs ----
+
+async fn get_blob(
+    store: &Store,
+    repo: &RepoName,
+    digest: &Digest,
+    h: &HeaderMap,
+    with_body: bool,
+) -> ApiResult {
+    let size = store.blob_size(repo, digest).await?;
+    let range = match header_str(h, header::RANGE) {
+        None => None,
+        Some(v) => Some(range::parse_range(v, size).map_err(|_| {
+            ApiError::new(Code::BlobUnknown)
+                .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                .detail(format!(
+                    "range {v} cannot be served from a blob of {size} bytes"
+                ))
+                .header(header::CONTENT_RANGE, format!("bytes */{size}"))
+        })?),
+    };
+    let (status, len) = match &range {
+        Some(r) => (StatusCode::PARTIAL_CONTENT, r.end - r.start),
+        None => (StatusCode::OK, size),
+    };
+    let mut headers = vec![
+        (header::CONTENT_LENGTH.as_str(), len.to_string()),
+        (
+            header::CONTENT_TYPE.as_str(),
+            "application/octet-stream".to_owned(),
+        ),
+        (DIGEST_HEADER, digest.to_string()),
+        (header::ACCEPT_RANGES.as_str(), "bytes".to_owned()),
+        (header::ETAG.as_str(), format!("\"{digest}\"")),
+    ];
+    if let Some(r) = &range {
+        headers.push((
+            header::CONTENT_RANGE.as_str(),
+            format!("bytes {}-{}/{size}", r.start, r.end - 1),
+        ));
+    }
+    let mut response = response(status, &headers);
+    if with_body && len > 0 {
+        let stream = store.read_blob(digest, range).await?;
+        *response.body_mut() = Body::from_stream(stream);
+    }
+    Ok(response)
+}
+
+async fn delete_blob(store: &Store, repo: &RepoName, digest: &Digest) -> ApiResult {
+    store.delete_blob(repo, digest).await?;
+    Ok(response(StatusCode::ACCEPTED, &[]))
+}
+
+fn blob_created(repo: &RepoName, digest: &Digest) -> Response {
+    response(
+        StatusCode::CREATED,
+        &[
+            (
+                header::LOCATION.as_str(),
+                format!("/v2/{repo}/blobs/{digest}"),
+            ),
+            (DIGEST_HEADER, digest.to_string()),
+        ],
+    )
+}
+
+fn upload_accepted(status: StatusCode, repo: &RepoName, id: &UploadId, size: u64) -> Response {
+    response(
+        status,
+        &[
+            (
+                header::LOCATION.as_str(),
+                format!("/v2/{repo}/blobs/uploads/{id}"),
+            ),
+            (header::RANGE.as_str(), upload_range(size)),
+            (UPLOAD_UUID_HEADER, id.to_string()),
+        ],
+    )
+}
+
+async fn post_upload(
+    store: &Store,
+    repo: &RepoName,
+    query: &Query,
+    h: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    if let Some(mount) = query.get("mount") {
+        let digest: Digest = mount.parse()?;
+        let from = match query.get("from") {
+            Some(f) => Some(f.parse::<RepoName>()?),
+            None => None,
+        };
+        if store.mount_blob(repo, &digest, from.as_ref()).await? {
+            return Ok(blob_created(repo, &digest));
+        }
+    } else if let Some(d) = query.get("digest") {
+        let digest: Digest = d.parse()?;
+        store
+            .put_blob(repo, &digest, content_length(h)?, body_stream(body))
+            .await?;
+        return Ok(blob_created(repo, &digest));
+    }
+    let id = store.start_upload(repo).await?;
+    Ok(upload_accepted(StatusCode::ACCEPTED, repo, &id, 0))
+}
+
+async fn get_upload(store: &Store, repo: &RepoName, id: &UploadId) -> ApiResult {
+    let size = store.upload_offset(repo, id).await?;
+    Ok(upload_accepted(StatusCode::NO_CONTENT, repo, id, size))
+}
+
+/// The chunk's start and length from `Content-Range` and `Content-Length`, checked against each other.
+fn chunk_bounds(h: &HeaderMap) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    let declared = content_length(h)?;
+    let Some(v) = header_str(h, header::CONTENT_RANGE) else {
+        return Ok((None, declared));
+    };
+    let (start, len) = range::parse_content_range(v).ok_or_else(|| {
+        ApiError::new(Code::BlobUploadInvalid)
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .detail(format!("invalid Content-Range {v:?}"))
+    })?;
+    if declared.is_some_and(|n| n != len) {
+        return Err(
+            ApiError::new(Code::SizeInvalid).detail("Content-Length does not match Content-Range")
+        );
+    }
+    Ok((Some(start), Some(len)))
+}
+
+async fn patch_upload(
+    store: &Store,
+    repo: &RepoName,
+    id: &UploadId,
+    h: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let (start, len) = chunk_bounds(h)?;
+    let size = store
+        .append_upload(repo, id, start, len, body_stream(body))
+        .await?;
+    Ok(upload_accepted(StatusCode::ACCEPTED, repo, id, size))
+}
+
+async fn put_upload(
+    store: &Store,
+    repo: &RepoName,
+    id: &UploadId,
+    query: &Query,
+    h: &HeaderMap,
+    body: Body,
+) -> ApiResult {
+    let digest: Digest = query
+        .get("digest")
+        .ok_or_else(|| {
+            ApiError::new(Code::DigestInvalid).detail("the digest parameter is required")
+        })?
+        .parse()?;
+    if has_body(h)? {
+        let (start, len) = chunk_bounds(h)?;
+        store
+            .append_upload(repo, id, start, len, body_stream(body))
+            .await?;
+    }
+    store.finish_upload(repo, id, &digest).await?;
+    Ok(blob_created(repo, &digest))
+}
+
+async fn delete_upload(store: &Store, repo: &RepoName, id: &UploadId) -> ApiResult {
+    store.cancel_upload(repo, id).await?;
+    Ok(response(StatusCode::NO_CONTENT, &[]))
+}
