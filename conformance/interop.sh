@@ -559,6 +559,7 @@ case_regctl() {
 # ------------------------------------------------------------------ driver
 
 make_fixtures
+[ -z "${INTEROP_USER:-}" ] || REGISTRY_READY_AUTH="$INTEROP_USER:${INTEROP_PASS:-}"
 registry_start interop "$WORK/registry/data" ${EXTRA_REGISTRY_ARGS[@]+"${EXTRA_REGISTRY_ARGS[@]}"}
 echo "interop: registry at $REG_ADDR (pid $REG_PID)"
 client_setup

@@ -12,6 +12,7 @@
 #       very process, and sets REG_PORT, REG_ADDR and REG_PID. Logs go to
 #       DATA_DIR/../NAME.log. Every process started here is recorded, and
 #       stop_started_processes (call it from your EXIT trap) ends them by PID.
+#       When REGISTRY_READY_AUTH is "user:pass", the readiness probe sends it.
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_BIN="$REPO/.tools/bin"
@@ -60,7 +61,8 @@ wait_http_200() {
   local url=$1 pid=$2 secs=$3 i
   for _ in $(seq 1 $((secs * 10))); do
     kill -0 "$pid" 2>/dev/null || return 1
-    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url")" = 200 ]; then
+    if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+      ${REGISTRY_READY_AUTH:+-u "$REGISTRY_READY_AUTH"} "$url")" = 200 ]; then
       return 0
     fi
     sleep 0.1

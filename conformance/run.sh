@@ -26,6 +26,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SUITE="$TOOLS_BIN/conformance"
 require_tool "$SUITE" "$REGISTRY_BIN" curl ss /usr/bin/python3
 read -r -a EXTRA_REGISTRY_ARGS <<<"${REGISTRY_ARGS:-}"
+[ -z "${STRATA_CONF_USER:-}" ] || REGISTRY_READY_AUTH="$STRATA_CONF_USER:${STRATA_CONF_PASS:-}"
 
 WORK=$(mktemp -d /tmp/strata-conformance.XXXXXX)
 # shellcheck disable=SC2317 # called by the EXIT trap
