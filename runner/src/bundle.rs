@@ -1,0 +1,253 @@
+//! `runner bundle`: write an OCI runtime-spec bundle — `rootfs/` with every
+//! layer applied in order (whiteouts applied as deletions) and a
+//! `config.json` expressing the same container `runner run` would start:
+//! namespaces, mounts, masked and read-only paths, capabilities,
+//! `no_new_privs`, the resolved seccomp rules and cgroup limits.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+
+use crate::images::{self, ImageRecord, ImageStore};
+use crate::spec::{self, ContainerSpec, Network};
+use crate::unpack::{self, Whiteouts};
+
+/// Errors writing a bundle.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The bundle directory already has a rootfs or config.
+    #[error("{0} already exists; choose an empty bundle directory")]
+    NotEmpty(PathBuf),
+    /// Filesystem failure.
+    #[error("bundle {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Path.
+        path: PathBuf,
+        /// OS error.
+        source: io::Error,
+    },
+    /// Unpacking a layer failed.
+    #[error(transparent)]
+    Unpack(#[from] unpack::Error),
+    /// Reading a blob failed.
+    #[error(transparent)]
+    Store(#[from] images::Error),
+    /// The user could not be resolved in the rootfs.
+    #[error(transparent)]
+    Spec(#[from] spec::Error),
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Writes the bundle for `spec` from image `record` into `dir`.
+pub fn write_bundle(
+    store: &ImageStore,
+    record: &ImageRecord,
+    spec: &ContainerSpec,
+    dir: &Path,
+) -> Result<()> {
+    let rootfs = dir.join("rootfs");
+    let config_path = dir.join("config.json");
+    for p in [&rootfs, &config_path] {
+        if p.exists() {
+            return Err(Error::NotEmpty(p.clone()));
+        }
+    }
+    let io_err = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io {
+            action,
+            path,
+            source,
+        }
+    };
+    fs::create_dir_all(&rootfs).map_err(io_err("create", &rootfs))?;
+    let result = (|| {
+        for (layer, diff_id) in record.layers.iter().zip(&record.diff_ids) {
+            let blob = store.open_blob(&layer.digest)?;
+            unpack::unpack_into(blob, &rootfs, diff_id, Whiteouts::Apply)?;
+        }
+        let user = spec::resolve_user(&spec.user, &rootfs)?;
+        let config = runtime_config(spec, &user);
+        let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
+        fs::write(&config_path, bytes).map_err(io_err("write", &config_path))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&rootfs);
+    }
+    result
+}
+
+fn mount(destination: &str, kind: &str, source: &str, options: &[&str]) -> Value {
+    json!({ "destination": destination, "type": kind, "source": source, "options": options })
+}
+
+/// The OCI runtime config for a container spec.
+pub fn runtime_config(spec: &ContainerSpec, user: &spec::ResolvedUser) -> Value {
+    let caps: Vec<String> = spec.capabilities.iter().map(|c| c.to_string()).collect();
+    let effective: Vec<String> = if user.uid == 0 {
+        caps.clone()
+    } else {
+        Vec::new()
+    };
+    let mut env = spec.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!(
+            "HOME={}",
+            user.home.clone().unwrap_or_else(|| "/".into())
+        ));
+    }
+    let mut mounts = vec![
+        mount("/proc", "proc", "proc", &["nosuid", "noexec", "nodev"]),
+        mount(
+            "/dev",
+            "tmpfs",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+                "gid=5",
+            ],
+        ),
+        mount(
+            "/dev/shm",
+            "tmpfs",
+            "shm",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+        mount(
+            "/dev/mqueue",
+            "mqueue",
+            "mqueue",
+            &["nosuid", "noexec", "nodev"],
+        ),
+        mount(
+            "/sys",
+            "sysfs",
+            "sysfs",
+            &["nosuid", "noexec", "nodev", "ro"],
+        ),
+    ];
+    for v in &spec.volumes {
+        let mode = if v.read_only { "ro" } else { "rw" };
+        mounts.push(json!({
+            "destination": v.container, "type": "bind", "source": v.host,
+            "options": ["rbind", mode],
+        }));
+    }
+    for t in &spec.tmpfs {
+        let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
+        options.extend(
+            t.options
+                .split(',')
+                .filter(|o| !o.is_empty())
+                .map(str::to_owned),
+        );
+        mounts.push(json!({ "destination": t.path, "type": "tmpfs", "source": "tmpfs", "options": options }));
+    }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "ipc"}),
+        json!({"type": "uts"}),
+        json!({"type": "mount"}),
+        json!({"type": "cgroup"}),
+    ];
+    if spec.network == Network::None {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut linux = json!({
+        "namespaces": namespaces,
+        "maskedPaths": [
+            "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+            "/sys/firmware", "/sys/devices/virtual/powercap"
+        ],
+        "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"],
+        "resources": resources(spec),
+    });
+    if let Some(map) = spec.userns {
+        let m = json!([{ "containerID": 0, "hostID": map.host_start, "size": map.size }]);
+        namespaces_push(&mut linux, json!({"type": "user"}));
+        linux["uidMappings"] = m.clone();
+        linux["gidMappings"] = m;
+    }
+    if let Some(profile) = &spec.seccomp {
+        let arches: Vec<&str> = match std::env::consts::ARCH {
+            "x86_64" => vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "aarch64" => vec!["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+            _ => Vec::new(),
+        };
+        let syscalls: Vec<Value> = profile
+            .effective_rules(&spec.capabilities)
+            .into_iter()
+            .map(|r| {
+                let mut v = json!({ "names": r.names, "action": r.action });
+                if let Some(e) = r.errno_ret {
+                    v["errnoRet"] = json!(e);
+                }
+                if !r.args.is_empty() {
+                    v["args"] = json!(r.args.iter().map(|a| json!({"index": a.index, "value": a.value, "valueTwo": a.value_two, "op": a.op})).collect::<Vec<_>>());
+                }
+                v
+            })
+            .collect();
+        linux["seccomp"] = json!({
+            "defaultAction": profile.default_action,
+            "defaultErrnoRet": profile.default_errno_ret.unwrap_or(1),
+            "architectures": arches,
+            "syscalls": syscalls,
+        });
+    }
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": spec.tty,
+            "user": { "uid": user.uid, "gid": user.gid, "additionalGids": user.groups },
+            "args": spec.args,
+            "env": env,
+            "cwd": spec.cwd,
+            "capabilities": {
+                "bounding": caps, "effective": effective, "permitted": effective, "inheritable": effective,
+            },
+            "noNewPrivileges": spec.no_new_privileges,
+        },
+        "root": { "path": "rootfs", "readonly": spec.read_only },
+        "hostname": spec.hostname,
+        "mounts": mounts,
+        "linux": linux,
+    })
+}
+
+fn namespaces_push(linux: &mut Value, ns: Value) {
+    if let Some(list) = linux["namespaces"].as_array_mut() {
+        list.push(ns);
+    }
+}
+
+fn resources(spec: &ContainerSpec) -> Value {
+    let mut r = json!({ "devices": [{ "allow": false, "access": "rwm" }] });
+    if let Some(m) = spec.limits.memory {
+        r["memory"] = json!({ "limit": m, "swap": m });
+    }
+    if let Some(c) = spec.limits.cpus {
+        r["cpu"] = json!({ "quota": (c * 100_000.0).round() as i64, "period": 100_000 });
+    }
+    if let Some(p) = spec.limits.pids {
+        r["pids"] = json!({ "limit": p });
+    }
+    r
+}

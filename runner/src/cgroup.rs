@@ -1,0 +1,332 @@
+//! cgroups: one small [`CgroupManager`] trait with a v1 and a v2
+//! implementation, and [`Cgroup`] to pick between them at run time.
+//!
+//! - v1 (per-controller hierarchies, possibly "hybrid" with a cgroup2 tree at
+//!   `/sys/fs/cgroup/unified`): one directory per controller under
+//!   `<controller>/strata/<id>`; limits in `memory.limit_in_bytes`,
+//!   `cpu.cfs_quota_us`, `pids.max`; OOM kills read from `memory.oom_control`.
+//! - v2 (unified): one directory `strata/<id>` with the controllers enabled in
+//!   the parents' `cgroup.subtree_control`; limits in `memory.max`,
+//!   `cpu.max`, `pids.max`; OOM kills read from `memory.events`.
+//!
+//! Removal kills whatever is left inside, then removes the directories.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// Errors managing a cgroup.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A cgroupfs operation failed.
+    #[error("cgroup {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Path.
+        path: PathBuf,
+        /// OS error.
+        source: io::Error,
+    },
+    /// No usable cgroup hierarchy is mounted.
+    #[error("no usable cgroup hierarchy under {0}")]
+    NoHierarchy(PathBuf),
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Resource limits for a container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Memory limit in bytes (swap is limited to the same total).
+    pub memory: Option<u64>,
+    /// CPU quota in CPUs (1.5 = one and a half CPUs).
+    pub cpus: Option<f64>,
+    /// Maximum number of tasks.
+    pub pids: Option<u64>,
+}
+
+const CPU_PERIOD: u64 = 100_000;
+
+/// What every cgroup implementation offers.
+pub trait CgroupManager {
+    /// Creates the cgroup and applies `limits`.
+    fn create(&self, limits: &Limits) -> Result<()>;
+    /// Moves a process into the cgroup.
+    fn add_process(&self, pid: i32) -> Result<()>;
+    /// Whether the kernel OOM-killed something in the cgroup.
+    fn oom_killed(&self) -> bool;
+    /// Kills what is left inside and removes the cgroup. Missing is fine.
+    fn destroy(&self) -> Result<()>;
+}
+
+fn write(path: &Path, value: &str) -> Result<()> {
+    fs::write(path, value).map_err(|source| Error::Io {
+        action: "write",
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn counter(file: &Path, key: &str) -> u64 {
+    fs::read_to_string(file)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once(' ')?;
+                (k == key).then(|| v.trim().parse().ok()).flatten()
+            })
+        })
+        .unwrap_or(0)
+}
+
+/// Kills every process listed in `procs` and removes `dir`, retrying while the
+/// kernel finishes tearing the processes down.
+fn kill_and_remove(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+            for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                // SAFETY: kill with a pid read from this cgroup and a valid signal.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+        }
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                // Tasks are exiting; the kernel offers no event for "cgroup empty" on v1.
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(Error::Io {
+                    action: "remove",
+                    path: dir.to_owned(),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// A cgroup v1 group: one directory per controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct V1 {
+    dirs: Vec<(String, PathBuf)>,
+}
+
+const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "freezer"];
+
+impl V1 {
+    fn new(mount: &Path, name: &str) -> V1 {
+        let dirs = V1_CONTROLLERS
+            .iter()
+            .filter(|c| mount.join(c).join("cgroup.procs").exists())
+            .map(|c| ((*c).to_owned(), mount.join(c).join("strata").join(name)))
+            .collect();
+        V1 { dirs }
+    }
+
+    fn dir(&self, controller: &str) -> Option<&Path> {
+        self.dirs
+            .iter()
+            .find(|(c, _)| c == controller)
+            .map(|(_, d)| d.as_path())
+    }
+}
+
+impl CgroupManager for V1 {
+    fn create(&self, limits: &Limits) -> Result<()> {
+        for (_, dir) in &self.dirs {
+            fs::create_dir_all(dir).map_err(|source| Error::Io {
+                action: "create",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        if let (Some(bytes), Some(dir)) = (limits.memory, self.dir("memory")) {
+            write(&dir.join("memory.limit_in_bytes"), &bytes.to_string())?;
+            let memsw = dir.join("memory.memsw.limit_in_bytes");
+            if memsw.exists() {
+                write(&memsw, &bytes.to_string())?;
+            }
+        }
+        if let (Some(cpus), Some(dir)) = (limits.cpus, self.dir("cpu")) {
+            write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD.to_string())?;
+            let quota = (cpus * CPU_PERIOD as f64).round() as u64;
+            write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+        }
+        if let (Some(pids), Some(dir)) = (limits.pids, self.dir("pids")) {
+            write(&dir.join("pids.max"), &pids.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn add_process(&self, pid: i32) -> Result<()> {
+        for (_, dir) in &self.dirs {
+            write(&dir.join("cgroup.procs"), &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.dir("memory")
+            .is_some_and(|d| counter(&d.join("memory.oom_control"), "oom_kill") > 0)
+    }
+
+    fn destroy(&self) -> Result<()> {
+        if let Some(freezer) = self.dir("freezer") {
+            // Freeze first so nothing forks while the group is being emptied.
+            let _ = fs::write(freezer.join("freezer.state"), "FROZEN");
+            for (_, dir) in &self.dirs {
+                if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
+                    for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+                        // SAFETY: kill with a pid read from this cgroup and a valid signal.
+                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                    }
+                }
+            }
+            let _ = fs::write(freezer.join("freezer.state"), "THAWED");
+        }
+        let mut first_error = None;
+        for (_, dir) in &self.dirs {
+            if let Err(e) = kill_and_remove(dir) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// A cgroup v2 group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct V2 {
+    mount: PathBuf,
+    dir: PathBuf,
+}
+
+impl V2 {
+    fn new(mount: &Path, name: &str) -> V2 {
+        V2 {
+            mount: mount.to_owned(),
+            dir: mount.join("strata").join(name),
+        }
+    }
+
+    fn enable_controllers(&self, dir: &Path) -> Result<()> {
+        let available = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        let wanted: Vec<String> = ["memory", "cpu", "pids"]
+            .iter()
+            .filter(|c| available.split_whitespace().any(|a| a == **c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !wanted.is_empty() {
+            write(&dir.join("cgroup.subtree_control"), &wanted.join(" "))?;
+        }
+        Ok(())
+    }
+}
+
+impl CgroupManager for V2 {
+    fn create(&self, limits: &Limits) -> Result<()> {
+        let parent = self.mount.join("strata");
+        fs::create_dir_all(&self.dir).map_err(|source| Error::Io {
+            action: "create",
+            path: self.dir.clone(),
+            source,
+        })?;
+        self.enable_controllers(&self.mount)?;
+        self.enable_controllers(&parent)?;
+        if let Some(bytes) = limits.memory {
+            write(&self.dir.join("memory.max"), &bytes.to_string())?;
+            let swap = self.dir.join("memory.swap.max");
+            if swap.exists() {
+                write(&swap, "0")?;
+            }
+        }
+        if let Some(cpus) = limits.cpus {
+            let quota = (cpus * CPU_PERIOD as f64).round() as u64;
+            write(&self.dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD}"))?;
+        }
+        if let Some(pids) = limits.pids {
+            write(&self.dir.join("pids.max"), &pids.to_string())?;
+        }
+        Ok(())
+    }
+
+    fn add_process(&self, pid: i32) -> Result<()> {
+        write(&self.dir.join("cgroup.procs"), &pid.to_string())
+    }
+
+    fn oom_killed(&self) -> bool {
+        counter(&self.dir.join("memory.events"), "oom_kill") > 0
+    }
+
+    fn destroy(&self) -> Result<()> {
+        let _ = fs::write(self.dir.join("cgroup.kill"), "1");
+        kill_and_remove(&self.dir)
+    }
+}
+
+/// The cgroup of one container, on whichever cgroup version the host runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Cgroup {
+    /// Legacy or hybrid hierarchy.
+    V1(V1),
+    /// Unified hierarchy.
+    V2(V2),
+}
+
+impl Cgroup {
+    /// The cgroup for container `name`, under the hierarchy mounted at `mount`
+    /// (normally `/sys/fs/cgroup`): v2 if it is a unified mount, else v1.
+    pub fn for_container(mount: &Path, name: &str) -> Result<Cgroup> {
+        if mount.join("cgroup.controllers").exists() {
+            Ok(Cgroup::V2(V2::new(mount, name)))
+        } else if mount.join("memory").join("cgroup.procs").exists() {
+            Ok(Cgroup::V1(V1::new(mount, name)))
+        } else {
+            Err(Error::NoHierarchy(mount.to_owned()))
+        }
+    }
+
+    fn inner(&self) -> &dyn CgroupManager {
+        match self {
+            Cgroup::V1(c) => c,
+            Cgroup::V2(c) => c,
+        }
+    }
+
+    /// Directories that make up this cgroup.
+    pub fn paths(&self) -> Vec<PathBuf> {
+        match self {
+            Cgroup::V1(c) => c.dirs.iter().map(|(_, d)| d.clone()).collect(),
+            Cgroup::V2(c) => vec![c.dir.clone()],
+        }
+    }
+}
+
+impl CgroupManager for Cgroup {
+    fn create(&self, limits: &Limits) -> Result<()> {
+        self.inner().create(limits)
+    }
+
+    fn add_process(&self, pid: i32) -> Result<()> {
+        self.inner().add_process(pid)
+    }
+
+    fn oom_killed(&self) -> bool {
+        self.inner().oom_killed()
+    }
+
+    fn destroy(&self) -> Result<()> {
+        self.inner().destroy()
+    }
+}

@@ -1,0 +1,177 @@
+//! Command-line definitions (clap structs only; the work happens elsewhere).
+//! Flags follow Docker's so people's habits carry over.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::spec::Network;
+
+/// Pull OCI images, unpack each layer once, and run them isolated.
+#[derive(Debug, Parser)]
+#[command(name = "runner", version)]
+pub struct Cli {
+    /// Where the runner keeps images, layers and container state.
+    #[arg(long, global = true, env = "STRATA_RUNNER_ROOT", default_value = crate::paths::DEFAULT_ROOT)]
+    pub root: PathBuf,
+    /// Registry host (HOST[:PORT]) to reach over plain HTTP. Loopback hosts always are.
+    #[arg(long = "insecure-registry", global = true)]
+    pub insecure_registries: Vec<String>,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Download an image into the local store.
+    Pull(PullArgs),
+    /// List local images.
+    Images,
+    /// Remove local images.
+    Rmi {
+        /// Images to remove.
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove unpacked layers and blobs no image or running container uses.
+    Prune,
+    /// Store credentials for a registry.
+    Login(LoginArgs),
+    /// Run a command in a new container.
+    Run(RunArgs),
+    /// Write an OCI runtime bundle (config.json + rootfs) for an image.
+    Bundle(BundleArgs),
+}
+
+/// `runner pull`.
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Image reference.
+    pub image: String,
+    /// Platform to pull from a multi-platform image (os/arch[/variant]).
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+/// `runner login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Registry host.
+    pub server: String,
+    /// User name.
+    #[arg(short, long)]
+    pub username: String,
+    /// Password (prefer --password-stdin).
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from stdin.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// Options shared by `run` and `bundle`.
+#[derive(Debug, Args, Clone)]
+pub struct ContainerArgs {
+    /// Remove the container when it exits (always the case; accepted for Docker habits).
+    #[arg(long)]
+    pub rm: bool,
+    /// Name of the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set an environment variable (KEY=value, or KEY to copy the host's).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid]).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Override the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container hostname.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Memory limit (bytes, or with k/m/g suffix).
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Maximum number of processes.
+    #[arg(long)]
+    pub pids_limit: Option<u64>,
+    /// Network mode.
+    #[arg(long, value_enum, default_value = "none")]
+    pub network: Network,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Bind mount HOST:CONTAINER[:ro].
+    #[arg(short = 'v', long = "volume")]
+    pub volumes: Vec<String>,
+    /// Mount a tmpfs: PATH[:options].
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
+    /// Add a capability (or ALL).
+    #[arg(long)]
+    pub cap_add: Vec<String>,
+    /// Drop a capability (or ALL).
+    #[arg(long)]
+    pub cap_drop: Vec<String>,
+    /// seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false].
+    #[arg(long)]
+    pub security_opt: Vec<String>,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Keep stdin attached.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Run a reaper as PID 1 that forwards signals and reaps orphans.
+    #[arg(long)]
+    pub init: bool,
+    /// Run in a user namespace: container root maps to host uid/gid START (default 100000), 65536 ids.
+    #[arg(long, num_args = 0..=1, default_missing_value = "100000")]
+    pub userns: Option<u32>,
+    /// Signal that stops the container (overrides the image's StopSignal).
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds between the stop signal and SIGKILL.
+    #[arg(long, default_value_t = 10)]
+    pub stop_timeout: u64,
+    /// Platform to pull if the image is missing.
+    #[arg(long)]
+    pub platform: Option<String>,
+}
+
+/// `runner run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Container options.
+    #[command(flatten)]
+    pub options: ContainerArgs,
+    /// Image reference.
+    pub image: String,
+    /// Command and arguments (default: the image's Entrypoint + Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// `runner bundle`.
+#[derive(Debug, Args)]
+pub struct BundleArgs {
+    /// Container options.
+    #[command(flatten)]
+    pub options: ContainerArgs,
+    /// Image reference.
+    pub image: String,
+    /// Bundle directory to create.
+    pub dir: PathBuf,
+    /// Command and arguments (default: the image's Entrypoint + Cmd).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}

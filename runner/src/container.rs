@@ -1,0 +1,289 @@
+//! Running a container end to end: make sure the image is local (pulling it
+//! if not), its layers unpacked and its seccomp filter compiled; record the
+//! container's state; create its cgroup; hand over to the sandbox; report the
+//! outcome (including OOM kills); clean up on every path.
+
+use std::os::unix::fs::chown;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::cgroup::{Cgroup, CgroupManager, Limits};
+use crate::cli::ContainerArgs;
+use crate::images::{ImageRecord, ImageStore};
+use crate::oci::{ExecConfig, ImageConfig};
+use crate::paths::Root;
+use crate::pull::{self, PullOptions};
+use crate::reference::Reference;
+use crate::sandbox::{self, Launch};
+use crate::seccomp::{self, Profile};
+use crate::spec::{self, ContainerSpec, IdMap, Tmpfs, Volume};
+use crate::state::{ContainerState, State};
+use crate::{caps, cgroup, images, state, unpack};
+
+/// Errors running a container.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Pulling failed.
+    #[error(transparent)]
+    Pull(#[from] pull::Error),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] images::Error),
+    /// Unpacking failed.
+    #[error(transparent)]
+    Unpack(#[from] unpack::Error),
+    /// An option is invalid.
+    #[error(transparent)]
+    Spec(#[from] spec::Error),
+    /// A capability name is invalid.
+    #[error(transparent)]
+    Caps(#[from] caps::Error),
+    /// seccomp failed.
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::Error),
+    /// cgroup setup failed.
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::Error),
+    /// Container state failed.
+    #[error(transparent)]
+    State(#[from] state::Error),
+    /// The sandbox failed.
+    #[error(transparent)]
+    Sandbox(#[from] sandbox::Error),
+    /// A `--security-opt` is unknown.
+    #[error("unknown --security-opt {0:?}")]
+    SecurityOpt(String),
+    /// A `--memory` value is malformed.
+    #[error("invalid memory size {0:?}")]
+    Memory(String),
+    /// The image config is unreadable.
+    #[error("image config of {reference}: {source}")]
+    Config {
+        /// The image.
+        reference: String,
+        /// Parse error.
+        source: serde_json::Error,
+    },
+    /// Preparing the user-namespace upper dir failed.
+    #[error("chown {path} for --userns: {source}")]
+    Chown {
+        /// The dir.
+        path: std::path::PathBuf,
+        /// OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How `runner run` ended.
+#[derive(Debug)]
+pub struct RunResult {
+    /// Exit status for `runner` itself.
+    pub code: i32,
+    /// The memory cgroup OOM-killed something.
+    pub oom_killed: bool,
+    /// The command never started: why.
+    pub setup_error: Option<String>,
+}
+
+/// Returns the image record and config, pulling the image if it is not local.
+pub fn ensure_image(
+    root: &Root,
+    store: &ImageStore,
+    reference: &Reference,
+    options: &PullOptions,
+) -> Result<(ImageRecord, ImageConfig)> {
+    let record = match store.get_image(&reference.to_string())? {
+        Some(r) => r,
+        None => pull::pull(root, store, reference, options)?,
+    };
+    let config = serde_json::from_slice(&store.read_blob(&record.config)?).map_err(|source| {
+        Error::Config {
+            reference: reference.to_string(),
+            source,
+        }
+    })?;
+    Ok((record, config))
+}
+
+/// Parses `32m`, `1g`, `512k` or plain bytes.
+pub fn parse_memory(text: &str) -> Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let lower = lower.strip_suffix('b').unwrap_or(&lower);
+    let (digits, unit) = match lower.char_indices().last() {
+        Some((i, 'k')) => (&lower[..i], 1u64 << 10),
+        Some((i, 'm')) => (&lower[..i], 1 << 20),
+        Some((i, 'g')) => (&lower[..i], 1 << 30),
+        _ => (lower, 1),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(unit))
+        .filter(|n| *n > 0)
+        .ok_or_else(|| Error::Memory(text.to_owned()))
+}
+
+/// A fresh random container id (16 hex digits).
+pub fn new_id() -> String {
+    let mut bytes = [0u8; 8];
+    // SAFETY: getrandom fills the local buffer.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    assert_eq!(n, 8, "getrandom failed");
+    hex::encode(bytes)
+}
+
+/// Builds the container spec from the image config and the options.
+pub fn build_spec(
+    options: &ContainerArgs,
+    image: &ExecConfig,
+    command: &[String],
+    id: String,
+) -> Result<ContainerSpec> {
+    let args = spec::command(image, options.entrypoint.as_deref(), command)?;
+    let hostname = options
+        .hostname
+        .clone()
+        .unwrap_or_else(|| id[..12].to_owned());
+    let env = spec::environment(image, &hostname, options.tty, &options.env);
+    let capabilities = caps::resolve(&options.cap_add, &options.cap_drop)?;
+    let mut seccomp = Some(Profile::docker_default());
+    let mut no_new_privileges = true;
+    for opt in &options.security_opt {
+        let (key, value) = opt
+            .split_once(['=', ':'])
+            .map_or((opt.as_str(), None), |(k, v)| (k, Some(v)));
+        match (key, value) {
+            ("seccomp", Some("unconfined")) => seccomp = None,
+            ("seccomp", Some(path)) => seccomp = Some(Profile::load(Path::new(path))?),
+            ("no-new-privileges", None | Some("true")) => no_new_privileges = true,
+            ("no-new-privileges", Some("false")) => no_new_privileges = false,
+            _ => return Err(Error::SecurityOpt(opt.clone())),
+        }
+    }
+    let stop_signal = match options
+        .stop_signal
+        .as_deref()
+        .or(image.stop_signal.as_deref())
+    {
+        Some(s) => spec::parse_signal(s)?,
+        None => nix::sys::signal::Signal::SIGTERM,
+    };
+    Ok(ContainerSpec {
+        id,
+        name: options.name.clone(),
+        hostname,
+        args,
+        env,
+        cwd: options
+            .workdir
+            .clone()
+            .or_else(|| image.working_dir.clone().filter(|w| !w.is_empty()))
+            .unwrap_or_else(|| "/".to_owned()),
+        user: options
+            .user
+            .clone()
+            .or_else(|| image.user.clone())
+            .unwrap_or_default(),
+        capabilities,
+        no_new_privileges,
+        seccomp,
+        read_only: options.read_only,
+        volumes: options
+            .volumes
+            .iter()
+            .map(|v| v.parse::<Volume>())
+            .collect::<Result<_, _>>()?,
+        tmpfs: options
+            .tmpfs
+            .iter()
+            .map(|t| t.parse::<Tmpfs>())
+            .collect::<Result<_, _>>()?,
+        network: options.network,
+        userns: options.userns.map(|host_start| IdMap {
+            host_start,
+            size: 65536,
+        }),
+        tty: options.tty,
+        stdin: options.interactive,
+        init: options.init,
+        limits: Limits {
+            memory: options.memory.as_deref().map(parse_memory).transpose()?,
+            cpus: options.cpus,
+            pids: options.pids_limit,
+        },
+        stop_signal,
+        stop_timeout: Duration::from_secs(options.stop_timeout),
+    })
+}
+
+/// Runs `spec` from the local image `record` and waits for it to end.
+pub fn run(
+    root: &Root,
+    store: &ImageStore,
+    spec: &ContainerSpec,
+    record: &ImageRecord,
+) -> Result<RunResult> {
+    let pairs: Vec<_> = record
+        .layers
+        .iter()
+        .map(|l| l.digest.clone())
+        .zip(record.diff_ids.iter().cloned())
+        .collect();
+    let layers = unpack::ensure_layers(root, store, &pairs)?;
+    let bpf = match &spec.seccomp {
+        Some(profile) => Some(seccomp::cached_filter(root, profile, &spec.capabilities)?),
+        None => None,
+    };
+    let cgroup = Cgroup::for_container(Path::new("/sys/fs/cgroup"), &spec.id)?;
+    let container = ContainerState::create(
+        root,
+        State {
+            id: spec.id.clone(),
+            name: spec.name.clone(),
+            image: record.reference.clone(),
+            owner_pid: std::process::id() as i32,
+            owner_start: state::process_start_time(std::process::id() as i32).unwrap_or(0),
+            cgroup: cgroup.clone(),
+            layers: record.diff_ids.clone(),
+        },
+    )?;
+    cgroup.create(&spec.limits)?;
+    if let Some(map) = spec.userns {
+        for sub in ["upper", "work", "rootfs"] {
+            let path = container.dir().join(sub);
+            chown(&path, Some(map.host_start), Some(map.host_start))
+                .map_err(|source| Error::Chown { path, source })?;
+        }
+    }
+    let outcome = sandbox::run(&Launch {
+        spec,
+        layers: &layers,
+        state_dir: container.dir(),
+        seccomp_bpf: bpf.as_deref(),
+        cgroup: &cgroup,
+    })?;
+    let oom_killed = cgroup.oom_killed();
+    drop(container);
+    Ok(RunResult {
+        code: outcome.code,
+        oom_killed,
+        setup_error: outcome.setup_error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes() {
+        assert_eq!(parse_memory("32m").unwrap(), 32 << 20);
+        assert_eq!(parse_memory("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("4096").unwrap(), 4096);
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("0").is_err());
+    }
+}

@@ -1,0 +1,33 @@
+//! Strata runner: pulls OCI images from a registry, unpacks each layer once
+//! into a content-addressed directory, stacks layers with overlayfs and runs
+//! the image isolated with namespaces, cgroups, capabilities, `no_new_privs`,
+//! seccomp and `pivot_root`.
+//!
+//! Layers (arrows point down only):
+//! ```text
+//! cli / main.rs -> container (run), bundle, pull
+//! pull          -> client (HTTP), images (local store)
+//! container     -> unpack, seccomp, cgroup, state, sandbox
+//! sandbox       -> caps, seccomp (load), cgroup (join), spec
+//! ```
+//! The sandbox knows nothing about registries; `images` is the only door to
+//! stored blobs; `paths` is the only place that builds state-root paths.
+#![deny(missing_docs)]
+
+pub mod bundle;
+pub mod caps;
+pub mod cgroup;
+pub mod cli;
+pub mod client;
+pub mod container;
+pub mod digest;
+pub mod images;
+pub mod oci;
+pub mod paths;
+pub mod pull;
+pub mod reference;
+pub mod sandbox;
+pub mod seccomp;
+pub mod spec;
+pub mod state;
+pub mod unpack;

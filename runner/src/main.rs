@@ -1,0 +1,159 @@
+//! The `runner` binary: parses the command line and calls the library.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+
+use runner::cli::{Cli, Command, ContainerArgs};
+use runner::client::{AuthFile, Client, Credentials};
+use runner::container::{self, RunResult};
+use runner::images::ImageStore;
+use runner::oci::Platform;
+use runner::paths::Root;
+use runner::pull::{self, PullOptions};
+use runner::reference::Reference;
+use runner::{bundle, state, unpack};
+
+fn pull_options(cli: &Cli, platform: Option<&str>) -> Result<PullOptions> {
+    Ok(PullOptions {
+        platform: platform.map(|p| p.parse::<Platform>()).transpose()?,
+        insecure_registries: cli.insecure_registries.clone(),
+    })
+}
+
+fn prepare(
+    cli: &Cli,
+    root: &Root,
+    store: &ImageStore,
+    image: &str,
+    options: &ContainerArgs,
+    command: &[String],
+) -> Result<(runner::images::ImageRecord, runner::spec::ContainerSpec)> {
+    let reference: Reference = image.parse()?;
+    let pull = pull_options(cli, options.platform.as_deref())?;
+    let (record, config) = container::ensure_image(root, store, &reference, &pull)?;
+    let exec = config.config.clone().unwrap_or_default();
+    let spec = container::build_spec(options, &exec, command, container::new_id())?;
+    Ok((record, spec))
+}
+
+fn run(cli: &Cli) -> Result<i32> {
+    let root = Root::new(&cli.root);
+    let store = ImageStore::open(&root)?;
+    state::clean_stale(&root).context("cleaning up after an earlier crash")?;
+    match &cli.command {
+        Command::Pull(args) => {
+            let reference: Reference = args.image.parse()?;
+            let record = pull::pull(
+                &root,
+                &store,
+                &reference,
+                &pull_options(cli, args.platform.as_deref())?,
+            )?;
+            println!("{}: {}", record.reference, record.manifest);
+        }
+        Command::Images => {
+            println!(
+                "{:<50} {:<20} {:<14} {:>10}",
+                "REFERENCE", "DIGEST", "PLATFORM", "SIZE"
+            );
+            for r in store.list_images()? {
+                let size: u64 = r.layers.iter().map(|l| l.size).sum();
+                println!(
+                    "{:<50} {:<20} {:<14} {:>10}",
+                    r.reference,
+                    &r.manifest.to_string()[..19],
+                    r.platform.to_string(),
+                    format!("{:.1}MB", size as f64 / 1e6)
+                );
+            }
+        }
+        Command::Rmi { images } => {
+            for image in images {
+                let reference: Reference = image.parse()?;
+                let record = store.remove_image(&reference.to_string())?;
+                println!("Untagged: {}", record.reference);
+            }
+        }
+        Command::Prune => {
+            let mut keep = state::layers_in_use(&root);
+            for r in store.list_images()? {
+                keep.extend(r.diff_ids);
+            }
+            let layers = unpack::remove_unused_layers(&root, &keep)?;
+            let blobs = store.remove_unused_blobs()?;
+            println!("removed {layers} layers and {blobs} blobs");
+        }
+        Command::Login(args) => {
+            let password = match (&args.password, args.password_stdin) {
+                (Some(p), false) => p.clone(),
+                (None, true) => {
+                    let mut p = String::new();
+                    std::io::stdin().read_to_string(&mut p)?;
+                    p.trim_end_matches(['\n', '\r']).to_owned()
+                }
+                _ => bail!("give exactly one of --password or --password-stdin"),
+            };
+            let creds = Credentials {
+                username: args.username.clone(),
+                password,
+            };
+            let probe: Reference = format!("{}/library/probe", args.server).parse()?;
+            Client::new(&probe, &cli.insecure_registries, Some(creds.clone()))
+                .check_login()
+                .context("login refused")?;
+            let mut auth = AuthFile::load(&root.auth_file())?;
+            auth.set(&args.server, &creds);
+            auth.save(&root.auth_file())?;
+            println!("Login Succeeded");
+        }
+        Command::Run(args) => {
+            let (record, spec) = prepare(
+                cli,
+                &root,
+                &store,
+                &args.image,
+                &args.options,
+                &args.command,
+            )?;
+            let RunResult {
+                code,
+                oom_killed,
+                setup_error,
+            } = container::run(&root, &store, &spec, &record)?;
+            if let Some(message) = setup_error {
+                eprintln!("runner: {message}");
+            }
+            if oom_killed {
+                eprintln!("runner: container {} was killed: out of memory", spec.id);
+            }
+            return Ok(code);
+        }
+        Command::Bundle(args) => {
+            let (record, spec) = prepare(
+                cli,
+                &root,
+                &store,
+                &args.image,
+                &args.options,
+                &args.command,
+            )?;
+            bundle::write_bundle(&store, &record, &spec, &args.dir)?;
+            println!("{}", args.dir.display());
+        }
+    }
+    Ok(0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("runner: {e:#}");
+            ExitCode::from(125)
+        }
+    }
+}

@@ -1,0 +1,277 @@
+//! `runner pull`: resolve a reference to a platform manifest, download the
+//! config and every missing layer (in parallel, resumable, verified), and
+//! record the image in the local store.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::client::{self, AuthFile, Client, Credentials};
+use crate::digest::Digest;
+use crate::images::{self, ImageRecord, ImageStore};
+use crate::oci::{self, ImageConfig, Index, Manifest, Platform};
+use crate::paths::Root;
+use crate::reference::Reference;
+
+/// Errors from pulling an image.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Talking to the registry failed.
+    #[error(transparent)]
+    Client(#[from] client::Error),
+    /// The local store failed.
+    #[error(transparent)]
+    Store(#[from] images::Error),
+    /// A manifest, index or config is not valid JSON of the expected shape.
+    #[error("{what} of {reference} is malformed: {source}")]
+    Malformed {
+        /// Which document.
+        what: &'static str,
+        /// The image.
+        reference: String,
+        /// Parse error.
+        source: serde_json::Error,
+    },
+    /// No index entry matches the wanted platform.
+    #[error("{reference} has no image for platform {platform} (it has: {available})")]
+    NoMatchingPlatform {
+        /// The image.
+        reference: String,
+        /// Wanted platform.
+        platform: Platform,
+        /// Platforms present.
+        available: String,
+    },
+    /// Layer count and diff_id count differ.
+    #[error("{reference}: manifest has {layers} layers but config has {diff_ids} diff_ids")]
+    LayerCountMismatch {
+        /// The image.
+        reference: String,
+        /// Layers in the manifest.
+        layers: usize,
+        /// diff_ids in the config.
+        diff_ids: usize,
+    },
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How to pull.
+#[derive(Debug, Clone, Default)]
+pub struct PullOptions {
+    /// Platform to resolve an index to; the host's by default.
+    pub platform: Option<Platform>,
+    /// Registry hosts to reach over plain HTTP.
+    pub insecure_registries: Vec<String>,
+}
+
+/// Credentials for `host`: `runner login`'s file first, then Docker's config.
+pub fn credentials_for(root: &Root, host: &str) -> Result<Option<Credentials>> {
+    if let Some(c) = AuthFile::load(&root.auth_file())?.get(host) {
+        return Ok(Some(c));
+    }
+    let docker = std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
+    match docker {
+        Some(dir) => Ok(AuthFile::load(&dir.join("config.json"))?.get(host)),
+        None => Ok(None),
+    }
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &'static str,
+    reference: &Reference,
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| Error::Malformed {
+        what,
+        reference: reference.to_string(),
+        source,
+    })
+}
+
+fn is_index(media_type: &str, bytes: &[u8]) -> bool {
+    if media_type == oci::MEDIA_OCI_INDEX || media_type == oci::MEDIA_DOCKER_LIST {
+        return true;
+    }
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        manifests: Option<serde_json::Value>,
+        layers: Option<serde_json::Value>,
+    }
+    serde_json::from_slice::<Probe>(bytes)
+        .is_ok_and(|p| p.manifests.is_some() && p.layers.is_none())
+}
+
+/// Progress shown on a terminal: one updating line on stderr.
+struct Progress {
+    total: u64,
+    done: AtomicU64,
+    finished_layers: AtomicUsize,
+    layers: usize,
+}
+
+impl Progress {
+    fn line(&self) -> String {
+        let done = self.done.load(Ordering::Relaxed);
+        format!(
+            "\rdownloading: {}/{} layers, {:.1}/{:.1} MiB",
+            self.finished_layers.load(Ordering::Relaxed),
+            self.layers,
+            done as f64 / 1048576.0,
+            self.total as f64 / 1048576.0
+        )
+    }
+}
+
+/// Pulls `reference` into the store and returns its record.
+pub fn pull(
+    root: &Root,
+    store: &ImageStore,
+    reference: &Reference,
+    options: &PullOptions,
+) -> Result<ImageRecord> {
+    let creds = credentials_for(root, &reference.registry)?;
+    let client = Client::new(reference, &options.insecure_registries, creds);
+    let platform = options.platform.clone().unwrap_or_else(Platform::host);
+    let mut fetched = client.get_manifest(&reference.reference_str())?;
+    if is_index(&fetched.media_type, &fetched.bytes) {
+        let index: Index = parse(&fetched.bytes, "index", reference)?;
+        let chosen = index
+            .manifests
+            .iter()
+            .find(|d| d.platform.as_ref().is_some_and(|p| platform.matches(p)))
+            .ok_or_else(|| Error::NoMatchingPlatform {
+                reference: reference.to_string(),
+                platform: platform.clone(),
+                available: index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        fetched = client.get_manifest(&chosen.digest.to_string())?;
+    }
+    let manifest: Manifest = parse(&fetched.bytes, "manifest", reference)?;
+    store.put_blob_bytes(&fetched.digest, &fetched.bytes)?;
+    if !store.has_blob(&manifest.config.digest) {
+        let bytes = client.get_small_blob(&manifest.config.digest)?;
+        store.put_blob_bytes(&manifest.config.digest, &bytes)?;
+    }
+    let config: ImageConfig = parse(
+        &store.read_blob(&manifest.config.digest)?,
+        "config",
+        reference,
+    )?;
+    if config.rootfs.diff_ids.len() != manifest.layers.len() {
+        return Err(Error::LayerCountMismatch {
+            reference: reference.to_string(),
+            layers: manifest.layers.len(),
+            diff_ids: config.rootfs.diff_ids.len(),
+        });
+    }
+    download_layers(root, store, &client, &manifest)?;
+    let record = ImageRecord {
+        reference: reference.to_string(),
+        manifest: fetched.digest,
+        config: manifest.config.digest.clone(),
+        layers: manifest.layers.clone(),
+        diff_ids: config.rootfs.diff_ids.clone(),
+        platform: Platform {
+            os: config.os.clone(),
+            architecture: config.architecture.clone(),
+            variant: None,
+        },
+        pulled_at: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0),
+    };
+    store.put_image(&record)?;
+    Ok(record)
+}
+
+fn download_layers(
+    root: &Root,
+    store: &ImageStore,
+    client: &Client,
+    manifest: &Manifest,
+) -> Result<()> {
+    let mut missing: Vec<&Digest> = manifest
+        .layers
+        .iter()
+        .map(|l| &l.digest)
+        .filter(|d| !store.has_blob(d))
+        .collect();
+    missing.sort();
+    missing.dedup();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let progress = Progress {
+        total: manifest
+            .layers
+            .iter()
+            .filter(|l| missing.contains(&&l.digest))
+            .map(|l| l.size)
+            .sum(),
+        done: AtomicU64::new(0),
+        finished_layers: AtomicUsize::new(0),
+        layers: missing.len(),
+    };
+    let show = std::io::stderr().is_terminal();
+    let next = AtomicUsize::new(0);
+    let first_error: Mutex<Option<Error>> = Mutex::new(None);
+    let (stop_tx, stop_rx) = mpsc::channel::<()>();
+    std::thread::scope(|s| {
+        if show {
+            let progress = &progress;
+            s.spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    stop_rx.recv_timeout(Duration::from_millis(150))
+                {
+                    eprint!("{}", progress.line());
+                }
+                eprintln!("{}", progress.line());
+            });
+        }
+        let workers: Vec<_> = (0..missing.len().min(4))
+            .map(|_| {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(digest) = missing.get(i) else { break };
+                    let partial = root.partial_download(digest);
+                    let r = client
+                        .download_blob(digest, &partial, &|n| {
+                            progress.done.fetch_add(n, Ordering::Relaxed);
+                        })
+                        .map_err(Error::from)
+                        .and_then(|()| Ok(store.put_blob_file(digest, &partial)?));
+                    match r {
+                        Ok(()) => {
+                            progress.finished_layers.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(e) => {
+                            first_error.lock().expect("error lock").get_or_insert(e);
+                            break;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            let _ = w.join();
+        }
+        drop(stop_tx);
+    });
+    let _ = std::io::stderr().flush();
+    match first_error.into_inner().expect("error lock") {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}

@@ -1,0 +1,375 @@
+//! The fully resolved description of one container: what to execute, as
+//! whom, with which mounts, limits and confinement. It is built from the
+//! image config plus the command-line options, and consumed by the sandbox
+//! (for `runner run`) or turned into an OCI runtime spec (for `runner bundle`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use crate::caps::Capability;
+use crate::cgroup::Limits;
+use crate::oci::ExecConfig;
+use crate::seccomp::Profile;
+
+/// Errors building or resolving a container spec.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Nothing to execute: no entrypoint, cmd or command-line command.
+    #[error("no command: the image has no Entrypoint or Cmd, and none was given")]
+    NoCommand,
+    /// A `-v` option is malformed.
+    #[error("invalid volume {0:?}: expected HOST:CONTAINER[:ro|rw] with absolute paths")]
+    InvalidVolume(String),
+    /// A `--tmpfs` option is malformed.
+    #[error("invalid tmpfs {0:?}: expected an absolute CONTAINER path[:options]")]
+    InvalidTmpfs(String),
+    /// A signal name or number is unknown.
+    #[error("invalid signal {0:?}")]
+    InvalidSignal(String),
+    /// The user could not be resolved in the image.
+    #[error("unable to find user {user}: no matching entries in {file}")]
+    UnknownUser {
+        /// The user or group asked for.
+        user: String,
+        /// The file searched.
+        file: &'static str,
+    },
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A bind mount from the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// Host path.
+    pub host: PathBuf,
+    /// Path inside the container.
+    pub container: PathBuf,
+    /// Mounted read-only.
+    pub read_only: bool,
+}
+
+impl std::str::FromStr for Volume {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let bad = || Error::InvalidVolume(s.to_owned());
+        let parts: Vec<&str> = s.split(':').collect();
+        let (host, container, read_only) = match parts.as_slice() {
+            [h, c] => (*h, *c, false),
+            [h, c, "ro"] => (*h, *c, true),
+            [h, c, "rw"] => (*h, *c, false),
+            _ => return Err(bad()),
+        };
+        if !host.starts_with('/') || !container.starts_with('/') {
+            return Err(bad());
+        }
+        Ok(Volume {
+            host: host.into(),
+            container: container.into(),
+            read_only,
+        })
+    }
+}
+
+/// A tmpfs mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tmpfs {
+    /// Path inside the container.
+    pub path: PathBuf,
+    /// Mount options (`size=64m,mode=1777`).
+    pub options: String,
+}
+
+impl std::str::FromStr for Tmpfs {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let (path, options) = s.split_once(':').unwrap_or((s, ""));
+        if !path.starts_with('/') {
+            return Err(Error::InvalidTmpfs(s.to_owned()));
+        }
+        Ok(Tmpfs {
+            path: path.into(),
+            options: options.to_owned(),
+        })
+    }
+}
+
+/// Network mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Network {
+    /// A new network namespace with only `lo`.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+/// The container's user-namespace mapping (`--userns`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    /// First host id container id 0 maps to.
+    pub host_start: u32,
+    /// Number of ids mapped.
+    pub size: u32,
+}
+
+/// Everything needed to start one container.
+#[derive(Debug, Clone)]
+pub struct ContainerSpec {
+    /// Container id (also its state directory name).
+    pub id: String,
+    /// Name given with `--name`.
+    pub name: Option<String>,
+    /// Hostname.
+    pub hostname: String,
+    /// argv, argv[0] resolved through PATH inside the container.
+    pub args: Vec<String>,
+    /// Environment, `KEY=value`.
+    pub env: Vec<String>,
+    /// Working directory.
+    pub cwd: String,
+    /// User spec (`uid[:gid]` or `name[:group]`), resolved inside the rootfs.
+    pub user: String,
+    /// Capabilities kept.
+    pub capabilities: Vec<Capability>,
+    /// Whether `no_new_privs` is set.
+    pub no_new_privileges: bool,
+    /// seccomp profile, or `None` for unconfined.
+    pub seccomp: Option<Profile>,
+    /// Read-only root filesystem.
+    pub read_only: bool,
+    /// Bind mounts.
+    pub volumes: Vec<Volume>,
+    /// tmpfs mounts.
+    pub tmpfs: Vec<Tmpfs>,
+    /// Network mode.
+    pub network: Network,
+    /// User namespace mapping, if any.
+    pub userns: Option<IdMap>,
+    /// Allocate a pseudo-terminal.
+    pub tty: bool,
+    /// Keep stdin attached.
+    pub stdin: bool,
+    /// Run a reaper as PID 1.
+    pub init: bool,
+    /// cgroup limits.
+    pub limits: Limits,
+    /// Signal that asks the container to stop.
+    pub stop_signal: Signal,
+    /// Time between the stop signal and SIGKILL.
+    pub stop_timeout: Duration,
+}
+
+/// Docker's default PATH.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Parses `SIGTERM`, `TERM` or `15`.
+pub fn parse_signal(s: &str) -> Result<Signal> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Signal::try_from(n).map_err(|_| Error::InvalidSignal(s.to_owned()));
+    }
+    let upper = s.to_ascii_uppercase();
+    let name = if upper.starts_with("SIG") {
+        upper
+    } else {
+        format!("SIG{upper}")
+    };
+    name.parse::<Signal>()
+        .map_err(|_| Error::InvalidSignal(s.to_owned()))
+}
+
+/// argv from image Entrypoint/Cmd and command-line overrides, Docker's way:
+/// `--entrypoint` replaces the entrypoint and drops the image Cmd; a command
+/// on the command line replaces Cmd.
+pub fn command(
+    image: &ExecConfig,
+    entrypoint: Option<&str>,
+    cmd: &[String],
+) -> Result<Vec<String>> {
+    let entry: Vec<String> = match entrypoint {
+        Some("") => Vec::new(),
+        Some(e) => vec![e.to_owned()],
+        None => image.entrypoint.clone().unwrap_or_default(),
+    };
+    let tail: Vec<String> = if !cmd.is_empty() {
+        cmd.to_vec()
+    } else if entrypoint.is_some() {
+        Vec::new()
+    } else {
+        image.cmd.clone().unwrap_or_default()
+    };
+    let argv: Vec<String> = entry.into_iter().chain(tail).collect();
+    if argv.is_empty() {
+        return Err(Error::NoCommand);
+    }
+    Ok(argv)
+}
+
+/// Environment: PATH default, HOSTNAME, TERM for a tty, image Env, then `-e`
+/// (a bare `KEY` copies the host's value).
+pub fn environment(
+    image: &ExecConfig,
+    hostname: &str,
+    tty: bool,
+    overrides: &[String],
+) -> Vec<String> {
+    let mut env: Vec<String> = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if tty {
+        env.push("TERM=xterm".to_owned());
+    }
+    let set = |env: &mut Vec<String>, kv: String| {
+        let key = kv.split('=').next().unwrap_or("").to_owned();
+        env.retain(|e| e.split('=').next() != Some(key.as_str()));
+        env.push(kv);
+    };
+    for kv in image.env.iter().flatten() {
+        set(&mut env, kv.clone());
+    }
+    for kv in overrides {
+        if kv.contains('=') {
+            set(&mut env, kv.clone());
+        } else if let Ok(v) = std::env::var(kv) {
+            set(&mut env, format!("{kv}={v}"));
+        }
+    }
+    env
+}
+
+/// A user resolved against the image's `/etc/passwd` and `/etc/group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    /// uid.
+    pub uid: u32,
+    /// Primary gid.
+    pub gid: u32,
+    /// Supplementary gids.
+    pub groups: Vec<u32>,
+    /// Home directory, if known.
+    pub home: Option<String>,
+}
+
+fn read_db(root: &Path, file: &str) -> Vec<Vec<String>> {
+    std::fs::read_to_string(root.join(file))
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| l.split(':').map(str::to_owned).collect())
+        .collect()
+}
+
+/// Resolves `uid`, `uid:gid`, `name` or `name:group` with the files under `root`.
+pub fn resolve_user(spec: &str, root: &Path) -> Result<ResolvedUser> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (if spec.is_empty() { "0" } else { spec }, None),
+    };
+    let passwd = read_db(root, "etc/passwd");
+    let groups = read_db(root, "etc/group");
+    let entry = passwd
+        .iter()
+        .find(|e| e.len() >= 4 && (e[0] == user || e[2] == user));
+    let (uid, mut gid, name, home) = match (user.parse::<u32>(), entry) {
+        (_, Some(e)) => (
+            e[2].parse().unwrap_or(0),
+            e[3].parse().unwrap_or(0),
+            Some(e[0].clone()),
+            e.get(5).cloned(),
+        ),
+        (Ok(uid), None) => (uid, 0, None, None),
+        (Err(_), None) => {
+            return Err(Error::UnknownUser {
+                user: user.to_owned(),
+                file: "/etc/passwd",
+            })
+        }
+    };
+    if let Some(g) = group {
+        gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .iter()
+                .find(|e| e.len() >= 3 && e[0] == g)
+                .and_then(|e| e[2].parse().ok())
+                .ok_or_else(|| Error::UnknownUser {
+                    user: g.to_owned(),
+                    file: "/etc/group",
+                })?,
+        };
+    }
+    let mut supplementary: Vec<u32> = match &name {
+        Some(n) if group.is_none() => groups
+            .iter()
+            .filter(|e| e.len() >= 4 && e[3].split(',').any(|m| m == n))
+            .filter_map(|e| e[2].parse().ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    supplementary.retain(|g| *g != gid);
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        groups: supplementary,
+        home,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(entry: &[&str], cmd: &[&str]) -> ExecConfig {
+        let v = |s: &[&str]| (!s.is_empty()).then(|| s.iter().map(|x| (*x).to_owned()).collect());
+        ExecConfig {
+            entrypoint: v(entry),
+            cmd: v(cmd),
+            ..ExecConfig::default()
+        }
+    }
+
+    #[test]
+    fn command_follows_docker_rules() {
+        let img = image(&["/entry"], &["default"]);
+        assert_eq!(command(&img, None, &[]).unwrap(), ["/entry", "default"]);
+        assert_eq!(command(&img, None, &["x".into()]).unwrap(), ["/entry", "x"]);
+        assert_eq!(command(&img, Some("/sh"), &[]).unwrap(), ["/sh"]);
+        assert!(command(&image(&[], &[]), None, &[]).is_err());
+    }
+
+    #[test]
+    fn resolves_names_through_passwd_and_group() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("etc/group"),
+            "root:x:0:\napp:x:1000:\nwheel:x:10:app\n",
+        )
+        .unwrap();
+        let u = resolve_user("app", dir.path()).unwrap();
+        assert_eq!((u.uid, u.gid, u.groups.clone()), (1000, 1000, vec![10]));
+        assert_eq!(resolve_user("app:wheel", dir.path()).unwrap().gid, 10);
+        assert_eq!(resolve_user("4242:7", dir.path()).unwrap().uid, 4242);
+        assert!(resolve_user("nobody-here", dir.path()).is_err());
+    }
+
+    #[test]
+    fn parses_volumes_and_signals() {
+        let v: Volume = "/h:/c:ro".parse().unwrap();
+        assert!(v.read_only);
+        assert!("rel:/c".parse::<Volume>().is_err());
+        assert_eq!(parse_signal("TERM").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
+        assert!(parse_signal("SIGNOPE").is_err());
+    }
+}

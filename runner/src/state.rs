@@ -1,0 +1,191 @@
+//! Per-container state on disk, and cleanup of containers whose runner died.
+//!
+//! Each running container has `<root>/containers/<id>/state.json` naming the
+//! runner process that owns it (pid plus its start time, so a recycled pid is
+//! not mistaken for the owner), its cgroup and the layers it uses. Mounts need
+//! no record: they live only in the container's own mount namespace and
+//! vanish with it. Every runner invocation calls [`clean_stale`], which kills
+//! and removes the cgroup and state of any container whose owner is gone.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::{self, Cgroup, CgroupManager};
+use crate::digest::Digest;
+use crate::paths::Root;
+
+/// Errors handling container state.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("container state {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Path.
+        path: PathBuf,
+        /// OS error.
+        source: io::Error,
+    },
+    /// A live container already has this name.
+    #[error("the container name {0:?} is already in use")]
+    NameInUse(String),
+    /// Removing a cgroup failed.
+    #[error(transparent)]
+    Cgroup(#[from] cgroup::Error),
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What is recorded about a running container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// Container id.
+    pub id: String,
+    /// `--name`, if given.
+    pub name: Option<String>,
+    /// Image reference.
+    pub image: String,
+    /// pid of the owning runner.
+    pub owner_pid: i32,
+    /// Start time of the owning runner (clock ticks since boot).
+    pub owner_start: u64,
+    /// The container's cgroup.
+    pub cgroup: Cgroup,
+    /// diff_ids of the layers in use.
+    pub layers: Vec<Digest>,
+}
+
+/// Start time of a process in clock ticks since boot, if it exists.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    after_comm.split(' ').nth(19)?.parse().ok()
+}
+
+fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
+    move |source| Error::Io {
+        action,
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn read_states(root: &Root) -> Vec<(PathBuf, Option<State>)> {
+    let Ok(entries) = fs::read_dir(root.containers_dir()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let dir = e.path();
+            let state = fs::read(dir.join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+            (dir, state)
+        })
+        .collect()
+}
+
+fn is_live(state: &State) -> bool {
+    process_start_time(state.owner_pid) == Some(state.owner_start)
+}
+
+fn remove_dir(dir: &Path) -> Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("remove", dir)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Removes what dead runners left behind. Returns the ids cleaned.
+pub fn clean_stale(root: &Root) -> Result<Vec<String>> {
+    let mut cleaned = Vec::new();
+    for (dir, state) in read_states(root) {
+        match state {
+            Some(s) if is_live(&s) => {}
+            Some(s) => {
+                s.cgroup.destroy()?;
+                remove_dir(&dir)?;
+                cleaned.push(s.id);
+            }
+            None => {
+                // No state.json: either being created right now, or its
+                // creator died before writing it. Only the latter is old.
+                let old = fs::metadata(&dir)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age.as_secs() > 60);
+                if old {
+                    remove_dir(&dir)?;
+                }
+            }
+        }
+    }
+    Ok(cleaned)
+}
+
+/// diff_ids used by live containers (kept by `prune`).
+pub fn layers_in_use(root: &Root) -> BTreeSet<Digest> {
+    read_states(root)
+        .into_iter()
+        .filter_map(|(_, s)| s)
+        .filter(is_live)
+        .flat_map(|s| s.layers)
+        .collect()
+}
+
+/// A container's state directory; dropping it destroys the cgroup and removes
+/// the directory, so every exit path of `runner run` cleans up.
+pub struct ContainerState {
+    dir: PathBuf,
+    state: State,
+}
+
+impl ContainerState {
+    /// Creates the state directory (`upper/`, `work/`, `rootfs/`) and
+    /// records `state`, checking the name is free.
+    pub fn create(root: &Root, state: State) -> Result<ContainerState> {
+        if let Some(name) = &state.name {
+            let taken = read_states(root)
+                .into_iter()
+                .filter_map(|(_, s)| s)
+                .any(|s| s.name.as_deref() == Some(name) && is_live(&s));
+            if taken {
+                return Err(Error::NameInUse(name.clone()));
+            }
+        }
+        let dir = root.container(&state.id);
+        for sub in ["upper", "work", "rootfs"] {
+            let p = dir.join(sub);
+            fs::create_dir_all(&p).map_err(io_err("create", &p))?;
+        }
+        let guard = ContainerState { dir, state };
+        let path = guard.dir.join("state.json");
+        let bytes = serde_json::to_vec_pretty(&guard.state).expect("state serializes");
+        crate::images::write_atomic(&path, &bytes).map_err(io_err("write", &path))?;
+        Ok(guard)
+    }
+
+    /// The state directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for ContainerState {
+    fn drop(&mut self) {
+        if let Err(e) = self.state.cgroup.destroy() {
+            eprintln!("runner: warning: {e}");
+        }
+        if let Err(e) = remove_dir(&self.dir) {
+            eprintln!("runner: warning: {e}");
+        }
+    }
+}

@@ -1,0 +1,564 @@
+//! Layer unpacking: each layer archive (gzip, zstd or plain tar) is unpacked
+//! once into `layers/<alg>/<hex of diff_id>/`, shared by every image using it.
+//!
+//! - The uncompressed stream is hashed while it is read and must equal the
+//!   diff_id from the image config.
+//! - Unpacking goes into a private temp dir that is renamed into place only
+//!   when complete and verified; a concurrent unpack of the same layer loses
+//!   the rename race harmlessly. Any failure removes the temp dir.
+//! - Whiteouts become overlayfs forms ([`Whiteouts::Overlay`]: a 0/0 char
+//!   device, and `trusted.overlay.opaque=y`), or are applied by deleting
+//!   ([`Whiteouts::Apply`], used to flatten a bundle rootfs).
+//! - Path traversal is refused: `..` components, absolute paths, symlinks
+//!   whose relative target climbs out of the root, hardlinks to outside, and
+//!   writing through a symlinked parent directory.
+//! - Hardlinks, symlinks, device nodes, fifos, ownership, modes, mtimes and
+//!   xattrs (PAX `SCHILY.xattr.*`) are preserved.
+
+use std::collections::HashSet;
+use std::ffi::{CString, OsStr};
+use std::fs::{self, OpenOptions};
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use nix::sys::stat::{mknod, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid};
+
+use crate::digest::{Digest, HashingReader};
+use crate::images::{self, ImageStore};
+use crate::paths::Root;
+
+/// Errors from unpacking a layer.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The archive tried to write outside the layer directory.
+    #[error("layer {layer}: refusing entry {entry:?}: {reason}")]
+    PathTraversal {
+        /// diff_id of the layer.
+        layer: Digest,
+        /// The offending entry path.
+        entry: String,
+        /// What it tried.
+        reason: &'static str,
+    },
+    /// The uncompressed stream did not hash to the expected diff_id.
+    #[error("layer diff_id mismatch: config says {expected}, content is {actual}")]
+    DiffIdMismatch {
+        /// diff_id from the image config.
+        expected: Digest,
+        /// Digest of the uncompressed bytes.
+        actual: Digest,
+    },
+    /// A tar entry type the runner does not handle.
+    #[error("layer {layer}: entry {entry:?} has unsupported type {kind:?}")]
+    UnsupportedEntry {
+        /// diff_id of the layer.
+        layer: Digest,
+        /// The entry path.
+        entry: String,
+        /// The tar type byte.
+        kind: u8,
+    },
+    /// Filesystem or archive I/O failed.
+    #[error("layer {layer}: {action} {path}: {source}")]
+    Io {
+        /// diff_id of the layer.
+        layer: Digest,
+        /// What was being done.
+        action: &'static str,
+        /// Path involved.
+        path: PathBuf,
+        /// OS error.
+        source: io::Error,
+    },
+    /// The layer blob could not be read from the store.
+    #[error(transparent)]
+    Store(#[from] images::Error),
+}
+
+/// Result alias for this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What to do with whiteout entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Whiteouts {
+    /// Convert to overlayfs whiteouts (layer used as an overlay lower dir).
+    Overlay,
+    /// Delete what they hide (flattening layers into one directory).
+    Apply,
+}
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_MARKER: &str = ".wh..wh..opq";
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+
+/// Wraps a layer blob in the right decompressor, detected from its magic bytes.
+pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, reader);
+    let head = buffered.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::read::MultiGzDecoder::new(buffered)))
+    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Ok(Box::new(zstd::stream::read::Decoder::with_buffer(
+            buffered,
+        )?))
+    } else {
+        Ok(Box::new(buffered))
+    }
+}
+
+struct Unpacker<'a> {
+    dest: &'a Path,
+    layer: &'a Digest,
+    mode: Whiteouts,
+    written: HashSet<PathBuf>,
+    dir_times: Vec<(PathBuf, i64)>,
+}
+
+fn cstr(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("paths from tar have no NUL")
+}
+
+impl Unpacker<'_> {
+    fn io(&self, action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Error + '_ {
+        let path = path.to_owned();
+        move |source| Error::Io {
+            layer: self.layer.clone(),
+            action,
+            path,
+            source,
+        }
+    }
+
+    fn refuse(&self, entry: &[u8], reason: &'static str) -> Error {
+        Error::PathTraversal {
+            layer: self.layer.clone(),
+            entry: String::from_utf8_lossy(entry).into_owned(),
+            reason,
+        }
+    }
+
+    /// Splits an archive path into safe relative components.
+    fn components<'p>(&self, raw: &'p [u8]) -> Result<Vec<&'p [u8]>> {
+        if raw.starts_with(b"/") {
+            return Err(self.refuse(raw, "absolute path"));
+        }
+        let mut out = Vec::new();
+        for c in raw.split(|b| *b == b'/') {
+            match c {
+                b"" | b"." => {}
+                b".." => return Err(self.refuse(raw, "'..' component")),
+                c => out.push(c),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Makes sure every parent of `parts` is a real directory (creating missing ones),
+    /// never a symlink, and returns the full destination path.
+    fn prepare_parents(&self, raw: &[u8], parts: &[&[u8]]) -> Result<PathBuf> {
+        let mut path = self.dest.to_path_buf();
+        for (i, part) in parts.iter().enumerate() {
+            path.push(OsStr::from_bytes(part));
+            if i + 1 == parts.len() {
+                break;
+            }
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(self.refuse(raw, "parent directory is a symlink"))
+                }
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(self.refuse(raw, "parent is not a directory")),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    fs::create_dir(&path).map_err(self.io("mkdir", &path))?;
+                    fs::set_permissions(&path, fs::Permissions::from_mode(0o755))
+                        .map_err(self.io("chmod", &path))?;
+                }
+                Err(e) => return Err(self.io("stat", &path)(e)),
+            }
+        }
+        Ok(path)
+    }
+
+    /// Removes whatever is at `path` unless it is a directory and `keep_dir`.
+    fn clear(&self, path: &Path, keep_dir: bool) -> Result<()> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() && keep_dir => Ok(()),
+            Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(self.io("remove", path)),
+            Ok(_) => fs::remove_file(path).map_err(self.io("remove", path)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io("stat", path)(e)),
+        }
+    }
+
+    fn whiteout(&mut self, raw: &[u8], parts: &[&[u8]], name: &[u8]) -> Result<()> {
+        let path = self.prepare_parents(raw, parts)?;
+        let parent = path.parent().expect("whiteout has a parent").to_path_buf();
+        if name == OPAQUE_MARKER.as_bytes() {
+            match self.mode {
+                Whiteouts::Overlay => set_xattr(&parent, OPAQUE_XATTR, b"y")
+                    .map_err(self.io("set opaque xattr on", &parent))?,
+                Whiteouts::Apply => {
+                    let entries = fs::read_dir(&parent).map_err(self.io("list", &parent))?;
+                    for e in entries {
+                        let p = e.map_err(self.io("list", &parent))?.path();
+                        if !self.written.contains(&p) {
+                            self.clear(&p, false)?;
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let hidden = parent.join(OsStr::from_bytes(&name[WHITEOUT_PREFIX.len()..]));
+        self.clear(&hidden, false)?;
+        if self.mode == Whiteouts::Overlay {
+            mknod(&hidden, SFlag::S_IFCHR, Mode::empty(), 0)
+                .map_err(|e| self.io("mknod whiteout", &hidden)(e.into()))?;
+            self.written.insert(hidden);
+        }
+        Ok(())
+    }
+
+    fn entry<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<()> {
+        let raw = entry.path_bytes().into_owned();
+        let parts = self.components(&raw)?;
+        let Some(name) = parts.last().copied() else {
+            return Ok(()); // the archive root itself
+        };
+        if name.starts_with(WHITEOUT_PREFIX.as_bytes()) {
+            return self.whiteout(&raw, &parts, name);
+        }
+        let path = self.prepare_parents(&raw, &parts)?;
+        let header = entry.header().clone();
+        let kind = header.entry_type();
+        let mode = header.mode().unwrap_or(0o644) & 0o7777;
+        let uid = header.uid().unwrap_or(0) as u32;
+        let gid = header.gid().unwrap_or(0) as u32;
+        let mtime = header.mtime().unwrap_or(0) as i64;
+        match kind {
+            tar::EntryType::Directory => {
+                self.clear(&path, true)?;
+                if !path.is_dir() {
+                    fs::create_dir(&path).map_err(self.io("mkdir", &path))?;
+                }
+                self.dir_times.push((path.clone(), mtime));
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                self.clear(&path, false)?;
+                let mut f = OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(self.io("create", &path))?;
+                io::copy(&mut entry, &mut f).map_err(self.io("write", &path))?;
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                if !target.starts_with(b"/") && escapes(parts.len() - 1, &target) {
+                    return Err(self.refuse(&raw, "symlink target escapes the layer"));
+                }
+                self.clear(&path, false)?;
+                symlink(OsStr::from_bytes(&target), &path).map_err(self.io("symlink", &path))?;
+            }
+            tar::EntryType::Link => {
+                let target = entry
+                    .link_name_bytes()
+                    .map(|t| t.into_owned())
+                    .unwrap_or_default();
+                let target_parts = self
+                    .components(&target)
+                    .map_err(|_| self.refuse(&raw, "hardlink target escapes the layer"))?;
+                if target_parts.is_empty() {
+                    return Err(self.refuse(&raw, "hardlink to the layer root"));
+                }
+                let target_path = self
+                    .prepare_parents(&target, &target_parts)
+                    .map_err(|_| self.refuse(&raw, "hardlink target escapes the layer"))?;
+                self.clear(&path, false)?;
+                fs::hard_link(&target_path, &path).map_err(self.io("hardlink", &path))?;
+                self.written.insert(path);
+                return Ok(()); // a hardlink shares the target's metadata
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                self.clear(&path, false)?;
+                let (sflag, dev) = match kind {
+                    tar::EntryType::Char => (SFlag::S_IFCHR, device(&header)),
+                    tar::EntryType::Block => (SFlag::S_IFBLK, device(&header)),
+                    _ => (SFlag::S_IFIFO, 0),
+                };
+                mknod(&path, sflag, Mode::from_bits_truncate(0o600), dev)
+                    .map_err(|e| self.io("mknod", &path)(e.into()))?;
+            }
+            tar::EntryType::XGlobalHeader => return Ok(()),
+            other => {
+                return Err(Error::UnsupportedEntry {
+                    layer: self.layer.clone(),
+                    entry: String::from_utf8_lossy(&raw).into_owned(),
+                    kind: other.as_byte(),
+                })
+            }
+        }
+        if let Ok(Some(exts)) = entry.pax_extensions() {
+            for ext in exts.flatten() {
+                if let (Ok(key), value) = (ext.key(), ext.value_bytes()) {
+                    if let Some(attr) = key.strip_prefix("SCHILY.xattr.") {
+                        set_xattr(&path, attr, value).map_err(self.io("set xattr on", &path))?;
+                    }
+                }
+            }
+        }
+        nix::unistd::fchownat(
+            None,
+            &path,
+            Some(Uid::from_raw(uid)),
+            Some(Gid::from_raw(gid)),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        )
+        .map_err(|e| self.io("chown", &path)(e.into()))?;
+        if kind != tar::EntryType::Symlink {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                .map_err(self.io("chmod", &path))?;
+        }
+        if kind != tar::EntryType::Directory {
+            set_mtime(&path, mtime).map_err(self.io("set mtime on", &path))?;
+        }
+        self.written.insert(path);
+        Ok(())
+    }
+}
+
+fn device(header: &tar::Header) -> u64 {
+    let major = header.device_major().ok().flatten().unwrap_or(0);
+    let minor = header.device_minor().ok().flatten().unwrap_or(0);
+    nix::sys::stat::makedev(major.into(), minor.into())
+}
+
+/// Whether a relative symlink target, placed `depth` directories below the
+/// root, climbs above the root.
+fn escapes(depth: usize, target: &[u8]) -> bool {
+    let mut level = depth as isize;
+    for c in target.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                level -= 1;
+                if level < 0 {
+                    return true;
+                }
+            }
+            _ => level += 1,
+        }
+    }
+    false
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let p = cstr(path);
+    let n = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: valid NUL-terminated strings and a valid buffer for the call's duration.
+    let rc = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {
+    let t = TimeSpec::new(mtime, 0);
+    nix::sys::stat::utimensat(None, path, &t, &t, UtimensatFlags::NoFollowSymlink)
+        .map_err(io::Error::from)
+}
+
+/// Unpacks one layer stream into `dest`, verifying its diff_id.
+/// On error `dest` may hold a partial tree; callers own its removal.
+pub fn unpack_into(blob: impl Read, dest: &Path, diff_id: &Digest, mode: Whiteouts) -> Result<()> {
+    let io_err = |action, source| Error::Io {
+        layer: diff_id.clone(),
+        action,
+        path: dest.to_owned(),
+        source,
+    };
+    let stream = decompress(blob).map_err(|e| io_err("decompress", e))?;
+    let hashing = HashingReader::new(stream, diff_id.algorithm());
+    let mut archive = tar::Archive::new(hashing);
+    let mut unpacker = Unpacker {
+        dest,
+        layer: diff_id,
+        mode,
+        written: HashSet::new(),
+        dir_times: Vec::new(),
+    };
+    for entry in archive.entries().map_err(|e| io_err("read archive", e))? {
+        let entry = entry.map_err(|e| io_err("read archive", e))?;
+        unpacker.entry(entry)?;
+    }
+    for (dir, mtime) in unpacker.dir_times.iter().rev() {
+        set_mtime(dir, *mtime).map_err(|e| io_err("set mtime", e))?;
+    }
+    let (actual, _) = archive
+        .into_inner()
+        .finish()
+        .map_err(|e| io_err("read archive", e))?;
+    if &actual != diff_id {
+        return Err(Error::DiffIdMismatch {
+            expected: diff_id.clone(),
+            actual,
+        });
+    }
+    Ok(())
+}
+
+/// Removes a temp dir on drop unless disarmed.
+struct TempDir(Option<PathBuf>);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = fs::remove_dir_all(p);
+        }
+    }
+}
+
+static UNPACK_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+/// Makes sure the layer `diff_id` (stored as blob `blob`) is unpacked, and
+/// returns its directory. Unpacks at most once; safe against concurrent runners.
+pub fn ensure_layer(
+    root: &Root,
+    store: &ImageStore,
+    blob: &Digest,
+    diff_id: &Digest,
+) -> Result<PathBuf> {
+    let final_dir = root.layer(diff_id);
+    if final_dir.is_dir() {
+        return Ok(final_dir);
+    }
+    let io_err = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io {
+            layer: diff_id.clone(),
+            action,
+            path,
+            source,
+        }
+    };
+    let tmp = root.tmp_dir().join(format!(
+        "unpack-{}-{}-{}",
+        diff_id.hex(),
+        std::process::id(),
+        UNPACK_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
+    let guard = TempDir(Some(tmp.clone()));
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &tmp))?;
+    let file = store.open_blob(blob)?;
+    unpack_into(file, &tmp, diff_id, Whiteouts::Overlay)?;
+    let parent = final_dir.parent().expect("layer dir has a parent");
+    fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+    match fs::rename(&tmp, &final_dir) {
+        Ok(()) => {
+            let mut guard = guard;
+            guard.0 = None;
+            Ok(final_dir)
+        }
+        // Another runner finished the same layer first: theirs is as good as ours.
+        Err(_) if final_dir.is_dir() => Ok(final_dir),
+        Err(e) => Err(io_err("rename into", &final_dir)(e)),
+    }
+}
+
+/// Unpacks every missing layer, independent layers in parallel, and returns
+/// the layer directories in order (base first).
+pub fn ensure_layers(
+    root: &Root,
+    store: &ImageStore,
+    layers: &[(Digest, Digest)],
+) -> Result<Vec<PathBuf>> {
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(layers.len())
+        .max(1);
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<Result<PathBuf>>>> =
+        Mutex::new((0..layers.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some((blob, diff_id)) = layers.get(i) else {
+                    break;
+                };
+                let r = ensure_layer(root, store, blob, diff_id);
+                results.lock().expect("results lock")[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .expect("results lock")
+        .into_iter()
+        .map(|r| r.expect("every layer was processed"))
+        .collect()
+}
+
+/// Removes every unpacked layer whose diff_id is not in `keep`. Returns how many went.
+pub fn remove_unused_layers(
+    root: &Root,
+    keep: &std::collections::BTreeSet<Digest>,
+) -> Result<usize, io::Error> {
+    let mut removed = 0;
+    let Ok(algs) = fs::read_dir(root.layers_dir()) else {
+        return Ok(0);
+    };
+    for alg in algs {
+        let alg = alg?;
+        for layer in fs::read_dir(alg.path())? {
+            let layer = layer?;
+            let text = format!(
+                "{}:{}",
+                alg.file_name().to_string_lossy(),
+                layer.file_name().to_string_lossy()
+            );
+            if !text.parse::<Digest>().is_ok_and(|d| keep.contains(&d)) {
+                fs::remove_dir_all(layer.path())?;
+                removed += 1;
+            }
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_symlink_escape_detection() {
+        assert!(!escapes(0, b"bin/busybox"));
+        assert!(!escapes(1, b"../lib/x"));
+        assert!(escapes(1, b"../../etc/passwd"));
+        assert!(escapes(0, b".."));
+        assert!(!escapes(2, b"a/../../b"));
+    }
+}
