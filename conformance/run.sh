@@ -26,6 +26,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SUITE="$TOOLS_BIN/conformance"
 require_tool "$SUITE" "$REGISTRY_BIN" curl ss /usr/bin/python3
 read -r -a EXTRA_REGISTRY_ARGS <<<"${REGISTRY_ARGS:-}"
+# shellcheck disable=SC2034 # read by lib.sh
 [ -z "${STRATA_CONF_USER:-}" ] || REGISTRY_READY_AUTH="$STRATA_CONF_USER:${STRATA_CONF_PASS:-}"
 
 WORK=$(mktemp -d /tmp/strata-conformance.XXXXXX)
@@ -49,6 +50,35 @@ DATA_TOGGLES=(
   SUBJECT_LIST DATA_FIELD NONDISTRIBUTABLE CUSTOM_FIELDS NO_LAYERS EMPTY_BLOB SHA512
 )
 
+# probe_sparse SPARSE(true|false): pushes a manifest whose layer was never
+# pushed. A registry started with --allow-sparse must accept it (201); a
+# strict one must reject it with 400 MANIFEST_BLOB_UNKNOWN. This checks the
+# pass runs against the registry mode it claims.
+probe_sparse() {
+  local base="http://$REG_ADDR/v2/probe/sparse" auth=() loc code body="$WORK/probe.out"
+  local cfg_digest=sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a # "{}"
+  [ -z "${STRATA_CONF_USER:-}" ] || auth=(-u "$STRATA_CONF_USER:${STRATA_CONF_PASS:-}")
+  loc=$(curl -fsS -X POST -D - -o /dev/null ${auth[@]+"${auth[@]}"} "$base/blobs/uploads/" |
+    tr -d '\r' | awk -F': ' 'tolower($1) == "location" { print $2 }')
+  case $loc in /*) loc="http://$REG_ADDR$loc" ;; esac
+  case $loc in *\?*) loc="$loc&digest=$cfg_digest" ;; *) loc="$loc?digest=$cfg_digest" ;; esac
+  code=$(curl -sS -X PUT -o /dev/null -w '%{http_code}' ${auth[@]+"${auth[@]}"} \
+    -H 'Content-Type: application/octet-stream' --data-binary '{}' "$loc")
+  [ "$code" = 201 ] || { echo "   probe: config blob upload answered $code"; return 1; }
+  code=$(curl -sS -X PUT -o "$body" -w '%{http_code}' ${auth[@]+"${auth[@]}"} \
+    -H 'Content-Type: application/vnd.oci.image.manifest.v1+json' \
+    --data-binary '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"'"$cfg_digest"'","size":2},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000001","size":1234}]}' \
+    "$base/manifests/sparse")
+  if [ "$1" = true ] && [ "$code" = 201 ]; then
+    echo "   probe: sparse manifest accepted (201), as --allow-sparse asks"
+  elif [ "$1" = false ] && [ "$code" = 400 ] && grep -q MANIFEST_BLOB_UNKNOWN "$body"; then
+    echo "   probe: sparse manifest rejected (400 MANIFEST_BLOB_UNKNOWN), as a strict registry must"
+  else
+    echo "   probe: sparse manifest push answered $code: $(head -c 300 "$body")"
+    return 1
+  fi
+}
+
 # run_pass LABEL RESULTS_DIR SPARSE(true|false) REGISTRY_FLAGS...
 run_pass() {
   local label=$1 results=$2 sparse=$3 t toggles=() allow=()
@@ -57,6 +87,8 @@ run_pass() {
   mkdir -p "$results"
   registry_start "$label" "$WORK/$label/data" "$@" ${EXTRA_REGISTRY_ARGS[@]+"${EXTRA_REGISTRY_ARGS[@]}"}
   echo "== conformance pass '$label' against $REG_ADDR (registry flags: $* ${REGISTRY_ARGS:-})"
+  local probe_ok=true
+  probe_sparse "$sparse" || probe_ok=false
 
   for t in "${API_TOGGLES[@]}"; do toggles+=("OCI_API_$t=true"); done
   for t in "${DATA_TOGGLES[@]}"; do toggles+=("OCI_DATA_$t=true"); done
@@ -78,7 +110,8 @@ run_pass() {
 
   stop_pid "$REG_PID"
   cp "$WORK/$label.log" "$results/registry.log" 2>/dev/null || true
-  if /usr/bin/python3 "$REPO/conformance/check_results.py" "$results" "$label" ${allow[@]+"${allow[@]}"}; then
+  if /usr/bin/python3 "$REPO/conformance/check_results.py" "$results" "$label" ${allow[@]+"${allow[@]}"} &&
+    [ "$probe_ok" = true ]; then
     return 0
   fi
   echo "   report: $results/report.html (registry log: $results/registry.log)"
