@@ -260,11 +260,12 @@ case_docker() {
   mkdir -p "$ctx"
   docker_ import "$WORK/fixtures/rootfs.tar" strata-interop/base:1
   echo "layer a $RANDOM" >"$ctx/a.txt"
-  head -c 300000 /dev/urandom | base64 >"$ctx/b.txt"
+  # 48 MiB that does not compress: a layer far larger than any buffer.
+  head -c 50331648 /dev/urandom >"$ctx/b.bin"
   cat >"$ctx/Dockerfile" <<'EOF'
 FROM strata-interop/base:1
 COPY a.txt /a.txt
-COPY b.txt /b.txt
+COPY b.bin /b.bin
 CMD ["/bin/cat", "/a.txt"]
 EOF
   DOCKER_BUILDKIT=0 docker_ build --network none -q -t "$img" "$ctx"
@@ -288,8 +289,8 @@ EOF
   expect_contains "RepoDigests" "$(docker_ image inspect -f '{{range .RepoDigests}}{{println .}}{{end}}' "$img")" \
     "$REG_ADDR/docker/multi@$pushed"
   expect_eq "docker run output" "$(docker_ run --rm --network none "$img")" "$(cat "$ctx/a.txt")"
-  expect_eq "big layer content" "$(docker_ run --rm --network none "$img" cat /b.txt | sha256sum)" \
-    "$(sha256sum <"$ctx/b.txt")"
+  expect_eq "big layer content" "$(docker_ run --rm --network none "$img" cat /b.bin | sha256sum)" \
+    "$(sha256sum <"$ctx/b.bin")"
 
   docker_ rmi "$img"
   docker_ pull "$REG_ADDR/docker/multi@$pushed"
