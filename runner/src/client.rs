@@ -333,7 +333,7 @@ impl Client {
 
     /// Sends a GET, answering one auth challenge if needed.
     fn get(&self, url: &str, headers: &[(&str, &str)]) -> Result<ureq::Response> {
-        let send = |auth: Option<&str>| {
+        let send = |auth: Option<&str>| -> Result<ureq::Response, Box<ureq::Error>> {
             let mut req = self.agent.get(url);
             for (k, v) in headers {
                 req = req.set(k, v);
@@ -341,33 +341,38 @@ impl Client {
             if let Some(a) = auth {
                 req = req.set("Authorization", a);
             }
-            req.call()
+            req.call().map_err(Box::new)
         };
         let current = self.authorization.lock().expect("auth lock").clone();
         let result = match send(current.as_deref()) {
-            Err(ureq::Error::Status(401, resp)) => {
-                let challenge = resp.header("www-authenticate").unwrap_or("").to_owned();
-                let auth = self.authenticate(&challenge)?;
-                *self.authorization.lock().expect("auth lock") = Some(auth.clone());
-                send(Some(&auth))
-            }
-            other => other,
+            Err(e) => match *e {
+                ureq::Error::Status(401, resp) => {
+                    let challenge = resp.header("www-authenticate").unwrap_or("").to_owned();
+                    let auth = self.authenticate(&challenge)?;
+                    *self.authorization.lock().expect("auth lock") = Some(auth.clone());
+                    send(Some(&auth))
+                }
+                other => Err(Box::new(other)),
+            },
+            ok => ok,
         };
         match result {
             Ok(resp) => Ok(resp),
-            Err(ureq::Error::Status(status, resp)) => {
-                let body = read_body(resp, url).unwrap_or_default();
-                let body = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-                Err(Error::Status {
+            Err(e) => match *e {
+                ureq::Error::Status(status, resp) => {
+                    let body = read_body(resp, url).unwrap_or_default();
+                    let body = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
+                    Err(Error::Status {
+                        url: url.to_owned(),
+                        status,
+                        body,
+                    })
+                }
+                e => Err(Error::Transport {
                     url: url.to_owned(),
-                    status,
-                    body,
-                })
-            }
-            Err(e) => Err(Error::Transport {
-                url: url.to_owned(),
-                message: e.to_string(),
-            }),
+                    message: e.to_string(),
+                }),
+            },
         }
     }
 

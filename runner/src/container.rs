@@ -238,6 +238,7 @@ pub fn run(
         None => None,
     };
     let cgroup = Cgroup::for_container(Path::new("/sys/fs/cgroup"), &spec.id)?;
+    sandbox::block_forwarded_signals()?;
     let container = ContainerState::create(
         root,
         State {

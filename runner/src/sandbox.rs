@@ -62,7 +62,7 @@ pub enum Error {
 /// Result alias for this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn sys<T>(call: &'static str) -> impl FnOnce(nix::Error) -> Error {
+fn sys(call: &'static str) -> impl FnOnce(nix::Error) -> Error {
     move |source| Error::Sys { call, source }
 }
 
@@ -151,26 +151,33 @@ fn copy_winsize(from: RawFd, to: RawFd) {
     }
 }
 
+/// Blocks the signals the runner forwards, so that one arriving while the
+/// container is being set up is delivered to it once it runs instead of
+/// killing the runner mid-setup.
+pub fn block_forwarded_signals() -> Result<()> {
+    nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&forwarded_and_chld()), None)
+        .map_err(sys("sigprocmask"))
+}
+
 /// Starts the container and supervises it until it exits.
 pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
     let spec = launch.spec;
     let (sync_r, sync_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys::<()>("pipe2"))?;
-    let (err_r, err_w) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys::<()>("pipe2"))?;
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+    let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
     let pty = if spec.tty {
-        Some(nix::pty::openpty(None, None).map_err(sys::<()>("openpty"))?)
+        Some(nix::pty::openpty(None, None).map_err(sys("openpty"))?)
     } else {
         None
     };
     let console = match &pty {
-        Some(p) => Some(nix::unistd::ttyname(&p.slave).map_err(sys::<()>("ttyname"))?),
+        Some(p) => Some(nix::unistd::ttyname(&p.slave).map_err(sys("ttyname"))?),
         None => None,
     };
     let signals = forwarded_and_chld();
     let mut old_mask = SigSet::empty();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals), Some(&mut old_mask))
-        .map_err(sys::<()>("sigprocmask"))?;
+        .map_err(sys("sigprocmask"))?;
 
     let mut flags = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
@@ -201,7 +208,7 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
             Some(libc::SIGCHLD),
         )
     }
-    .map_err(sys::<()>("clone"))?;
+    .map_err(sys("clone"))?;
     drop(sync_r);
     drop(err_w);
 
@@ -521,7 +528,12 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
         // SAFETY: single-threaded child; the forked process only execs.
         match unsafe { nix::unistd::fork() }.ctx(|| "fork workload".into())? {
             nix::unistd::ForkResult::Child => exec(&argv, &env, ctx.err_w),
-            nix::unistd::ForkResult::Parent { child } => reap(child),
+            nix::unistd::ForkResult::Parent { child } => {
+                // The reaper never execs: close its copy of the error pipe so
+                // the runner sees EOF once the workload has exec'd.
+                let _ = nix::unistd::close(ctx.err_w);
+                reap(child)
+            }
         }
     }
     exec(&argv, &env, ctx.err_w)
@@ -564,8 +576,12 @@ fn resolve_argv(args: &[String], env: &[String]) -> Result<Vec<CString>, ChildEr
 
 fn exec(argv: &[CString], env: &[String], err_w: RawFd) -> ! {
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&SigSet::all()), None);
-    // SAFETY: restoring the default disposition; Rust ignores SIGPIPE by default.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    // Ignored signals stay ignored across exec: the runner ignores SIGPIPE
+    // (Rust does) and may have inherited more from its own parent.
+    for sig in 1..32 {
+        // SAFETY: restoring default dispositions before exec.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
     let env: Vec<CString> = env
         .iter()
         .filter_map(|e| CString::new(e.as_bytes()).ok())
@@ -907,7 +923,6 @@ fn mount_system(
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
         ("stderr", "/proc/self/fd/2"),
-        ("core", "/proc/kcore"),
     ] {
         std::os::unix::fs::symlink(target, dev.join(link))
             .ctx(|| format!("symlink /dev/{link}"))?;

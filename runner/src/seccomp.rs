@@ -672,7 +672,7 @@ impl Profile {
                 r.includes.caps.iter().all(has_cap)
                     && (r.includes.arches.is_empty() || r.includes.arches.iter().any(has_arch))
                     && (r.excludes.caps.is_empty() || !r.excludes.caps.iter().any(has_cap))
-                    && !r.excludes.arches.iter().any(|a| *a == arch)
+                    && !r.excludes.arches.contains(&arch)
             })
             .map(|r| Rule {
                 includes: Filter::default(),
