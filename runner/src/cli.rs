@@ -134,8 +134,8 @@ pub struct ContainerArgs {
     /// Run a reaper as PID 1 that forwards signals and reaps orphans.
     #[arg(long)]
     pub init: bool,
-    /// Run in a user namespace: container root maps to host uid/gid START (default 100000), 65536 ids.
-    #[arg(long, num_args = 0..=1, default_missing_value = "100000")]
+    /// Run in a user namespace: container root maps to host uid/gid START (`--userns` or `--userns=START`, default 100000), 65536 ids.
+    #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "100000")]
     pub userns: Option<u32>,
     /// Signal that stops the container (overrides the image's StopSignal).
     #[arg(long)]

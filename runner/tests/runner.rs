@@ -1047,3 +1047,19 @@ impl Drop for RuncGuard {
             .output();
     }
 }
+
+#[test]
+fn userns_maps_container_root_to_an_unprivileged_host_uid() {
+    let w = World::new();
+    let img = w.push_busybox("busybox", vec![]);
+    let vol = w.dir.path().join("owned");
+    fs::create_dir(&vol).unwrap();
+    std::os::unix::fs::chown(&vol, Some(200_000), Some(200_000)).unwrap();
+    let volume = format!("{}:/data", vol.display());
+    let out = w.ok(&["run", "--userns=200000", "-v", &volume, &img, "sh", "-c",
+        "id -u; cat /proc/self/uid_map; echo x > /new && touch /data/made && echo wrote"]);
+    let words: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(words, ["0", "0", "200000", "65536", "wrote"], "{out}");
+    // Files the container's root creates belong to the mapped host uid.
+    assert_eq!(fs::metadata(vol.join("made")).unwrap().uid(), 200_000);
+}
