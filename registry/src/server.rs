@@ -63,7 +63,11 @@ async fn common_headers(request: Request, next: Next) -> Response {
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = Store::open(&config.store).await?;
     let listener = TcpListener::bind(config.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "registry listening");
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "registry listening");
+    // One machine-readable line on stdout, so scripts and tests that ask for
+    // port 0 learn the real address without racing for a port.
+    println!("listening on {addr}");
     axum::serve(listener, app(store))
         .with_graceful_shutdown(shutdown_signal())
         .await?;
