@@ -4,7 +4,8 @@
 //! - v1 (per-controller hierarchies, possibly "hybrid" with a cgroup2 tree at
 //!   `/sys/fs/cgroup/unified`): one directory per controller under
 //!   `<controller>/strata/<id>`; limits in `memory.limit_in_bytes`,
-//!   `cpu.cfs_quota_us`, `pids.max`; OOM kills read from `memory.oom_control`.
+//!   `cpu.cfs_quota_us`, `pids.max`, Docker's device allow-list in
+//!   `devices.allow`; OOM kills read from `memory.oom_control`.
 //! - v2 (unified): one directory `strata/<id>` with the controllers enabled in
 //!   the parents' `cgroup.subtree_control`; limits in `memory.max`,
 //!   `cpu.max`, `pids.max`; OOM kills read from `memory.events`.
@@ -122,7 +123,23 @@ pub struct V1 {
     dirs: Vec<(String, PathBuf)>,
 }
 
-const V1_CONTROLLERS: [&str; 4] = ["memory", "cpu", "pids", "freezer"];
+const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "pids", "freezer", "devices"];
+
+/// Devices a container may use (Docker's default allow-list): the nodes of its
+/// minimal `/dev`, pseudo-terminals, and `mknod` of anything (but no use of it).
+const V1_ALLOWED_DEVICES: [&str; 11] = [
+    "c *:* m",
+    "b *:* m",
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 1:8 rwm",
+    "c 1:9 rwm",
+    "c 5:0 rwm",
+    "c 5:1 rwm",
+    "c 5:2 rwm",
+    "c 136:* rwm",
+];
 
 impl V1 {
     fn new(mount: &Path, name: &str) -> V1 {
@@ -165,6 +182,12 @@ impl CgroupManager for V1 {
         }
         if let (Some(pids), Some(dir)) = (limits.pids, self.dir("pids")) {
             write(&dir.join("pids.max"), &pids.to_string())?;
+        }
+        if let Some(dir) = self.dir("devices") {
+            write(&dir.join("devices.deny"), "a")?;
+            for rule in V1_ALLOWED_DEVICES {
+                write(&dir.join("devices.allow"), rule)?;
+            }
         }
         Ok(())
     }

@@ -1056,10 +1056,44 @@ fn userns_maps_container_root_to_an_unprivileged_host_uid() {
     fs::create_dir(&vol).unwrap();
     std::os::unix::fs::chown(&vol, Some(200_000), Some(200_000)).unwrap();
     let volume = format!("{}:/data", vol.display());
-    let out = w.ok(&["run", "--userns=200000", "-v", &volume, &img, "sh", "-c",
-        "id -u; cat /proc/self/uid_map; echo x > /new && touch /data/made && echo wrote"]);
+    let out = w.ok(&[
+        "run",
+        "--userns=200000",
+        "-v",
+        &volume,
+        &img,
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map; echo x > /new && touch /data/made && echo wrote",
+    ]);
     let words: Vec<&str> = out.split_whitespace().collect();
     assert_eq!(words, ["0", "0", "200000", "65536", "wrote"], "{out}");
     // Files the container's root creates belong to the mapped host uid.
     assert_eq!(fs::metadata(vol.join("made")).unwrap().uid(), 200_000);
+}
+
+#[test]
+fn device_nodes_outside_the_allow_list_cannot_be_used() {
+    let w = World::new();
+    let img = w.push_busybox("busybox", vec![]);
+    // CAP_MKNOD lets root create /dev/kmsg's node, but the device cgroup forbids using it.
+    let out = w.runner(&[
+        "run",
+        &img,
+        "sh",
+        "-c",
+        "mknod /kmsg c 1 11 && echo strata-device-test > /kmsg",
+    ]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        stderr(&out).contains("Operation not permitted"),
+        "{}",
+        stderr(&out)
+    );
+    // Allowed nodes work.
+    assert_eq!(
+        w.ok(&["run", &img, "sh", "-c", "head -c 3 /dev/zero | wc -c"])
+            .trim(),
+        "3"
+    );
 }
