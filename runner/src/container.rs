@@ -64,8 +64,8 @@ pub enum Error {
         /// Parse error.
         source: serde_json::Error,
     },
-    /// Preparing the user-namespace upper dir failed.
-    #[error("chown {path} for --userns: {source}")]
+    /// Preparing the user-namespace directories failed.
+    #[error("preparing {path} for --userns: {source}")]
     Chown {
         /// The dir.
         path: std::path::PathBuf,
@@ -257,6 +257,11 @@ pub fn run(
             let path = container.dir().join(sub);
             chown(&path, Some(map.host_start), Some(map.host_start))
                 .map_err(|source| Error::Chown { path, source })?;
+        }
+        // Mount points for the id-mapped layers the sandbox attaches.
+        for i in 0..layers.len() {
+            let path = container.dir().join("lower").join(i.to_string());
+            std::fs::create_dir_all(&path).map_err(|source| Error::Chown { path, source })?;
         }
     }
     let outcome = sandbox::run(&Launch {

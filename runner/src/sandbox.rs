@@ -165,6 +165,14 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
     let (sync_r, sync_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
     let (err_r, err_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
+    // Carries id-mapped layer mounts to a child in a user namespace.
+    let (fd_parent, fd_child) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::Stream,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(sys("socketpair"))?;
     let pty = if spec.tty {
         Some(nix::pty::openpty(None, None).map_err(sys("openpty"))?)
     } else {
@@ -193,6 +201,7 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
         launch,
         sync_r: sync_r.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
+        layer_fds: fd_child.as_raw_fd(),
         pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
         pty_master: pty.as_ref().map(|p| p.master.as_raw_fd()),
         console: console.clone(),
@@ -211,8 +220,9 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
     .map_err(sys("clone"))?;
     drop(sync_r);
     drop(err_w);
+    drop(fd_child);
 
-    if let Err(e) = prepare_child(launch, pid) {
+    if let Err(e) = prepare_child(launch, pid, &fd_parent) {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
         return Err(e);
@@ -283,7 +293,7 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
     })
 }
 
-fn prepare_child(launch: &Launch<'_>, pid: Pid) -> Result<()> {
+fn prepare_child(launch: &Launch<'_>, pid: Pid, layer_socket: &OwnedFd) -> Result<()> {
     launch.cgroup.add_process(pid.as_raw())?;
     if let Some(map) = launch.spec.userns {
         for file in ["uid_map", "gid_map"] {
@@ -291,8 +301,87 @@ fn prepare_child(launch: &Launch<'_>, pid: Pid) -> Result<()> {
             fs::write(&path, format!("0 {} {}\n", map.host_start, map.size))
                 .map_err(|source| Error::IdMap { path, source })?;
         }
+        let userns = PathBuf::from(format!("/proc/{pid}/ns/user"));
+        let userns_fd = fs::File::open(&userns).map_err(|source| Error::IdMap {
+            path: userns.clone(),
+            source,
+        })?;
+        let mounts = launch
+            .layers
+            .iter()
+            .map(|l| {
+                idmapped_mount(l, userns_fd.as_raw_fd()).map_err(|source| Error::IdMap {
+                    path: l.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<Vec<OwnedFd>>>()?;
+        let raw: Vec<RawFd> = mounts.iter().map(|m| m.as_raw_fd()).collect();
+        for chunk in raw.chunks(64) {
+            let iov = [io::IoSlice::new(&[0u8])];
+            let cmsg = [nix::sys::socket::ControlMessage::ScmRights(chunk)];
+            nix::sys::socket::sendmsg::<()>(
+                layer_socket.as_raw_fd(),
+                &iov,
+                &cmsg,
+                nix::sys::socket::MsgFlags::empty(),
+                None,
+            )
+            .map_err(sys("sendmsg"))?;
+        }
     }
     Ok(())
+}
+
+/// A detached bind mount of `dir` whose ids are mapped through `userns`, so a
+/// layer owned by host root appears owned by the container's root.
+fn idmapped_mount(dir: &Path, userns: RawFd) -> io::Result<OwnedFd> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+    let path = CString::new(dir.as_os_str().as_encoded_bytes())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: open_tree with a valid path; returns a new descriptor or -1.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns as u64,
+    };
+    // SAFETY: mount_setattr on our detached mount with a valid attr struct.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
 }
 
 fn wait_status_code(status: WaitStatus) -> Option<i32> {
@@ -361,6 +450,7 @@ struct ChildContext<'a> {
     launch: &'a Launch<'a>,
     sync_r: RawFd,
     err_w: RawFd,
+    layer_fds: RawFd,
     pty_slave: Option<RawFd>,
     pty_master: Option<RawFd>,
     console: Option<PathBuf>,
@@ -432,7 +522,12 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     )
     .ctx(|| "make mounts private".into())?;
     let rootfs = launch.state_dir.join("rootfs");
-    mount_overlay(launch, &rootfs)?;
+    let lowers = if spec.userns.is_some() {
+        attach_idmapped_layers(ctx)?
+    } else {
+        launch.layers.to_vec()
+    };
+    mount_overlay(launch, &lowers, &rootfs)?;
     mount_volumes(spec, &rootfs)?;
     mount_system(spec, &rootfs, ctx.console.as_deref())?;
     if spec.read_only {
@@ -632,20 +727,72 @@ fn reap(child: Pid) -> ! {
     }
 }
 
-fn mount_overlay(launch: &Launch<'_>, rootfs: &Path) -> Result<(), ChildError> {
+/// Receives the id-mapped layer mounts from the parent and attaches them
+/// under `<state>/lower/<n>`; returns those paths, base first.
+fn attach_idmapped_layers(ctx: &ChildContext<'_>) -> Result<Vec<PathBuf>, ChildError> {
+    let launch = ctx.launch;
+    let mut fds: Vec<RawFd> = Vec::new();
+    while fds.len() < launch.layers.len() {
+        let mut byte = [0u8; 1];
+        let mut iov = [io::IoSliceMut::new(&mut byte)];
+        let mut space = nix::cmsg_space!([RawFd; 64]);
+        let msg = nix::sys::socket::recvmsg::<()>(
+            ctx.layer_fds,
+            &mut iov,
+            Some(&mut space),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .ctx(|| "receive id-mapped layers".into())?;
+        let before = fds.len();
+        for c in msg.cmsgs().ctx(|| "receive id-mapped layers".into())? {
+            if let nix::sys::socket::ControlMessageOwned::ScmRights(received) = c {
+                fds.extend(received);
+            }
+        }
+        if fds.len() == before {
+            return Err(ChildError(125, "runner sent no id-mapped layers".into()));
+        }
+    }
+    let mut paths = Vec::new();
+    for (i, fd) in fds.iter().enumerate() {
+        let target = launch.state_dir.join("lower").join(i.to_string());
+        let c_target = cstring(target.as_os_str().as_encoded_bytes())?;
+        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+        // SAFETY: move_mount of a received detached mount onto an existing dir.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_move_mount,
+                *fd,
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                c_target.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            )
+        };
+        if rc < 0 {
+            return Err(ChildError(
+                125,
+                format!("attach id-mapped layer {i}: {}", io::Error::last_os_error()),
+            ));
+        }
+        let _ = nix::unistd::close(*fd);
+        paths.push(target);
+    }
+    Ok(paths)
+}
+
+fn mount_overlay(launch: &Launch<'_>, layers: &[PathBuf], rootfs: &Path) -> Result<(), ChildError> {
     let upper = launch.state_dir.join("upper");
     let work = launch.state_dir.join("work");
     // Paths relative to the common layers dir keep the mount options short
     // (the kernel caps them at one page).
-    let base = launch
-        .layers
+    let base = layers
         .first()
         .and_then(|l| l.parent())
         .and_then(|p| p.parent())
         .ok_or_else(|| ChildError(125, "image has no layers".into()))?;
     nix::unistd::chdir(base).ctx(|| format!("chdir {}", base.display()))?;
-    let lowers: Vec<String> = launch
-        .layers
+    let lowers: Vec<String> = layers
         .iter()
         .rev()
         .map(|l| {

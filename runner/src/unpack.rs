@@ -7,13 +7,15 @@
 //!   when complete and verified; a concurrent unpack of the same layer loses
 //!   the rename race harmlessly. Any failure removes the temp dir.
 //! - Whiteouts become overlayfs forms ([`Whiteouts::Overlay`]: a 0/0 char
-//!   device, and `trusted.overlay.opaque=y`), or are applied by deleting
+//!   device, and `trusted.overlay.opaque=y` plus `user.overlay.opaque=y` for
+//!   overlays mounted in a user namespace), or are applied by deleting
 //!   ([`Whiteouts::Apply`], used to flatten a bundle rootfs).
 //! - Path traversal is refused: `..` components, absolute paths, symlinks
 //!   whose relative target climbs out of the root, hardlinks to outside, and
 //!   writing through a symlinked parent directory.
 //! - Hardlinks, symlinks, device nodes, fifos, ownership, modes, mtimes and
-//!   xattrs (PAX `SCHILY.xattr.*`) are preserved.
+//!   xattrs (PAX `SCHILY.xattr.*`) are preserved, except overlayfs' own
+//!   (`trusted.overlay.*`, `user.overlay.*`), which an image must not set.
 
 use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
@@ -95,7 +97,8 @@ pub enum Whiteouts {
 
 const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_MARKER: &str = ".wh..wh..opq";
-const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+/// The opaque marker for overlayfs mounted by root, and by a user namespace (`userxattr`).
+const OPAQUE_XATTRS: [&str; 2] = ["trusted.overlay.opaque", "user.overlay.opaque"];
 
 /// Wraps a layer blob in the right decompressor, detected from its magic bytes.
 pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
@@ -201,8 +204,12 @@ impl Unpacker<'_> {
         let parent = path.parent().expect("whiteout has a parent").to_path_buf();
         if name == OPAQUE_MARKER.as_bytes() {
             match self.mode {
-                Whiteouts::Overlay => set_xattr(&parent, OPAQUE_XATTR, b"y")
-                    .map_err(self.io("set opaque xattr on", &parent))?,
+                Whiteouts::Overlay => {
+                    for name in OPAQUE_XATTRS {
+                        set_xattr(&parent, name, b"y")
+                            .map_err(self.io("set opaque xattr on", &parent))?;
+                    }
+                }
                 Whiteouts::Apply => {
                     let entries = fs::read_dir(&parent).map_err(self.io("list", &parent))?;
                     for e in entries {
@@ -313,6 +320,12 @@ impl Unpacker<'_> {
             for ext in exts.flatten() {
                 if let (Ok(key), value) = (ext.key(), ext.value_bytes()) {
                     if let Some(attr) = key.strip_prefix("SCHILY.xattr.") {
+                        // overlayfs' own xattrs (opaque, redirect, metacopy...) from an
+                        // image could steer the overlay; only the unpacker sets those.
+                        if attr.starts_with("trusted.overlay.") || attr.starts_with("user.overlay.")
+                        {
+                            continue;
+                        }
                         set_xattr(&path, attr, value).map_err(self.io("set xattr on", &path))?;
                     }
                 }

@@ -19,6 +19,7 @@ const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "echo", "cat", "ls", "id", "hostname", "sleep", "dd", "touch", "mkdir", "rm", "unshare",
     "mount", "kill", "grep", "wc", "seq", "head", "true", "false", "env", "pwd", "test", "printf",
+    "stat", "mknod",
 ];
 
 fn sha256(bytes: &[u8]) -> String {
@@ -615,8 +616,17 @@ fn whiteout_and_opaque_directory_hide_lower_content() {
         &[&base, &upper],
         default_config(),
     );
-    let out = w.ok(&["run", &w.image("layered"), "ls", "/data", "/opq"]);
-    assert_eq!(out, "/data:\nkept.txt\n\n/opq:\nnew.txt\n");
+    for userns in [None, Some("--userns")] {
+        let mut args = vec!["run"];
+        args.extend(userns);
+        let img = w.image("layered");
+        args.extend([img.as_str(), "ls", "/data", "/opq"]);
+        assert_eq!(
+            w.ok(&args),
+            "/data:\nkept.txt\n\n/opq:\nnew.txt\n",
+            "{userns:?}"
+        );
+    }
 }
 
 #[test]
@@ -1064,10 +1074,17 @@ fn userns_maps_container_root_to_an_unprivileged_host_uid() {
         &img,
         "sh",
         "-c",
-        "id -u; cat /proc/self/uid_map; echo x > /new && touch /data/made && echo wrote",
+        "id -u; cat /proc/self/uid_map; echo x > /new && touch /data/made && echo wrote; \
+         stat -c %u /bin/busybox; echo extra >> /etc/group && echo changed",
     ]);
     let words: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(words, ["0", "0", "200000", "65536", "wrote"], "{out}");
+    // Layers are id-mapped: the image's root-owned files belong to the
+    // container's root, which can modify them (overlay copies them up).
+    assert_eq!(
+        words,
+        ["0", "0", "200000", "65536", "wrote", "0", "changed"],
+        "{out}"
+    );
     // Files the container's root creates belong to the mapped host uid.
     assert_eq!(fs::metadata(vol.join("made")).unwrap().uid(), 200_000);
 }
