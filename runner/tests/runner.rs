@@ -1114,3 +1114,127 @@ fn device_nodes_outside_the_allow_list_cannot_be_used() {
         "3"
     );
 }
+
+#[test]
+fn unpack_preserves_links_special_files_ownership_modes_mtimes_and_xattrs() {
+    let w = World::new();
+    let base = busybox_layer(Compression::Gzip, vec![]);
+    let mut b = tar::Builder::new(Vec::new());
+    fn add(
+        b: &mut tar::Builder<Vec<u8>>,
+        kind: tar::EntryType,
+        name: &str,
+        data: &[u8],
+        mode: u32,
+        f: &dyn Fn(&mut tar::Header),
+    ) {
+        let mut h = header(kind, name, data.len() as u64, mode);
+        f(&mut h);
+        h.set_cksum();
+        b.append(&h, data).unwrap();
+    }
+    add(
+        &mut b,
+        tar::EntryType::Regular,
+        "owned",
+        b"data",
+        0o4750,
+        &|h| {
+            h.set_uid(1000);
+            h.set_gid(10);
+            h.set_mtime(1_234_567_890);
+        },
+    );
+    add(&mut b, tar::EntryType::Link, "hard", b"", 0o644, &|h| {
+        set_link(h, "owned")
+    });
+    add(&mut b, tar::EntryType::Symlink, "soft", b"", 0o777, &|h| {
+        set_link(h, "owned")
+    });
+    add(&mut b, tar::EntryType::Fifo, "fifo", b"", 0o640, &|_| {});
+    add(&mut b, tar::EntryType::Char, "null", b"", 0o666, &|h| {
+        h.set_device_major(1).unwrap();
+        h.set_device_minor(3).unwrap();
+    });
+    b.append_pax_extensions([("SCHILY.xattr.user.strata", &b"kept"[..])])
+        .unwrap();
+    add(
+        &mut b,
+        tar::EntryType::Regular,
+        "tagged",
+        b"x",
+        0o600,
+        &|_| {},
+    );
+    let tar = b.into_inner().unwrap();
+    let special = Layer {
+        diff_id: sha256(&tar),
+        blob: tar,
+        media_type: "application/vnd.oci.image.layer.v1.tar",
+    };
+    push_image(
+        &w.reg,
+        "special",
+        "latest",
+        &[&base, &special],
+        default_config(),
+    );
+    let out = w.ok(&[
+        "run",
+        &w.image("special"),
+        "stat",
+        "-c",
+        "%n %u %g %a %Y %F %h",
+        "/owned",
+        "/fifo",
+    ]);
+    assert_eq!(
+        out,
+        "/owned 1000 10 4750 1234567890 regular file 2\n/fifo 0 0 640 1700000000 fifo 1\n"
+    );
+    let dir = w.root().join("layers/sha256").join(&special.diff_id[7..]);
+    let owned = fs::metadata(dir.join("owned")).unwrap();
+    assert_eq!(fs::metadata(dir.join("hard")).unwrap().ino(), owned.ino());
+    assert_eq!(fs::read_link(dir.join("soft")).unwrap(), Path::new("owned"));
+    let null = fs::metadata(dir.join("null")).unwrap();
+    assert_eq!(null.rdev(), libc::makedev(1, 3));
+    let mut value = [0u8; 16];
+    let path =
+        std::ffi::CString::new(dir.join("tagged").into_os_string().into_encoded_bytes()).unwrap();
+    let n = unsafe {
+        libc::lgetxattr(
+            path.as_ptr(),
+            c"user.strata".as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    assert_eq!(&value[..n.max(0) as usize], b"kept");
+}
+
+#[test]
+fn concurrent_runs_on_a_fresh_root_share_one_unpack() {
+    let w = World::new();
+    let img = w.push_busybox("busybox", vec![]);
+    w.ok(&["pull", &img]);
+    let children: Vec<Child> = (0..4)
+        .map(|i| {
+            w.cmd(&["run", &img, "echo", &i.to_string()])
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, c) in children.into_iter().enumerate() {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stdout(&out), format!("{i}\n"));
+    }
+    assert_eq!(w.layer_dirs().len(), 1);
+    let leftovers: Vec<_> = fs::read_dir(w.root().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
