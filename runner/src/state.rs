@@ -169,7 +169,8 @@ impl ContainerState {
         let guard = ContainerState { dir, state };
         let path = guard.dir.join("state.json");
         let bytes = serde_json::to_vec_pretty(&guard.state).expect("state serializes");
-        crate::images::write_atomic(&path, &bytes).map_err(io_err("write", &path))?;
+        // No fsync: after a reboot there is no container, cgroup or mount to clean.
+        crate::images::write_replace(&path, &bytes, false).map_err(io_err("write", &path))?;
         Ok(guard)
     }
 

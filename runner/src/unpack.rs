@@ -507,11 +507,17 @@ pub fn ensure_layers(
     store: &ImageStore,
     layers: &[(Digest, Digest)],
 ) -> Result<Vec<PathBuf>> {
+    let missing = layers
+        .iter()
+        .filter(|(_, diff_id)| !root.layer(diff_id).is_dir())
+        .count();
+    if missing == 0 {
+        return Ok(layers.iter().map(|(_, d)| root.layer(d)).collect());
+    }
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
-        .min(layers.len())
-        .max(1);
+        .min(missing);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<Option<Result<PathBuf>>>> =
         Mutex::new((0..layers.len()).map(|_| None).collect());
