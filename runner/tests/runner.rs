@@ -946,7 +946,19 @@ fn cgroup_and_state_are_removed_after_run_and_after_a_runner_crash() {
     );
     // Kill the runner itself: the container dies with it (PDEATHSIG) and the
     // next invocation removes the cgroup and state it left.
-    let mut child = started(w.cmd(&["run", &img, "sh", "-c", "echo ready; exec sleep 60"]));
+    let mut child = started(w.cmd(&[
+        "run",
+        "--cpus",
+        "0.5",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "10",
+        &img,
+        "sh",
+        "-c",
+        "echo ready; exec sleep 60",
+    ]));
     let id = fs::read_dir(w.root().join("containers"))
         .unwrap()
         .flatten()
@@ -955,6 +967,27 @@ fn cgroup_and_state_are_removed_after_run_and_after_a_runner_crash() {
         .file_name();
     let id = id.to_string_lossy().into_owned();
     assert!(strata_cgroups().contains(&id));
+    let limit = |file: &str| {
+        let v1 = format!(
+            "/sys/fs/cgroup/{}/strata/{id}/{file}",
+            file.split('.').next().unwrap()
+        );
+        let v2 = format!("/sys/fs/cgroup/strata/{id}/{file}");
+        fs::read_to_string(v1)
+            .or_else(|_| fs::read_to_string(v2))
+            .unwrap()
+    };
+    if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        assert_eq!(limit("memory.max").trim(), (64 << 20).to_string());
+        assert_eq!(limit("cpu.max").trim(), "50000 100000");
+    } else {
+        assert_eq!(
+            limit("memory.limit_in_bytes").trim(),
+            (64 << 20).to_string()
+        );
+        assert_eq!(limit("cpu.cfs_quota_us").trim(), "50000");
+    }
+    assert_eq!(limit("pids.max").trim(), "10");
     unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
     child.wait().unwrap();
     w.ok(&["images"]);
@@ -1237,4 +1270,18 @@ fn concurrent_runs_on_a_fresh_root_share_one_unpack() {
         .map(|e| e.path())
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn network_host_shares_the_host_interfaces() {
+    let w = World::new();
+    let img = w.push_busybox("busybox", vec![]);
+    let mut host: Vec<String> = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    host.sort();
+    let out = w.ok(&["run", "--network", "host", &img, "ls", "/sys/class/net"]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), host);
 }
