@@ -64,8 +64,8 @@ pub enum Error {
         /// Parse error.
         source: serde_json::Error,
     },
-    /// Preparing the user-namespace directories failed.
-    #[error("preparing {path} for --userns: {source}")]
+    /// Preparing a file or directory in the container's state dir failed.
+    #[error("preparing {path}: {source}")]
     Chown {
         /// The dir.
         path: std::path::PathBuf,
@@ -219,6 +219,30 @@ pub fn build_spec(
     })
 }
 
+/// The files the sandbox bind-mounts over the image's `/etc`, as Docker does.
+const ETC_FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+
+/// Writes `<state>/etc/{hostname,hosts,resolv.conf}`: the container's
+/// hostname, a hosts file naming it, and the host's resolver configuration.
+fn write_etc_files(dir: &Path, spec: &ContainerSpec) -> Result<()> {
+    let etc = dir.join("etc");
+    let hosts = match spec.network {
+        spec::Network::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
+        spec::Network::None => format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{}\n",
+            spec.hostname
+        ),
+    };
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let contents = [format!("{}\n", spec.hostname), hosts, resolv];
+    for (name, text) in ETC_FILES.iter().zip(contents) {
+        let path = etc.join(name);
+        images::write_replace(&path, text.as_bytes(), false)
+            .map_err(|source| Error::Chown { path, source })?;
+    }
+    Ok(())
+}
+
 /// Runs `spec` from the local image `record` and waits for it to end.
 pub fn run(
     root: &Root,
@@ -252,9 +276,15 @@ pub fn run(
         },
     )?;
     cgroup.create(&spec.limits)?;
+    write_etc_files(container.dir(), spec)?;
     if let Some(map) = spec.userns {
         for sub in ["upper", "work", "rootfs"] {
             let path = container.dir().join(sub);
+            chown(&path, Some(map.host_start), Some(map.host_start))
+                .map_err(|source| Error::Chown { path, source })?;
+        }
+        for name in ETC_FILES {
+            let path = container.dir().join("etc").join(name);
             chown(&path, Some(map.host_start), Some(map.host_start))
                 .map_err(|source| Error::Chown { path, source })?;
         }

@@ -8,6 +8,8 @@
 //!   containers/<id>/               per-container state, removed when the container ends
 //!     state.json                   owner pid + start time, cgroup, layers in use
 //!     upper/ work/ rootfs/         overlay upper, work and mount point
+//!     etc/                         hostname, hosts, resolv.conf bound into the container
+//!     lower/<n>/                   id-mapped layer mount points (--userns only)
 //!   seccomp/<sha256>.bpf           compiled seccomp filters, built once
 //!   tmp/                           downloads in progress (*.partial) and unpacks in progress
 //!   auth.json                      credentials stored by `runner login`

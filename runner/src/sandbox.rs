@@ -10,6 +10,7 @@
 //! Child side, in order: new cgroup namespace; private mounts; overlayfs of
 //! the layers (the overlay lives only in the container's mount namespace, so
 //! nothing is left mounted on the host if the runner dies); volumes and tmpfs;
+//! the state dir's `etc/` files over `/etc/{hostname,hosts,resolv.conf}`;
 //! `/proc`, read-only `/sys`, a minimal `/dev`; Docker's masked and read-only
 //! paths; `pivot_root` and detach of the old root; hostname and `lo`; stdio
 //! or pty; user and working directory; bounding set, user switch,
@@ -530,6 +531,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     mount_overlay(launch, &lowers, &rootfs)?;
     mount_volumes(spec, &rootfs)?;
     mount_system(spec, &rootfs, ctx.console.as_deref())?;
+    mount_etc_files(launch.state_dir, &rootfs)?;
     if spec.read_only {
         mount(
             None::<&str>,
@@ -928,6 +930,33 @@ fn mount_volumes(spec: &ContainerSpec, rootfs: &Path) -> Result<(), ChildError> 
             Some(options.as_str()),
         )
         .ctx(|| format!("mount tmpfs on {}", t.path.display()))?;
+    }
+    Ok(())
+}
+
+/// Binds `<state>/etc/*` (hostname, hosts, resolv.conf) over the image's
+/// `/etc`, when the image has an `/etc`.
+fn mount_etc_files(state_dir: &Path, rootfs: &Path) -> Result<(), ChildError> {
+    let etc = secure_join(rootfs, Path::new("/etc")).ctx(|| "resolve /etc".into())?;
+    if !etc.is_dir() {
+        return Ok(());
+    }
+    let Ok(entries) = fs::read_dir(state_dir.join("etc")) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let target = secure_join(rootfs, &Path::new("/etc").join(&name))
+            .ctx(|| format!("resolve /etc/{}", name.to_string_lossy()))?;
+        ensure_mount_point(&target, false)?;
+        mount(
+            Some(&entry.path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind /etc/{}", name.to_string_lossy()))?;
     }
     Ok(())
 }

@@ -1285,3 +1285,25 @@ fn network_host_shares_the_host_interfaces() {
     let out = w.ok(&["run", "--network", "host", &img, "ls", "/sys/class/net"]);
     assert_eq!(out.lines().collect::<Vec<_>>(), host);
 }
+
+#[test]
+fn hostname_hosts_and_resolv_conf_are_provided() {
+    let w = World::new();
+    let img = w.push_busybox("busybox", vec![]);
+    let out = w.ok(&[
+        "run",
+        "--read-only",
+        "--hostname",
+        "named",
+        &img,
+        "sh",
+        "-c",
+        "cat /etc/hostname; grep -c named /etc/hosts",
+    ]);
+    assert_eq!(out, "named\n1\n");
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    assert_eq!(
+        w.ok(&["run", "--network", "host", &img, "cat", "/etc/resolv.conf"]),
+        host_resolv
+    );
+}
