@@ -1307,3 +1307,24 @@ fn hostname_hosts_and_resolv_conf_are_provided() {
         host_resolv
     );
 }
+
+#[test]
+fn images_with_more_layers_than_one_mount_option_holds_run() {
+    let w = World::new();
+    let base = busybox_layer(Compression::Gzip, vec![]);
+    let extra: Vec<Layer> = (0..80)
+        .map(|i| {
+            layer(
+                Compression::Plain,
+                &[file(&format!("l{i}"), format!("{i}").as_bytes())],
+            )
+        })
+        .collect();
+    let mut all = vec![&base];
+    all.extend(extra.iter());
+    push_image(&w.reg, "tall", "latest", &all, default_config());
+    assert_eq!(
+        w.ok(&["run", &w.image("tall"), "cat", "/l0", "/l79"]),
+        "079"
+    );
+}
