@@ -2,10 +2,14 @@
 //!
 //! - [`path`] parses `/v2/...` paths into validated routes;
 //! - [`routes`] holds the handlers, thin calls into [`store::Store`];
+//! - [`auth`] decides who may do what (htpasswd, tokens, rules);
 //! - [`error`] is the one table of OCI error codes;
+//! - [`config`] is the TOML configuration;
 //! - [`server`] builds the router and runs it.
 #![deny(missing_docs)]
 
+pub mod auth;
+pub mod config;
 pub mod error;
 pub mod path;
 pub mod range;

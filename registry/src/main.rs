@@ -1,12 +1,12 @@
 //! The `registry` binary: command-line parsing and nothing else.
 
+use std::io::Read;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use registry::server::{serve, ServeConfig};
-use store::StoreConfig;
+use clap::{Args, Parser, Subcommand};
+use registry::config::{AuthConfig, Config, TlsConfig};
 
 #[derive(Parser)]
 #[command(name = "registry", version, about = "Strata: a private OCI registry")]
@@ -18,17 +18,46 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Serve the OCI Distribution API.
-    Serve {
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:5000", env = "STRATA_LISTEN")]
-        listen: SocketAddr,
-        /// Data directory: a file store and a SQLite database inside it.
-        #[arg(long, default_value = "./data", env = "STRATA_DATA")]
-        data: PathBuf,
-        /// Accept manifests that reference blobs or child manifests not pushed to the repository.
-        #[arg(long, env = "STRATA_ALLOW_SPARSE")]
-        allow_sparse: bool,
+    Serve(ServeArgs),
+    /// Add or replace a user in an htpasswd file (bcrypt); the password is read from stdin.
+    Htpasswd {
+        /// The htpasswd file (created if missing).
+        file: PathBuf,
+        /// The user name.
+        user: String,
     },
+}
+
+/// Flags override the config file; environment variables stand in for flags.
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "STRATA_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "STRATA_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Data directory: a file store and a SQLite database inside it [default: ./data].
+    #[arg(long, env = "STRATA_DATA")]
+    data: Option<PathBuf>,
+    /// Object storage URL: file:///path or s3://bucket/prefix (AWS_* variables configure S3).
+    #[arg(long, env = "STRATA_STORAGE")]
+    storage: Option<String>,
+    /// Database URL: sqlite://path or postgres://...
+    #[arg(long, env = "STRATA_DATABASE")]
+    database: Option<String>,
+    /// Accept manifests that reference blobs or child manifests not pushed to the repository.
+    #[arg(long, env = "STRATA_ALLOW_SPARSE")]
+    allow_sparse: bool,
+    /// Turn on authentication with this htpasswd file (bcrypt entries).
+    #[arg(long, env = "STRATA_HTPASSWD")]
+    htpasswd: Option<PathBuf>,
+    /// TLS certificate chain (PEM); serve HTTPS with --tls-key.
+    #[arg(long, env = "STRATA_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "STRATA_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -49,16 +78,59 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Serve {
-            listen,
-            data,
-            allow_sparse,
-        } => {
-            let mut store = StoreConfig::local(&data);
-            store.allow_sparse = allow_sparse;
-            runtime.block_on(serve(ServeConfig { listen, store }))
+        Command::Serve(args) => {
+            let config = serve_config(args)?;
+            tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))
         }
+        Command::Htpasswd { file, user } => htpasswd(&file, &user),
     }
+}
+
+fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.data {
+        config.data = v;
+    }
+    if args.storage.is_some() {
+        config.storage = args.storage;
+    }
+    if args.database.is_some() {
+        config.database = args.database;
+    }
+    config.allow_sparse |= args.allow_sparse;
+    if let Some(file) = args.htpasswd {
+        config.auth.get_or_insert_with(AuthConfig::default).htpasswd = Some(file);
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        config.tls = Some(TlsConfig { cert, key });
+    }
+    Ok(config)
+}
+
+fn htpasswd(file: &std::path::Path, user: &str) -> anyhow::Result<()> {
+    if user.is_empty() || user.contains(':') {
+        anyhow::bail!("user names must be non-empty and free of ':'");
+    }
+    let mut password = String::new();
+    std::io::stdin().read_to_string(&mut password)?;
+    let password = password.trim_end_matches(['\n', '\r']);
+    if password.is_empty() {
+        anyhow::bail!("empty password on stdin");
+    }
+    let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST)?;
+    let existing = std::fs::read_to_string(file).unwrap_or_default();
+    let mut lines: Vec<String> = existing
+        .lines()
+        .filter(|l| l.split(':').next() != Some(user))
+        .map(str::to_owned)
+        .collect();
+    lines.push(format!("{user}:{hash}"));
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, lines.join("\n") + "\n")?;
+    std::fs::rename(&tmp, file)?;
+    Ok(())
 }

@@ -15,6 +15,7 @@ use futures::{Stream, StreamExt, TryStreamExt};
 use serde_json::json;
 use store::{Digest, Reference, RepoName, Store, Tag, UploadId};
 
+use crate::auth::{Action, Auth, Caller, Refusal, Verified};
 use crate::error::{upload_range, ApiError, Code};
 use crate::path::{self, Route};
 use crate::range;
@@ -23,6 +24,10 @@ use crate::range;
 pub struct AppState {
     /// The image store.
     pub store: Store,
+    /// Access control; `None` serves everyone.
+    pub auth: Option<Auth>,
+    /// Whether the listener speaks HTTPS (for the token realm).
+    pub tls: bool,
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -84,9 +89,10 @@ async fn route(state: &AppState, request: Request) -> ApiResult {
     let store = &state.store;
     let h = &parts.headers;
     let m = &parts.method;
+    let caller = authorize(state, &route, m, &query, h).await?;
     match route {
         Route::Base if is_read(m) => Ok(Json(json!({})).into_response()),
-        Route::Catalog if *m == Method::GET => catalog(store, &query).await,
+        Route::Catalog if *m == Method::GET => catalog(state, &caller, &query).await,
         Route::Tags(repo) if *m == Method::GET => tags(store, &repo, &query).await,
         Route::Manifest(repo, r) if is_read(m) => {
             get_manifest(store, &repo, &r, *m == Method::GET).await
@@ -114,6 +120,80 @@ async fn route(state: &AppState, request: Request) -> ApiResult {
         _ => Err(ApiError::new(Code::Unsupported)
             .detail(format!("{m} is not supported on {}", parts.uri.path()))),
     }
+}
+
+/// What a request needs: (repository, action) pairs.
+fn needs(route: &Route, m: &Method, query: &Query) -> Vec<(String, Action)> {
+    let Some(repo) = route.repo() else {
+        return Vec::new();
+    };
+    let action = match route {
+        _ if *m == Method::DELETE && !matches!(route, Route::Upload(..)) => Action::Delete,
+        _ if is_read(m) && !matches!(route, Route::Upload(..)) => Action::Pull,
+        _ => Action::Push,
+    };
+    let mut needs = vec![(repo.to_string(), action)];
+    if let (Route::Uploads(_), Some(_), Some(from)) = (route, query.get("mount"), query.get("from"))
+    {
+        needs.push((from.to_owned(), Action::Pull));
+    }
+    needs
+}
+
+/// Authenticate the caller and check every permission the request needs.
+async fn authorize(
+    state: &AppState,
+    route: &Route,
+    m: &Method,
+    query: &Query,
+    h: &HeaderMap,
+) -> Result<Caller, ApiError> {
+    let Some(auth) = &state.auth else {
+        return Ok(Caller::Anonymous);
+    };
+    let needs = needs(route, m, query);
+    let scope = match route {
+        Route::Catalog => Some("registry:catalog:*".to_owned()),
+        _ if needs.is_empty() => None,
+        _ => Some(
+            needs
+                .iter()
+                .map(|(repo, action)| match action {
+                    Action::Push => format!("repository:{repo}:pull,push"),
+                    a => format!("repository:{repo}:{}", a.name()),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+        ),
+    };
+    let refuse = |r: Refusal| match r {
+        Refusal::Denied => ApiError::new(Code::Denied),
+        Refusal::Unauthenticated { reason } => {
+            let host = header_str(h, header::HOST).unwrap_or("localhost");
+            let error = match (h.contains_key(header::AUTHORIZATION), reason) {
+                (false, _) => None,
+                (true, crate::auth::NARROW_TOKEN) => Some("insufficient_scope"),
+                (true, _) => Some("invalid_token"),
+            };
+            ApiError::new(Code::Unauthorized).detail(reason).header(
+                header::WWW_AUTHENTICATE,
+                auth.challenge(host, state.tls, scope.as_deref(), error),
+            )
+        }
+    };
+    let who: Verified = auth
+        .verify(header_str(h, header::AUTHORIZATION))
+        .await
+        .map_err(refuse)?;
+    if needs.is_empty() && who.caller == Caller::Anonymous && who.grants.is_none() {
+        return Err(refuse(Refusal::Unauthenticated {
+            reason: "authentication required",
+        }));
+    }
+    for (repo, action) in &needs {
+        auth.check(&who, repo, *action).map_err(refuse)?;
+    }
+    Ok(who.caller)
 }
 
 fn is_read(m: &Method) -> bool {
@@ -209,11 +289,36 @@ fn paginated(
     r
 }
 
-async fn catalog(store: &Store, query: &Query) -> ApiResult {
-    let (n, last) = pagination(query)?;
-    let repos = store
-        .repositories(last.as_deref(), n.map_or(u64::MAX, |n| n.saturating_add(1)))
-        .await?;
+async fn catalog(state: &AppState, caller: &Caller, query: &Query) -> ApiResult {
+    let (n, mut last) = pagination(query)?;
+    let want = n.map_or(u64::MAX, |n| n.saturating_add(1));
+    let Some(auth) = &state.auth else {
+        let repos = state.store.repositories(last.as_deref(), want).await?;
+        return Ok(paginated(
+            "repositories",
+            repos,
+            n,
+            "/v2/_catalog",
+            json!({}),
+        ));
+    };
+    // Only what the caller may pull, fetched in batches until the page is full.
+    const BATCH: u64 = 1000;
+    let mut repos = Vec::new();
+    loop {
+        let batch = state.store.repositories(last.as_deref(), BATCH).await?;
+        let done = (batch.len() as u64) < BATCH;
+        last = batch.last().cloned();
+        repos.extend(
+            batch
+                .into_iter()
+                .filter(|r| auth.permitted(caller, r).has(Action::Pull)),
+        );
+        if done || repos.len() as u64 >= want {
+            break;
+        }
+    }
+    repos.truncate(want.min(usize::MAX as u64) as usize);
     Ok(paginated(
         "repositories",
         repos,
@@ -221,6 +326,65 @@ async fn catalog(store: &Store, query: &Query) -> ApiResult {
         "/v2/_catalog",
         json!({}),
     ))
+}
+
+/// `GET`/`POST /token`: the Docker token flow, with Basic credentials or the OAuth2 password form.
+pub async fn token(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    match issue_token(&state, request).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn issue_token(state: &AppState, request: Request) -> ApiResult {
+    let Some(auth) = &state.auth else {
+        return Err(ApiError::not_found("/token"));
+    };
+    let (parts, body) = request.into_parts();
+    let mut params = Query::parse(&parts.uri)?.0;
+    let mut authorization = header_str(&parts.headers, header::AUTHORIZATION).map(str::to_owned);
+    if parts.method == Method::POST {
+        let form = read_limited(body, 64 * 1024).await?;
+        let form = serde_urlencoded_pairs(std::str::from_utf8(&form).map_err(|_| bad_query())?)?;
+        let form = Query(form);
+        match form.get("grant_type") {
+            Some("password") => {
+                let user = form.get("username").unwrap_or("");
+                let password = form.get("password").unwrap_or("");
+                let basic = base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("{user}:{password}"),
+                );
+                authorization = Some(format!("Basic {basic}"));
+            }
+            other => {
+                let detail = format!("unsupported grant_type {:?}", other.unwrap_or(""));
+                return Err(ApiError::new(Code::Unsupported)
+                    .status(StatusCode::BAD_REQUEST)
+                    .detail(detail));
+            }
+        }
+        params.extend(form.0);
+    } else if parts.method != Method::GET {
+        return Err(ApiError::new(Code::Unsupported));
+    }
+    if authorization
+        .as_deref()
+        .is_some_and(|a| !a.starts_with("Basic "))
+    {
+        authorization = None;
+    }
+    let who = auth.verify(authorization.as_deref()).await.map_err(|_| {
+        ApiError::new(Code::Unauthorized)
+            .detail("invalid username or password")
+            .header(header::WWW_AUTHENTICATE, "Basic realm=\"strata\"")
+    })?;
+    let scopes: Vec<String> = Query(params).all("scope").map(str::to_owned).collect();
+    let (token, expires_in) = auth.issue_token(&who.caller, &scopes);
+    Ok(
+        Json(json!({"token": token, "access_token": token, "expires_in": expires_in}))
+            .into_response(),
+    )
 }
 
 async fn tags(store: &Store, repo: &RepoName, query: &Query) -> ApiResult {

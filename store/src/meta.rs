@@ -135,6 +135,23 @@ impl Meta {
         Ok(())
     }
 
+    /// The secret called `name`, created from `candidate` if there is none yet.
+    /// Every replica sharing the database gets the same value.
+    pub async fn secret(&self, name: &str, candidate: &str) -> Result<String> {
+        sqlx::query(
+            "INSERT INTO secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(name)
+        .bind(candidate)
+        .execute(&self.write)
+        .await?;
+        let row = sqlx::query("SELECT value FROM secrets WHERE name = $1")
+            .bind(name)
+            .fetch_one(&self.write)
+            .await?;
+        Ok(row.get(0))
+    }
+
     // ---- blobs ----
 
     /// Size of a blob visible in `repo`.

@@ -1,0 +1,165 @@
+//! The registry's configuration: a TOML file, overridden by environment
+//! variables and flags (the binary applies those on top of [`Config::load`]).
+//!
+//! Every option is documented in `docs/operations.md`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use store::StoreConfig;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Data directory for the embedded defaults (file storage + SQLite).
+    pub data: PathBuf,
+    /// Object storage URL; defaults to `file://<data>/storage`.
+    pub storage: Option<String>,
+    /// Database URL; defaults to `sqlite://<data>/registry.db`.
+    pub database: Option<String>,
+    /// Accept manifests referencing content not pushed to the repository.
+    pub allow_sparse: bool,
+    /// HTTPS settings; plain HTTP when absent.
+    pub tls: Option<TlsConfig>,
+    /// Authentication and access control; open access when absent.
+    pub auth: Option<AuthConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            listen: "127.0.0.1:5000".parse().expect("valid default address"),
+            data: PathBuf::from("./data"),
+            storage: None,
+            database: None,
+            allow_sparse: false,
+            tls: None,
+            auth: None,
+        }
+    }
+}
+
+/// Certificate and key, PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Private key.
+    pub key: PathBuf,
+}
+
+/// Who may do what.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// htpasswd file with bcrypt entries.
+    pub htpasswd: Option<PathBuf>,
+    /// The `service` named in challenges and tokens.
+    pub service: String,
+    /// Token endpoint URL for challenges; by default `<scheme>://<Host>/token`.
+    pub realm: Option<String>,
+    /// Token lifetime in seconds.
+    pub token_ttl: u64,
+    /// Groups: name to member users.
+    pub groups: std::collections::BTreeMap<String, Vec<String>>,
+    /// Permission rules. With none, every user in the htpasswd file may do everything.
+    pub rules: Vec<Rule>,
+}
+
+impl Default for AuthConfig {
+    fn default() -> AuthConfig {
+        AuthConfig {
+            htpasswd: None,
+            service: "strata".to_owned(),
+            realm: None,
+            token_ttl: 300,
+            groups: Default::default(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// One grant: these principals may do these actions on matching repositories.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Repository globs: `*` stays within one path component, `**` crosses them.
+    pub repositories: Vec<String>,
+    /// Users granted.
+    #[serde(default)]
+    pub users: Vec<String>,
+    /// Groups granted.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Whether anonymous clients are granted too.
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Any of `pull`, `push`, `delete`, or `*`.
+    pub actions: Vec<String>,
+}
+
+impl Config {
+    /// Read a TOML file, or the defaults when `path` is `None`.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        let Some(path) = path else {
+            return Ok(Config::default());
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+    }
+
+    /// The store settings this configuration implies.
+    pub fn store(&self) -> StoreConfig {
+        let mut store = StoreConfig::local(&self.data);
+        if let Some(s) = &self.storage {
+            store.storage = s.clone();
+        }
+        if let Some(d) = &self.database {
+            store.database = d.clone();
+        }
+        store.allow_sparse = self.allow_sparse;
+        store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_file() {
+        let c: Config = toml::from_str(
+            r#"
+            listen = "127.0.0.1:6000"
+            data = "/srv/strata"
+            [tls]
+            cert = "c.pem"
+            key = "k.pem"
+            [auth]
+            htpasswd = "users"
+            [auth.groups]
+            devs = ["alice"]
+            [[auth.rules]]
+            repositories = ["team/**"]
+            groups = ["devs"]
+            actions = ["pull", "push"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 6000);
+        let auth = c.auth.unwrap();
+        assert_eq!(auth.token_ttl, 300);
+        assert_eq!(auth.rules[0].groups, ["devs"]);
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
+    }
+}
