@@ -551,6 +551,73 @@ mod tests {
         assert_eq!(p["scope"], "repository:a/b:pull");
     }
 
+    /// A tiny registry that demands a Bearer token from its own token endpoint.
+    fn token_registry() -> (String, std::thread::JoinHandle<Vec<String>>) {
+        use std::io::{BufRead, BufReader};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let realm = format!("http://{addr}/token");
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for _ in 0..3 {
+                let (mut conn, _) = listener.accept().unwrap();
+                let mut head = Vec::new();
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                loop {
+                    let mut line = String::new();
+                    reader.read_line(&mut line).unwrap();
+                    if line.trim().is_empty() {
+                        break;
+                    }
+                    head.push(line.trim().to_owned());
+                }
+                let request = head.join("\n");
+                let (status, extra, body) = if request.starts_with("GET /token") {
+                    (200, String::new(), r#"{"token":"T0K"}"#.to_owned())
+                } else if request.contains("Bearer T0K") {
+                    (200, String::new(), "{}".to_owned())
+                } else {
+                    let challenge = format!(
+                        "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"reg\",scope=\"repository:team/app:pull\"\r\n"
+                    );
+                    (401, challenge, "{}".to_owned())
+                };
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                conn.write_all(reply.as_bytes()).unwrap();
+                seen.push(request);
+            }
+            seen
+        });
+        (addr, handle)
+    }
+
+    #[test]
+    fn bearer_challenge_is_answered_with_a_token_from_the_realm() {
+        let (addr, server) = token_registry();
+        let reference: Reference = format!("{addr}/team/app").parse().unwrap();
+        let creds = Credentials {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        Client::new(&reference, &[], Some(creds))
+            .check_login()
+            .unwrap();
+        let seen = server.join().unwrap();
+        assert!(seen[0].starts_with("GET /v2/ "), "{seen:?}");
+        assert!(seen[1].starts_with("GET /token?"), "{seen:?}");
+        assert!(
+            seen[1].contains("scope=repository%3Ateam%2Fapp%3Apull"),
+            "{seen:?}"
+        );
+        assert!(seen[1].contains("service=reg"), "{seen:?}");
+        // Basic credentials go to the token endpoint: base64("u:p").
+        assert!(seen[1].contains("Basic dTpw"), "{seen:?}");
+        assert!(seen[2].contains("Bearer T0K"), "{seen:?}");
+    }
+
     #[test]
     fn auth_file_round_trip() {
         let dir = tempfile::tempdir().unwrap();
