@@ -8,7 +8,8 @@
 //!   `devices.allow`; OOM kills read from `memory.oom_control`.
 //! - v2 (unified): one directory `strata/<id>` with the controllers enabled in
 //!   the parents' `cgroup.subtree_control`; limits in `memory.max`,
-//!   `cpu.max`, `pids.max`; OOM kills read from `memory.events`.
+//!   `cpu.max`, `pids.max`, the device allow-list as an eBPF program; OOM
+//!   kills read from `memory.events`.
 //!
 //! Removal kills whatever is left inside, then removes the directories.
 
@@ -125,22 +126,6 @@ pub struct V1 {
 
 const V1_CONTROLLERS: [&str; 5] = ["memory", "cpu", "pids", "freezer", "devices"];
 
-/// Devices a container may use (Docker's default allow-list): the nodes of its
-/// minimal `/dev`, pseudo-terminals, and `mknod` of anything (but no use of it).
-const V1_ALLOWED_DEVICES: [&str; 11] = [
-    "c *:* m",
-    "b *:* m",
-    "c 1:3 rwm",
-    "c 1:5 rwm",
-    "c 1:7 rwm",
-    "c 1:8 rwm",
-    "c 1:9 rwm",
-    "c 5:0 rwm",
-    "c 5:1 rwm",
-    "c 5:2 rwm",
-    "c 136:* rwm",
-];
-
 impl V1 {
     fn new(mount: &Path, name: &str) -> V1 {
         let dirs = V1_CONTROLLERS
@@ -185,8 +170,8 @@ impl CgroupManager for V1 {
         }
         if let Some(dir) = self.dir("devices") {
             write(&dir.join("devices.deny"), "a")?;
-            for rule in V1_ALLOWED_DEVICES {
-                write(&dir.join("devices.allow"), rule)?;
+            for rule in crate::devices::ALLOWED {
+                write(&dir.join("devices.allow"), &rule.v1())?;
             }
         }
         Ok(())
@@ -281,7 +266,13 @@ impl CgroupManager for V2 {
         if let Some(pids) = limits.pids {
             write(&self.dir.join("pids.max"), &pids.to_string())?;
         }
-        Ok(())
+        crate::devices::attach_filter(&self.dir, &crate::devices::ALLOWED).map_err(|source| {
+            Error::Io {
+                action: "attach device filter to",
+                path: self.dir.clone(),
+                source,
+            }
+        })
     }
 
     fn add_process(&self, pid: i32) -> Result<()> {

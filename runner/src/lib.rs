@@ -20,6 +20,7 @@ pub mod cgroup;
 pub mod cli;
 pub mod client;
 pub mod container;
+pub mod devices;
 pub mod digest;
 pub mod images;
 pub mod oci;
