@@ -107,7 +107,7 @@ fn is_index(media_type: &str, bytes: &[u8]) -> bool {
         .is_ok_and(|p| p.manifests.is_some() && p.layers.is_none())
 }
 
-/// Progress shown on a terminal: one updating line on stderr.
+/// Progress shown on a terminal: one updating bar on stderr.
 struct Progress {
     total: u64,
     done: AtomicU64,
@@ -117,9 +117,13 @@ struct Progress {
 
 impl Progress {
     fn line(&self) -> String {
-        let done = self.done.load(Ordering::Relaxed);
+        const WIDTH: u64 = 30;
+        let done = self.done.load(Ordering::Relaxed).min(self.total);
+        let filled = (done * WIDTH).checked_div(self.total).unwrap_or(WIDTH);
         format!(
-            "\rdownloading: {}/{} layers, {:.1}/{:.1} MiB",
+            "\r[{}{}] {}/{} layers, {:.1}/{:.1} MiB",
+            "#".repeat(filled as usize),
+            " ".repeat((WIDTH - filled) as usize),
             self.finished_layers.load(Ordering::Relaxed),
             self.layers,
             done as f64 / 1048576.0,
