@@ -66,7 +66,7 @@ pub enum Error {
     },
     /// Preparing a file or directory in the container's state dir failed.
     #[error("preparing {path}: {source}")]
-    Chown {
+    Prepare {
         /// The dir.
         path: std::path::PathBuf,
         /// OS error.
@@ -238,7 +238,7 @@ fn write_etc_files(dir: &Path, spec: &ContainerSpec) -> Result<()> {
     for (name, text) in ETC_FILES.iter().zip(contents) {
         let path = etc.join(name);
         images::write_replace(&path, text.as_bytes(), false)
-            .map_err(|source| Error::Chown { path, source })?;
+            .map_err(|source| Error::Prepare { path, source })?;
     }
     Ok(())
 }
@@ -281,17 +281,17 @@ pub fn run(
         for sub in ["upper", "work", "rootfs"] {
             let path = container.dir().join(sub);
             chown(&path, Some(map.host_start), Some(map.host_start))
-                .map_err(|source| Error::Chown { path, source })?;
+                .map_err(|source| Error::Prepare { path, source })?;
         }
         for name in ETC_FILES {
             let path = container.dir().join("etc").join(name);
             chown(&path, Some(map.host_start), Some(map.host_start))
-                .map_err(|source| Error::Chown { path, source })?;
+                .map_err(|source| Error::Prepare { path, source })?;
         }
         // Mount points for the id-mapped layers the sandbox attaches.
         for i in 0..layers.len() {
             let path = container.dir().join("lower").join(i.to_string());
-            std::fs::create_dir_all(&path).map_err(|source| Error::Chown { path, source })?;
+            std::fs::create_dir_all(&path).map_err(|source| Error::Prepare { path, source })?;
         }
     }
     let outcome = sandbox::run(&Launch {

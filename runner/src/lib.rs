@@ -8,6 +8,7 @@
 //! cli / main.rs -> container (run), bundle, pull
 //! pull          -> client (HTTP), images (local store)
 //! container     -> unpack, seccomp, cgroup, state, sandbox
+//! cgroup        -> devices (v1 rules, v2 eBPF filter)
 //! sandbox       -> caps, seccomp (load), cgroup (join), spec
 //! ```
 //! The sandbox knows nothing about registries; `images` is the only door to
