@@ -289,6 +289,40 @@ impl CgroupManager for V2 {
     }
 }
 
+/// Removes empty container cgroups under `<mount>/.../strata/` older than
+/// `min_age`: those of containers whose runner died and whose state root is
+/// gone too. Only `rmdir` is used, which the kernel refuses for a cgroup that
+/// still has processes; the age spares a cgroup being set up right now.
+/// Returns how many were removed.
+pub fn remove_orphans(mount: &Path, min_age: Duration) -> usize {
+    let parents: Vec<PathBuf> = if mount.join("cgroup.controllers").exists() {
+        vec![mount.join("strata")]
+    } else {
+        V1_CONTROLLERS
+            .iter()
+            .map(|c| mount.join(c).join("strata"))
+            .collect()
+    };
+    let mut removed = 0;
+    for parent in parents {
+        let Ok(entries) = fs::read_dir(&parent) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let old_enough = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= min_age);
+            if entry.path().is_dir() && old_enough && fs::remove_dir(entry.path()).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
+}
+
 /// The cgroup of one container, on whichever cgroup version the host runs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Cgroup {
@@ -342,5 +376,37 @@ impl CgroupManager for Cgroup {
 
     fn destroy(&self) -> Result<()> {
         self.inner().destroy()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MOUNT: &str = "/sys/fs/cgroup";
+
+    #[test]
+    fn orphan_removal_takes_empty_old_groups_and_spares_busy_ones() {
+        let mount = Path::new(MOUNT);
+        let empty =
+            Cgroup::for_container(mount, &format!("orphan-empty-{}", std::process::id())).unwrap();
+        let busy =
+            Cgroup::for_container(mount, &format!("orphan-busy-{}", std::process::id())).unwrap();
+        empty.create(&Limits::default()).unwrap();
+        busy.create(&Limits::default()).unwrap();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        busy.add_process(sleeper.id() as i32).unwrap();
+        // A young group is spared.
+        remove_orphans(mount, Duration::from_secs(3600));
+        assert!(empty.paths().iter().all(|p| p.exists()));
+        remove_orphans(mount, Duration::ZERO);
+        assert!(empty.paths().iter().all(|p| !p.exists()));
+        assert!(busy.paths().iter().all(|p| p.exists()));
+        busy.destroy().unwrap();
+        let _ = sleeper.wait();
+        assert!(busy.paths().iter().all(|p| !p.exists()));
     }
 }

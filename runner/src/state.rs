@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +105,10 @@ fn remove_dir(dir: &Path) -> Result<()> {
 }
 
 /// Removes what dead runners left behind. Returns the ids cleaned.
+/// Also removes empty container cgroups a minute old whose state went away
+/// with a deleted state root (see [`cgroup::remove_orphans`]).
 pub fn clean_stale(root: &Root) -> Result<Vec<String>> {
+    cgroup::remove_orphans(Path::new("/sys/fs/cgroup"), Duration::from_secs(60));
     let mut cleaned = Vec::new();
     for (dir, state) in read_states(root) {
         match state {
