@@ -1328,3 +1328,28 @@ fn images_with_more_layers_than_one_mount_option_holds_run() {
         "079"
     );
 }
+
+#[test]
+fn image_stop_signal_is_what_sigterm_to_the_runner_sends() {
+    let w = World::new();
+    let l = busybox_layer(Compression::Gzip, vec![]);
+    let config = serde_json::json!({"config": {"Env": ["PATH=/bin"], "StopSignal": "SIGUSR1"}});
+    push_image(&w.reg, "stopsig", "latest", &[&l], config);
+    // PID 1 with a handler receives signals from the runner.
+    let script = "trap 'exit 3' USR1; trap 'exit 4' TERM; echo ready; sleep 60 & wait";
+    let mut child = started(w.cmd(&["run", &w.image("stopsig"), "sh", "-c", script]));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    // --stop-signal overrides the image.
+    let mut child = started(w.cmd(&[
+        "run",
+        "--stop-signal",
+        "TERM",
+        &w.image("stopsig"),
+        "sh",
+        "-c",
+        script,
+    ]));
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+}
