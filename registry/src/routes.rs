@@ -89,7 +89,10 @@ async fn route(state: &AppState, request: Request) -> ApiResult {
     let store = &state.store;
     let h = &parts.headers;
     let m = &parts.method;
-    let caller = authorize(state, &route, m, &query, h).await?;
+    let host = header_str(h, header::HOST)
+        .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+        .unwrap_or("localhost");
+    let caller = authorize(state, &route, m, &query, h, host).await?;
     match route {
         Route::Base if is_read(m) => Ok(Json(json!({})).into_response()),
         Route::Catalog if *m == Method::GET => catalog(state, &caller, &query).await,
@@ -147,6 +150,7 @@ async fn authorize(
     m: &Method,
     query: &Query,
     h: &HeaderMap,
+    host: &str,
 ) -> Result<Caller, ApiError> {
     let Some(auth) = &state.auth else {
         return Ok(Caller::Anonymous);
@@ -169,7 +173,6 @@ async fn authorize(
     let refuse = |r: Refusal| match r {
         Refusal::Denied => ApiError::new(Code::Denied),
         Refusal::Unauthenticated { reason } => {
-            let host = header_str(h, header::HOST).unwrap_or("localhost");
             let error = match (h.contains_key(header::AUTHORIZATION), reason) {
                 (false, _) => None,
                 (true, crate::auth::NARROW_TOKEN) => Some("insufficient_scope"),
