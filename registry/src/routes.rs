@@ -432,20 +432,25 @@ async fn get_manifest(
 }
 
 async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    // Past the limit keep draining (up to a bound) so the client reads our
+    // error instead of a connection reset.
+    const DRAIN: usize = 16 * 1024 * 1024;
     let mut stream = body.into_data_stream();
     let mut buf = BytesMut::new();
+    let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
             ApiError::new(Code::ManifestInvalid).detail(format!("request body: {e}"))
         })?;
-        buf.extend_from_slice(&chunk);
-        if buf.len() > limit {
-            return Err(store::Error::ManifestTooLarge {
-                size: buf.len(),
-                limit,
-            }
-            .into());
+        seen += chunk.len();
+        if seen <= limit {
+            buf.extend_from_slice(&chunk);
+        } else if seen > DRAIN {
+            break;
         }
+    }
+    if seen > limit {
+        return Err(store::Error::ManifestTooLarge { size: seen, limit }.into());
     }
     Ok(buf.freeze())
 }
@@ -459,15 +464,6 @@ async fn put_manifest(
     body: Body,
 ) -> ApiResult {
     let limit = store::manifest::MAX_MANIFEST_SIZE;
-    if let Some(n) = content_length(h)? {
-        if n > limit as u64 {
-            return Err(store::Error::ManifestTooLarge {
-                size: n as usize,
-                limit,
-            }
-            .into());
-        }
-    }
     let tags = query
         .all("tag")
         .map(str::parse)

@@ -193,13 +193,54 @@ pub enum Commit {
     AlreadyStored,
 }
 
+/// The directory behind a `file://` storage URL, where durability needs our own fsync.
+pub fn local_root(url: &str) -> Option<std::path::PathBuf> {
+    url.strip_prefix("file://").map(std::path::PathBuf::from)
+}
+
+/// Flush an object (and, with `dir`, its directory entry) to stable storage
+/// on a local backend. Remote stores are durable when the write returns.
+async fn sync_local(root: Option<&std::path::Path>, key: &Path, dir: bool) -> Result<()> {
+    let Some(root) = root else { return Ok(()) };
+    let file = root.join(key.as_ref());
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::File::open(&file)?.sync_all()?;
+        if dir {
+            if let Some(parent) = file.parent() {
+                std::fs::File::open(parent)?.sync_all()?;
+            }
+        }
+        Ok(())
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|e| Error::Storage(object_store::Error::Generic {
+        store: "local",
+        source: Box::new(e),
+    }))
+}
+
 /// Move a verified staging object to its content-addressed key, only if absent.
-pub async fn commit(store: &dyn ObjectStore, staging: &Path, blob: &Path) -> Result<Commit> {
+///
+/// The staging bytes are flushed before the move, so a blob visible under its
+/// digest is always complete, even after a power loss.
+pub async fn commit(
+    store: &dyn ObjectStore,
+    local_root: Option<&std::path::Path>,
+    staging: &Path,
+    blob: &Path,
+) -> Result<Commit> {
     if store.head(blob).await.is_ok() {
         store.delete(staging).await?;
         return Ok(Commit::AlreadyStored);
     }
-    match store.rename_if_not_exists(staging, blob).await {
+    sync_local(local_root, staging, false).await?;
+    let outcome = store.rename_if_not_exists(staging, blob).await;
+    if outcome.is_ok() {
+        sync_local(local_root, blob, true).await?;
+    }
+    match outcome {
         Ok(()) => Ok(Commit::Created),
         Err(object_store::Error::AlreadyExists { .. }) => {
             store.delete(staging).await?;
@@ -209,6 +250,7 @@ pub async fn commit(store: &dyn ObjectStore, staging: &Path, blob: &Path) -> Res
             // The content is addressed by its digest, so an overwrite by a racing
             // commit writes the very same bytes.
             store.rename(staging, blob).await?;
+            sync_local(local_root, blob, true).await?;
             Ok(Commit::Created)
         }
         Err(e) => Err(e.into()),

@@ -65,6 +65,8 @@ pub struct StoredManifest {
 /// The content-addressed store.
 pub struct Store {
     objects: Arc<dyn ObjectStore>,
+    /// Set for a local file store, whose writes we fsync ourselves.
+    local_root: Option<std::path::PathBuf>,
     meta: Meta,
     allow_sparse: bool,
     /// Running SHA-256 of uploads whose chunks all passed through this process,
@@ -80,6 +82,7 @@ impl Store {
         let meta = Meta::open(&config.database).await?;
         Ok(Store {
             objects,
+            local_root: objects::local_root(&config.storage),
             meta,
             allow_sparse: config.allow_sparse,
             hashers: Mutex::new(HashMap::new()),
@@ -318,7 +321,13 @@ impl Store {
                 actual,
             });
         }
-        objects::commit(self.objects.as_ref(), &staging, &layout::blob(digest)).await?;
+        objects::commit(
+            self.objects.as_ref(),
+            self.local_root.as_deref(),
+            &staging,
+            &layout::blob(digest),
+        )
+        .await?;
         self.meta
             .commit_blob(repo, digest, up.size, Some(id))
             .await?;
