@@ -1,0 +1,3 @@
+module strata/bench/loadgen
+
+go 1.23
