@@ -27,6 +27,47 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// Authentication and access control; open access when absent.
     pub auth: Option<AuthConfig>,
+    /// Garbage collection.
+    pub gc: GcConfig,
+}
+
+/// Garbage collection settings (`registry gc` and the schedule inside `serve`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GcConfig {
+    /// Run GC inside `serve` every this many seconds (never when absent).
+    pub interval_secs: Option<u64>,
+    /// Blobs idle for less than this many seconds are kept.
+    pub grace_secs: u64,
+    /// Upload sessions idle for longer than this many seconds are purged.
+    pub upload_max_age_secs: u64,
+    /// Delete untagged, unreferenced manifests older than this many days (kept when absent).
+    pub untagged_max_age_days: Option<u64>,
+}
+
+impl Default for GcConfig {
+    fn default() -> GcConfig {
+        GcConfig {
+            interval_secs: None,
+            grace_secs: 3600,
+            upload_max_age_secs: 24 * 3600,
+            untagged_max_age_days: None,
+        }
+    }
+}
+
+impl GcConfig {
+    /// The store's GC options.
+    pub fn options(&self, dry_run: bool) -> store::GcOptions {
+        store::GcOptions {
+            dry_run,
+            grace: std::time::Duration::from_secs(self.grace_secs),
+            upload_max_age: std::time::Duration::from_secs(self.upload_max_age_secs),
+            untagged_max_age: self
+                .untagged_max_age_days
+                .map(|d| std::time::Duration::from_secs(d * 86400)),
+        }
+    }
 }
 
 impl Default for Config {
@@ -39,6 +80,7 @@ impl Default for Config {
             allow_sparse: false,
             tls: None,
             auth: None,
+            gc: GcConfig::default(),
         }
     }
 }

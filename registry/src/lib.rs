@@ -5,12 +5,14 @@
 //! - [`auth`] decides who may do what (htpasswd, tokens, rules);
 //! - [`error`] is the one table of OCI error codes;
 //! - [`config`] is the TOML configuration;
+//! - [`metrics`] counts requests for `/metrics`;
 //! - [`server`] builds the router and runs it.
 #![deny(missing_docs)]
 
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod path;
 pub mod range;
 pub mod routes;

@@ -19,6 +19,23 @@ struct Cli {
 enum Command {
     /// Serve the OCI Distribution API.
     Serve(ServeArgs),
+    /// Collect garbage: sweep blobs no manifest references (after the grace period)
+    /// and stale uploads; prints what it freed.
+    Gc {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only show what would be freed.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Re-hash every blob and check that metadata and stored bytes agree; exits 1 on any problem.
+    Fsck {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Move corrupt blobs to quarantine/ and drop them from the metadata.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Add or replace a user in an htpasswd file (bcrypt); the password is read from stdin.
     Htpasswd {
         /// The htpasswd file (created if missing).
@@ -28,15 +45,13 @@ enum Command {
     },
 }
 
+/// Where the store is; shared by `serve`, `gc` and `fsck`.
 /// Flags override the config file; environment variables stand in for flags.
 #[derive(Args)]
-struct ServeArgs {
+struct StoreArgs {
     /// TOML configuration file.
     #[arg(long, env = "STRATA_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:5000].
-    #[arg(long, env = "STRATA_LISTEN")]
-    listen: Option<SocketAddr>,
     /// Data directory: a file store and a SQLite database inside it [default: ./data].
     #[arg(long, env = "STRATA_DATA")]
     data: Option<PathBuf>,
@@ -46,6 +61,16 @@ struct ServeArgs {
     /// Database URL: sqlite://path or postgres://...
     #[arg(long, env = "STRATA_DATABASE")]
     database: Option<String>,
+}
+
+/// `registry serve` flags.
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Address to listen on [default: 127.0.0.1:5000].
+    #[arg(long, env = "STRATA_LISTEN")]
+    listen: Option<SocketAddr>,
     /// Accept manifests that reference blobs or child manifests not pushed to the repository.
     #[arg(long, env = "STRATA_ALLOW_SPARSE")]
     allow_sparse: bool,
@@ -84,14 +109,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))
         }
         Command::Htpasswd { file, user } => htpasswd(&file, &user),
+        Command::Gc { store, dry_run } => {
+            let config = store_config(store)?;
+            tokio::runtime::Runtime::new()?.block_on(gc(config, dry_run))
+        }
+        Command::Fsck { store, repair } => {
+            let config = store_config(store)?;
+            tokio::runtime::Runtime::new()?.block_on(fsck(config, repair))
+        }
     }
 }
 
-fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
+fn store_config(args: StoreArgs) -> anyhow::Result<Config> {
     let mut config = Config::load(args.config.as_deref())?;
-    if let Some(v) = args.listen {
-        config.listen = v;
-    }
     if let Some(v) = args.data {
         config.data = v;
     }
@@ -100,6 +130,68 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if args.database.is_some() {
         config.database = args.database;
+    }
+    Ok(config)
+}
+
+async fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
+    let store = store::Store::open(&config.store()).await?;
+    let report = store.gc(&config.gc.options(dry_run)).await?;
+    if !report.ran {
+        println!("gc: another replica holds the GC lock; nothing done");
+        return Ok(());
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for (repo, digest) in &report.manifests {
+        println!("{verb} manifest {repo}@{digest}");
+    }
+    for (digest, size) in &report.blobs {
+        println!("{verb} blob {digest} ({size} bytes)");
+    }
+    let verb = if dry_run { "would free" } else { "freed" };
+    println!(
+        "gc: {verb} {} bytes in {} blobs; {} manifests, {} stale uploads, {} orphaned objects",
+        report.bytes_freed,
+        report.blobs.len(),
+        report.manifests.len(),
+        report.uploads,
+        report.orphans
+    );
+    Ok(())
+}
+
+async fn fsck(config: Config, repair: bool) -> anyhow::Result<()> {
+    let store = store::Store::open(&config.store()).await?;
+    let problems = store.fsck(repair).await?;
+    for p in &problems {
+        match p {
+            store::Problem::Missing { digest } => {
+                println!("missing: {digest} is in the metadata but not stored")
+            }
+            store::Problem::Orphan { digest } => {
+                println!("orphan: {digest} is stored but not in the metadata")
+            }
+            store::Problem::Corrupt { digest, manifests } => {
+                let action = if repair { ", quarantined" } else { "" };
+                println!("corrupt: {digest} does not match its content{action}");
+                for (repo, m) in manifests {
+                    println!("  affects manifest {repo}@{m}");
+                }
+            }
+        }
+    }
+    if problems.is_empty() {
+        println!("fsck: no problems");
+        Ok(())
+    } else {
+        anyhow::bail!("fsck: {} problem(s) found", problems.len())
+    }
+}
+
+fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
+    let mut config = store_config(args.store)?;
+    if let Some(v) = args.listen {
+        config.listen = v;
     }
     config.allow_sparse |= args.allow_sparse;
     if let Some(file) = args.htpasswd {

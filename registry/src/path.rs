@@ -30,6 +30,20 @@ pub enum Route {
 }
 
 impl Route {
+    /// A short label for metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Route::Base => "base",
+            Route::Catalog => "catalog",
+            Route::Tags(..) => "tags",
+            Route::Manifest(..) => "manifest",
+            Route::Referrers(..) => "referrers",
+            Route::Uploads(..) => "uploads",
+            Route::Upload(..) => "upload",
+            Route::Blob(..) => "blob",
+        }
+    }
+
     /// The repository the route is about, if any.
     pub fn repo(&self) -> Option<&RepoName> {
         match self {

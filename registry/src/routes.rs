@@ -28,6 +28,8 @@ pub struct AppState {
     pub auth: Option<Auth>,
     /// Whether the listener speaks HTTPS (for the token realm).
     pub tls: bool,
+    /// Request and storage metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 type ApiResult = Result<Response, ApiError>;

@@ -1,51 +1,103 @@
-//! The router, its middleware, and the serve loop (plain HTTP or rustls).
+//! The router, its middleware, health and metrics endpoints, and the serve
+//! loop (plain HTTP or rustls).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::Request;
-use axum::http::HeaderValue;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::any;
+use axum::routing::{any, get};
 use axum::Router;
 use store::Store;
 
 use crate::auth::{rand_bytes, Auth};
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::path;
 use crate::routes::{dispatch, token, AppState};
 
 /// The application router over ready state.
-pub fn app(state: AppState) -> Router {
+pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
         .route("/v2/{*rest}", any(dispatch))
         .route("/token", any(token))
+        .route("/livez", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(|request: Request| async move {
             ApiError::not_found(request.uri().path()).into_response()
         })
-        .with_state(Arc::new(state))
-        .layer(middleware::from_fn(common_headers))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
 }
 
-/// Adds the API version header to every response and logs one line per request.
-/// Credentials never reach the log: only method, path, status and duration do.
-async fn common_headers(request: Request, next: Next) -> Response {
+/// Ready means the database and the storage answer.
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => (StatusCode::OK, "ok\n").into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let stored = state.store.stored_bytes().await.unwrap_or(0);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(stored),
+    )
+        .into_response()
+}
+
+fn content_length(h: &axum::http::HeaderMap) -> u64 {
+    h.get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Adds the API version header to every response, counts the request for
+/// `/metrics`, and logs one line for it. Credentials never reach the log:
+/// only method, path, status, sizes and duration do.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let path = request.uri().path().to_owned();
+    let uri_path = request.uri().path().to_owned();
+    let route = match uri_path.as_str() {
+        "/token" => "token",
+        "/livez" | "/readyz" | "/metrics" => "ops",
+        p => path::parse(p).map(|r| r.name()).unwrap_or("invalid"),
+    };
+    let bytes_in = content_length(request.headers());
+    let upload = matches!(route, "uploads" | "upload") && method != Method::GET;
+    if upload {
+        state.metrics.upload_in_flight(1);
+    }
     let mut response = next.run(request).await;
+    if upload {
+        state.metrics.upload_in_flight(-1);
+    }
     response.headers_mut().insert(
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    let status = response.status().as_u16();
+    let bytes_out = content_length(response.headers());
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .request(route, status, elapsed, bytes_in, bytes_out);
     tracing::info!(
         %method,
-        %path,
-        status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        path = %uri_path,
+        status,
+        bytes_in,
+        bytes_out,
+        micros = elapsed.as_micros() as u64,
         "request"
     );
     response
@@ -70,12 +122,49 @@ pub async fn state(config: &Config) -> anyhow::Result<AppState> {
         store,
         auth,
         tls: config.tls.is_some(),
+        metrics: Metrics::default(),
     })
+}
+
+/// Run GC every `interval`, logging each run.
+async fn gc_schedule(state: Arc<AppState>, config: Config, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match state.store.gc(&config.gc.options(false)).await {
+            Ok(r) if r.ran => {
+                state.metrics.gc_run(r.bytes_freed);
+                tracing::info!(
+                    blobs = r.blobs.len(),
+                    bytes_freed = r.bytes_freed,
+                    uploads = r.uploads,
+                    "gc run"
+                );
+            }
+            Ok(_) => tracing::info!("gc skipped: another replica holds the lock"),
+            Err(e) => tracing::error!(error = %e, "gc failed"),
+        }
+    }
 }
 
 /// Serve until SIGINT or SIGTERM, then finish in-flight requests (up to 30 s).
 pub async fn serve(config: Config) -> anyhow::Result<()> {
-    let app = app(state(&config).await?);
+    let state = Arc::new(state(&config).await?);
+    // Staging debris from a crash is of no use to anyone: clear it now.
+    let cutoff = store::meta::now() - config.gc.grace_secs as i64;
+    let purged = state.store.purge_orphans(cutoff).await?;
+    if purged > 0 {
+        tracing::info!(objects = purged, "removed staging debris");
+    }
+    if let Some(secs) = config.gc.interval_secs {
+        tokio::spawn(gc_schedule(
+            state.clone(),
+            config.clone(),
+            Duration::from_secs(secs.max(1)),
+        ));
+    }
+    let app = app(state);
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {
@@ -95,19 +184,27 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot load TLS certificate or key: {e}"))?;
-            axum_server::from_tcp_rustls(listener, rustls)?
-                .handle(handle)
-                .serve(service)
-                .await?
+            let mut server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle);
+            limit_slow_clients(server.http_builder());
+            server.serve(service).await?
         }
         None => {
-            axum_server::from_tcp(listener)?
-                .handle(handle)
-                .serve(service)
-                .await?
+            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            limit_slow_clients(server.http_builder());
+            server.serve(service).await?
         }
     }
     Ok(())
+}
+
+/// A client gets 30 s to send its request headers (slowloris).
+fn limit_slow_clients(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30));
 }
 
 async fn shutdown_signal() {

@@ -3,6 +3,7 @@
 //! ```text
 //! <storage root>/
 //! ├── blobs/<alg>/<first 2 hex>/<hex>     committed content: layers, configs and manifests
+//! ├── quarantine/<alg>/<hex>               blobs `fsck --repair` found corrupt
 //! └── uploads/<upload id>/
 //!     ├── part-<part id>                   one appended chunk of an open upload
 //!     └── assembled                        the parts joined, awaiting digest verification
@@ -30,6 +31,24 @@ pub fn blob(digest: &Digest) -> Path {
 /// Prefix holding every committed blob.
 pub fn blobs_root() -> Path {
     Path::from("blobs")
+}
+
+/// Where `fsck --repair` moves a corrupt blob.
+pub fn quarantine(digest: &Digest) -> Path {
+    Path::from(format!(
+        "quarantine/{}/{}",
+        digest.algorithm().name(),
+        digest.hex()
+    ))
+}
+
+/// Parse an upload's staging key back into its upload id; `None` for anything else.
+pub fn upload_of_key(path: &Path) -> Option<UploadId> {
+    let mut parts = path.parts();
+    if parts.next()?.as_ref() != "uploads" {
+        return None;
+    }
+    parts.next()?.as_ref().parse().ok()
 }
 
 /// Prefix holding every upload's staging objects.

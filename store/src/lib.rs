@@ -12,6 +12,7 @@
 #![deny(missing_docs)]
 
 mod digest;
+pub mod gc;
 pub mod layout;
 pub mod manifest;
 pub mod meta;
@@ -20,6 +21,7 @@ pub mod objects;
 mod store;
 
 pub use digest::{Algorithm, Digest, Hasher};
+pub use gc::{GcOptions, GcReport, Problem};
 pub use manifest::Descriptor;
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;

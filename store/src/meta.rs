@@ -415,6 +415,13 @@ impl Meta {
         .execute(&mut *tx)
         .await?;
         for (child, _) in &parsed.refs {
+            // Refresh the referenced blob, so a concurrent GC (which only takes
+            // blobs idle past its grace period) leaves it alone.
+            sqlx::query("UPDATE blobs SET last_access = $1 WHERE digest = $2")
+                .bind(now)
+                .bind(child.to_string())
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "INSERT INTO manifest_refs (repo, manifest, child) VALUES ($1, $2, $3) \
                  ON CONFLICT (repo, manifest, child) DO NOTHING",
@@ -553,4 +560,176 @@ fn manifest_row(r: &sqlx::any::AnyRow) -> Result<ManifestRow> {
         media_type: r.try_get("media_type")?,
         size: r.try_get::<i64, _>("size")? as u64,
     })
+}
+
+/// A blob no manifest references, idle since before the GC cutoff.
+#[derive(Debug, Clone)]
+pub struct Unreferenced {
+    /// The blob.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// Garbage collection and integrity queries.
+impl Meta {
+    /// Blobs that no manifest of any repository references, are not themselves
+    /// manifests, and were last used before `cutoff`.
+    pub async fn unreferenced_blobs(&self, cutoff: i64) -> Result<Vec<Unreferenced>> {
+        let rows = sqlx::query(
+            "SELECT b.digest, b.size FROM blobs b WHERE b.last_access < $1 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest) \
+             ORDER BY b.digest",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Unreferenced {
+                    digest: digest_col(r, "digest")?,
+                    size: r.try_get::<i64, _>("size")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Forget a blob if it is still unreferenced and idle since before `cutoff`.
+    /// Returns whether it was removed; the caller then deletes its bytes.
+    pub async fn remove_unreferenced_blob(&self, digest: &Digest, cutoff: i64) -> Result<bool> {
+        let d = digest.to_string();
+        let mut tx = self.write.begin().await?;
+        let still = sqlx::query(
+            "SELECT 1 FROM blobs b WHERE b.digest = $1 AND b.last_access < $2 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)",
+        )
+        .bind(&d)
+        .bind(cutoff)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if still.is_none() {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM repo_blobs WHERE digest = $1")
+            .bind(&d)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM blobs WHERE digest = $1")
+            .bind(&d)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Upload sessions not touched since `cutoff`.
+    pub async fn stale_uploads(&self, cutoff: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT id FROM uploads WHERE updated_at < $1")
+            .bind(cutoff)
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Untagged manifests created before `cutoff` that nothing refers to: no tag,
+    /// no index, and no referrer whose subject they are; referrers whose subject
+    /// is still in the repository are kept too.
+    pub async fn unreferenced_manifests(&self, cutoff: i64) -> Result<Vec<(String, Digest)>> {
+        let rows = sqlx::query(
+            "SELECT m.repo, m.digest FROM manifests m WHERE m.created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM tags t WHERE t.repo = m.repo AND t.digest = m.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.repo = m.repo AND r.child = m.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifests s WHERE s.repo = m.repo AND s.subject = m.digest) \
+             AND (m.subject IS NULL OR NOT EXISTS \
+                  (SELECT 1 FROM manifests p WHERE p.repo = m.repo AND p.digest = m.subject))",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("repo")?, digest_col(r, "digest")?)))
+            .collect()
+    }
+
+    /// Every stored blob with its size, for integrity checks.
+    pub async fn all_blobs(&self) -> Result<Vec<Unreferenced>> {
+        let rows = sqlx::query("SELECT digest, size FROM blobs ORDER BY digest")
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Unreferenced {
+                    digest: digest_col(r, "digest")?,
+                    size: r.try_get::<i64, _>("size")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// Forget a corrupt blob everywhere; returns the manifests (repo, digest) that reference it.
+    pub async fn quarantine_blob(&self, digest: &Digest) -> Result<Vec<(String, String)>> {
+        let d = digest.to_string();
+        let mut tx = self.write.begin().await?;
+        let affected = sqlx::query("SELECT repo, manifest FROM manifest_refs WHERE child = $1")
+            .bind(&d)
+            .fetch_all(&mut *tx)
+            .await?;
+        for sql in [
+            "DELETE FROM repo_blobs WHERE digest = $1",
+            "DELETE FROM blobs WHERE digest = $1",
+        ] {
+            sqlx::query(sql).bind(&d).execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok(affected.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Total bytes of stored content.
+    pub async fn stored_bytes(&self) -> Result<u64> {
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get::<i64, _>(0)? as u64)
+    }
+
+    /// Take the cluster-wide GC lock: a PostgreSQL advisory lock, held by a
+    /// dedicated connection until [`GcLock::release`]. SQLite serves one node,
+    /// so there the lock is always granted. `None` if another replica holds it.
+    pub async fn try_gc_lock(&self) -> Result<Option<GcLock>> {
+        if self.read.connect_options().database_url.scheme() == "sqlite" {
+            return Ok(Some(GcLock { conn: None }));
+        }
+        let mut conn = self.write.acquire().await?;
+        let row = sqlx::query("SELECT pg_try_advisory_lock($1)")
+            .bind(GC_LOCK_KEY)
+            .fetch_one(&mut *conn)
+            .await?;
+        if row.try_get::<bool, _>(0)? {
+            Ok(Some(GcLock { conn: Some(conn) }))
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+const GC_LOCK_KEY: i64 = 0x5354_5241_5441_4743; // "STRATAGC"
+
+/// The held GC lock; release it explicitly.
+pub struct GcLock {
+    conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
+}
+
+impl GcLock {
+    /// Release the lock.
+    pub async fn release(self) -> Result<()> {
+        if let Some(mut conn) = self.conn {
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(GC_LOCK_KEY)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
 }

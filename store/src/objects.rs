@@ -215,10 +215,12 @@ async fn sync_local(root: Option<&std::path::Path>, key: &Path, dir: bool) -> Re
     .await
     .map_err(std::io::Error::other)
     .and_then(|r| r)
-    .map_err(|e| Error::Storage(object_store::Error::Generic {
-        store: "local",
-        source: Box::new(e),
-    }))
+    .map_err(|e| {
+        Error::Storage(object_store::Error::Generic {
+            store: "local",
+            source: Box::new(e),
+        })
+    })
 }
 
 /// Move a verified staging object to its content-addressed key, only if absent.

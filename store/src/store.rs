@@ -64,11 +64,15 @@ pub struct StoredManifest {
 
 /// The content-addressed store.
 pub struct Store {
-    objects: Arc<dyn ObjectStore>,
+    pub(crate) objects: Arc<dyn ObjectStore>,
     /// Set for a local file store, whose writes we fsync ourselves.
     local_root: Option<std::path::PathBuf>,
-    meta: Meta,
+    pub(crate) meta: Meta,
     allow_sparse: bool,
+    /// Writers that make a blob live (upload commit, mount, manifest push) hold
+    /// this shared; the GC sweep holds it exclusively while it deletes, so in
+    /// one process a sweep never races a writer reviving the same blob.
+    pub(crate) gc_gate: tokio::sync::RwLock<()>,
     /// Running SHA-256 of uploads whose chunks all passed through this process,
     /// keyed by upload, with the offset it covers. Lets a chunked upload finish
     /// without reading its bytes back; absent after a restart, then we re-read.
@@ -85,6 +89,7 @@ impl Store {
             local_root: objects::local_root(&config.storage),
             meta,
             allow_sparse: config.allow_sparse,
+            gc_gate: tokio::sync::RwLock::new(()),
             hashers: Mutex::new(HashMap::new()),
         })
     }
@@ -149,6 +154,7 @@ impl Store {
         digest: &Digest,
         from: Option<&RepoName>,
     ) -> Result<bool> {
+        let _gate = self.gc_gate.read().await;
         Ok(self.meta.mount_blob(repo, digest, from).await?.is_some())
     }
 
@@ -321,6 +327,7 @@ impl Store {
                 actual,
             });
         }
+        let _gate = self.gc_gate.read().await;
         objects::commit(
             self.objects.as_ref(),
             self.local_root.as_deref(),
@@ -382,6 +389,7 @@ impl Store {
             tags.insert(0, t.clone());
         }
         tags.dedup();
+        let _gate = self.gc_gate.read().await;
         self.objects
             .put(&layout::blob(&digest), bytes.clone().into())
             .await?;

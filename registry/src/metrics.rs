@@ -1,0 +1,162 @@
+//! Prometheus metrics, kept in atomics and rendered in the text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0, 30.0,
+];
+
+/// The registry's counters and gauges.
+#[derive(Default)]
+pub struct Metrics {
+    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    latency: [AtomicU64; BUCKETS.len()],
+    latency_count: AtomicU64,
+    latency_sum_micros: AtomicU64,
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    uploads_in_flight: AtomicI64,
+    gc_runs: AtomicU64,
+    gc_bytes_freed: AtomicU64,
+}
+
+impl Metrics {
+    /// Record one finished request.
+    pub fn request(
+        &self,
+        route: &'static str,
+        status: u16,
+        elapsed: Duration,
+        bytes_in: u64,
+        bytes_out: u64,
+    ) {
+        *self
+            .requests
+            .lock()
+            .expect("metrics poisoned")
+            .entry((route, status))
+            .or_default() += 1;
+        let secs = elapsed.as_secs_f64();
+        for (bound, bucket) in BUCKETS.iter().zip(&self.latency) {
+            if secs <= *bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.latency_count.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.bytes_in.fetch_add(bytes_in, Ordering::Relaxed);
+        self.bytes_out.fetch_add(bytes_out, Ordering::Relaxed);
+    }
+
+    /// An upload request started (+1) or ended (-1).
+    pub fn upload_in_flight(&self, delta: i64) {
+        self.uploads_in_flight.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Record a GC run.
+    pub fn gc_run(&self, bytes_freed: u64) {
+        self.gc_runs.fetch_add(1, Ordering::Relaxed);
+        self.gc_bytes_freed
+            .fetch_add(bytes_freed, Ordering::Relaxed);
+    }
+
+    /// Render everything; `stored_bytes` is read from the store at scrape time.
+    pub fn render(&self, stored_bytes: u64) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP strata_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE strata_requests_total counter\n");
+        for ((route, status), n) in self.requests.lock().expect("metrics poisoned").iter() {
+            let _ = writeln!(
+                out,
+                "strata_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        out.push_str("# HELP strata_request_duration_seconds Request latency.\n");
+        out.push_str("# TYPE strata_request_duration_seconds histogram\n");
+        for (bound, bucket) in BUCKETS.iter().zip(&self.latency) {
+            let _ = writeln!(
+                out,
+                "strata_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
+                bucket.load(Ordering::Relaxed)
+            );
+        }
+        let count = self.latency_count.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "strata_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}"
+        );
+        let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "strata_request_duration_seconds_sum {sum}");
+        let _ = writeln!(out, "strata_request_duration_seconds_count {count}");
+        let gauges: [(&str, &str, &str, i128); 6] = [
+            (
+                "strata_bytes_received_total",
+                "counter",
+                "Request body bytes.",
+                self.bytes_in.load(Ordering::Relaxed) as i128,
+            ),
+            (
+                "strata_bytes_sent_total",
+                "counter",
+                "Response body bytes.",
+                self.bytes_out.load(Ordering::Relaxed) as i128,
+            ),
+            (
+                "strata_uploads_in_flight",
+                "gauge",
+                "Upload requests being served.",
+                self.uploads_in_flight.load(Ordering::Relaxed) as i128,
+            ),
+            (
+                "strata_storage_bytes",
+                "gauge",
+                "Bytes of stored content.",
+                stored_bytes as i128,
+            ),
+            (
+                "strata_gc_runs_total",
+                "counter",
+                "Garbage collection runs.",
+                self.gc_runs.load(Ordering::Relaxed) as i128,
+            ),
+            (
+                "strata_gc_bytes_freed_total",
+                "counter",
+                "Bytes freed by garbage collection.",
+                self.gc_bytes_freed.load(Ordering::Relaxed) as i128,
+            ),
+        ];
+        for (name, kind, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let m = Metrics::default();
+        m.request("manifest", 200, Duration::from_millis(3), 0, 512);
+        m.gc_run(1024);
+        let text = m.render(4096);
+        assert!(text.contains("strata_requests_total{route=\"manifest\",status=\"200\"} 1"));
+        assert!(text.contains("strata_request_duration_seconds_bucket{le=\"0.0025\"} 0"));
+        assert!(text.contains("strata_request_duration_seconds_bucket{le=\"0.005\"} 1"));
+        assert!(text.contains("strata_bytes_sent_total 512"));
+        assert!(text.contains("strata_storage_bytes 4096"));
+        assert!(text.contains("strata_gc_bytes_freed_total 1024"));
+    }
+}

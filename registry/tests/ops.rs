@@ -1,0 +1,341 @@
+//! Operations against the real binary: online GC, fsck, staging cleanup, health and metrics.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{header, Client, StatusCode};
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+
+struct Registry {
+    child: Child,
+    base: String,
+}
+
+impl Registry {
+    fn start(dir: &Path) -> Registry {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(dir.join("strata.toml"))
+            .env("STRATA_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect("address line")
+            .to_owned();
+        Registry {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn url(&self, p: &str) -> String {
+        format!("{}{p}", self.base)
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A temp dir with a config: data inside it, the given `[gc]` settings.
+fn setup(gc: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::write(
+        dir.path().join("strata.toml"),
+        format!("data = \"{}\"\n[gc]\n{gc}\n", data.display()),
+    )
+    .unwrap();
+    (dir, data)
+}
+
+fn registry_cmd(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_registry"))
+        .args(args)
+        .arg("--config")
+        .arg(dir.join("strata.toml"))
+        .env("STRATA_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+fn sha256(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+fn blob_file(data: &Path, digest: &str) -> PathBuf {
+    let hex = digest.strip_prefix("sha256:").unwrap();
+    data.join(format!("storage/blobs/sha256/{}/{hex}", &hex[..2]))
+}
+
+async fn push_blob(reg: &Registry, repo: &str, data: &[u8]) -> String {
+    let d = sha256(data);
+    let r = Client::new()
+        .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
+        .body(data.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    d
+}
+
+/// Push an image with a unique config and layer; returns the manifest digest.
+async fn push_image(reg: &Registry, repo: &str, tag: &str, seed: &str) -> String {
+    let config = format!(r#"{{"seed":"{seed}"}}"#);
+    let layer = format!("layer {seed} {}", "x".repeat(1000));
+    let cd = push_blob(reg, repo, config.as_bytes()).await;
+    let ld = push_blob(reg, repo, layer.as_bytes()).await;
+    let m = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer.len()}]});
+    let bytes = serde_json::to_vec(&m).unwrap();
+    let r = Client::new()
+        .put(reg.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header(header::CONTENT_TYPE, OCI_MANIFEST)
+        .body(bytes.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "push {repo}:{tag}");
+    sha256(&bytes)
+}
+
+/// Pull an image by tag and check every digest.
+async fn verify_image(reg: &Registry, repo: &str, tag: &str, digest: &str) {
+    let r = Client::new()
+        .get(reg.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "{repo}:{tag}");
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(sha256(&bytes), digest);
+    let m: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    let mut blobs = vec![m["config"]["digest"].as_str().unwrap().to_owned()];
+    blobs.extend(
+        m["layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["digest"].as_str().unwrap().to_owned()),
+    );
+    for d in blobs {
+        let r = Client::new()
+            .get(reg.url(&format!("/v2/{repo}/blobs/{d}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{repo} blob {d}");
+        assert_eq!(sha256(&r.bytes().await.unwrap()), d);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_dry_run_then_sweep_keeps_referenced_content() {
+    let (dir, data) = setup("grace_secs = 0");
+    let reg = Registry::start(dir.path());
+    let image = push_image(&reg, "app", "v1", "kept").await;
+    let loose = push_blob(&reg, "app", b"pushed but never referenced").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let out = registry_cmd(dir.path(), &["gc", "--dry-run"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!("would delete blob {loose}")),
+        "{text}"
+    );
+    assert!(text.contains("would free 27 bytes in 1 blobs"), "{text}");
+    assert!(blob_file(&data, &loose).exists(), "dry run deletes nothing");
+
+    let out = registry_cmd(dir.path(), &["gc"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("freed 27 bytes in 1 blobs"), "{text}");
+    assert!(!blob_file(&data, &loose).exists());
+    let r = Client::new()
+        .head(reg.url(&format!("/v2/app/blobs/{loose}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    verify_image(&reg, "app", "v1", &image).await;
+    // Once the manifest is gone, its blobs go too.
+    Client::new()
+        .delete(reg.url(&format!("/v2/app/manifests/{image}")))
+        .send()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let out = registry_cmd(dir.path(), &["gc"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("in 3 blobs"),
+        "config, layer and manifest"
+    );
+    assert!(
+        std::fs::read_dir(data.join("storage/blobs/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn online_gc_in_a_loop_while_sixteen_clients_push_and_pull() {
+    let (dir, data) = setup("interval_secs = 1\ngrace_secs = 3");
+    let reg = std::sync::Arc::new(Registry::start(dir.path()));
+    let deadline = Instant::now() + Duration::from_secs(8);
+    let mut tasks = Vec::new();
+    for client in 0..16 {
+        let reg = reg.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut pushed = Vec::new();
+            let mut i = 0;
+            while Instant::now() < deadline {
+                let repo = format!("load/c{client}");
+                let tag = format!("t{i}");
+                let digest = push_image(&reg, &repo, &tag, &format!("{client}-{i}")).await;
+                verify_image(&reg, &repo, &tag, &digest).await;
+                pushed.push((repo, tag, digest));
+                i += 1;
+            }
+            pushed
+        }));
+    }
+    let mut images = Vec::new();
+    for t in tasks {
+        images.extend(t.await.unwrap());
+    }
+    assert!(images.len() >= 16);
+    let garbage: Vec<String> = futures::future::join_all((0..5).map(|i| {
+        let reg = reg.clone();
+        async move { push_blob(&reg, "load/garbage", format!("garbage {i}").as_bytes()).await }
+    }))
+    .await;
+    // Past the grace period and a few GC ticks, garbage is gone and every image is intact.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    for d in &garbage {
+        assert!(!blob_file(&data, d).exists(), "garbage {d} swept");
+    }
+    for (repo, tag, digest) in &images {
+        verify_image(&reg, repo, tag, digest).await;
+    }
+    let metrics = Client::new()
+        .get(reg.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let runs: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("strata_gc_runs_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(runs >= 5, "gc ran {runs} times");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn fsck_finds_corruption_and_repair_quarantines_it() {
+    let (dir, data) = setup("");
+    let reg = Registry::start(dir.path());
+    let image = push_image(&reg, "fs", "v1", "fsck").await;
+    let victim = push_blob(&reg, "fs", b"a blob that will rot on disk").await;
+    drop(reg);
+    let out = registry_cmd(dir.path(), &["fsck"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    std::fs::write(blob_file(&data, &victim), b"a blob that will r0t on disk").unwrap();
+    let out = registry_cmd(dir.path(), &["fsck"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains(&format!("corrupt: {victim}")), "{text}");
+    let out = registry_cmd(dir.path(), &["fsck", "--repair"]);
+    assert_eq!(out.status.code(), Some(1));
+    let hex = victim.strip_prefix("sha256:").unwrap();
+    assert!(data
+        .join(format!("storage/quarantine/sha256/{hex}"))
+        .exists());
+    let out = registry_cmd(dir.path(), &["fsck"]);
+    assert!(
+        out.status.success(),
+        "clean after repair: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Bytes nobody knows about are reported too.
+    let stray = sha256(b"stray");
+    let path = blob_file(&data, &stray);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, b"stray").unwrap();
+    let out = registry_cmd(dir.path(), &["fsck"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("orphan: {stray}")));
+    let reg = Registry::start(dir.path());
+    verify_image(&reg, "fs", "v1", &image).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn startup_clears_staging_debris_and_health_endpoints_answer() {
+    let (dir, data) = setup("");
+    let reg = Registry::start(dir.path());
+    let r = Client::new()
+        .post(reg.url("/v2/x/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    let live = r.headers()["location"].to_str().unwrap().to_owned();
+    Client::new()
+        .patch(reg.url(&live))
+        .body("kept")
+        .send()
+        .await
+        .unwrap();
+    drop(reg);
+    let debris = data.join("storage/uploads/0b5d4a9e-5e7f-4f0a-9d55-3c2b1a0f9e8d/part-x");
+    std::fs::create_dir_all(debris.parent().unwrap()).unwrap();
+    std::fs::write(&debris, b"left by a crash").unwrap();
+    let reg = Registry::start(dir.path());
+    assert!(!debris.exists(), "debris removed at start-up");
+    let r = Client::new().get(reg.url(&live)).send().await.unwrap();
+    assert_eq!(
+        r.headers()["range"],
+        "0-3",
+        "a live session keeps its bytes"
+    );
+    for (path, status) in [("/livez", 200), ("/readyz", 200), ("/metrics", 200)] {
+        let r = Client::new().get(reg.url(path)).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), status, "{path}");
+    }
+    let metrics = Client::new()
+        .get(reg.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("strata_requests_total{route=\"upload\",status=\"204\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("strata_storage_bytes 0"));
+}

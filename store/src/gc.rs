@@ -1,0 +1,262 @@
+//! Maintenance: online garbage collection, staging cleanup and `fsck`.
+//!
+//! GC is mark-and-sweep over the metadata: a blob is swept when no manifest of
+//! any repository references it and it has been idle for the grace period.
+//! Every writer refreshes a blob's `last_access` when it uses it, and the
+//! sweep re-checks each candidate in its own transaction, so content a push
+//! is about to use is never taken. Across replicas one GC runs at a time (a
+//! PostgreSQL advisory lock).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::TryStreamExt;
+
+use crate::meta::now;
+use crate::{layout, objects, Digest, Error, RepoName, Result, Store, UploadId};
+
+/// What a GC run should do.
+#[derive(Debug, Clone)]
+pub struct GcOptions {
+    /// Only report what would be freed.
+    pub dry_run: bool,
+    /// Blobs idle for less than this are kept.
+    pub grace: Duration,
+    /// Upload sessions idle for longer than this are purged with their bytes.
+    pub upload_max_age: Duration,
+    /// Delete untagged, unreferenced manifests older than this (kept forever when `None`).
+    pub untagged_max_age: Option<Duration>,
+}
+
+impl Default for GcOptions {
+    fn default() -> GcOptions {
+        GcOptions {
+            dry_run: false,
+            grace: Duration::from_secs(3600),
+            upload_max_age: Duration::from_secs(24 * 3600),
+            untagged_max_age: None,
+        }
+    }
+}
+
+/// What a GC run found and did.
+#[derive(Debug, Clone, Default)]
+pub struct GcReport {
+    /// Untagged manifests deleted (or that would be).
+    pub manifests: Vec<(String, Digest)>,
+    /// Blobs swept (or that would be), with sizes.
+    pub blobs: Vec<(Digest, u64)>,
+    /// Bytes freed (or that would be).
+    pub bytes_freed: u64,
+    /// Stale upload sessions purged.
+    pub uploads: usize,
+    /// Stored objects with no metadata, deleted.
+    pub orphans: usize,
+    /// False when another replica held the GC lock and nothing was done.
+    pub ran: bool,
+}
+
+/// One problem `fsck` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// Metadata lists a blob whose bytes are missing.
+    Missing {
+        /// The blob.
+        digest: Digest,
+    },
+    /// Stored bytes do not hash to their digest, or have the wrong size.
+    Corrupt {
+        /// The blob.
+        digest: Digest,
+        /// Manifests (repo, digest) that reference it.
+        manifests: Vec<(String, String)>,
+    },
+    /// Bytes stored under `blobs/` that no metadata knows.
+    Orphan {
+        /// The blob.
+        digest: Digest,
+    },
+}
+
+fn secs(d: Duration) -> i64 {
+    d.as_secs().min(i64::MAX as u64) as i64
+}
+
+impl Store {
+    /// Run one garbage collection.
+    pub async fn gc(&self, options: &GcOptions) -> Result<GcReport> {
+        let Some(lock) = self.meta.try_gc_lock().await? else {
+            return Ok(GcReport::default());
+        };
+        let result = self.gc_locked(options).await;
+        lock.release().await?;
+        result
+    }
+
+    async fn gc_locked(&self, options: &GcOptions) -> Result<GcReport> {
+        let mut report = GcReport {
+            ran: true,
+            ..Default::default()
+        };
+        let now = now();
+        if let Some(age) = options.untagged_max_age {
+            for (repo, digest) in self.meta.unreferenced_manifests(now - secs(age)).await? {
+                if !options.dry_run {
+                    let name: RepoName = repo.parse()?;
+                    self.meta.delete_manifest(&name, &digest).await?;
+                }
+                report.manifests.push((repo, digest));
+            }
+        }
+        let cutoff = now - secs(options.grace);
+        for blob in self.meta.unreferenced_blobs(cutoff).await? {
+            if !options.dry_run {
+                let _gate = self.gc_gate.write().await;
+                if !self
+                    .meta
+                    .remove_unreferenced_blob(&blob.digest, cutoff)
+                    .await?
+                {
+                    continue;
+                }
+                delete_if_present(self, &layout::blob(&blob.digest)).await?;
+            }
+            report.bytes_freed += blob.size;
+            report.blobs.push((blob.digest, blob.size));
+        }
+        for id in self
+            .meta
+            .stale_uploads(now - secs(options.upload_max_age))
+            .await?
+        {
+            if !options.dry_run {
+                if let Ok(id) = id.parse::<UploadId>() {
+                    self.meta.delete_upload(&id).await?;
+                    objects::delete_prefix(self.objects.as_ref(), &layout::upload_dir(&id)).await?;
+                }
+            }
+            report.uploads += 1;
+        }
+        if !options.dry_run {
+            report.orphans = self.purge_orphans(cutoff).await?;
+        }
+        Ok(report)
+    }
+
+    /// Delete staging objects of uploads that no longer exist, and committed
+    /// objects older than `cutoff` that no metadata knows (a crash between the
+    /// byte commit and the metadata commit leaves those). Returns how many.
+    pub async fn purge_orphans(&self, cutoff: i64) -> Result<usize> {
+        let mut purged = 0;
+        let staging: Vec<_> = self
+            .objects
+            .list(Some(&layout::uploads_root()))
+            .try_collect()
+            .await?;
+        // Read the live sessions after listing: a listed object's session was
+        // created before it, so it is in this set unless it is over.
+        let live: HashSet<String> = self.meta.upload_ids().await?.into_iter().collect();
+        for meta in staging {
+            let orphan =
+                layout::upload_of_key(&meta.location).is_none_or(|id| !live.contains(id.as_str()));
+            if orphan {
+                delete_if_present(self, &meta.location).await?;
+                purged += 1;
+            }
+        }
+        let known: HashSet<Digest> = self
+            .meta
+            .all_blobs()
+            .await?
+            .into_iter()
+            .map(|b| b.digest)
+            .collect();
+        let committed: Vec<_> = self
+            .objects
+            .list(Some(&layout::blobs_root()))
+            .try_collect()
+            .await?;
+        for meta in committed {
+            let Some(digest) = layout::digest_of_blob_key(&meta.location) else {
+                continue;
+            };
+            if !known.contains(&digest) && meta.last_modified.timestamp() < cutoff {
+                let _gate = self.gc_gate.write().await;
+                if self.meta.blob_size(&digest).await?.is_none() {
+                    delete_if_present(self, &meta.location).await?;
+                    purged += 1;
+                }
+            }
+        }
+        Ok(purged)
+    }
+
+    /// Re-hash every blob and check metadata and bytes agree both ways.
+    /// With `repair`, corrupt blobs move to `quarantine/` and leave the metadata.
+    pub async fn fsck(&self, repair: bool) -> Result<Vec<Problem>> {
+        let mut problems = Vec::new();
+        let blobs = self.meta.all_blobs().await?;
+        let known: HashSet<Digest> = blobs.iter().map(|b| b.digest.clone()).collect();
+        for blob in &blobs {
+            let key = layout::blob(&blob.digest);
+            let size = match self.objects.head(&key).await {
+                Ok(m) => m.size,
+                Err(object_store::Error::NotFound { .. }) => {
+                    problems.push(Problem::Missing {
+                        digest: blob.digest.clone(),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let actual = objects::hash_objects(
+                &self.objects,
+                std::slice::from_ref(&key),
+                blob.digest.algorithm().hasher(),
+                None,
+            )
+            .await?
+            .finish();
+            if actual == blob.digest && size == blob.size {
+                continue;
+            }
+            let manifests = if repair {
+                self.objects
+                    .rename(&key, &layout::quarantine(&blob.digest))
+                    .await?;
+                self.meta.quarantine_blob(&blob.digest).await?
+            } else {
+                Vec::new()
+            };
+            problems.push(Problem::Corrupt {
+                digest: blob.digest.clone(),
+                manifests,
+            });
+        }
+        let stored: Vec<_> = self
+            .objects
+            .list(Some(&layout::blobs_root()))
+            .try_collect()
+            .await?;
+        for meta in stored {
+            if let Some(digest) = layout::digest_of_blob_key(&meta.location) {
+                if !known.contains(&digest) {
+                    problems.push(Problem::Orphan { digest });
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Total bytes of stored content, for metrics.
+    pub async fn stored_bytes(&self) -> Result<u64> {
+        self.meta.stored_bytes().await
+    }
+}
+
+async fn delete_if_present(store: &Store, key: &object_store::path::Path) -> Result<()> {
+    match store.objects.delete(key).await {
+        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+        Err(e) => Err(Error::Storage(e)),
+    }
+}
