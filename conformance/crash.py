@@ -38,7 +38,6 @@ as one line starting with "crash.py: FAIL".
 """
 
 import atexit
-import ctypes
 import hashlib
 import http.client
 import json
@@ -81,14 +80,14 @@ def sha256(data):
 
 # ---- the registry process ----------------------------------------------------
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    # The registry gets SIGKILL if this script dies without cleaning up. The
-    # signal follows the thread that forked, so only the main thread starts
-    # registries.
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+def registry_argv(data):
+    """The serve command. Under setpriv the registry gets SIGKILL should this
+    script die without cleaning up (setpriv execs, so the PID stays); the
+    signal follows the thread that forked, so only the main thread starts
+    registries."""
+    argv = [REGISTRY_BIN, "serve", "--listen", "127.0.0.1:0", "--data", str(data)]
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv] if setpriv else argv
 
 
 class Registry:
@@ -104,11 +103,10 @@ class Registry:
         assert threading.current_thread() is threading.main_thread()
         logf = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [REGISTRY_BIN, "serve", "--listen", "127.0.0.1:0", "--data", str(self.data)],
+            registry_argv(self.data),
             stdout=subprocess.PIPE,
             stderr=logf,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
         )
         logf.close()
         self.starts += 1
