@@ -8,6 +8,8 @@
 #   unit         cargo test --release --workspace (STRATA_REGISTRY_BIN is set
 #                to the release registry binary for the runner's tests)
 #   conformance  conformance/run.sh: the OCI conformance suite, two passes
+#   crash        conformance/crash.py: kill -9 under push load, pushes survive
+#   load         conformance/load.py: 200 clients, no 5xx, RSS under 300 MiB
 #   interop      conformance/interop.sh: real clients round-trip images
 #
 # Needs root (packages, dockerd, mounts). Prints the time of each stage at
@@ -23,7 +25,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance interop)
+ALL_STAGES=(deps build fmt clippy unit conformance crash load interop)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -34,6 +36,8 @@ stage_cmd() {
     clippy) cargo clippy --release --workspace --all-targets -- -D warnings ;;
     unit) cargo test --release --workspace ;;
     conformance) bash conformance/run.sh ;;
+    crash) python3 conformance/crash.py ;;
+    load) python3 conformance/load.py ;;
     interop) bash conformance/interop.sh ;;
     *)
       echo "test.sh: unknown stage '$1' (known: ${ALL_STAGES[*]})" >&2
