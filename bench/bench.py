@@ -102,13 +102,14 @@ class Server:
                     return int(line.split()[1])
         raise RuntimeError("no VmHWM")
 
-    def stop(self):
+    def stop(self, remove=True):
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=30)
         STARTED.remove(self.proc)
         self.log.close()
-        shutil.rmtree(self.data, ignore_errors=True)
+        if remove:
+            shutil.rmtree(self.data, ignore_errors=True)
 
 
 DISTRIBUTION_CONFIG = """version: 0.1
@@ -506,7 +507,9 @@ class Bench:
             D = self.server("distribution", "distribution-main")
             log("http rows")
             self.http_rows(S, D)
-            D.stop()
+            # Its ~100k small files go with the work dir at the end: deleting
+            # them here took minutes on a busy disk, in the middle of the run.
+            D.stop(remove=False)
             log("runner rows (distribution stopped)")
             self.runner_rows(S)
             S.stop()
@@ -515,7 +518,10 @@ class Bench:
             self.info["load_after"] = open("/proc/loadavg").read().split()[:3]
         finally:
             stop_all()
+            self.info["measure_seconds"] = time.monotonic() - T0
+            log(f"removing {self.work}")
             shutil.rmtree(self.work, ignore_errors=True)
+            self.info["cleanup_seconds"] = time.monotonic() - T0 - self.info["measure_seconds"]
 
 
 # ---------------------------------------------------------------- report
@@ -574,7 +580,9 @@ def write_report(bench, args, elapsed):
         "run, alternating A B A B. Ratios are of medians.",
         "",
         f"- Run: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, "
-        f"took {elapsed / 60:.1f} min; Strata at `{rev}`"
+        f"took {elapsed / 60:.1f} min (measuring {bench.info.get('measure_seconds', 0) / 60:.1f}, "
+        f"deleting temp dirs {bench.info.get('cleanup_seconds', 0) / 60:.1f}, plus {args.build_seconds / 60:.1f} min "
+        f"of installs and builds before); Strata at `{rev}`"
         + (" with uncommitted changes in the crates" if dirty else ""),
     ]
     for k, v in m.items():
@@ -715,6 +723,7 @@ def main():
     ap.add_argument("--cache", required=True)
     ap.add_argument("--tmp", default=None)
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--build-seconds", type=float, default=0)
     ap.add_argument("--out", required=True)
     ap.add_argument("--chart", required=True)
     args = ap.parse_args()

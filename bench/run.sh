@@ -53,4 +53,4 @@ exec "$venv/bin/python" "$here/bench.py" \
     --repo "$repo" --benchdir "$here" \
     --registry "$repo/target/release/registry" --runner "$runner" \
     --loadgen "$cache/loadgen" --images "$cache/images" --cache "$cache" \
-    --out "$repo/BENCHMARKS.md" --chart "$here/ratios.png" "$@"
+    --out "$repo/BENCHMARKS.md" --chart "$here/ratios.png" --build-seconds "$SECONDS" "$@"
