@@ -2,8 +2,8 @@
 # Runs every test of Strata, in order, stopping at the first failing stage:
 #
 #   deps         scripts/install-deps.sh (Debian packages, pinned Go tools, weed)
+#   fmt          cargo fmt --all -- --check (first: it takes a second, the build minutes)
 #   build        cargo build --release --workspace --all-targets
-#   fmt          cargo fmt --all -- --check
 #   clippy       cargo clippy --release --workspace --all-targets -- -D warnings
 #   unit         cargo test --release --workspace (STRATA_REGISTRY_BIN is set
 #                to the release registry binary for the runner's tests)
@@ -15,7 +15,7 @@
 # Needs root (packages, dockerd, mounts). Prints the time of each stage at
 # the end, also when a stage fails.
 #
-#   STRATA_STAGES="build unit"   run only these stages, in the order above
+#   STRATA_STAGES="build unit"   run only these stages, in the order given
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
