@@ -29,6 +29,31 @@ pub struct Config {
     pub auth: Option<AuthConfig>,
     /// Garbage collection.
     pub gc: GcConfig,
+    /// Per-client rate limit.
+    pub limits: LimitsConfig,
+    /// Log format: `text` (default) or `json`.
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
+}
+
+/// Request limits.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Requests per second each client IP may make on average (no limit when absent).
+    pub rate_per_second: Option<f64>,
+    /// Requests a client may make in a burst (default: one second's worth, at least 1).
+    pub burst: Option<f64>,
 }
 
 /// Garbage collection settings (`registry gc` and the schedule inside `serve`).
@@ -81,6 +106,8 @@ impl Default for Config {
             tls: None,
             auth: None,
             gc: GcConfig::default(),
+            limits: LimitsConfig::default(),
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
-use registry::config::{AuthConfig, Config, TlsConfig};
+use registry::config::{AuthConfig, Config, LogFormat, TlsConfig};
 
 #[derive(Parser)]
 #[command(name = "registry", version, about = "Strata: a private OCI registry")]
@@ -83,16 +83,25 @@ struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "STRATA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
 }
 
-fn main() -> ExitCode {
-    tracing_subscriber::fmt()
+fn init_logging(format: LogFormat) {
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -106,15 +115,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             let config = serve_config(args)?;
+            init_logging(config.log_format);
             tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))
         }
         Command::Htpasswd { file, user } => htpasswd(&file, &user),
         Command::Gc { store, dry_run } => {
             let config = store_config(store)?;
+            init_logging(config.log_format);
             tokio::runtime::Runtime::new()?.block_on(gc(config, dry_run))
         }
         Command::Fsck { store, repair } => {
             let config = store_config(store)?;
+            init_logging(config.log_format);
             tokio::runtime::Runtime::new()?.block_on(fsck(config, repair))
         }
     }
@@ -196,6 +208,9 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
     config.allow_sparse |= args.allow_sparse;
     if let Some(file) = args.htpasswd {
         config.auth.get_or_insert_with(AuthConfig::default).htpasswd = Some(file);
+    }
+    if let Some(format) = args.log_format {
+        config.log_format = format;
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(TlsConfig { cert, key });

@@ -30,6 +30,8 @@ pub struct AppState {
     pub tls: bool,
     /// Request and storage metrics.
     pub metrics: crate::metrics::Metrics,
+    /// Per-client rate limit, when configured.
+    pub limiter: Option<crate::limits::RateLimiter>,
 }
 
 type ApiResult = Result<Response, ApiError>;

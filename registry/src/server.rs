@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -72,6 +72,25 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
         "/livez" | "/readyz" | "/metrics" => "ops",
         p => path::parse(p).map(|r| r.name()).unwrap_or("invalid"),
     };
+    if let (Some(limiter), Some(ConnectInfo(peer))) = (
+        &state.limiter,
+        request
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>(),
+    ) {
+        if let Err(retry_after) = limiter.check(peer.ip()) {
+            state.metrics.request(route, 429, started.elapsed(), 0, 0);
+            let mut response = ApiError::new(crate::error::Code::TooManyRequests)
+                .detail(format!("rate limit exceeded; retry in {retry_after} s"))
+                .header(header::RETRY_AFTER, retry_after.to_string())
+                .into_response();
+            response.headers_mut().insert(
+                "docker-distribution-api-version",
+                HeaderValue::from_static("registry/2.0"),
+            );
+            return response;
+        }
+    }
     let bytes_in = content_length(request.headers());
     let upload = matches!(route, "uploads" | "upload") && method != Method::GET;
     if upload {
@@ -123,6 +142,10 @@ pub async fn state(config: &Config) -> anyhow::Result<AppState> {
         auth,
         tls: config.tls.is_some(),
         metrics: Metrics::default(),
+        limiter: config
+            .limits
+            .rate_per_second
+            .map(|rate| crate::limits::RateLimiter::new(rate, config.limits.burst.unwrap_or(rate))),
     })
 }
 
@@ -178,7 +201,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     // One machine-readable line on stdout, so scripts and tests that ask for
     // port 0 learn the real address without racing for a port.
     println!("listening on {addr}");
-    let service = app.into_make_service();
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match &config.tls {
         Some(tls) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)

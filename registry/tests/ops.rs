@@ -339,3 +339,55 @@ async fn startup_clears_staging_debris_and_health_endpoints_answer() {
     );
     assert!(metrics.contains("strata_storage_bytes 0"));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limited_clients_get_429_with_retry_after_and_logs_can_be_json() {
+    let (dir, _data) = setup("");
+    let config = dir.path().join("strata.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("log_format = \"json\"\n{text}\n[limits]\nrate_per_second = 1\nburst = 5\n"),
+    )
+    .unwrap();
+    let log = dir.path().join("log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let reg = Registry {
+        child,
+        base: format!(
+            "http://{}",
+            line.trim().strip_prefix("listening on ").unwrap()
+        ),
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        let r = Client::new().get(reg.url("/v2/")).send().await.unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(r.headers()[header::RETRY_AFTER], "1");
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["errors"][0]["code"], "TOOMANYREQUESTS");
+        }
+    }
+    assert_eq!(&statuses[..5], &[200; 5]);
+    assert!(statuses[5..].contains(&429), "{statuses:?}");
+    drop(reg);
+    let logged = std::fs::read_to_string(&log).unwrap();
+    let request_line = logged
+        .lines()
+        .find(|l| l.contains("\"path\":\"/v2/\""))
+        .expect("a JSON request line");
+    let v: serde_json::Value = serde_json::from_str(request_line).unwrap();
+    assert_eq!(v["fields"]["method"], "GET");
+    assert!(v["fields"]["status"].is_number());
+}
