@@ -8,6 +8,7 @@
 #   unit         cargo test --release --workspace (STRATA_REGISTRY_BIN is set
 #                to the release registry binary for the runner's tests)
 #   conformance  conformance/run.sh: the OCI conformance suite, two passes
+#   scaleout     conformance/scaleout.sh: 3 replicas on S3 + PostgreSQL, suite via proxy
 #   crash        conformance/crash.py: kill -9 under push load, pushes survive
 #   load         conformance/load.py: 200 clients, no 5xx, RSS under 300 MiB
 #   interop      conformance/interop.sh: real clients round-trip images
@@ -25,7 +26,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance crash load interop)
+ALL_STAGES=(deps build fmt clippy unit conformance scaleout crash load interop)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -36,6 +37,7 @@ stage_cmd() {
     clippy) cargo clippy --release --workspace --all-targets -- -D warnings ;;
     unit) cargo test --release --workspace ;;
     conformance) bash conformance/run.sh ;;
+    scaleout) bash conformance/scaleout.sh ;;
     crash) python3 conformance/crash.py ;;
     load) python3 conformance/load.py ;;
     interop) bash conformance/interop.sh ;;
