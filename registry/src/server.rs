@@ -10,6 +10,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
+use axum_server::accept::NoDelayAcceptor;
 use store::Store;
 
 use crate::auth::{rand_bytes, Auth};
@@ -207,12 +208,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot load TLS certificate or key: {e}"))?;
-            let mut server = axum_server::from_tcp_rustls(listener, rustls)?.handle(handle);
+            let mut server = axum_server::from_tcp_rustls(listener, rustls)?
+                .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
+                .handle(handle);
             limit_slow_clients(server.http_builder());
             server.serve(service).await?
         }
         None => {
-            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(NoDelayAcceptor::new())
+                .handle(handle);
             limit_slow_clients(server.http_builder());
             server.serve(service).await?
         }
@@ -220,7 +225,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A client gets 30 s to send its request headers (slowloris).
+/// A client gets 30 s to send its request headers (slowloris). Accepted
+/// sockets set `TCP_NODELAY`: a response's header and body writes must not
+/// wait for a delayed ACK on kept-alive connections.
 fn limit_slow_clients(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
 ) {

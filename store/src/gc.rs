@@ -132,7 +132,7 @@ impl Store {
             if !options.dry_run {
                 if let Ok(id) = id.parse::<UploadId>() {
                     self.meta.delete_upload(&id).await?;
-                    objects::delete_prefix(self.objects.as_ref(), &layout::upload_dir(&id)).await?;
+                    self.delete_upload_dir(&id).await?;
                 }
             }
             report.uploads += 1;
@@ -148,6 +148,21 @@ impl Store {
     /// byte commit and the metadata commit leaves those). Returns how many.
     pub async fn purge_orphans(&self, cutoff: i64) -> Result<usize> {
         let mut purged = 0;
+        if let Some(root) = &self.local_root {
+            // Walk the directory itself: half-written multipart files of the
+            // local backend do not show in listings.
+            let dirs = objects::local_dir_entries(root, &layout::uploads_root()).await?;
+            let live: HashSet<String> = self.meta.upload_ids().await?.into_iter().collect();
+            for name in dirs.into_iter().filter(|n| !live.contains(n)) {
+                let _ = objects::delete_upload_dir(
+                    self.objects.as_ref(),
+                    Some(root),
+                    &object_store::path::Path::from(format!("{}/{name}", layout::uploads_root())),
+                )
+                .await;
+                purged += 1;
+            }
+        }
         let staging: Vec<_> = self
             .objects
             .list(Some(&layout::uploads_root()))

@@ -259,6 +259,40 @@ pub async fn commit(
     }
 }
 
+/// Delete an upload's staging area. On a local store the directory is removed
+/// whole: the backend's half-written multipart files do not show in listings.
+pub async fn delete_upload_dir(
+    store: &dyn ObjectStore,
+    local_root: Option<&std::path::Path>,
+    dir: &Path,
+) -> Result<()> {
+    if let Some(root) = local_root {
+        return match tokio::fs::remove_dir_all(root.join(dir.as_ref())).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::Storage(object_store::Error::Generic {
+                store: "local",
+                source: Box::new(e),
+            })),
+        };
+    }
+    delete_prefix(store, dir).await
+}
+
+/// Names of the entries directly under `dir` on a local store (empty if absent).
+pub async fn local_dir_entries(local_root: &std::path::Path, dir: &Path) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut rd = match tokio::fs::read_dir(local_root.join(dir.as_ref())).await {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(Error::from_io(e)),
+    };
+    while let Some(entry) = rd.next_entry().await.map_err(Error::from_io)? {
+        out.push(entry.file_name().to_string_lossy().into_owned());
+    }
+    Ok(out)
+}
+
 /// Delete every object under `prefix`.
 pub async fn delete_prefix(store: &dyn ObjectStore, prefix: &Path) -> Result<()> {
     let keys: Vec<Path> = store

@@ -66,7 +66,7 @@ pub struct StoredManifest {
 pub struct Store {
     pub(crate) objects: Arc<dyn ObjectStore>,
     /// Set for a local file store, whose writes we fsync ourselves.
-    local_root: Option<std::path::PathBuf>,
+    pub(crate) local_root: Option<std::path::PathBuf>,
     pub(crate) meta: Meta,
     allow_sparse: bool,
     /// Writers that make a blob live (upload commit, mount, manifest push) hold
@@ -347,7 +347,16 @@ impl Store {
         self.upload(repo, id).await?;
         self.hashers.lock().expect("hasher map poisoned").remove(id);
         self.meta.delete_upload(id).await?;
-        objects::delete_prefix(self.objects.as_ref(), &layout::upload_dir(id)).await
+        self.delete_upload_dir(id).await
+    }
+
+    pub(crate) async fn delete_upload_dir(&self, id: &UploadId) -> Result<()> {
+        objects::delete_upload_dir(
+            self.objects.as_ref(),
+            self.local_root.as_deref(),
+            &layout::upload_dir(id),
+        )
+        .await
     }
 
     // ---- manifests ----
