@@ -226,6 +226,7 @@ impl Store {
             };
             let actual = objects::hash_objects(
                 &self.objects,
+                self.local_root.as_deref(),
                 std::slice::from_ref(&key),
                 blob.digest.algorithm().hasher(),
                 None,

@@ -145,6 +145,41 @@ pub async fn read(
     Ok(result.into_stream().map_err(std::io::Error::other).boxed())
 }
 
+/// Read an object like [`read`]; on a local store straight from the file in
+/// 1 MiB reads, which the backend's generic path does in 8 KiB pieces.
+pub async fn read_fast(
+    store: &dyn ObjectStore,
+    local_root: Option<&std::path::Path>,
+    key: &Path,
+    range: Option<Range<u64>>,
+) -> Result<ByteStream> {
+    use tokio::io::{AsyncReadExt, AsyncSeekExt};
+    let Some(root) = local_root else {
+        return read(store, key, range).await;
+    };
+    let path = root.join(key.as_ref());
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::Storage(object_store::Error::NotFound {
+                path: key.to_string(),
+                source: Box::new(e),
+            }))
+        }
+        Err(e) => return Err(Error::from_io(e)),
+    };
+    let len = match &range {
+        Some(r) => {
+            file.seek(std::io::SeekFrom::Start(r.start))
+                .await
+                .map_err(Error::from_io)?;
+            r.end - r.start
+        }
+        None => file.metadata().await.map_err(Error::from_io)?.len(),
+    };
+    Ok(tokio_util::io::ReaderStream::with_capacity(file.take(len), 1 << 20).boxed())
+}
+
 /// Read a whole (small) object into memory.
 pub async fn read_all(store: &dyn ObjectStore, key: &Path) -> Result<Bytes> {
     Ok(store.get(key).await?.bytes().await?)
@@ -153,16 +188,19 @@ pub async fn read_all(store: &dyn ObjectStore, key: &Path) -> Result<Bytes> {
 /// Hash the concatenation of `keys`, optionally writing it to `out` on the way.
 pub async fn hash_objects(
     store: &Arc<dyn ObjectStore>,
+    local_root: Option<&std::path::Path>,
     keys: &[Path],
     mut hasher: Hasher,
     out: Option<&Path>,
 ) -> Result<Hasher> {
     let owned = Arc::clone(store);
+    let root = local_root.map(std::path::Path::to_path_buf);
     let joined = futures::stream::iter(keys.to_vec())
         .then(move |k| {
             let store = Arc::clone(&owned);
+            let root = root.clone();
             async move {
-                read(store.as_ref(), &k, None)
+                read_fast(store.as_ref(), root.as_deref(), &k, None)
                     .await
                     .map_err(std::io::Error::other)
             }

@@ -131,7 +131,13 @@ impl Store {
         digest: &Digest,
         range: Option<Range<u64>>,
     ) -> Result<ByteStream> {
-        objects::read(self.objects.as_ref(), &layout::blob(digest), range).await
+        objects::read_fast(
+            self.objects.as_ref(),
+            self.local_root.as_deref(),
+            &layout::blob(digest),
+            range,
+        )
+        .await
     }
 
     /// Remove a blob from a repository. The bytes stay until garbage collection.
@@ -296,6 +302,7 @@ impl Store {
             (Some(h), _) => {
                 objects::hash_objects(
                     &self.objects,
+                    self.local_root.as_deref(),
                     &keys,
                     Algorithm::Sha256.hasher(),
                     Some(&staging),
@@ -305,6 +312,7 @@ impl Store {
             }
             (None, n) if n <= 1 => objects::hash_objects(
                 &self.objects,
+                self.local_root.as_deref(),
                 std::slice::from_ref(&staging),
                 digest.algorithm().hasher(),
                 None,
@@ -313,6 +321,7 @@ impl Store {
             .finish(),
             (None, _) => objects::hash_objects(
                 &self.objects,
+                self.local_root.as_deref(),
                 &keys,
                 digest.algorithm().hasher(),
                 Some(&staging),
