@@ -149,7 +149,6 @@ s3() {
 
 start_weed() {
   local attempt p code up deadline
-  mkdir -p "$WORK/weed"
   cat >"$WORK/s3.json" <<EOF
 {"identities": [{"name": "strata",
   "credentials": [{"accessKey": "$S3_KEY", "secretKey": "$S3_SECRET"}],
@@ -159,6 +158,10 @@ EOF
     read -r -a p <<<"$(pick_ports 8)"
     WEED_PORTS+=("${p[@]}")
     S3_ADDR="127.0.0.1:${p[6]}"
+    # A fresh dir each attempt: the master keeps its peers' addresses there.
+    rm -rf "$WORK/weed"
+    mkdir -p "$WORK/weed"
+    echo "--- attempt $attempt: ports ${p[*]}" >>"$WORK/weed.log"
     "$WEED" server -ip=127.0.0.1 -ip.bind=127.0.0.1 -dir="$WORK/weed" -master.telemetry=false \
       -master.port="${p[0]}" -master.port.grpc="${p[1]}" \
       -volume.port="${p[2]}" -volume.port.grpc="${p[3]}" \
