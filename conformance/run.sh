@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
 # Runs the official OCI distribution-spec conformance suite against Strata.
 #
-# Two passes, each against a fresh registry with its own empty data dir:
+# Three passes, each against a fresh registry with its own empty data dir:
 #   full    `--allow-sparse`, every API and data toggle on, OCI_DATA_SPARSE
 #           included. Results in conformance/results/.
 #   strict  the default registry (sparse manifests are rejected), every
 #           toggle on but OCI_DATA_SPARSE. The only non-pass allowed is the
 #           "Sparse Manifests" data set, Disabled. Results in
 #           conformance/results-strict/.
+#   auth    as strict, but the registry runs with `--htpasswd` (a throwaway
+#           bcrypt file with one user) and the suite logs in with
+#           OCI_USERNAME/OCI_PASSWORD through the Bearer token flow. Before
+#           the suite, anonymous requests must get 401 with a Bearer
+#           challenge and a wrong password must be refused. Results in
+#           conformance/results-auth/.
 #
 # The suite's exit code is not trusted: check_results.py reads junit.xml and
 # results.yaml and fails unless every testcase passed.
@@ -17,14 +23,14 @@
 #   REGISTRY_ARGS        extra `registry serve` flags for both passes
 #   STRATA_CONF_USER     passed to the suite as OCI_USERNAME
 #   STRATA_CONF_PASS     passed to the suite as OCI_PASSWORD
-#   CONFORMANCE_PASSES   passes to run, default "full strict"
+#   CONFORMANCE_PASSES   passes to run, default "full strict auth"
 set -euo pipefail
 
 # shellcheck source=conformance/lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SUITE="$TOOLS_BIN/conformance"
-require_tool "$SUITE" "$REGISTRY_BIN" curl ss /usr/bin/python3
+require_tool "$SUITE" "$REGISTRY_BIN" curl ss jq /usr/bin/python3
 read -r -a EXTRA_REGISTRY_ARGS <<<"${REGISTRY_ARGS:-}"
 # shellcheck disable=SC2034 # read by lib.sh
 [ -z "${STRATA_CONF_USER:-}" ] || REGISTRY_READY_AUTH="$STRATA_CONF_USER:${STRATA_CONF_PASS:-}"
@@ -79,6 +85,38 @@ probe_sparse() {
   fi
 }
 
+# probe_auth: an anonymous request and one with a wrong password must get
+# 401 with a Bearer challenge; the right password must get a token from
+# /token and 200 on /v2/ with it.
+probe_auth() {
+  local base="http://$REG_ADDR" hdr="$WORK/auth-probe.h" code token ok=true
+  code=$(curl -sS -o /dev/null -D "$hdr" -w '%{http_code}' "$base/v2/conformance/repo1/tags/list")
+  if [ "$code" = 401 ] && tr -d '\r' <"$hdr" | grep -qi '^www-authenticate: Bearer realm="http://'"$REG_ADDR"'/token"'; then
+    echo "   probe: anonymous request refused (401, Bearer challenge)"
+  else
+    echo "   probe: anonymous request answered $code: $(tr -d '\r' <"$hdr" | grep -i '^www-authenticate' || echo 'no challenge')"
+    ok=false
+  fi
+  code=$(curl -sS -o /dev/null -w '%{http_code}' -u "$STRATA_CONF_USER:wrong-$STRATA_CONF_PASS" \
+    "$base/token?service=strata&scope=repository:conformance/repo1:pull")
+  if [ "$code" = 401 ]; then
+    echo "   probe: wrong password refused by /token (401)"
+  else
+    echo "   probe: /token with a wrong password answered $code"
+    ok=false
+  fi
+  token=$(curl -fsS -u "$STRATA_CONF_USER:$STRATA_CONF_PASS" \
+    "$base/token?service=strata&scope=repository:conformance/repo1:pull,push" | jq -r '.token // .access_token // empty')
+  code=$(curl -sS -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$base/v2/")
+  if [ -n "$token" ] && [ "$code" = 200 ]; then
+    echo "   probe: /token issued a token that /v2/ accepts"
+  else
+    echo "   probe: token '${token:0:20}...' got $code on /v2/"
+    ok=false
+  fi
+  [ "$ok" = true ]
+}
+
 # run_pass LABEL RESULTS_DIR SPARSE(true|false) REGISTRY_FLAGS...
 run_pass() {
   local label=$1 results=$2 sparse=$3 t toggles=() allow=()
@@ -89,6 +127,7 @@ run_pass() {
   echo "== conformance pass '$label' against $REG_ADDR (registry flags: $* ${REGISTRY_ARGS:-})"
   local probe_ok=true
   probe_sparse "$sparse" || probe_ok=false
+  if [ "$label" = auth ]; then probe_auth || probe_ok=false; fi
 
   for t in "${API_TOGGLES[@]}"; do toggles+=("OCI_API_$t=true"); done
   for t in "${DATA_TOGGLES[@]}"; do toggles+=("OCI_DATA_$t=true"); done
@@ -109,7 +148,7 @@ run_pass() {
   ) || true # the exit code is not trusted either way; the files are judged below
 
   stop_pid "$REG_PID"
-  cp "$WORK/$label.log" "$results/registry.log" 2>/dev/null || true
+  cp "$WORK/$label/$label.log" "$results/registry.log" 2>/dev/null || true
   if /usr/bin/python3 "$REPO/conformance/check_results.py" "$results" "$label" ${allow[@]+"${allow[@]}"} &&
     [ "$probe_ok" = true ]; then
     return 0
@@ -120,10 +159,20 @@ run_pass() {
 
 status=0
 totals=(0 0 0 0)
-for pass in ${CONFORMANCE_PASSES:-full strict}; do
+for pass in ${CONFORMANCE_PASSES:-full strict auth}; do
   case $pass in
     full) run_pass full "$REPO/conformance/results" true --allow-sparse || status=1 ;;
     strict) run_pass strict "$REPO/conformance/results-strict" false || status=1 ;;
+    auth)
+      # A throwaway user for this pass only; the caller's credentials, if
+      # any, come back afterwards.
+      saved_user=${STRATA_CONF_USER-} saved_pass=${STRATA_CONF_PASS-} saved_ready=${REGISTRY_READY_AUTH-}
+      STRATA_CONF_USER=conformance STRATA_CONF_PASS="pw-$RANDOM$RANDOM-x"
+      printf '%s' "$STRATA_CONF_PASS" | "$REGISTRY_BIN" htpasswd "$WORK/htpasswd" "$STRATA_CONF_USER" >/dev/null
+      REGISTRY_READY_AUTH="$STRATA_CONF_USER:$STRATA_CONF_PASS"
+      run_pass auth "$REPO/conformance/results-auth" false --htpasswd "$WORK/htpasswd" || status=1
+      STRATA_CONF_USER=$saved_user STRATA_CONF_PASS=$saved_pass REGISTRY_READY_AUTH=$saved_ready
+      ;;
     *) die "unknown pass '$pass' in CONFORMANCE_PASSES" ;;
   esac
   dir="$REPO/conformance/results"

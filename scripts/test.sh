@@ -7,7 +7,7 @@
 #   clippy       cargo clippy --release --workspace --all-targets -- -D warnings
 #   unit         cargo test --release --workspace (STRATA_REGISTRY_BIN is set
 #                to the release registry binary for the runner's tests)
-#   conformance  conformance/run.sh: the OCI conformance suite, two passes
+#   conformance  conformance/run.sh: the OCI conformance suite, three passes (full, strict, auth)
 #   scaleout     conformance/scaleout.sh: 3 replicas on S3 + PostgreSQL, suite via proxy
 #   crash        conformance/crash.py: kill -9 under push load, pushes survive
 #   load         conformance/load.py: 200 clients, no 5xx, RSS under 300 MiB
