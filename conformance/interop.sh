@@ -20,6 +20,21 @@
 #                     when set, every client logs in first (for a registry
 #                     started with auth through REGISTRY_ARGS)
 #   INTEROP_KEEP=1    keep the work dir (logs, layouts) for inspection
+#   INTEROP_AUTH_TLS  "both" (default): the plain run, then the same cases
+#                     again in auth+TLS mode (a second invocation of this
+#                     script). "0": plain run only. "1": auth+TLS only:
+#                     openssl makes a throwaway CA and a server cert for
+#                     IP:127.0.0.1, the registry runs with --htpasswd,
+#                     --tls-cert and --tls-key, every client logs in (to
+#                     temp files) and trusts only that CA: podman, buildah
+#                     and skopeo through --cert-dir, oras through --ca-file,
+#                     crane and regctl through SSL_CERT_FILE, curl through
+#                     --cacert. dockerd treats 127.0.0.0/8 as an insecure
+#                     registry, so it talks TLS without consulting certs.d
+#                     (nothing is written to /etc/docker). Extra case
+#                     auth_refused: anonymous and wrong-password requests
+#                     get 401, untrusting clients fail the TLS handshake.
+#                     Case logs go to conformance/results-interop-auth-tls.
 #
 # Where auth and TLS plug in: the client flags live in one place
 # (`client_setup`), logins in `login_all`, and `registry_url` builds every
@@ -39,6 +54,15 @@ BUSYBOX=/bin/busybox
 require_tool "$DOCKER" dockerd podman buildah skopeo umoci runc curl jq ss tar gzip \
   sha256sum findmnt "$BUSYBOX" "$CRANE" "$ORAS" "$REGCTL"
 read -r -a EXTRA_REGISTRY_ARGS <<<"${REGISTRY_ARGS:-}"
+INTEROP_AUTH_TLS=${INTEROP_AUTH_TLS:-both}
+case $INTEROP_AUTH_TLS in
+  both | 0) AUTH_TLS=false ;;
+  1) AUTH_TLS=true ;;
+  *) die "INTEROP_AUTH_TLS must be both, 0 or 1, not '$INTEROP_AUTH_TLS'" ;;
+esac
+[ "$AUTH_TLS" = false ] || require_tool openssl
+REG_SCHEME=http
+CA_CERT=""
 
 WORK=$(mktemp -d /tmp/strata-interop.XXXXXX)
 DOCKERD_PID=""
@@ -97,7 +121,7 @@ expect_contains() {
 
 sha256_of() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
 
-registry_url() { echo "http://$REG_ADDR/v2/$1"; }
+registry_url() { echo "$REG_SCHEME://$REG_ADDR/v2/$1"; }
 
 MANIFEST_ACCEPT="application/vnd.oci.image.index.v1+json,application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.list.v2+json,application/vnd.docker.distribution.manifest.v2+json"
 
@@ -172,11 +196,43 @@ client_setup() {
   CTR_TLS=(--tls-verify=false)
   ORAS_TLS=(--plain-http)
   REGCTL_HOST="reg=$REG_ADDR,tls=disabled"
+  SKOPEO_TLS=(--tls-verify=false)
+  SKOPEO_COPY_TLS=(--src-tls-verify=false --dest-tls-verify=false)
+  CRANE_FLAGS=(--insecure)
   CURL_AUTH=()
+  if [ "$AUTH_TLS" = true ]; then
+    # Verification on, and only the throwaway CA is trusted.
+    CTR_TLS=(--tls-verify=true --cert-dir "$CERT_DIR")
+    SKOPEO_TLS=("${CTR_TLS[@]}")
+    SKOPEO_COPY_TLS=(--src-tls-verify=true --src-cert-dir "$CERT_DIR" --dest-tls-verify=true --dest-cert-dir "$CERT_DIR")
+    ORAS_TLS=(--ca-file "$CA_CERT")
+    CRANE_FLAGS=()
+    REGCTL_HOST="reg=$REG_ADDR,tls=enabled"
+    CURL_AUTH=(--cacert "$CA_CERT")
+  fi
   if [ -n "${INTEROP_USER:-}" ]; then
-    CURL_AUTH=(-u "$INTEROP_USER:${INTEROP_PASS:-}")
+    CURL_AUTH+=(-u "$INTEROP_USER:${INTEROP_PASS:-}")
     REGCTL_HOST="$REGCTL_HOST,user=$INTEROP_USER,pass=${INTEROP_PASS:-}"
   fi
+}
+
+# make_certs DIR: a throwaway CA and a server cert for IP:127.0.0.1 signed by
+# it. Sets CA_CERT, CERT_DIR (holds only ca.crt), SERVER_CERT, SERVER_KEY.
+make_certs() {
+  local d=$1
+  mkdir -p "$d/ca-dir"
+  openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=strata interop test CA $$" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
+    -keyout "$d/ca.key" -out "$d/ca.crt" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=CA:FALSE" \
+    "keyUsage=critical,digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 2 -extfile "$d/server.ext" -out "$d/server.crt" 2>/dev/null
+  openssl verify -CAfile "$d/ca.crt" "$d/server.crt" >/dev/null
+  cp "$d/ca.crt" "$d/ca-dir/ca.crt"
+  CA_CERT="$d/ca.crt" CERT_DIR="$d/ca-dir" SERVER_CERT="$d/server.crt" SERVER_KEY="$d/server.key"
 }
 
 docker_() { "$DOCKER" -H "unix://$DOCKER_SOCK" "$@"; }
@@ -192,9 +248,9 @@ buildah_() {
   # shellcheck disable=SC2046
   buildah $(store_flags build) "$@"
 }
-crane_() { "$CRANE" --insecure "$@"; }
+crane_() { SSL_CERT_FILE=${CA_CERT:-${SSL_CERT_FILE:-}} "$CRANE" ${CRANE_FLAGS[@]+"${CRANE_FLAGS[@]}"} "$@"; }
 oras_() { "$ORAS" "$@" "${ORAS_TLS[@]}"; }
-regctl_() { "$REGCTL" --host "$REGCTL_HOST" "$@"; }
+regctl_() { SSL_CERT_FILE=${CA_CERT:-${SSL_CERT_FILE:-}} "$REGCTL" --host "$REGCTL_HOST" "$@"; }
 
 login_all() {
   [ -n "${INTEROP_USER:-}" ] || return 0
@@ -296,6 +352,69 @@ EOF
   docker_ pull "$REG_ADDR/docker/multi@$pushed"
   expect_eq "image id after pull by digest" \
     "$(docker_ image inspect -f '{{.Id}}' "$REG_ADDR/docker/multi@$pushed")" "$id_before"
+
+  if [ -n "${INTEROP_USER:-}" ]; then
+    jq -e --arg r "$REG_ADDR" '.auths[$r].auth' "$DOCKER_CONFIG/config.json" >/dev/null ||
+      fail "docker login left no credentials for $REG_ADDR in $DOCKER_CONFIG/config.json"
+    docker_ logout "$REG_ADDR"
+    if jq -e --arg r "$REG_ADDR" '.auths[$r].auth' "$DOCKER_CONFIG/config.json" >/dev/null; then
+      fail "credentials for $REG_ADDR still in config.json after docker logout"
+    fi
+    docker_ rmi "$REG_ADDR/docker/multi@$pushed" "$img" 2>/dev/null || true
+    if out=$(docker_ pull "$img" 2>&1); then fail "docker pull after logout succeeded: $out"; fi
+    grep -qiE 'unauthorized|authentication required|no basic auth' <<<"$out" ||
+      fail "docker pull after logout failed, but not for want of auth: $out"
+    echo "ok: after docker logout the pull is refused: $out"
+    docker_ login -u "$INTEROP_USER" --password-stdin "$REG_ADDR" <<<"${INTEROP_PASS:-}"
+    out=$(docker_ pull "$img")
+    expect_eq "pulled digest after login again" "$(sed -n 's/^Digest: //p' <<<"$out")" "$pushed"
+  fi
+}
+
+# Only in auth+TLS mode: what must be refused is refused.
+case_auth_refused() {
+  local hdr="$WORK/refused.h" code out empty="$WORK/empty-auth"
+  mkdir -p "$empty/docker"
+  echo '{"auths":{}}' >"$empty/auth.json"
+  echo '{}' >"$empty/docker/config.json"
+  code=$(curl -sS --cacert "$CA_CERT" -o /dev/null -D "$hdr" -w '%{http_code}' \
+    -H "Accept: $MANIFEST_ACCEPT" "$(registry_url crane/base/manifests/1)")
+  expect_eq "anonymous manifest GET" "$code" 401
+  tr -d '\r' <"$hdr" | grep -i '^www-authenticate: Bearer realm="https://'"$REG_ADDR"'/token"' ||
+    fail "no Bearer challenge with an https realm: $(cat "$hdr")"
+  code=$(curl -sS --cacert "$CA_CERT" -o /dev/null -w '%{http_code}' -u "$INTEROP_USER:wrong" \
+    "$(registry_url crane/base/manifests/1)")
+  expect_eq "wrong password manifest GET" "$code" 401
+  code=$(curl -sS --cacert "$CA_CERT" -o /dev/null -w '%{http_code}' -u "$INTEROP_USER:wrong" \
+    "$REG_SCHEME://$REG_ADDR/token?service=strata&scope=repository:crane/base:pull")
+  expect_eq "wrong password /token" "$code" 401
+  # containers/image also reads $DOCKER_CONFIG/config.json: point it away.
+  if out=$(DOCKER_CONFIG="$empty/docker" HOME="$empty" REGISTRY_AUTH_FILE="$empty/auth.json" \
+    skopeo inspect "${SKOPEO_TLS[@]}" --authfile "$empty/auth.json" "docker://$REG_ADDR/crane/base:1" 2>&1); then
+    fail "anonymous skopeo inspect succeeded"
+  fi
+  grep -qiE 'unauthorized|authentication required|401' <<<"$out" || fail "anonymous skopeo failed otherwise: $out"
+  echo "ok: anonymous skopeo inspect refused: $out"
+  if out=$(DOCKER_CONFIG="$empty/docker" crane_ digest "$REG_ADDR/crane/base:1" 2>&1); then
+    fail "anonymous crane digest succeeded"
+  fi
+  grep -qiE 'unauthorized|authentication required|401' <<<"$out" || fail "anonymous crane failed otherwise: $out"
+  echo "ok: anonymous crane digest refused: $out"
+  # TLS is really verified: without the CA the handshake fails.
+  if out=$(skopeo inspect --tls-verify=true "${AUTHFILE[@]}" "docker://$REG_ADDR/crane/base:1" 2>&1); then
+    fail "skopeo trusted the registry without the CA"
+  fi
+  grep -qi 'certificate' <<<"$out" || fail "skopeo without CA failed otherwise: $out"
+  echo "ok: skopeo without --cert-dir rejects the certificate"
+  if out=$(SSL_CERT_FILE=/dev/null "$CRANE" digest "$REG_ADDR/crane/base:1" 2>&1); then
+    fail "crane trusted the registry without the CA"
+  fi
+  grep -qi 'certificate' <<<"$out" || fail "crane without CA failed otherwise: $out"
+  echo "ok: crane without the CA rejects the certificate"
+  # And the logged-in clients do get through.
+  expect_eq "logged-in skopeo digest" \
+    "$(skopeo inspect "${SKOPEO_TLS[@]}" "${AUTHFILE[@]}" "docker://$REG_ADDR/crane/base:1" | jq -r .Digest)" \
+    "$(registry_digest crane/base 1)"
 }
 
 # build_image TAG ARCH MARKER: buildah commits an image from scratch.
@@ -367,22 +486,21 @@ case_buildah_manifest_list() {
 
 case_skopeo() {
   local l="$WORK/skopeo/layout" back="$WORK/skopeo/back" t want got
-  local skopeo_tls=(--src-tls-verify=false --dest-tls-verify=false)
   mkdir -p "$WORK/skopeo"
   make_layout "$l"
   for t in t1 t2 t3; do
     want=$(layout_digest "$l" "$t")
-    skopeo copy -q "${skopeo_tls[@]}" "${AUTHFILE[@]}" --digestfile "$WORK/skopeo/$t.digest" \
+    skopeo copy -q "${SKOPEO_COPY_TLS[@]}" "${AUTHFILE[@]}" --digestfile "$WORK/skopeo/$t.digest" \
       "oci:$l:$t" "docker://$REG_ADDR/skopeo/img:$t"
     expect_eq "$t: pushed digest = layout digest" "$(cat "$WORK/skopeo/$t.digest")" "$want"
     expect_eq "$t: registry digest" "$(registry_digest skopeo/img "$t")" "$want"
   done
 
-  skopeo copy -q "${skopeo_tls[@]}" "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t1" "oci:$back:t1"
+  skopeo copy -q "${SKOPEO_COPY_TLS[@]}" "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t1" "oci:$back:t1"
   expect_eq "copied back to a layout" "$(layout_digest "$back" t1)" "$(layout_digest "$l" t1)"
   verify_layout_blobs "$back"
 
-  skopeo sync "${skopeo_tls[@]}" "${AUTHFILE[@]}" --src docker --dest docker \
+  skopeo sync "${SKOPEO_COPY_TLS[@]}" "${AUTHFILE[@]}" --src docker --dest docker \
     "$REG_ADDR/skopeo/img" "$REG_ADDR/skopeo-mirror"
   expect_eq "mirror tags" "$(registry_tags skopeo-mirror/img | tr '\n' ' ')" "t1 t2 t3 "
   for t in t1 t2 t3; do
@@ -390,16 +508,16 @@ case_skopeo() {
   done
 
   want=$(layout_digest "$l" t2)
-  got=$(skopeo inspect --tls-verify=false "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t2")
+  got=$(skopeo inspect "${SKOPEO_TLS[@]}" "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t2")
   expect_eq "inspect Digest" "$(jq -r .Digest <<<"$got")" "$want"
   expect_eq "inspect RepoTags" "$(jq -r '.RepoTags | sort | join(" ")' <<<"$got")" "t1 t2 t3"
-  skopeo inspect --raw --tls-verify=false "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t2" >"$WORK/skopeo/raw.json"
+  skopeo inspect --raw "${SKOPEO_TLS[@]}" "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t2" >"$WORK/skopeo/raw.json"
   expect_eq "inspect --raw hashes to digest" "$(sha256_of "$WORK/skopeo/raw.json")" "$want"
   expect_eq "inspect --config Cmd" \
-    "$(skopeo inspect --config --tls-verify=false "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t2" | jq -c .config.Cmd)" \
+    "$(skopeo inspect --config "${SKOPEO_TLS[@]}" "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t2" | jq -c .config.Cmd)" \
     '["/bin/sh","-c","cat /marker"]'
 
-  skopeo delete --tls-verify=false "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t3"
+  skopeo delete "${SKOPEO_TLS[@]}" "${AUTHFILE[@]}" "docker://$REG_ADDR/skopeo/img:t3"
   expect_manifest_gone skopeo/img t3
   expect_manifest_gone skopeo/img "$(layout_digest "$l" t3)"
   expect_eq "tags after delete" "$(registry_tags skopeo/img | tr '\n' ' ')" "t1 t2 "
@@ -560,9 +678,19 @@ case_regctl() {
 # ------------------------------------------------------------------ driver
 
 make_fixtures
+AUTH_TLS_ARGS=()
+if [ "$AUTH_TLS" = true ]; then
+  make_certs "$WORK/certs"
+  INTEROP_USER=interop INTEROP_PASS="pw-$RANDOM$RANDOM-x"
+  printf '%s' "$INTEROP_PASS" | "$REGISTRY_BIN" htpasswd "$WORK/htpasswd" "$INTEROP_USER" >/dev/null
+  AUTH_TLS_ARGS=(--htpasswd "$WORK/htpasswd" --tls-cert "$SERVER_CERT" --tls-key "$SERVER_KEY")
+  REGISTRY_READY_CACERT=$CA_CERT REG_SCHEME=https
+  ALL_CASES+=(auth_refused)
+fi
 [ -z "${INTEROP_USER:-}" ] || REGISTRY_READY_AUTH="$INTEROP_USER:${INTEROP_PASS:-}"
-registry_start interop "$WORK/registry/data" ${EXTRA_REGISTRY_ARGS[@]+"${EXTRA_REGISTRY_ARGS[@]}"}
-echo "interop: registry at $REG_ADDR (pid $REG_PID)"
+registry_start interop "$WORK/registry/data" ${AUTH_TLS_ARGS[@]+"${AUTH_TLS_ARGS[@]}"} \
+  ${EXTRA_REGISTRY_ARGS[@]+"${EXTRA_REGISTRY_ARGS[@]}"}
+echo "interop: registry at $REG_SCHEME://$REG_ADDR (pid $REG_PID)${INTEROP_USER:+, user $INTEROP_USER}"
 client_setup
 
 read -r -a CASES <<<"${INTEROP_CASES:-${ALL_CASES[*]}}"
@@ -576,6 +704,7 @@ login_all
 
 # Case logs are kept (gitignored) for a look after a failure.
 LOG_DIR="$REPO/conformance/results-interop"
+[ "$AUTH_TLS" = false ] || LOG_DIR="$LOG_DIR-auth-tls"
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
 failed=0
@@ -607,5 +736,16 @@ if [ "$failed" -ne 0 ]; then
   kill -0 "$REG_PID" 2>/dev/null || echo "interop: the registry process died"
   echo "interop: case logs in $LOG_DIR"
 fi
-echo "interop: $(( ${#CASES[@]} - failed )) passed, $failed failed"
+mode=plain
+[ "$AUTH_TLS" = false ] || mode=auth+tls
+echo "interop ($mode): $(( ${#CASES[@]} - failed )) passed, $failed failed"
+if [ "$INTEROP_AUTH_TLS" = both ]; then
+  # Stop this run's registry and dockerd first, then the auth+TLS run.
+  cleanup
+  trap - EXIT
+  rc=0
+  INTEROP_AUTH_TLS=1 bash "$0" || rc=$?
+  [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ]
+  exit
+fi
 [ "$failed" -eq 0 ]

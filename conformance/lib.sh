@@ -13,6 +13,8 @@
 #       DATA_DIR/../NAME.log. Every process started here is recorded, and
 #       stop_started_processes (call it from your EXIT trap) ends them by PID.
 #       When REGISTRY_READY_AUTH is "user:pass", the readiness probe sends it.
+#       When REGISTRY_READY_CACERT names a CA file, the probe speaks https
+#       and trusts only that CA (for a registry started with --tls-cert).
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TOOLS_BIN="$REPO/.tools/bin"
@@ -62,7 +64,8 @@ wait_http_200() {
   for _ in $(seq 1 $((secs * 10))); do
     kill -0 "$pid" 2>/dev/null || return 1
     if [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
-      ${REGISTRY_READY_AUTH:+-u "$REGISTRY_READY_AUTH"} "$url")" = 200 ]; then
+      ${REGISTRY_READY_AUTH:+-u "$REGISTRY_READY_AUTH"} \
+      ${REGISTRY_READY_CACERT:+--cacert "$REGISTRY_READY_CACERT"} "$url")" = 200 ]; then
       return 0
     fi
     sleep 0.1
@@ -71,7 +74,8 @@ wait_http_200() {
 }
 
 registry_start() {
-  local name=$1 data=$2 attempt log pid port
+  local name=$1 data=$2 attempt log pid port scheme=http
+  [ -z "${REGISTRY_READY_CACERT:-}" ] || scheme=https
   shift 2
   require_tool "$REGISTRY_BIN"
   mkdir -p "$data"
@@ -83,7 +87,7 @@ registry_start() {
     STARTED_PIDS+=("$pid")
     # The registry prints nothing to rely on: readiness is a 200 on /v2/
     # served by this very process (not by someone else on the same port).
-    if wait_http_200 "http://127.0.0.1:$port/v2/" "$pid" 30 &&
+    if wait_http_200 "$scheme://127.0.0.1:$port/v2/" "$pid" 30 &&
       [ "$(listener_pid "$port")" = "$pid" ]; then
       REG_PORT=$port
       REG_ADDR="127.0.0.1:$port"

@@ -11,7 +11,8 @@
 #   scaleout     conformance/scaleout.sh: 3 replicas on S3 + PostgreSQL, suite via proxy
 #   crash        conformance/crash.py: kill -9 under push load, pushes survive
 #   load         conformance/load.py: 200 clients, no 5xx, RSS under 300 MiB
-#   interop      conformance/interop.sh: real clients round-trip images
+#   interop      conformance/interop.sh: real clients round-trip images, plain
+#                and then with --htpasswd + TLS (throwaway CA), logged in
 #
 # Needs root (packages, dockerd, mounts). Prints the time of each stage at
 # the end, also when a stage fails.
