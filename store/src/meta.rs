@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
-use crate::manifest::ParsedManifest;
+use crate::manifest::{ParsedManifest, RefKind};
 use crate::{Digest, Error, RepoName, Result, Tag, UploadId};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -387,6 +387,7 @@ impl Meta {
         size: u64,
         parsed: &ParsedManifest,
         tags: &[Tag],
+        require_refs: bool,
     ) -> Result<()> {
         let now = now();
         let digest_s = digest.to_string();
@@ -414,14 +415,20 @@ impl Meta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for (child, _) in &parsed.refs {
+        for (child, kind) in &parsed.refs {
             // Refresh the referenced blob, so a concurrent GC (which only takes
-            // blobs idle past its grace period) leaves it alone.
-            sqlx::query("UPDATE blobs SET last_access = $1 WHERE digest = $2")
+            // blobs idle past its grace period) leaves it alone; and when refs
+            // must exist, fail if a GC removed it since they were checked.
+            let touched = sqlx::query("UPDATE blobs SET last_access = $1 WHERE digest = $2")
                 .bind(now)
                 .bind(child.to_string())
                 .execute(&mut *tx)
                 .await?;
+            if require_refs && *kind == RefKind::Blob && touched.rows_affected() == 0 {
+                return Err(Error::ManifestBlobUnknown {
+                    digest: child.clone(),
+                });
+            }
             sqlx::query(
                 "INSERT INTO manifest_refs (repo, manifest, child) VALUES ($1, $2, $3) \
                  ON CONFLICT (repo, manifest, child) DO NOTHING",
@@ -616,10 +623,21 @@ impl Meta {
             .bind(&d)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("DELETE FROM blobs WHERE digest = $1")
-            .bind(&d)
-            .execute(&mut *tx)
-            .await?;
+        // The conditions again, in the DELETE itself: a writer that refreshed the
+        // blob meanwhile holds its row, and PostgreSQL re-checks them after it.
+        let gone = sqlx::query(
+            "DELETE FROM blobs WHERE digest = $1 AND last_access < $2 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = blobs.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = blobs.digest)",
+        )
+        .bind(&d)
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        if gone.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         tx.commit().await?;
         Ok(true)
     }

@@ -412,7 +412,14 @@ impl Store {
             .put(&layout::blob(&digest), bytes.clone().into())
             .await?;
         self.meta
-            .put_manifest(repo, &digest, bytes.len() as u64, &parsed, &tags)
+            .put_manifest(
+                repo,
+                &digest,
+                bytes.len() as u64,
+                &parsed,
+                &tags,
+                !self.allow_sparse,
+            )
             .await?;
         Ok(PutManifest {
             digest,
