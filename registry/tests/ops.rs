@@ -391,3 +391,65 @@ async fn rate_limited_clients_get_429_with_retry_after_and_logs_can_be_json() {
     assert_eq!(v["fields"]["method"], "GET");
     assert!(v["fields"]["status"].is_number());
 }
+
+/// `registry gc` in another process sweeps blobs while clients push them again and
+/// reference them: every acknowledged push must stay readable, and fsck stays clean.
+#[tokio::test(flavor = "multi_thread")]
+async fn gc_in_another_process_never_loses_acknowledged_pushes() {
+    let (dir, _data) = setup("grace_secs = 1");
+    let reg = std::sync::Arc::new(Registry::start(dir.path()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let gc_dir = dir.path().to_path_buf();
+    let gc_stop = stop.clone();
+    let gc = std::thread::spawn(move || {
+        let mut runs = 0;
+        while !gc_stop.load(std::sync::atomic::Ordering::Relaxed) {
+            assert!(registry_cmd(&gc_dir, &["gc"]).status.success());
+            runs += 1;
+        }
+        runs
+    });
+    let mut tasks = Vec::new();
+    for client in 0..4 {
+        let reg = reg.clone();
+        tasks.push(tokio::spawn(async move {
+            let repo = format!("race/c{client}");
+            let mut images = Vec::new();
+            for round in 0..4 {
+                // The image's blobs, pushed loose and left idle past the grace
+                // period so GC sweeps them, then pushed again with the manifest.
+                let seed = format!("{client}-{round}");
+                push_blob(&reg, &repo, format!(r#"{{"seed":"{seed}"}}"#).as_bytes()).await;
+                push_blob(
+                    &reg,
+                    &repo,
+                    format!("layer {seed} {}", "x".repeat(1000)).as_bytes(),
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(2100 + 150 * client)).await;
+                let tag = format!("t{round}");
+                images.push((
+                    repo.clone(),
+                    tag.clone(),
+                    push_image(&reg, &repo, &tag, &seed).await,
+                ));
+            }
+            images
+        }));
+    }
+    let mut images = Vec::new();
+    for t in tasks {
+        images.extend(t.await.unwrap());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(gc.join().unwrap() >= 2, "gc ran while clients pushed");
+    for (repo, tag, digest) in &images {
+        verify_image(&reg, repo, tag, digest).await;
+    }
+    let out = registry_cmd(dir.path(), &["fsck"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

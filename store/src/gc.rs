@@ -3,8 +3,9 @@
 //! GC is mark-and-sweep over the metadata: a blob is swept when no manifest of
 //! any repository references it and it has been idle for the grace period.
 //! Every writer refreshes a blob's `last_access` when it uses it, and the
-//! sweep re-checks each candidate in its own transaction, so content a push
-//! is about to use is never taken. Across replicas one GC runs at a time (a
+//! sweep re-checks each candidate in its own transaction, deleting the bytes
+//! before that transaction commits; a writer reviving the blob meanwhile
+//! waits on the row, then finds it gone and stores its own copy. Across replicas one GC runs at a time (a
 //! PostgreSQL advisory lock).
 
 use std::collections::HashSet;
@@ -112,14 +113,11 @@ impl Store {
         for blob in self.meta.unreferenced_blobs(cutoff).await? {
             if !options.dry_run {
                 let _gate = self.gc_gate.write().await;
-                if !self
-                    .meta
-                    .remove_unreferenced_blob(&blob.digest, cutoff)
-                    .await?
-                {
+                let Some(sweep) = self.meta.begin_sweep(&blob.digest, cutoff).await? else {
                     continue;
-                }
+                };
                 delete_if_present(self, &layout::blob(&blob.digest)).await?;
+                sweep.commit().await?;
             }
             report.bytes_freed += blob.size;
             report.blobs.push((blob.digest, blob.size));

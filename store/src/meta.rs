@@ -231,7 +231,28 @@ impl Meta {
             None => self.blob_size(digest).await?,
         };
         let Some(size) = size else { return Ok(None) };
-        self.commit_blob(repo, digest, size, None).await?;
+        // Link only if the blob is still stored: a GC may have swept it since.
+        let now = now();
+        let mut tx = self.write.begin().await?;
+        let touched = sqlx::query("UPDATE blobs SET last_access = $1 WHERE digest = $2")
+            .bind(now)
+            .bind(digest.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if touched.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        sqlx::query(
+            "INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (repo, digest) DO NOTHING",
+        )
+        .bind(repo.as_str())
+        .bind(digest.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
         Ok(Some(size))
     }
 
@@ -602,28 +623,18 @@ impl Meta {
             .collect()
     }
 
-    /// Forget a blob if it is still unreferenced and idle since before `cutoff`.
-    /// Returns whether it was removed; the caller then deletes its bytes.
-    pub async fn remove_unreferenced_blob(&self, digest: &Digest, cutoff: i64) -> Result<bool> {
+    /// Start forgetting a blob if it is still unreferenced and idle since before
+    /// `cutoff`. The returned sweep holds the blob's row deleted but uncommitted:
+    /// the caller deletes the bytes, then commits, so a writer reviving the blob
+    /// waits for the sweep and then finds it gone. `None` if the blob is in use.
+    pub async fn begin_sweep(&self, digest: &Digest, cutoff: i64) -> Result<Option<Sweep>> {
         let d = digest.to_string();
         let mut tx = self.write.begin().await?;
-        let still = sqlx::query(
-            "SELECT 1 FROM blobs b WHERE b.digest = $1 AND b.last_access < $2 \
-             AND NOT EXISTS (SELECT 1 FROM manifest_refs r WHERE r.child = b.digest) \
-             AND NOT EXISTS (SELECT 1 FROM manifests m WHERE m.digest = b.digest)",
-        )
-        .bind(&d)
-        .bind(cutoff)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if still.is_none() {
-            return Ok(false);
-        }
         sqlx::query("DELETE FROM repo_blobs WHERE digest = $1")
             .bind(&d)
             .execute(&mut *tx)
             .await?;
-        // The conditions again, in the DELETE itself: a writer that refreshed the
+        // The conditions live in the DELETE itself: a writer that refreshed the
         // blob meanwhile holds its row, and PostgreSQL re-checks them after it.
         let gone = sqlx::query(
             "DELETE FROM blobs WHERE digest = $1 AND last_access < $2 \
@@ -636,10 +647,9 @@ impl Meta {
         .await?;
         if gone.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(None);
         }
-        tx.commit().await?;
-        Ok(true)
+        Ok(Some(Sweep { tx }))
     }
 
     /// Upload sessions not touched since `cutoff`.
@@ -729,6 +739,19 @@ impl Meta {
         } else {
             Ok(None)
         }
+    }
+}
+
+/// A blob's metadata deleted but not yet committed; see [`Meta::begin_sweep`].
+pub struct Sweep {
+    tx: sqlx::Transaction<'static, sqlx::Any>,
+}
+
+impl Sweep {
+    /// Make the deletion final.
+    pub async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
     }
 }
 

@@ -261,7 +261,8 @@ async fn sync_local(root: Option<&std::path::Path>, key: &Path, dir: bool) -> Re
     })
 }
 
-/// Move a verified staging object to its content-addressed key, only if absent.
+/// Move a verified staging object to its content-addressed key, only if absent
+/// (then the staging object is left for the caller's cleanup).
 ///
 /// The staging bytes are flushed before the move, so a blob visible under its
 /// digest is always complete, even after a power loss.
@@ -272,7 +273,8 @@ pub async fn commit(
     blob: &Path,
 ) -> Result<Commit> {
     if store.head(blob).await.is_ok() {
-        store.delete(staging).await?;
+        // The staging copy stays until the caller's cleanup: should a GC sweep
+        // take the stored copy before the metadata commits, it is re-committed.
         return Ok(Commit::AlreadyStored);
     }
     sync_local(local_root, staging, false).await?;
@@ -282,10 +284,7 @@ pub async fn commit(
     }
     match outcome {
         Ok(()) => Ok(Commit::Created),
-        Err(object_store::Error::AlreadyExists { .. }) => {
-            store.delete(staging).await?;
-            Ok(Commit::AlreadyStored)
-        }
+        Err(object_store::Error::AlreadyExists { .. }) => Ok(Commit::AlreadyStored),
         Err(object_store::Error::NotSupported { .. } | object_store::Error::NotImplemented) => {
             // The content is addressed by its digest, so an overwrite by a racing
             // commit writes the very same bytes.

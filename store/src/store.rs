@@ -347,7 +347,17 @@ impl Store {
         self.meta
             .commit_blob(repo, digest, up.size, Some(id))
             .await?;
-        objects::delete_prefix(self.objects.as_ref(), &layout::upload_dir(id)).await?;
+        // A GC in another process may have swept the stored copy we deduplicated
+        // onto just before our metadata committed: then commit ours after all.
+        let blob = layout::blob(digest);
+        if matches!(
+            self.objects.head(&blob).await,
+            Err(object_store::Error::NotFound { .. })
+        ) {
+            let root = self.local_root.as_deref();
+            objects::commit(self.objects.as_ref(), root, &staging, &blob).await?;
+        }
+        self.delete_upload_dir(id).await?;
         Ok(())
     }
 
