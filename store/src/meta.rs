@@ -582,6 +582,13 @@ impl Meta {
     }
 }
 
+fn sized_blob(r: &sqlx::any::AnyRow) -> Result<Unreferenced> {
+    Ok(Unreferenced {
+        digest: digest_col(r, "digest")?,
+        size: r.try_get::<i64, _>("size")? as u64,
+    })
+}
+
 fn manifest_row(r: &sqlx::any::AnyRow) -> Result<ManifestRow> {
     Ok(ManifestRow {
         digest: digest_col(r, "digest")?,
@@ -613,14 +620,7 @@ impl Meta {
         .bind(cutoff)
         .fetch_all(&self.read)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Unreferenced {
-                    digest: digest_col(r, "digest")?,
-                    size: r.try_get::<i64, _>("size")? as u64,
-                })
-            })
-            .collect()
+        rows.iter().map(sized_blob).collect()
     }
 
     /// Start forgetting a blob if it is still unreferenced and idle since before
@@ -686,14 +686,7 @@ impl Meta {
         let rows = sqlx::query("SELECT digest, size FROM blobs ORDER BY digest")
             .fetch_all(&self.read)
             .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Unreferenced {
-                    digest: digest_col(r, "digest")?,
-                    size: r.try_get::<i64, _>("size")? as u64,
-                })
-            })
-            .collect()
+        rows.iter().map(sized_blob).collect()
     }
 
     /// Forget a corrupt blob everywhere; returns the manifests (repo, digest) that reference it.
