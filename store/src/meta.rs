@@ -129,6 +129,13 @@ impl Meta {
         }
     }
 
+    /// Close every connection and wait until they are closed. SQLite
+    /// connections each run on a worker thread, which exits once closed.
+    pub async fn close(&self) {
+        self.read.close().await;
+        self.write.close().await;
+    }
+
     /// Check that the database answers.
     pub async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;

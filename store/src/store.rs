@@ -94,6 +94,13 @@ impl Store {
         })
     }
 
+    /// Close the database connections. A process that wants to be
+    /// single-threaded again (to `clone` or `unshare`) closes the store, then
+    /// drops the tokio runtime it ran on.
+    pub async fn close(&self) {
+        self.meta.close().await;
+    }
+
     /// The metadata handle, for maintenance tasks (GC, fsck).
     pub fn meta(&self) -> &Meta {
         &self.meta
