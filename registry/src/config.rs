@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use store::StoreConfig;
@@ -54,6 +55,23 @@ pub struct LimitsConfig {
     pub rate_per_second: Option<f64>,
     /// Requests a client may make in a burst (default: one second's worth, at least 1).
     pub burst: Option<f64>,
+    /// Seconds a client gets to send its request headers (default 30).
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds a request body may go without sending a byte before the
+    /// request fails with 408 and the connection closes (default 60).
+    pub body_idle_timeout_secs: Option<u64>,
+}
+
+impl LimitsConfig {
+    /// The header read timeout.
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_timeout_secs.unwrap_or(30).max(1))
+    }
+
+    /// The longest pause allowed inside a request body.
+    pub fn body_idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.body_idle_timeout_secs.unwrap_or(60).max(1))
+    }
 }
 
 /// Garbage collection settings (`registry gc` and the schedule inside `serve`).

@@ -159,6 +159,26 @@ pub fn upload_range(size: u64) -> String {
     format!("0-{}", size.saturating_sub(1))
 }
 
+/// The error for a request body that failed: `code`, or 408 when the client
+/// stalled past the idle timeout.
+pub fn body_error(code: Code, e: &std::io::Error) -> ApiError {
+    let error = ApiError::new(code);
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::TimedOut {
+                return error.status(StatusCode::REQUEST_TIMEOUT);
+            }
+            cause = io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static));
+        } else {
+            cause = c.source();
+        }
+    }
+    error
+}
+
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> ApiError {
         use store::Error as E;
@@ -178,7 +198,7 @@ impl From<store::Error> for ApiError {
                 .status(StatusCode::RANGE_NOT_SATISFIABLE)
                 .header(header::RANGE, upload_range(*offset)),
             E::SizeMismatch { .. } => ApiError::new(Code::SizeInvalid),
-            E::BodyIncomplete { .. } => ApiError::new(Code::BlobUploadInvalid),
+            E::BodyIncomplete { source } => body_error(Code::BlobUploadInvalid, source),
             E::ManifestTooLarge { .. } => {
                 ApiError::new(Code::SizeInvalid).status(StatusCode::PAYLOAD_TOO_LARGE)
             }

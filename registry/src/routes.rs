@@ -16,7 +16,7 @@ use serde_json::json;
 use store::{Digest, Reference, RepoName, Store, Tag, UploadId};
 
 use crate::auth::{Action, Auth, Caller, Refusal, Verified};
-use crate::error::{upload_range, ApiError, Code};
+use crate::error::{body_error, upload_range, ApiError, Code};
 use crate::path::{self, Route};
 use crate::range;
 
@@ -28,6 +28,8 @@ pub struct AppState {
     pub auth: Option<Auth>,
     /// Whether the listener speaks HTTPS (for the token realm).
     pub tls: bool,
+    /// The longest pause allowed between two pieces of a request body.
+    pub body_idle_timeout: std::time::Duration,
     /// Request and storage metrics.
     pub metrics: crate::metrics::Metrics,
     /// Per-client rate limit, when configured.
@@ -88,6 +90,7 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> R
 
 async fn route(state: &AppState, request: Request) -> ApiResult {
     let (parts, body) = request.into_parts();
+    let body = idle_timeout(body, state.body_idle_timeout);
     let route = path::parse(parts.uri.path())?;
     let query = Query::parse(&parts.uri)?;
     let store = &state.store;
@@ -227,6 +230,26 @@ fn content_length(h: &HeaderMap) -> Result<Option<u64>, ApiError> {
             .map(Some)
             .map_err(|_| ApiError::new(Code::SizeInvalid).detail("invalid Content-Length")),
     }
+}
+
+/// Fail the body with `TimedOut` when the client sends nothing for `idle`, so
+/// a stalled upload releases its task and connection (answered with 408).
+fn idle_timeout(body: Body, idle: std::time::Duration) -> Body {
+    let frames = futures::stream::unfold(Some(body.into_data_stream()), move |stream| async move {
+        let mut stream = stream?;
+        match tokio::time::timeout(idle, stream.next()).await {
+            Ok(Some(frame)) => Some((frame.map_err(std::io::Error::other), Some(stream))),
+            Ok(None) => None,
+            Err(_) => Some((
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no body data for {} s", idle.as_secs()),
+                )),
+                None,
+            )),
+        }
+    });
+    Body::from_stream(frames)
 }
 
 fn body_stream(body: Body) -> impl Stream<Item = std::io::Result<Bytes>> + Send {
@@ -444,7 +467,8 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let mut seen = 0usize;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(Code::ManifestInvalid).detail(format!("request body: {e}"))
+            let e = std::io::Error::other(e);
+            body_error(Code::ManifestInvalid, &e).detail(format!("request body: {e}"))
         })?;
         seen += chunk.len();
         if seen <= limit {

@@ -142,6 +142,7 @@ pub async fn state(config: &Config) -> anyhow::Result<AppState> {
         store,
         auth,
         tls: config.tls.is_some(),
+        body_idle_timeout: config.limits.body_idle_timeout(),
         metrics: Metrics::default(),
         limiter: config
             .limits
@@ -211,30 +212,32 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             let mut server = axum_server::from_tcp_rustls(listener, rustls)?
                 .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
                 .handle(handle);
-            limit_slow_clients(server.http_builder());
+            limit_slow_clients(server.http_builder(), config.limits.header_timeout());
             server.serve(service).await?
         }
         None => {
             let mut server = axum_server::from_tcp(listener)?
                 .acceptor(NoDelayAcceptor::new())
                 .handle(handle);
-            limit_slow_clients(server.http_builder());
+            limit_slow_clients(server.http_builder(), config.limits.header_timeout());
             server.serve(service).await?
         }
     }
     Ok(())
 }
 
-/// A client gets 30 s to send its request headers (slowloris). Accepted
+/// A client gets `[limits] header_timeout_secs` to send its request headers
+/// (slowloris); pauses inside bodies are bounded in `routes`. Accepted
 /// sockets set `TCP_NODELAY`: a response's header and body writes must not
 /// wait for a delayed ACK on kept-alive connections.
 fn limit_slow_clients(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    header_timeout: Duration,
 ) {
     builder
         .http1()
         .timer(hyper_util::rt::TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(30));
+        .header_read_timeout(header_timeout);
 }
 
 async fn shutdown_signal() {

@@ -453,3 +453,90 @@ async fn gc_in_another_process_never_loses_acknowledged_pushes() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Read what the server sends until it closes the connection; `None` when
+/// it is still open after 10 s.
+fn read_until_closed(mut conn: std::net::TcpStream) -> Option<String> {
+    use std::io::Read;
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut got = Vec::new();
+    conn.read_to_end(&mut got).ok()?;
+    Some(String::from_utf8_lossy(&got).into_owned())
+}
+
+/// Slowloris: clients that stall in their headers or inside a body are cut
+/// off after the configured timeouts, a stalled body gets 408 and appends
+/// nothing, and while fifty of them hang the registry still answers others.
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_headers_and_bodies_time_out_without_starving_others() {
+    use std::io::Write;
+    let (dir, _data) = setup("");
+    let config = dir.path().join("strata.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[limits]\nheader_timeout_secs = 1\nbody_idle_timeout_secs = 2\n"),
+    )
+    .unwrap();
+    let reg = Registry::start(dir.path());
+    let addr = reg.base.strip_prefix("http://").unwrap().to_owned();
+    let client = Client::new();
+
+    let r = client
+        .post(reg.url("/v2/slow/blobs/uploads/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let location = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
+    let status = |client: Client| {
+        let url = reg.url(&location);
+        async move {
+            let r = client.get(url).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::NO_CONTENT);
+            r.headers().get(header::RANGE).cloned()
+        }
+    };
+    let before = status(client.clone()).await;
+
+    let stalled_body = || {
+        let mut conn = std::net::TcpStream::connect(&addr).unwrap();
+        write!(
+            conn,
+            "PATCH {location} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/octet-stream\r\n\
+             Content-Length: 1000\r\n\r\n0123456789"
+        )
+        .unwrap();
+        conn
+    };
+    let hung: Vec<_> = (0..50).map(|_| stalled_body()).collect();
+    let mut slow_header = std::net::TcpStream::connect(&addr).unwrap();
+    write!(slow_header, "GET /v2/ HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+
+    // Others are served while those hang.
+    let r = client.get(reg.url("/v2/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    let answer = tokio::task::spawn_blocking(move || read_until_closed(slow_header))
+        .await
+        .unwrap()
+        .expect("a stalled header is cut off");
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    let answers = tokio::task::spawn_blocking(move || {
+        hung.into_iter().map(read_until_closed).collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    for answer in answers {
+        let answer = answer.expect("a stalled body is cut off");
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
+    }
+    assert_eq!(
+        status(client.clone()).await,
+        before,
+        "a stalled PATCH appended bytes"
+    );
+}
