@@ -40,7 +40,7 @@ stage_cmd() {
     conformance) bash conformance/run.sh ;;
     scaleout) bash conformance/scaleout.sh ;;
     crash) python3 conformance/crash.py ;;
-    load) STRATA_LOAD_SECONDS="${STRATA_LOAD_SECONDS:-60}" python3 conformance/load.py ;;
+    load) python3 conformance/load.py ;;
     interop) bash conformance/interop.sh ;;
     *)
       echo "test.sh: unknown stage '$1' (known: ${ALL_STAGES[*]})" >&2
