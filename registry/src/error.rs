@@ -194,9 +194,11 @@ impl From<store::Error> for ApiError {
             E::NameUnknown { .. } => ApiError::new(Code::NameUnknown),
             E::BlobUnknown { .. } => ApiError::new(Code::BlobUnknown),
             E::UploadUnknown { .. } => ApiError::new(Code::BlobUploadUnknown),
-            E::UploadOutOfOrder { offset, .. } => ApiError::new(Code::BlobUploadInvalid)
-                .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                .header(header::RANGE, upload_range(*offset)),
+            E::UploadOutOfOrder { offset, .. } | E::UploadBusy { offset } => {
+                ApiError::new(Code::BlobUploadInvalid)
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header(header::RANGE, upload_range(*offset))
+            }
             E::SizeMismatch { .. } => ApiError::new(Code::SizeInvalid),
             E::BodyIncomplete { source } => body_error(Code::BlobUploadInvalid, source),
             E::ManifestTooLarge { .. } => {

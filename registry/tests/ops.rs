@@ -467,7 +467,8 @@ fn read_until_closed(mut conn: std::net::TcpStream) -> Option<String> {
 
 /// Slowloris: clients that stall in their headers or inside a body are cut
 /// off after the configured timeouts, a stalled body gets 408 and appends
-/// nothing, and while fifty of them hang the registry still answers others.
+/// nothing, and while fifty of them hang the registry still answers others
+/// (a second writer on a busy upload gets 416 at once).
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_headers_and_bodies_time_out_without_starving_others() {
     use std::io::Write;
@@ -483,14 +484,17 @@ async fn stalled_headers_and_bodies_time_out_without_starving_others() {
     let addr = reg.base.strip_prefix("http://").unwrap().to_owned();
     let client = Client::new();
 
-    let r = client
-        .post(reg.url("/v2/slow/blobs/uploads/"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
-    let location = r.headers()[header::LOCATION].to_str().unwrap().to_owned();
-    let status = |client: Client| {
+    let mut locations = Vec::new();
+    for _ in 0..50 {
+        let r = client
+            .post(reg.url("/v2/slow/blobs/uploads/"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        locations.push(r.headers()[header::LOCATION].to_str().unwrap().to_owned());
+    }
+    let status = |client: Client, location: String| {
         let url = reg.url(&location);
         async move {
             let r = client.get(url).send().await.unwrap();
@@ -498,9 +502,9 @@ async fn stalled_headers_and_bodies_time_out_without_starving_others() {
             r.headers().get(header::RANGE).cloned()
         }
     };
-    let before = status(client.clone()).await;
+    let before = status(client.clone(), locations[0].clone()).await;
 
-    let stalled_body = || {
+    let stalled_body = |location: &str| {
         let mut conn = std::net::TcpStream::connect(&addr).unwrap();
         write!(
             conn,
@@ -510,9 +514,30 @@ async fn stalled_headers_and_bodies_time_out_without_starving_others() {
         .unwrap();
         conn
     };
-    let hung: Vec<_> = (0..50).map(|_| stalled_body()).collect();
+    let hung: Vec<_> = locations.iter().map(|l| stalled_body(l)).collect();
     let mut slow_header = std::net::TcpStream::connect(&addr).unwrap();
     write!(slow_header, "GET /v2/ HTTP/1.1\r\nHost: {addr}\r\n").unwrap();
+
+    // A second writer on an upload that is being written is refused at once
+    // (once the stalled writers are inside their handlers).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let metrics = client.get(reg.url("/metrics")).send().await.unwrap();
+        let text = metrics.text().await.unwrap();
+        if text.contains("strata_uploads_in_flight 50") || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = client
+        .patch(reg.url(&locations[0]))
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
 
     // Others are served while those hang.
     let r = client.get(reg.url("/v2/")).send().await.unwrap();
@@ -535,7 +560,7 @@ async fn stalled_headers_and_bodies_time_out_without_starving_others() {
         assert!(answer.contains("BLOB_UPLOAD_INVALID"), "{answer}");
     }
     assert_eq!(
-        status(client.clone()).await,
+        status(client.clone(), locations[0].clone()).await,
         before,
         "a stalled PATCH appended bytes"
     );

@@ -849,6 +849,6 @@ mod tests {
     #[test]
     fn compiles_to_whole_bpf_instructions() {
         let bpf = compile(&Profile::docker_default(), &[]).unwrap();
-        assert!(bpf.len() > 8 && bpf.len() % 8 == 0);
+        assert!(bpf.len() > 8 && bpf.len().is_multiple_of(8));
     }
 }

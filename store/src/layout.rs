@@ -66,6 +66,11 @@ pub fn upload_part(id: &UploadId, part: &str) -> Path {
     Path::from(format!("uploads/{id}/part-{part}"))
 }
 
+/// Key of an upload's single data file, appended in place (local stores).
+pub fn upload_data(id: &UploadId) -> Path {
+    Path::from(format!("uploads/{id}/data"))
+}
+
 /// Key of an upload's parts joined together.
 pub fn upload_assembled(id: &UploadId) -> Path {
     Path::from(format!("uploads/{id}/assembled"))

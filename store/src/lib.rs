@@ -14,6 +14,7 @@
 mod digest;
 pub mod gc;
 pub mod layout;
+mod local;
 pub mod manifest;
 pub mod meta;
 mod names;
@@ -86,6 +87,12 @@ pub enum Error {
     UploadOutOfOrder {
         /// Where the chunk claimed to start.
         start: u64,
+        /// Bytes the upload holds.
+        offset: u64,
+    },
+    /// Another request is writing to the upload right now.
+    #[error("another request is writing to this upload, which holds {offset} bytes")]
+    UploadBusy {
         /// Bytes the upload holds.
         offset: u64,
     },

@@ -14,10 +14,14 @@ use bytes::Bytes;
 use futures::Stream;
 use object_store::ObjectStore;
 
+use crate::local::LockedData;
 use crate::manifest::{self, Descriptor, RefKind};
 use crate::meta::{ManifestRow, Meta, UploadRow};
 use crate::objects::{self, ByteStream};
 use crate::{layout, Algorithm, Digest, Error, Hasher, Reference, RepoName, Result, Tag, UploadId};
+
+/// The part id recorded for appends to a local upload's single data file.
+const DATA_PART: &str = "data";
 
 /// Where the store keeps bytes and metadata, and its policies.
 #[derive(Debug, Clone)]
@@ -199,7 +203,15 @@ impl Store {
     /// Open an upload session.
     pub async fn start_upload(&self, repo: &RepoName) -> Result<UploadId> {
         let id = UploadId::new();
+        // The session row comes first: GC purges staging files whose session
+        // it does not know, and a file created before its row could go.
         self.meta.create_upload(&id, repo).await?;
+        if let Some(path) = self.local_data(&id) {
+            if let Err(e) = LockedData::create(path).await {
+                let _ = self.meta.delete_upload(&id).await;
+                return Err(e);
+            }
+        }
         Ok(id)
     }
 
@@ -229,6 +241,9 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
+        // On a local store, hold the upload's data file locked from before we
+        // read its offset until the new offset is recorded.
+        let data = self.lock_local_data(repo, id).await?;
         let up = self.upload(repo, id).await?;
         if let Some(start) = start {
             if start != up.size {
@@ -239,6 +254,17 @@ impl Store {
             }
         }
         let mut hasher = self.take_hasher(id, up.size);
+        if let Some(data) = data {
+            let (_data, written) = data.append(up.size, body, hasher.as_mut(), len).await?;
+            if written > 0 && !self.meta.append_part(id, &up, DATA_PART, written).await? {
+                return Err(Error::UploadOutOfOrder {
+                    start: up.size,
+                    offset: self.upload(repo, id).await?.size,
+                });
+            }
+            self.put_hasher(id, up.size + written, hasher);
+            return Ok(up.size + written);
+        }
         let part_id = UploadId::new().to_string();
         let key = layout::upload_part(id, &part_id);
         let written =
@@ -258,6 +284,26 @@ impl Store {
         }
         self.put_hasher(id, up.size + written, hasher);
         Ok(up.size + written)
+    }
+
+    /// Path of an upload's data file, on a local store.
+    fn local_data(&self, id: &UploadId) -> Option<std::path::PathBuf> {
+        let root = self.local_root.as_deref()?;
+        Some(root.join(layout::upload_data(id).as_ref()))
+    }
+
+    /// On a local store, lock the upload's data file; `UploadBusy` while
+    /// another request writes to the upload.
+    async fn lock_local_data(&self, repo: &RepoName, id: &UploadId) -> Result<Option<LockedData>> {
+        let Some(path) = self.local_data(id) else {
+            return Ok(None);
+        };
+        match LockedData::try_lock(path, id).await? {
+            Some(data) => Ok(Some(data)),
+            None => Err(Error::UploadBusy {
+                offset: self.upload(repo, id).await?.size,
+            }),
+        }
     }
 
     fn take_hasher(&self, id: &UploadId, offset: u64) -> Option<Hasher> {
@@ -286,7 +332,76 @@ impl Store {
         id: &UploadId,
         digest: &Digest,
     ) -> Result<()> {
+        // On a local store the data file stays locked until the blob is
+        // committed, so no append can write into it once it is verified.
+        let data = self.lock_local_data(repo, id).await?;
         let up = self.upload(repo, id).await?;
+        let (staging, actual, _data) = match data {
+            Some(data) => {
+                let data = data.truncate(up.size).await?;
+                let staging = layout::upload_data(id);
+                let cached = self
+                    .take_hasher(id, up.size)
+                    .filter(|h| h.algorithm() == digest.algorithm());
+                let actual = match cached {
+                    Some(h) => h.finish(),
+                    None => objects::hash_objects(
+                        &self.objects,
+                        self.local_root.as_deref(),
+                        std::slice::from_ref(&staging),
+                        digest.algorithm().hasher(),
+                        None,
+                    )
+                    .await?
+                    .finish(),
+                };
+                (staging, actual, Some(data))
+            }
+            None => {
+                let (staging, actual) = self.assemble_parts(id, &up, digest).await?;
+                (staging, actual, None)
+            }
+        };
+        if &actual != digest {
+            self.cancel_upload(repo, id).await?;
+            return Err(Error::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let _gate = self.gc_gate.read().await;
+        objects::commit(
+            self.objects.as_ref(),
+            self.local_root.as_deref(),
+            &staging,
+            &layout::blob(digest),
+        )
+        .await?;
+        self.meta
+            .commit_blob(repo, digest, up.size, Some(id))
+            .await?;
+        // A GC in another process may have swept the stored copy we deduplicated
+        // onto just before our metadata committed: then commit ours after all.
+        let blob = layout::blob(digest);
+        if matches!(
+            self.objects.head(&blob).await,
+            Err(object_store::Error::NotFound { .. })
+        ) {
+            let root = self.local_root.as_deref();
+            objects::commit(self.objects.as_ref(), root, &staging, &blob).await?;
+        }
+        self.delete_upload_dir(id).await?;
+        Ok(())
+    }
+
+    /// Join an upload's parts (object stores without in-place appends) into
+    /// one staging object; returns it with the digest of its bytes.
+    async fn assemble_parts(
+        &self,
+        id: &UploadId,
+        up: &UploadRow,
+        digest: &Digest,
+    ) -> Result<(object_store::path::Path, Digest)> {
         let parts = self.meta.upload_parts(id).await?;
         let keys: Vec<_> = parts
             .iter()
@@ -336,36 +451,7 @@ impl Store {
             .await?
             .finish(),
         };
-        if &actual != digest {
-            self.cancel_upload(repo, id).await?;
-            return Err(Error::DigestMismatch {
-                expected: digest.clone(),
-                actual,
-            });
-        }
-        let _gate = self.gc_gate.read().await;
-        objects::commit(
-            self.objects.as_ref(),
-            self.local_root.as_deref(),
-            &staging,
-            &layout::blob(digest),
-        )
-        .await?;
-        self.meta
-            .commit_blob(repo, digest, up.size, Some(id))
-            .await?;
-        // A GC in another process may have swept the stored copy we deduplicated
-        // onto just before our metadata committed: then commit ours after all.
-        let blob = layout::blob(digest);
-        if matches!(
-            self.objects.head(&blob).await,
-            Err(object_store::Error::NotFound { .. })
-        ) {
-            let root = self.local_root.as_deref();
-            objects::commit(self.objects.as_ref(), root, &staging, &blob).await?;
-        }
-        self.delete_upload_dir(id).await?;
-        Ok(())
+        Ok((staging, actual))
     }
 
     /// Cancel an upload and delete its bytes.

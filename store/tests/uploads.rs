@@ -1,0 +1,135 @@
+//! Uploads on the embedded local store: chunked appends into one data file,
+//! a failed append that leaves no trace, one writer at a time, and a finish by
+//! a store that never saw the chunks (no cached hash, as after a restart).
+
+use std::str::FromStr;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use store::{Algorithm, Digest, Error, RepoName, Store, StoreConfig};
+
+fn body(parts: &[&'static [u8]]) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
+    futures::stream::iter(
+        parts
+            .iter()
+            .map(|p| Ok(Bytes::from_static(p)))
+            .collect::<Vec<_>>(),
+    )
+}
+
+async fn read_back(store: &Store, digest: &Digest) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut s = store.read_blob(digest, None).await.unwrap();
+    while let Some(chunk) = s.next().await {
+        out.extend_from_slice(&chunk.unwrap());
+    }
+    out
+}
+
+#[tokio::test]
+async fn chunked_upload_survives_a_failed_append_and_finishes_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::local(dir.path());
+    let store = Store::open(&config).await.unwrap();
+    let repo = RepoName::from_str("a/b").unwrap();
+    let id = store.start_upload(&repo).await.unwrap();
+
+    assert_eq!(
+        store
+            .append_upload(&repo, &id, Some(0), None, body(&[b"hello ", b"wor"]))
+            .await
+            .unwrap(),
+        9
+    );
+    // A body that fails half-way writes bytes past the offset, records nothing.
+    let broken = body(&[b"GARBAGE-GARBAGE"]).chain(futures::stream::once(async {
+        Err(std::io::Error::other("client went away"))
+    }));
+    let err = store
+        .append_upload(&repo, &id, Some(9), None, broken)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BodyIncomplete { .. }), "{err}");
+    assert_eq!(store.upload_offset(&repo, &id).await.unwrap(), 9);
+    // A wrong start is refused with the real offset.
+    let err = store
+        .append_upload(&repo, &id, Some(3), None, body(&[b"x"]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::UploadOutOfOrder { offset: 9, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        store
+            .append_upload(&repo, &id, Some(9), None, body(&[b"ld"]))
+            .await
+            .unwrap(),
+        11
+    );
+
+    // Another store on the same directory has no cached hash: it re-reads the
+    // data file, which must hold exactly the acknowledged 11 bytes.
+    let other = Store::open(&config).await.unwrap();
+    let digest = Digest::of(Algorithm::Sha256, b"hello world");
+    let wrong = Digest::of(Algorithm::Sha256, b"hello worldGARBAGE");
+    let err = other.finish_upload(&repo, &id, &wrong).await.unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    // The mismatch cancelled the session; push again and finish with the truth.
+    let id = store.start_upload(&repo).await.unwrap();
+    store
+        .append_upload(&repo, &id, Some(0), None, body(&[b"hello world"]))
+        .await
+        .unwrap();
+    other.finish_upload(&repo, &id, &digest).await.unwrap();
+    assert_eq!(read_back(&store, &digest).await, b"hello world");
+    assert_eq!(store.blob_size(&repo, &digest).await.unwrap(), 11);
+
+    // The session is over: a late chunk cannot write into the committed blob.
+    let err = store
+        .append_upload(&repo, &id, Some(11), None, body(&[b"late"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UploadUnknown { .. }), "{err}");
+    assert_eq!(read_back(&store, &digest).await, b"hello world");
+}
+
+#[tokio::test]
+async fn one_writer_at_a_time_per_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(Store::open(&StoreConfig::local(dir.path())).await.unwrap());
+    let repo = RepoName::from_str("a/b").unwrap();
+    let id = store.start_upload(&repo).await.unwrap();
+
+    // The first writer's body stays open until we send its last piece.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+    tx.send(Ok(Bytes::from_static(b"first "))).await.unwrap();
+    let first = {
+        let (store, repo, id) = (store.clone(), repo.clone(), id.clone());
+        let body = tokio_stream_from(rx);
+        tokio::spawn(async move { store.append_upload(&repo, &id, Some(0), None, body).await })
+    };
+    // Once its first piece is taken off the channel, the first writer holds
+    // the upload (it locks before reading the body).
+    let permit = tx.reserve().await.unwrap();
+    let digest = Digest::of(Algorithm::Sha256, b"first second");
+    let err = store
+        .append_upload(&repo, &id, Some(0), None, body(&[b"intruder"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::UploadBusy { offset: 0 }), "{err}");
+    let err = store.finish_upload(&repo, &id, &digest).await.unwrap_err();
+    assert!(matches!(err, Error::UploadBusy { .. }), "{err}");
+
+    permit.send(Ok(Bytes::from_static(b"second")));
+    drop(tx);
+    assert_eq!(first.await.unwrap().unwrap(), 12);
+    store.finish_upload(&repo, &id, &digest).await.unwrap();
+    assert_eq!(read_back(&store, &digest).await, b"first second");
+}
+
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
