@@ -334,7 +334,12 @@ impl Store {
     ) -> Result<()> {
         // On a local store the data file stays locked until the blob is
         // committed, so no append can write into it once it is verified.
-        let data = self.lock_local_data(repo, id).await?;
+        let data = match self.lock_local_data(repo, id).await {
+            Err(Error::UploadUnknown { .. }) if self.local_root.is_some() => {
+                return self.finish_renamed(repo, id, digest).await;
+            }
+            locked => locked?,
+        };
         let up = self.upload(repo, id).await?;
         let (staging, actual, _data) = match data {
             Some(data) => {
@@ -392,6 +397,25 @@ impl Store {
         }
         self.delete_upload_dir(id).await?;
         Ok(())
+    }
+
+    /// Finish a local upload whose data file is gone while its session is
+    /// not: a finish that moved the verified file under its digest was killed
+    /// before its metadata committed, and the client retries. Only verified
+    /// bytes are ever moved there, so a stored blob of the session's size
+    /// completes the upload.
+    async fn finish_renamed(&self, repo: &RepoName, id: &UploadId, digest: &Digest) -> Result<()> {
+        let up = self.upload(repo, id).await?;
+        let _gate = self.gc_gate.read().await;
+        match self.objects.head(&layout::blob(digest)).await {
+            Ok(stored) if stored.size == up.size => {
+                self.meta
+                    .commit_blob(repo, digest, up.size, Some(id))
+                    .await?;
+                self.delete_upload_dir(id).await
+            }
+            _ => Err(Error::UploadUnknown { id: id.to_string() }),
+        }
     }
 
     /// Join an upload's parts (object stores without in-place appends) into
