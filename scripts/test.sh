@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of Strata, in order, stopping at the first failing stage:
 #
-#   deps         scripts/install-deps.sh (Debian packages, pinned Go tools, weed)
+#   deps         scripts/install-deps.sh (Debian packages, pinned Go tools, weed,
+#                fuzz toolchain)
 #   fmt          cargo fmt --all -- --check (first: it takes a second, the build minutes)
 #   build        cargo build --release --workspace --all-targets
 #   clippy       cargo clippy --release --workspace --all-targets -- -D warnings
@@ -13,6 +14,8 @@
 #   load         conformance/load.py: 200 clients, no 5xx, RSS under 300 MiB
 #   interop      conformance/interop.sh: real clients round-trip images, plain
 #                and then with --htpasswd + TLS (throwaway CA), logged in
+#   fuzz         fuzz/run.sh: every cargo-fuzz target (nightly), STRATA_FUZZ_SECONDS
+#                each (60 s in CI); any crash fails, its input path is printed
 #
 # Needs root (packages, dockerd, mounts). Prints the time of each stage at
 # the end, also when a stage fails.
@@ -27,7 +30,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance scaleout crash load interop)
+ALL_STAGES=(deps build fmt clippy unit conformance scaleout crash load interop fuzz)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -42,6 +45,7 @@ stage_cmd() {
     crash) python3 conformance/crash.py ;;
     load) python3 conformance/load.py ;;
     interop) bash conformance/interop.sh ;;
+    fuzz) STRATA_FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-60}" bash fuzz/run.sh ;;
     *)
       echo "test.sh: unknown stage '$1' (known: ${ALL_STAGES[*]})" >&2
       return 2

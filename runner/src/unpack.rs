@@ -222,7 +222,12 @@ impl Unpacker<'_> {
             }
             return Ok(());
         }
-        let hidden = parent.join(OsStr::from_bytes(&name[WHITEOUT_PREFIX.len()..]));
+        let hidden_name = &name[WHITEOUT_PREFIX.len()..];
+        // `.wh.`, `.wh..` and `.wh...` would hide the directory itself or its parent.
+        if matches!(hidden_name, b"" | b"." | b"..") {
+            return Err(self.refuse(raw, "whiteout of '.', '..' or nothing"));
+        }
+        let hidden = parent.join(OsStr::from_bytes(hidden_name));
         self.clear(&hidden, false)?;
         if self.mode == Whiteouts::Overlay {
             mknod(&hidden, SFlag::S_IFCHR, Mode::empty(), 0)
@@ -579,5 +584,41 @@ mod tests {
         assert!(escapes(1, b"../../etc/passwd"));
         assert!(escapes(0, b".."));
         assert!(!escapes(2, b"a/../../b"));
+    }
+
+    /// A one-entry tar archive holding an empty file named `name`.
+    fn tar_with(name: &str) -> Vec<u8> {
+        let mut header = tar::Header::new_ustar();
+        header.as_mut_bytes()[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(0);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        let mut tar = header.as_bytes().to_vec();
+        tar.extend_from_slice(&[0; 1024]);
+        tar
+    }
+
+    /// Found writing the `unpack` fuzz target (its harness catches it):
+    /// `.wh...` hid `..`, so unpacking it deleted the directory above the
+    /// layer, and `.wh..` or `.wh.` the layer itself.
+    #[test]
+    fn whiteout_of_dot_or_dotdot_is_refused_and_deletes_nothing() {
+        let diff_id = Digest::sha256_of(b"");
+        for name in [".wh...", "a/.wh...", ".wh..", "a/.wh..", ".wh."] {
+            for mode in [Whiteouts::Overlay, Whiteouts::Apply] {
+                let tmp = tempfile::tempdir().unwrap();
+                let layer = tmp.path().join("layer");
+                fs::create_dir_all(layer.join("a")).unwrap();
+                fs::write(tmp.path().join("neighbour"), b"x").unwrap();
+                let r = unpack_into(&tar_with(name)[..], &layer, &diff_id, mode);
+                assert!(
+                    matches!(r, Err(Error::PathTraversal { .. })),
+                    "{name} {mode:?}: {r:?}"
+                );
+                assert!(tmp.path().join("neighbour").is_file(), "{name} {mode:?}");
+                assert!(layer.join("a").is_dir(), "{name} {mode:?}");
+            }
+        }
     }
 }

@@ -1,0 +1,41 @@
+//! Fuzzes the runner's image reference parser
+//! (`[registry/]repository[:tag][@digest]`) and its digest parser.
+//!
+//! - Parsing must not panic.
+//! - A parsed reference is normalised: printing it and parsing that gives the
+//!   same reference, and it always names a tag or a digest to ask for.
+//! - Its repository is path-safe (no empty, `.` or `..` component).
+//! - The runner and the store accept exactly the same digests.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use runner::reference::Reference;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(s) = std::str::from_utf8(data) else {
+        return;
+    };
+
+    let runner_digest = s.parse::<runner::digest::Digest>().ok();
+    let store_digest = s.parse::<store::Digest>().ok();
+    assert_eq!(
+        runner_digest.as_ref().map(ToString::to_string),
+        store_digest.as_ref().map(ToString::to_string),
+        "runner and store disagree on digest {s:?}"
+    );
+
+    let Ok(r) = s.parse::<Reference>() else {
+        return;
+    };
+    let printed = r.to_string();
+    let reparsed = printed
+        .parse::<Reference>()
+        .unwrap_or_else(|e| panic!("{s:?} parsed, but its printed form {printed:?} did not: {e}"));
+    assert_eq!(reparsed, r, "{s:?} printed as {printed:?}");
+    assert!(r.tag.is_some() || r.digest.is_some());
+    assert!(!r.reference_str().is_empty());
+    assert!(r
+        .repository
+        .split('/')
+        .all(|c| !c.is_empty() && c != "." && c != ".."));
+});
