@@ -13,8 +13,9 @@
 # Uses the nightly toolchain pinned in scripts/install-deps.sh and the
 # cargo-fuzz it installs into .tools/bin. Builds without a sanitizer: the
 # code is safe Rust, so panics are what we hunt, and an AddressSanitizer
-# build costs more time than it is worth here; 16 codegen units halve the
-# cold build on two cores for slightly slower fuzzing. Each target's libFuzzer output
+# build costs more time than it is worth here; 16 codegen units let each
+# crate of the cold build use both cores, for slightly slower fuzzing.
+# Each target's libFuzzer output
 # goes to fuzz/artifacts/TARGET.log; one summary line per target is printed.
 set -euo pipefail
 
