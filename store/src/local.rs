@@ -26,7 +26,7 @@ use crate::{Error, Hasher, Result, UploadId};
 /// Start write-back after this many bytes.
 const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
 /// Body chunks queued between the network and the disk.
-const QUEUED_CHUNKS: usize = 16;
+const QUEUED_CHUNKS: usize = 4;
 
 /// An upload's data file, locked exclusively until dropped.
 pub struct LockedData {
