@@ -164,9 +164,7 @@ impl ImageStore {
                 source: e,
             },
         })?;
-        let mut h = digest::Hasher::new(digest.algorithm());
-        h.update(&bytes);
-        let actual = h.finish();
+        let actual = Digest::of(digest.algorithm(), &bytes);
         if &actual != digest {
             return Err(Error::DigestMismatch {
                 expected: digest.clone(),
@@ -178,9 +176,7 @@ impl ImageStore {
 
     /// Stores bytes under their digest after checking it.
     pub fn put_blob_bytes(&self, digest: &Digest, bytes: &[u8]) -> Result<()> {
-        let mut h = digest::Hasher::new(digest.algorithm());
-        h.update(bytes);
-        let actual = h.finish();
+        let actual = Digest::of(digest.algorithm(), bytes);
         if &actual != digest {
             return Err(Error::DigestMismatch {
                 expected: digest.clone(),
@@ -308,8 +304,8 @@ mod tests {
     fn put_blob_bytes_refuses_wrong_digest_and_dedups() {
         let dir = tempfile::tempdir().unwrap();
         let store = ImageStore::open(&Root::new(dir.path())).unwrap();
-        let good = Digest::sha256_of(b"abc");
-        let wrong = Digest::sha256_of(b"abd");
+        let good = digest::sha256_of(b"abc");
+        let wrong = digest::sha256_of(b"abd");
         assert!(matches!(
             store.put_blob_bytes(&wrong, b"abc"),
             Err(Error::DigestMismatch { .. })

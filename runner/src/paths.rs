@@ -17,7 +17,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::digest::Digest;
+use crate::digest::{self, Digest};
 
 /// Default state root.
 pub const DEFAULT_ROOT: &str = "/var/lib/strata-runner";
@@ -43,7 +43,7 @@ impl Root {
     pub fn blob(&self, digest: &Digest) -> PathBuf {
         self.dir
             .join("blobs")
-            .join(digest.algorithm().as_str())
+            .join(digest.algorithm().name())
             .join(digest.hex())
     }
 
@@ -59,7 +59,7 @@ impl Root {
 
     /// Record file for an image reference (the name is a hash, so any reference fits).
     pub fn image_record(&self, reference: &str) -> PathBuf {
-        let hashed = Digest::sha256_of(reference.as_bytes());
+        let hashed = digest::sha256_of(reference.as_bytes());
         self.images_dir().join(format!("{}.json", hashed.hex()))
     }
 
@@ -71,7 +71,7 @@ impl Root {
     /// The unpacked layer with this diff_id.
     pub fn layer(&self, diff_id: &Digest) -> PathBuf {
         self.layers_dir()
-            .join(diff_id.algorithm().as_str())
+            .join(diff_id.algorithm().name())
             .join(diff_id.hex())
     }
 
@@ -99,7 +99,7 @@ impl Root {
     pub fn partial_download(&self, digest: &Digest) -> PathBuf {
         self.tmp_dir().join(format!(
             "{}-{}.partial",
-            digest.algorithm().as_str(),
+            digest.algorithm().name(),
             digest.hex()
         ))
     }
