@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{self, Digest, Hasher};
+use crate::digest::{self, Digest, HashingReader};
 use crate::reference::Reference;
 
 /// Errors talking to a registry.
@@ -407,9 +407,7 @@ impl Client {
         let bytes = read_body(resp, &url)?;
         let digest = match reference.parse::<Digest>() {
             Ok(expected) => {
-                let mut h = Hasher::new(expected.algorithm());
-                h.update(&bytes);
-                let actual = h.finish();
+                let actual = Digest::of(expected.algorithm(), &bytes);
                 if actual != expected {
                     return Err(Error::DigestMismatch {
                         url,
@@ -420,7 +418,7 @@ impl Client {
                 }
                 expected
             }
-            Err(_) => Digest::sha256_of(&bytes),
+            Err(_) => digest::sha256_of(&bytes),
         };
         Ok(FetchedManifest {
             bytes,
@@ -433,9 +431,7 @@ impl Client {
     pub fn get_small_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let url = format!("{}/v2/{}/blobs/{}", self.base, self.repository, digest);
         let bytes = read_body(self.get(&url, &[])?, &url)?;
-        let mut h = Hasher::new(digest.algorithm());
-        h.update(&bytes);
-        let actual = h.finish();
+        let actual = Digest::of(digest.algorithm(), &bytes);
         if &actual != digest {
             return Err(Error::DigestMismatch {
                 url,
@@ -478,17 +474,20 @@ impl Client {
             }
             other => other?,
         };
-        let mut hasher = Hasher::new(digest.algorithm());
-        let mut file = if resp.status() == 206 {
-            let mut existing = File::open(partial).map_err(io_err("open"))?;
-            io::copy(&mut existing, &mut hasher).map_err(io_err("read"))?;
-            progress(have);
-            OpenOptions::new()
+        let (mut hasher, mut size, mut file) = if resp.status() == 206 {
+            let existing = File::open(partial).map_err(io_err("open"))?;
+            let (hasher, size) = HashingReader::new(existing, digest.algorithm())
+                .drain()
+                .map_err(io_err("read"))?;
+            progress(size);
+            let file = OpenOptions::new()
                 .append(true)
                 .open(partial)
-                .map_err(io_err("open"))?
+                .map_err(io_err("open"))?;
+            (hasher, size, file)
         } else {
-            File::create(partial).map_err(io_err("create"))?
+            let file = File::create(partial).map_err(io_err("create"))?;
+            (digest.algorithm().hasher(), 0, file)
         };
         let mut reader = resp.into_reader();
         let mut buf = vec![0u8; 256 * 1024];
@@ -506,10 +505,10 @@ impl Client {
             };
             file.write_all(&buf[..n]).map_err(io_err("write"))?;
             hasher.update(&buf[..n]);
+            size += n as u64;
             progress(n as u64);
         }
         file.sync_all().map_err(io_err("sync"))?;
-        let size = hasher.len();
         let actual = hasher.finish();
         if &actual != digest {
             fs::remove_file(partial).map_err(io_err("remove"))?;

@@ -1,16 +1,22 @@
-//! Running a container end to end: make sure the image is local (pulling it
-//! if not), its layers unpacked and its seccomp filter compiled; record the
-//! container's state; create its cgroup; hand over to the sandbox; report the
-//! outcome (including OOM kills); clean up on every path.
+//! Running a container end to end, in two phases.
+//!
+//! 1. [`prepare`], with the image store open: make sure the image is local
+//!    (pulling it if not), build the container spec from its config, and
+//!    unpack its layers (streamed from the store).
+//! 2. [`run`], once the caller has closed the store (the sandbox `clone`s,
+//!    which needs a single-threaded process): compile the seccomp filter;
+//!    record the container's state; create its cgroup; hand over to the
+//!    sandbox; report the outcome (including OOM kills); clean up on every
+//!    path. `run` gets no store, so it cannot reopen one by mistake.
 
 use std::os::unix::fs::chown;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cgroup::{Cgroup, CgroupManager, Limits};
 use crate::cli::ContainerArgs;
 use crate::images::{ImageRecord, ImageStore};
-use crate::oci::{ExecConfig, ImageConfig};
+use crate::oci::ExecConfig;
 use crate::paths::Root;
 use crate::pull::{self, PullOptions};
 use crate::reference::Reference;
@@ -56,14 +62,6 @@ pub enum Error {
     /// A `--memory` value is malformed.
     #[error("invalid memory size {0:?}")]
     Memory(String),
-    /// The image config is unreadable.
-    #[error("image config of {reference}: {source}")]
-    Config {
-        /// The image.
-        reference: String,
-        /// Parse error.
-        source: serde_json::Error,
-    },
     /// Preparing a file or directory in the container's state dir failed.
     #[error("preparing {path}: {source}")]
     Prepare {
@@ -88,24 +86,52 @@ pub struct RunResult {
     pub setup_error: Option<String>,
 }
 
-/// Returns the image record and config, pulling the image if it is not local.
+/// Returns the local image, pulling it if it is not local.
 pub fn ensure_image(
     root: &Root,
     store: &ImageStore,
     reference: &Reference,
     options: &PullOptions,
-) -> Result<(ImageRecord, ImageConfig)> {
-    let record = match store.get_image(&reference.to_string())? {
-        Some(r) => r,
-        None => pull::pull(root, store, reference, options)?,
-    };
-    let config = serde_json::from_slice(&store.read_blob(&record.config)?).map_err(|source| {
-        Error::Config {
-            reference: reference.to_string(),
-            source,
-        }
-    })?;
-    Ok((record, config))
+) -> Result<ImageRecord> {
+    match store.get_image(reference)? {
+        Some(r) => Ok(r),
+        None => Ok(pull::pull(root, store, reference, options)?),
+    }
+}
+
+/// A container ready to start: its image, spec and unpacked layers.
+/// Built by [`prepare`] while the store is open; [`run`] needs no store.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The image.
+    pub image: ImageRecord,
+    /// What to run.
+    pub spec: ContainerSpec,
+    /// Unpacked layer directories, base first.
+    pub layers: Vec<PathBuf>,
+}
+
+/// Everything `runner run` needs from the image store: the image (pulled if
+/// missing), the spec built from its config and `options`, and its layers
+/// unpacked (independent layers in parallel, on threads joined before this
+/// returns).
+pub fn prepare(
+    root: &Root,
+    store: &ImageStore,
+    reference: &Reference,
+    pull: &PullOptions,
+    options: &ContainerArgs,
+    command: &[String],
+) -> Result<Prepared> {
+    let image = ensure_image(root, store, reference, pull)?;
+    let exec = image.image_config.config.clone().unwrap_or_default();
+    let spec = build_spec(options, &exec, command, new_id())?;
+    let layers = unpack::ensure_layers(root, store, &image.layer_pairs())?;
+    Ok(Prepared {
+        image,
+        spec,
+        layers,
+    })
 }
 
 /// Parses `32m`, `1g`, `512k` or plain bytes.
@@ -243,20 +269,14 @@ fn write_etc_files(dir: &Path, spec: &ContainerSpec) -> Result<()> {
     Ok(())
 }
 
-/// Runs `spec` from the local image `record` and waits for it to end.
-pub fn run(
-    root: &Root,
-    store: &ImageStore,
-    spec: &ContainerSpec,
-    record: &ImageRecord,
-) -> Result<RunResult> {
-    let pairs: Vec<_> = record
-        .layers
-        .iter()
-        .map(|l| l.digest.clone())
-        .zip(record.diff_ids.iter().cloned())
-        .collect();
-    let layers = unpack::ensure_layers(root, store, &pairs)?;
+/// Runs a prepared container and waits for it to end. The image store must
+/// be closed by now: the sandbox refuses to start from a multi-threaded process.
+pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
+    let Prepared {
+        image: record,
+        spec,
+        layers,
+    } = prepared;
     let bpf = match &spec.seccomp {
         Some(profile) => Some(seccomp::cached_filter(root, profile, &spec.capabilities)?),
         None => None,
@@ -296,7 +316,7 @@ pub fn run(
     }
     let outcome = sandbox::run(&Launch {
         spec,
-        layers: &layers,
+        layers,
         state_dir: container.dir(),
         seccomp_bpf: bpf.as_deref(),
         cgroup: &cgroup,

@@ -7,12 +7,15 @@
 //! ```text
 //! cli / main.rs -> container (run), bundle, pull
 //! pull          -> client (HTTP), images (local store)
+//! images        -> store (the shared crate: blobs, SQLite metadata)
 //! container     -> unpack, seccomp, cgroup, state, sandbox
 //! cgroup        -> devices (v1 rules, v2 eBPF filter)
 //! sandbox       -> caps, seccomp (load), cgroup (join), spec
 //! ```
 //! The sandbox knows nothing about registries; `images` is the only door to
 //! stored blobs; `paths` is the only place that builds state-root paths.
+//! The store runs on threads of its own and must be closed before the sandbox
+//! `clone`s (see [`container`]); digests are the store's ([`digest`]).
 #![deny(missing_docs)]
 
 pub mod bundle;

@@ -6,10 +6,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use runner::cli::{Cli, Command, ContainerArgs};
+use runner::cli::{Cli, Command};
 use runner::client::{AuthFile, Client, Credentials};
 use runner::container::{self, RunResult};
-use runner::images::ImageStore;
+use runner::images::{with_store, ImageStore};
 use runner::oci::Platform;
 use runner::paths::Root;
 use runner::pull::{self, PullOptions};
@@ -23,35 +23,16 @@ fn pull_options(cli: &Cli, platform: Option<&str>) -> Result<PullOptions> {
     })
 }
 
-fn prepare(
-    cli: &Cli,
-    root: &Root,
-    store: &ImageStore,
-    image: &str,
-    options: &ContainerArgs,
-    command: &[String],
-) -> Result<(runner::images::ImageRecord, runner::spec::ContainerSpec)> {
-    let reference: Reference = image.parse()?;
-    let pull = pull_options(cli, options.platform.as_deref())?;
-    let (record, config) = container::ensure_image(root, store, &reference, &pull)?;
-    let exec = config.config.clone().unwrap_or_default();
-    let spec = container::build_spec(options, &exec, command, container::new_id())?;
-    Ok((record, spec))
-}
-
 fn run(cli: &Cli) -> Result<i32> {
     let root = Root::new(&cli.root);
-    let store = ImageStore::open(&root)?;
     state::clean_stale(&root).context("cleaning up after an earlier crash")?;
     match &cli.command {
         Command::Pull(args) => {
             let reference: Reference = args.image.parse()?;
-            let record = pull::pull(
-                &root,
-                &store,
-                &reference,
-                &pull_options(cli, args.platform.as_deref())?,
-            )?;
+            let options = pull_options(cli, args.platform.as_deref())?;
+            let record = with_store(&root, |store| {
+                pull::pull(&root, store, &reference, &options)
+            })?;
             println!("{}: {}", record.reference, record.manifest);
         }
         Command::Images => {
@@ -59,7 +40,7 @@ fn run(cli: &Cli) -> Result<i32> {
                 "{:<50} {:<20} {:<14} {:>10}",
                 "REFERENCE", "DIGEST", "PLATFORM", "SIZE"
             );
-            for r in store.list_images()? {
+            for r in with_store(&root, |store| store.list_images())? {
                 let size: u64 = r.layers.iter().map(|l| l.size).sum();
                 println!(
                     "{:<50} {:<20} {:<14} {:>10}",
@@ -71,13 +52,15 @@ fn run(cli: &Cli) -> Result<i32> {
             }
         }
         Command::Rmi { images } => {
+            let store = ImageStore::open(&root)?;
             for image in images {
                 let reference: Reference = image.parse()?;
-                let record = store.remove_image(&reference.to_string())?;
+                let record = store.remove_image(&reference)?;
                 println!("Untagged: {}", record.reference);
             }
         }
         Command::Prune => {
+            let store = ImageStore::open(&root)?;
             let mut keep = state::layers_in_use(&root);
             for r in store.list_images()? {
                 keep.extend(r.diff_ids);
@@ -110,37 +93,50 @@ fn run(cli: &Cli) -> Result<i32> {
             println!("Login Succeeded");
         }
         Command::Run(args) => {
-            let (record, spec) = prepare(
-                cli,
-                &root,
-                &store,
-                &args.image,
-                &args.options,
-                &args.command,
-            )?;
+            let reference: Reference = args.image.parse()?;
+            let pull = pull_options(cli, args.options.platform.as_deref())?;
+            // The store is closed when this returns: the sandbox clones next.
+            let prepared = with_store(&root, |store| {
+                container::prepare(
+                    &root,
+                    store,
+                    &reference,
+                    &pull,
+                    &args.options,
+                    &args.command,
+                )
+            })?;
             let RunResult {
                 code,
                 oom_killed,
                 setup_error,
-            } = container::run(&root, &store, &spec, &record)?;
+            } = container::run(&root, &prepared)?;
             if let Some(message) = setup_error {
                 eprintln!("runner: {message}");
             }
             if oom_killed {
-                eprintln!("runner: container {} was killed: out of memory", spec.id);
+                eprintln!(
+                    "runner: container {} was killed: out of memory",
+                    prepared.spec.id
+                );
             }
             return Ok(code);
         }
         Command::Bundle(args) => {
-            let (record, spec) = prepare(
-                cli,
-                &root,
-                &store,
-                &args.image,
-                &args.options,
-                &args.command,
-            )?;
-            bundle::write_bundle(&store, &record, &spec, &args.dir)?;
+            let reference: Reference = args.image.parse()?;
+            let pull = pull_options(cli, args.options.platform.as_deref())?;
+            with_store(&root, |store| -> Result<()> {
+                let image = container::ensure_image(&root, store, &reference, &pull)?;
+                let exec = image.image_config.config.clone().unwrap_or_default();
+                let spec = container::build_spec(
+                    &args.options,
+                    &exec,
+                    &args.command,
+                    container::new_id(),
+                )?;
+                bundle::write_bundle(store, &image, &spec, &args.dir)?;
+                Ok(())
+            })?;
             println!("{}", args.dir.display());
         }
     }

@@ -2,8 +2,11 @@
 //!
 //! ```text
 //! <root>/                          (--root, default /var/lib/strata-runner)
-//!   blobs/<alg>/<hex>              verified blobs (manifests, configs, layer archives)
-//!   images/<sha256 of ref>.json    one record per local image reference
+//!   store/                         the shared `store` crate's directory: every blob
+//!                                  (manifests, configs, layer archives) and image, see
+//!                                  [`crate::images`] for how images map onto it
+//!     storage/ registry.db         the store's own layout: bytes and SQLite metadata
+//!     open.lock                    held while a runner opens (and migrates) the store
 //!   layers/<alg>/<hex of diff_id>/ each layer unpacked once, shared by every image
 //!   containers/<id>/               per-container state, removed when the container ends
 //!     state.json                   owner pid + start time, cgroup, layers in use
@@ -39,28 +42,14 @@ impl Root {
         &self.dir
     }
 
-    /// A verified blob.
-    pub fn blob(&self, digest: &Digest) -> PathBuf {
-        self.dir
-            .join("blobs")
-            .join(digest.algorithm().as_str())
-            .join(digest.hex())
+    /// Directory of the image store (blobs and images), see [`crate::images`].
+    pub fn store_dir(&self) -> PathBuf {
+        self.dir.join("store")
     }
 
-    /// Directory holding every blob.
-    pub fn blobs_dir(&self) -> PathBuf {
-        self.dir.join("blobs")
-    }
-
-    /// Directory of image records.
-    pub fn images_dir(&self) -> PathBuf {
-        self.dir.join("images")
-    }
-
-    /// Record file for an image reference (the name is a hash, so any reference fits).
-    pub fn image_record(&self, reference: &str) -> PathBuf {
-        let hashed = Digest::sha256_of(reference.as_bytes());
-        self.images_dir().join(format!("{}.json", hashed.hex()))
+    /// Lock file serializing the opening of the image store.
+    pub fn store_lock(&self) -> PathBuf {
+        self.store_dir().join("open.lock")
     }
 
     /// Directory holding every unpacked layer.
@@ -71,7 +60,7 @@ impl Root {
     /// The unpacked layer with this diff_id.
     pub fn layer(&self, diff_id: &Digest) -> PathBuf {
         self.layers_dir()
-            .join(diff_id.algorithm().as_str())
+            .join(diff_id.algorithm().name())
             .join(diff_id.hex())
     }
 
@@ -99,7 +88,7 @@ impl Root {
     pub fn partial_download(&self, digest: &Digest) -> PathBuf {
         self.tmp_dir().join(format!(
             "{}-{}.partial",
-            digest.algorithm().as_str(),
+            digest.algorithm().name(),
             digest.hex()
         ))
     }

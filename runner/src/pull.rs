@@ -6,7 +6,7 @@ use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::client::{self, AuthFile, Client, Credentials};
 use crate::digest::Digest;
@@ -162,8 +162,7 @@ pub fn pull(
         fetched = client.get_manifest(&chosen.digest.to_string())?;
     }
     let manifest: Manifest = parse(&fetched.bytes, "manifest", reference)?;
-    store.put_blob_bytes(&fetched.digest, &fetched.bytes)?;
-    if !store.has_blob(&manifest.config.digest) {
+    if !store.has_blob(&manifest.config.digest)? {
         let bytes = client.get_small_blob(&manifest.config.digest)?;
         store.put_blob_bytes(&manifest.config.digest, &bytes)?;
     }
@@ -180,24 +179,20 @@ pub fn pull(
         });
     }
     download_layers(root, store, &client, &manifest)?;
-    let record = ImageRecord {
+    store.put_image(reference, &fetched.bytes)?;
+    Ok(ImageRecord {
         reference: reference.to_string(),
         manifest: fetched.digest,
-        config: manifest.config.digest.clone(),
-        layers: manifest.layers.clone(),
+        config: manifest.config.digest,
+        layers: manifest.layers,
         diff_ids: config.rootfs.diff_ids.clone(),
         platform: Platform {
             os: config.os.clone(),
             architecture: config.architecture.clone(),
             variant: None,
         },
-        pulled_at: SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0),
-    };
-    store.put_image(&record)?;
-    Ok(record)
+        image_config: config,
+    })
 }
 
 fn download_layers(
@@ -206,12 +201,12 @@ fn download_layers(
     client: &Client,
     manifest: &Manifest,
 ) -> Result<()> {
-    let mut missing: Vec<&Digest> = manifest
-        .layers
-        .iter()
-        .map(|l| &l.digest)
-        .filter(|d| !store.has_blob(d))
-        .collect();
+    let mut missing: Vec<&Digest> = Vec::new();
+    for layer in &manifest.layers {
+        if !store.has_blob(&layer.digest)? {
+            missing.push(&layer.digest);
+        }
+    }
     missing.sort();
     missing.dedup();
     if missing.is_empty() {

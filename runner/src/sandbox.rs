@@ -50,6 +50,19 @@ pub enum Error {
     /// The cgroup could not be joined.
     #[error(transparent)]
     Cgroup(#[from] crate::cgroup::Error),
+    /// Other threads outlived the wait for them to exit: `clone` from a
+    /// multi-threaded process could deadlock the child (malloc locks held by
+    /// a thread that does not exist in it).
+    #[error("refusing to start the container: the runner still has {threads} threads after {waited:?} (was the image store closed?)")]
+    MultiThreaded {
+        /// Threads counted last.
+        threads: usize,
+        /// How long they were given to exit.
+        waited: Duration,
+    },
+    /// The process's threads could not be counted.
+    #[error("counting threads in /proc/self/task: {0}")]
+    CountThreads(io::Error),
     /// Writing the user-namespace id maps failed.
     #[error("writing {path}: {source}")]
     IdMap {
@@ -160,8 +173,40 @@ pub fn block_forwarded_signals() -> Result<()> {
         .map_err(sys("sigprocmask"))
 }
 
-/// Starts the container and supervises it until it exits.
+/// How long [`wait_single_threaded`] gives exiting threads to disappear.
+pub const THREAD_EXIT_WAIT: Duration = Duration::from_secs(1);
+
+fn thread_count() -> Result<usize> {
+    Ok(fs::read_dir("/proc/self/task")
+        .map_err(Error::CountThreads)?
+        .count())
+}
+
+/// Returns once this process is single-threaded, as a raw `clone` requires.
+/// Threads that were told to end (the image store's, once it is closed) may
+/// still be exiting, so their disappearance is awaited for up to `wait`;
+/// after that this fails rather than risk a deadlocked child.
+pub fn wait_single_threaded(wait: Duration) -> Result<()> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let threads = thread_count()?;
+        if threads == 1 {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::MultiThreaded {
+                threads,
+                waited: wait,
+            });
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+/// Starts the container and supervises it until it exits. The process must
+/// be single-threaded (see [`wait_single_threaded`]).
 pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
+    wait_single_threaded(THREAD_EXIT_WAIT)?;
     let spec = launch.spec;
     let (sync_r, sync_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(sys("pipe2"))?;
@@ -1315,6 +1360,16 @@ fn setup_stdio(ctx: &ChildContext<'_>) -> Result<(), ChildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waiting_for_one_thread_fails_while_another_lives() {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || stopped.recv());
+        let err = wait_single_threaded(Duration::from_millis(20)).unwrap_err();
+        assert!(matches!(err, Error::MultiThreaded { threads, .. } if threads >= 2));
+        drop(stop);
+        let _ = other.join();
+    }
 
     #[test]
     fn secure_join_keeps_symlinks_inside_root() {

@@ -17,7 +17,7 @@ use libseccomp::{
 use serde::{Deserialize, Serialize};
 
 use crate::caps::Capability;
-use crate::digest::Digest;
+use crate::digest;
 use crate::paths::Root;
 
 /// Errors about seccomp profiles and filters.
@@ -787,7 +787,7 @@ pub fn cached_filter(root: &Root, profile: &Profile, caps: &[Capability]) -> Res
             .ok(),
     ))
     .expect("profiles serialize");
-    let key = Digest::sha256_of(&key_input);
+    let key = digest::sha256_of(&key_input);
     let path = root.seccomp_cache(&key);
     match fs::read(&path) {
         Ok(bytes) if !bytes.is_empty() && bytes.len() % 8 == 0 => return Ok(bytes),

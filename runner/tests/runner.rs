@@ -844,6 +844,84 @@ fn layers_are_unpacked_once_and_shared_between_images() {
     assert!(w.ok(&["images"]).contains("/one:latest"));
 }
 
+/// Blob files in the runner's store (`<root>/store/storage/blobs/<alg>/<2 hex>/<hex>`),
+/// as digests.
+fn stored_blobs(w: &World) -> Vec<String> {
+    let alg = w.root().join("store/storage/blobs/sha256");
+    let mut out: Vec<String> = fs::read_dir(&alg)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .flat_map(|prefix| fs::read_dir(prefix.path()).unwrap().flatten())
+        .map(|blob| format!("sha256:{}", blob.file_name().to_string_lossy()))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Runs the runner and fails, instead of hanging the suite, if it outlives `limit`.
+fn runner_within(w: &World, args: &[&str], limit: Duration) -> Output {
+    let mut child = w
+        .cmd(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("runner {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn images_live_in_the_store_once_and_rmi_prune_frees_their_blobs() {
+    let w = World::new();
+    let base = busybox_layer(Compression::Gzip, vec![]);
+    let a = layer(Compression::Gzip, &[file("a.txt", b"a")]);
+    let b = layer(Compression::Zstd, &[file("b.txt", b"b")]);
+    let m_one = push_image(&w.reg, "one", "latest", &[&base, &a], default_config());
+    let m_two = push_image(&w.reg, "two", "latest", &[&base, &b], default_config());
+    // Pull, unpack and run in one invocation: the store's threads must be
+    // gone before the sandbox clones (this used to hang).
+    let out = runner_within(
+        &w,
+        &["run", &w.image("one"), "cat", "/a.txt"],
+        Duration::from_secs(60),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "a");
+    w.ok(&["pull", &w.image("two")]);
+    assert_eq!(w.ok(&["run", &w.image("two"), "cat", "/b.txt"]), "b");
+    // Two manifests, two configs and three layers: the shared base is kept once.
+    let blobs = stored_blobs(&w);
+    assert_eq!(blobs.len(), 7, "{blobs:?}");
+    for digest in [&m_one, &m_two, &sha256(&base.blob), &sha256(&b.blob)] {
+        assert!(blobs.contains(digest), "{digest} not in the store");
+    }
+    assert!(!w.root().join("blobs").exists() && !w.root().join("images").exists());
+    // The store sweeps blobs idle for at least a whole second: let the pull's age.
+    std::thread::sleep(Duration::from_millis(1100));
+    w.ok(&["rmi", &w.image("two")]);
+    let out = w.ok(&["prune"]);
+    assert!(out.contains("removed 1 layers"), "{out}");
+    let blobs = stored_blobs(&w);
+    assert_eq!(blobs.len(), 4, "{blobs:?}");
+    assert!(!blobs.contains(&m_two) && !blobs.contains(&sha256(&b.blob)));
+    assert!(blobs.contains(&m_one) && blobs.contains(&sha256(&base.blob)));
+    let images = w.ok(&["images"]);
+    assert!(
+        images.contains("/one:latest") && !images.contains("/two:"),
+        "{images}"
+    );
+    assert_eq!(w.ok(&["run", &w.image("one"), "cat", "/a.txt"]), "a");
+}
+
 #[test]
 fn pull_resolves_an_index_to_the_host_platform_and_verifies_digests() {
     let w = World::new();
