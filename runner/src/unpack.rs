@@ -604,7 +604,7 @@ mod tests {
     /// layer, and `.wh..` or `.wh.` the layer itself.
     #[test]
     fn whiteout_of_dot_or_dotdot_is_refused_and_deletes_nothing() {
-        let diff_id = Digest::sha256_of(b"");
+        let diff_id = crate::digest::sha256_of(b"");
         for name in [".wh...", "a/.wh...", ".wh..", "a/.wh..", ".wh."] {
             for mode in [Whiteouts::Overlay, Whiteouts::Apply] {
                 let tmp = tempfile::tempdir().unwrap();
