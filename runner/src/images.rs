@@ -754,10 +754,10 @@ mod tests {
     #[test]
     fn references_without_a_place_in_the_store_are_refused() {
         let sha512 = format!("sha512:{}", "a".repeat(128));
-        for reference in [format!("example.com/a@{sha512}"), "my_host:5000/a:1".into()] {
-            let reference: Reference = reference.parse().unwrap();
-            assert!(matches!(locate(&reference), Err(Error::Unstorable { .. })));
-        }
+        let reference: Reference = format!("example.com/a@{sha512}").parse().unwrap();
+        assert!(matches!(locate(&reference), Err(Error::Unstorable { .. })));
+        // Docker's grammar has no `_` in hosts; the parser refuses them first.
+        assert!("my_host:5000/a:1".parse::<Reference>().is_err());
         assert_eq!(
             reference_of("localhost__5000/library/app", "1.0")
                 .unwrap()

@@ -70,6 +70,25 @@ impl fmt::Display for Reference {
     }
 }
 
+/// A registry host: DNS labels or an IPv4 address, with an optional port.
+/// Anything else (`#`, `?`, `@`, spaces...) would change the URL we build.
+fn valid_host(host: &str) -> bool {
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let label_ok = |l: &str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    port_ok && name.len() <= 253 && name.split('.').all(label_ok)
+}
+
 fn valid_component(c: &str) -> bool {
     !c.is_empty()
         && c.bytes()
@@ -120,6 +139,9 @@ impl FromStr for Reference {
             }
             _ => (DOCKER_HUB.to_owned(), name.to_owned()),
         };
+        if !valid_host(&registry) {
+            return Err(invalid("bad registry host (want host[:port])"));
+        }
         let repository = if registry == DOCKER_HUB && !repository.contains('/') {
             format!("library/{repository}")
         } else {
@@ -164,6 +186,16 @@ mod tests {
     fn port_without_tag_is_not_a_tag() {
         let r: Reference = "127.0.0.1:5000/app".parse().unwrap();
         assert_eq!(r.registry, "127.0.0.1:5000");
+        for bad in [
+            "evil.com#.x/repo",
+            "a.b?c/repo",
+            "user@host.io/repo",
+            "host.io:/repo",
+            "host.io:12x/repo",
+            "-a.io/repo",
+        ] {
+            assert!(bad.parse::<Reference>().is_err(), "{bad} parsed");
+        }
         assert_eq!(r.reference_str(), "latest");
     }
 
