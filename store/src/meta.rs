@@ -555,6 +555,19 @@ impl Meta {
         })
     }
 
+    /// The version of a repository's tag list: it changes whenever a tag
+    /// appears or goes (0 for a repository whose tags never changed).
+    pub async fn tag_version(&self, repo: &RepoName) -> Result<i64> {
+        let row = sqlx::query("SELECT version FROM tag_versions WHERE repo = $1")
+            .bind(repo.as_str())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get(0)?,
+            None => 0,
+        })
+    }
+
     /// Repository names in lexical order, after `last`, at most `limit`.
     pub async fn repositories(&self, last: Option<&str>, limit: i64) -> Result<Vec<String>> {
         let rows = sqlx::query(

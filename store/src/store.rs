@@ -20,6 +20,15 @@ use crate::meta::{ManifestRow, Meta, UploadRow};
 use crate::objects::{self, ByteStream};
 use crate::{layout, Algorithm, Digest, Error, Hasher, Reference, RepoName, Result, Tag, UploadId};
 
+/// Repositories whose tag lists are kept in memory at once (the cache is
+/// emptied when full: the lists that matter come back on their next read).
+const TAG_CACHE_REPOS: usize = 256;
+/// A repository's whole tag list and the tag version it was read at.
+type VersionedTags = (i64, Arc<Vec<String>>);
+
+/// Longer tag lists are not cached, which bounds the cache's memory.
+const TAG_CACHE_MAX_TAGS: usize = 100_000;
+
 /// The part id recorded for appends to a local upload's single data file.
 const DATA_PART: &str = "data";
 
@@ -81,6 +90,8 @@ pub struct Store {
     /// keyed by upload, with the offset it covers. Lets a chunked upload finish
     /// without reading its bytes back; absent after a restart, then we re-read.
     hashers: Mutex<HashMap<UploadId, (u64, Hasher)>>,
+    /// Whole tag lists by repository, with the tag version they were read at.
+    tag_lists: Mutex<HashMap<String, VersionedTags>>,
 }
 
 impl Store {
@@ -95,6 +106,7 @@ impl Store {
             allow_sparse: config.allow_sparse,
             gc_gate: tokio::sync::RwLock::new(()),
             hashers: Mutex::new(HashMap::new()),
+            tag_lists: Mutex::new(HashMap::new()),
         })
     }
 
@@ -615,12 +627,48 @@ impl Store {
         last: Option<&str>,
         limit: u64,
     ) -> Result<Vec<String>> {
-        let tags = self.meta.tags(repo, last, clamp(limit)).await?;
+        let all = self.all_tags(repo).await?;
+        let from = last.map_or(0, |last| all.partition_point(|t| t.as_str() <= last));
+        let tags: Vec<String> = all[from..]
+            .iter()
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .cloned()
+            .collect();
         if tags.is_empty() && last.is_none() && !self.meta.repo_exists(repo).await? {
             return Err(Error::NameUnknown {
                 name: repo.to_string(),
             });
         }
+        Ok(tags)
+    }
+
+    /// Every tag of `repo`, in byte order, from the cache when its version is
+    /// still the database's. The version is read before the list, so a cached
+    /// list is never older than the version it is filed under.
+    async fn all_tags(&self, repo: &RepoName) -> Result<Arc<Vec<String>>> {
+        let version = self.meta.tag_version(repo).await?;
+        let cached = self
+            .tag_lists
+            .lock()
+            .expect("tag cache poisoned")
+            .get(repo.as_str())
+            .cloned();
+        if let Some((v, tags)) = cached {
+            if v == version {
+                return Ok(tags);
+            }
+        }
+        let mut tags = self.meta.tags(repo, None, i64::MAX).await?;
+        tags.sort_unstable();
+        let tags = Arc::new(tags);
+        if tags.len() > TAG_CACHE_MAX_TAGS {
+            return Ok(tags);
+        }
+        let mut cache = self.tag_lists.lock().expect("tag cache poisoned");
+        if cache.len() >= TAG_CACHE_REPOS {
+            cache.clear();
+        }
+        cache.insert(repo.to_string(), (version, Arc::clone(&tags)));
         Ok(tags)
     }
 
