@@ -23,6 +23,9 @@ use crate::{layout, Algorithm, Digest, Error, Hasher, Reference, RepoName, Resul
 /// Repositories whose tag lists are kept in memory at once (the cache is
 /// emptied when full: the lists that matter come back on their next read).
 const TAG_CACHE_REPOS: usize = 256;
+/// Bytes of manifests kept in memory at most (manifests are a few KiB).
+const MANIFEST_CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// A repository's whole tag list and the tag version it was read at.
 type VersionedTags = (i64, Arc<Vec<String>>);
 
@@ -92,6 +95,8 @@ pub struct Store {
     hashers: Mutex<HashMap<UploadId, (u64, Hasher)>>,
     /// Whole tag lists by repository, with the tag version they were read at.
     tag_lists: Mutex<HashMap<String, VersionedTags>>,
+    /// Verified manifest bytes by digest, and their total size.
+    manifests: Mutex<(HashMap<Digest, Bytes>, usize)>,
 }
 
 impl Store {
@@ -107,6 +112,7 @@ impl Store {
             gc_gate: tokio::sync::RwLock::new(()),
             hashers: Mutex::new(HashMap::new()),
             tag_lists: Mutex::new(HashMap::new()),
+            manifests: Mutex::new((HashMap::new(), 0)),
         })
     }
 
@@ -598,11 +604,40 @@ impl Store {
             reference: reference.to_string(),
         })?;
         let bytes = if with_bytes {
-            Some(objects::read_all(self.objects.as_ref(), &layout::blob(&row.digest)).await?)
+            Some(self.manifest_bytes(&row.digest).await?)
         } else {
             None
         };
         Ok(StoredManifest { row, bytes })
+    }
+
+    /// A manifest's bytes: immutable under their digest, so kept in memory
+    /// once read and verified (up to `MANIFEST_CACHE_BYTES` in all). Whether
+    /// the manifest is still visible is the caller's lookup, never the cache's.
+    async fn manifest_bytes(&self, digest: &Digest) -> Result<Bytes> {
+        let cached = self
+            .manifests
+            .lock()
+            .expect("manifest cache poisoned")
+            .0
+            .get(digest)
+            .cloned();
+        if let Some(bytes) = cached {
+            return Ok(bytes);
+        }
+        let bytes = objects::read_all(self.objects.as_ref(), &layout::blob(digest)).await?;
+        if Digest::of(digest.algorithm(), &bytes) == *digest {
+            let mut cache = self.manifests.lock().expect("manifest cache poisoned");
+            let (map, held) = &mut *cache;
+            if *held + bytes.len() > MANIFEST_CACHE_BYTES {
+                map.clear();
+                *held = 0;
+            }
+            if map.insert(digest.clone(), bytes.clone()).is_none() {
+                *held += bytes.len();
+            }
+        }
+        Ok(bytes)
     }
 
     /// Delete a tag, or a manifest (with every tag pointing at it) by digest.
