@@ -3,9 +3,10 @@
 //! Each test gets its own data directory and server process. Files on disk are
 //! inspected directly to prove deduplication and that rejected input leaves no trace.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 
 use reqwest::{header, Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
@@ -33,23 +34,13 @@ impl Registry {
     }
 
     fn start_in(dir: &Path, extra: &[&str]) -> Registry {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(dir.join("data"))
-            .args(extra)
-            .env("STRATA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start registry");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_owned();
+        let (child, addr) = common::spawn_registry(
+            Command::new(env!("CARGO_BIN_EXE_registry"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+                .arg(dir.join("data"))
+                .args(extra)
+                .env("STRATA_LOG", "warn"),
+        );
         Registry {
             child,
             base: format!("http://{addr}"),

@@ -1,6 +1,8 @@
 //! Authentication, access control and TLS, against the real `registry` binary.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -19,25 +21,15 @@ struct Registry {
 
 impl Registry {
     fn start(dir: tempfile::TempDir, args: &[&str], scheme: &str) -> Registry {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-            .arg(dir.path().join("data"))
-            .args(args)
-            .current_dir(dir.path())
-            .env("STRATA_LOG", "debug")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(dir.path().join("log")).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("address line")
-            .to_owned();
+        let (child, addr) = common::spawn_registry(
+            Command::new(env!("CARGO_BIN_EXE_registry"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+                .arg(dir.path().join("data"))
+                .args(args)
+                .current_dir(dir.path())
+                .env("STRATA_LOG", "debug")
+                .stderr(std::fs::File::create(dir.path().join("log")).unwrap()),
+        );
         Registry {
             child,
             base: format!("{scheme}://{addr}"),

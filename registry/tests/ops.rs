@@ -1,6 +1,7 @@
 //! Operations against the real binary: online GC, fsck, staging cleanup, health and metrics.
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -18,22 +19,18 @@ struct Registry {
 
 impl Registry {
     fn start(dir: &Path) -> Registry {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-            .arg(dir.join("strata.toml"))
-            .env("STRATA_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect("address line")
-            .to_owned();
+        Registry::start_logging(dir, "warn", Stdio::inherit())
+    }
+
+    /// Start with the config in `dir`, logging at `level` to `stderr`.
+    fn start_logging(dir: &Path, level: &str, stderr: Stdio) -> Registry {
+        let (child, addr) = common::spawn_registry(
+            Command::new(env!("CARGO_BIN_EXE_registry"))
+                .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+                .arg(dir.join("strata.toml"))
+                .env("STRATA_LOG", level)
+                .stderr(stderr),
+        );
         Registry {
             child,
             base: format!("http://{addr}"),
@@ -54,11 +51,16 @@ impl Drop for Registry {
 
 /// A temp dir with a config: data inside it, the given `[gc]` settings.
 fn setup(gc: &str) -> (tempfile::TempDir, PathBuf) {
+    setup_config("", gc, "")
+}
+
+/// Like [`setup`], with `top` before the tables and `tail` after them.
+fn setup_config(top: &str, gc: &str, tail: &str) -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     std::fs::write(
         dir.path().join("strata.toml"),
-        format!("data = \"{}\"\n[gc]\n{gc}\n", data.display()),
+        format!("{top}\ndata = \"{}\"\n[gc]\n{gc}\n{tail}\n", data.display()),
     )
     .unwrap();
     (dir, data)
@@ -342,33 +344,17 @@ async fn startup_clears_staging_debris_and_health_endpoints_answer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn rate_limited_clients_get_429_with_retry_after_and_logs_can_be_json() {
-    let (dir, _data) = setup("");
-    let config = dir.path().join("strata.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!("log_format = \"json\"\n{text}\n[limits]\nrate_per_second = 1\nburst = 5\n"),
-    )
-    .unwrap();
+    let (dir, _data) = setup_config(
+        "log_format = \"json\"",
+        "",
+        "[limits]\nrate_per_second = 1\nburst = 5",
+    );
     let log = dir.path().join("log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let reg = Registry {
-        child,
-        base: format!(
-            "http://{}",
-            line.trim().strip_prefix("listening on ").unwrap()
-        ),
-    };
+    let reg = Registry::start_logging(
+        dir.path(),
+        "info",
+        std::fs::File::create(&log).unwrap().into(),
+    );
     let mut statuses = Vec::new();
     for _ in 0..8 {
         let r = Client::new().get(reg.url("/v2/")).send().await.unwrap();
@@ -472,14 +458,11 @@ fn read_until_closed(mut conn: std::net::TcpStream) -> Option<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_headers_and_bodies_time_out_without_starving_others() {
     use std::io::Write;
-    let (dir, _data) = setup("");
-    let config = dir.path().join("strata.toml");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        format!("{text}\n[limits]\nheader_timeout_secs = 1\nbody_idle_timeout_secs = 2\n"),
-    )
-    .unwrap();
+    let (dir, _data) = setup_config(
+        "",
+        "",
+        "[limits]\nheader_timeout_secs = 1\nbody_idle_timeout_secs = 2",
+    );
     let reg = Registry::start(dir.path());
     let addr = reg.base.strip_prefix("http://").unwrap().to_owned();
     let client = Client::new();
