@@ -110,7 +110,7 @@ fuzz_target!(|data: &[u8]| {
     if !data.starts_with(&[0x1f, 0x8b]) && !data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         fix_checksums(&mut data);
     }
-    let diff_id = Digest::sha256_of(b"");
+    let diff_id = runner::digest::sha256_of(b"");
     unpack_once(&data, &diff_id, Whiteouts::Overlay);
     unpack_once(&data, &diff_id, Whiteouts::Apply);
 });
