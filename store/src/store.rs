@@ -368,15 +368,7 @@ impl Store {
                     .filter(|h| h.algorithm() == digest.algorithm());
                 let actual = match cached {
                     Some(h) => h.finish(),
-                    None => objects::hash_objects(
-                        &self.objects,
-                        self.local_root.as_deref(),
-                        std::slice::from_ref(&staging),
-                        digest.algorithm().hasher(),
-                        None,
-                    )
-                    .await?
-                    .finish(),
+                    None => self.hash_staged(&staging, digest.algorithm()).await?,
                 };
                 (staging, actual, Some(data))
             }
@@ -436,6 +428,23 @@ impl Store {
         }
     }
 
+    /// Digest of one stored staging object, read back.
+    async fn hash_staged(
+        &self,
+        staging: &object_store::path::Path,
+        algorithm: Algorithm,
+    ) -> Result<Digest> {
+        let hasher = objects::hash_objects(
+            &self.objects,
+            self.local_root.as_deref(),
+            std::slice::from_ref(staging),
+            algorithm.hasher(),
+            None,
+        )
+        .await?;
+        Ok(hasher.finish())
+    }
+
     /// Join an upload's parts (object stores without in-place appends) into
     /// one staging object; returns it with the digest of its bytes.
     async fn assemble_parts(
@@ -474,15 +483,7 @@ impl Store {
                 .await?;
                 h.finish()
             }
-            (None, n) if n <= 1 => objects::hash_objects(
-                &self.objects,
-                self.local_root.as_deref(),
-                std::slice::from_ref(&staging),
-                digest.algorithm().hasher(),
-                None,
-            )
-            .await?
-            .finish(),
+            (None, n) if n <= 1 => self.hash_staged(&staging, digest.algorithm()).await?,
             (None, _) => objects::hash_objects(
                 &self.objects,
                 self.local_root.as_deref(),
