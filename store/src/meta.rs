@@ -86,6 +86,25 @@ fn digest_col(row: &sqlx::any::AnyRow, col: &str) -> Result<Digest> {
     })
 }
 
+/// Make `digest` visible in `repo` (idempotent), inside the caller's transaction.
+async fn link_repo_blob(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    repo: &RepoName,
+    digest: &Digest,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (repo, digest) DO NOTHING",
+    )
+    .bind(repo.as_str())
+    .bind(digest.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Meta {
     /// Connect to `url` (`sqlite://...` or `postgres://...`) and apply migrations.
     pub async fn open(url: &str) -> Result<Meta> {
@@ -202,15 +221,7 @@ impl Meta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repo, digest) DO NOTHING",
-        )
-        .bind(repo.as_str())
-        .bind(digest.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        link_repo_blob(&mut tx, repo, digest, now).await?;
         if let Some(id) = upload {
             sqlx::query("DELETE FROM upload_parts WHERE upload = $1")
                 .bind(id.as_str())
@@ -250,15 +261,7 @@ impl Meta {
             tx.rollback().await?;
             return Ok(None);
         }
-        sqlx::query(
-            "INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (repo, digest) DO NOTHING",
-        )
-        .bind(repo.as_str())
-        .bind(digest.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+        link_repo_blob(&mut tx, repo, digest, now).await?;
         tx.commit().await?;
         Ok(Some(size))
     }
