@@ -43,6 +43,7 @@ import http.client
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -794,7 +795,12 @@ def main():
     for f in failures:
         print(f"crash.py: FAIL {f}", flush=True)
     if failures:
-        tail = log_path.read_text(errors="replace").splitlines()[-20:] if log_path.exists() else []
+        text = log_path.read_text(errors="replace") if log_path.exists() else ""
+        lines = re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+        errors = [line for line in lines if " ERROR " in line or "panicked" in line][:20]
+        if errors:
+            print("crash.py: registry errors logged:\n  " + "\n  ".join(errors), flush=True)
+        tail = lines[-20:]
         if tail:
             print("crash.py: last registry log lines:\n  " + "\n  ".join(tail), flush=True)
         log(f"FAILED: {len(failures)} problems (seed {SEED})")

@@ -14,7 +14,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 
 use crate::meta::now;
-use crate::{layout, objects, Digest, Error, RepoName, Result, Store, UploadId};
+use crate::{layout, local, objects, Digest, Error, RepoName, Result, Store, UploadId};
 
 /// What a GC run should do.
 #[derive(Debug, Clone)]
@@ -141,7 +141,8 @@ impl Store {
         Ok(report)
     }
 
-    /// Delete staging objects of uploads that no longer exist, and committed
+    /// Delete staging objects of uploads that no longer exist, staging files
+    /// no live writer holds, partial files of the local backend, and committed
     /// objects older than `cutoff` that no metadata knows (a crash between the
     /// byte commit and the metadata commit leaves those). Returns how many.
     pub async fn purge_orphans(&self, cutoff: i64) -> Result<usize> {
@@ -160,6 +161,10 @@ impl Store {
                 .await;
                 purged += 1;
             }
+            let staging = root.join(layout::staging_root().as_ref());
+            purged += local::sweep_staging(staging).await?;
+            let blobs = root.join(layout::blobs_root().as_ref());
+            purged += local::sweep_partial_blobs(blobs).await?;
         }
         let staging: Vec<_> = self
             .objects

@@ -4,6 +4,7 @@
 //! <storage root>/
 //! ├── blobs/<alg>/<first 2 hex>/<hex>     committed content: layers, configs and manifests
 //! ├── quarantine/<alg>/<hex>               blobs `fsck --repair` found corrupt
+//! ├── staging/<random>                     manifest bytes on their way to blobs/ (local stores)
 //! └── uploads/<upload id>/
 //!     ├── part-<part id>                   one appended chunk of an open upload
 //!     └── assembled                        the parts joined, awaiting digest verification
@@ -11,7 +12,8 @@
 //!
 //! Committed content is immutable and named by its digest, so it is written once
 //! and shared by every repository. Everything under `uploads/` is staging debris
-//! once its session is gone, and may be deleted.
+//! once its session is gone, and may be deleted; so is a file under `staging/`
+//! that no process holds locked.
 
 use object_store::path::Path;
 
@@ -40,6 +42,17 @@ pub fn quarantine(digest: &Digest) -> Path {
         digest.algorithm().name(),
         digest.hex()
     ))
+}
+
+/// Directory of manifest bytes being written (local stores only: elsewhere a
+/// single PUT is atomic).
+pub fn staging_root() -> Path {
+    Path::from("staging")
+}
+
+/// Key of one file under [`staging_root`].
+pub fn staging_file(name: &str) -> Path {
+    Path::from(format!("staging/{name}"))
 }
 
 /// Parse an upload's staging key back into its upload id; `None` for anything else.

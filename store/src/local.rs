@@ -178,6 +178,120 @@ impl LockedData {
     }
 }
 
+/// Bytes in a file of their own under `staging/`, locked from creation until
+/// dropped, on their way to a blob key (manifests on a local store).
+///
+/// The lock is what tells [`sweep_staging`] the file is in use: once its
+/// writer is done or dead, the file is debris. Dropping removes the file
+/// unless it was committed (moved) meanwhile.
+pub struct StagedFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl StagedFile {
+    /// Write `bytes` to a fresh file in `dir`; the caller commits (fsyncs and
+    /// moves) it. Retries under a new name if a sweep took the file between
+    /// its creation and its lock, or if the directory went away meanwhile
+    /// (the backend removes a directory a move leaves empty).
+    pub async fn write(dir: PathBuf, bytes: Bytes) -> Result<StagedFile> {
+        blocking(move || loop {
+            match std::fs::create_dir_all(&dir) {
+                // It existed, then went: create it again.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                other => other?,
+            }
+            let path = dir.join(UploadId::new().as_str());
+            let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            file.lock()?;
+            match std::fs::metadata(&path) {
+                Ok(now) if now.ino() == file.metadata()?.ino() => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            let staged = StagedFile { file, path };
+            staged.file.write_all_at(&bytes, 0)?;
+            return Ok(staged);
+        })
+        .await
+    }
+
+    /// The file's name in its directory.
+    pub fn name(&self) -> &str {
+        self.path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for StagedFile {
+    fn drop(&mut self) {
+        // Gone already when it was committed.
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Delete the files in `dir` that no writer holds: what [`StagedFile`]s left
+/// behind when their process died. Returns how many.
+pub async fn sweep_staging(dir: PathBuf) -> Result<usize> {
+    blocking(move || {
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut swept = 0;
+        for entry in entries {
+            let path = entry?.path();
+            let Ok(file) = File::open(&path) else {
+                continue;
+            };
+            // Held: a live writer. Removing under our lock is safe, as a writer
+            // that created the file meanwhile re-checks it after locking.
+            if file.try_lock().is_ok() && std::fs::remove_file(&path).is_ok() {
+                swept += 1;
+            }
+        }
+        Ok(swept)
+    })
+    .await
+}
+
+/// Delete the half-written files the local backend leaves beside blobs when a
+/// process dies inside one of its own writes (`<hex>#<n>`; they never show in
+/// listings). Nothing writes them any more, so any found are debris from an
+/// earlier version. Returns how many.
+pub async fn sweep_partial_blobs(blobs: PathBuf) -> Result<usize> {
+    blocking(move || {
+        let mut swept = 0;
+        let mut dirs = vec![blobs];
+        while let Some(dir) = dirs.pop() {
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let entry = entry?;
+                if entry.file_type()?.is_dir() {
+                    dirs.push(entry.path());
+                } else if entry.file_name().to_string_lossy().contains('#') {
+                    std::fs::remove_file(entry.path())?;
+                    swept += 1;
+                }
+            }
+        }
+        Ok(swept)
+    })
+    .await
+}
+
 /// Ask the kernel to start writing a range back without waiting for it.
 fn start_writeback(file: &File, offset: u64, len: u64) {
     // SAFETY: a plain syscall on a file descriptor we own; it reads no memory.

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use futures::Stream;
 use object_store::ObjectStore;
 
-use crate::local::LockedData;
+use crate::local::{LockedData, StagedFile};
 use crate::manifest::{self, Descriptor, RefKind};
 use crate::meta::{ManifestRow, Meta, UploadRow};
 use crate::objects::{self, ByteStream};
@@ -554,9 +554,7 @@ impl Store {
         }
         tags.dedup();
         let _gate = self.gc_gate.read().await;
-        self.objects
-            .put(&layout::blob(&digest), bytes.clone().into())
-            .await?;
+        self.put_small_blob(&digest, bytes.clone()).await?;
         self.meta
             .put_manifest(
                 repo,
@@ -572,6 +570,25 @@ impl Store {
             subject: parsed.subject,
             tags,
         })
+    }
+
+    /// Store bytes held in memory under their digest, durable before this
+    /// returns. On a local store they go through a staging file and the same
+    /// fsync and rename as an uploaded blob, so a crash never leaves a partial
+    /// file; elsewhere a single PUT is atomic and durable.
+    async fn put_small_blob(&self, digest: &Digest, bytes: Bytes) -> Result<()> {
+        let key = layout::blob(digest);
+        let Some(root) = self.local_root.as_deref() else {
+            self.objects.put(&key, bytes.into()).await?;
+            return Ok(());
+        };
+        if self.objects.head(&key).await.is_ok() {
+            return Ok(());
+        }
+        let staged = StagedFile::write(root.join(layout::staging_root().as_ref()), bytes).await?;
+        let staging = layout::staging_file(staged.name());
+        objects::commit(self.objects.as_ref(), Some(root), &staging, &key).await?;
+        Ok(())
     }
 
     async fn check_refs(&self, repo: &RepoName, refs: &[(Digest, RefKind)]) -> Result<()> {
