@@ -379,29 +379,13 @@ impl ImageStore {
     }
 
     /// Moves a downloaded file into the store, which verifies its digest.
-    /// The file is removed once stored, and when it does not match `digest`.
+    /// The file is gone afterwards when it was stored, when the store already
+    /// had the blob, and when it does not match `digest`.
     pub fn put_blob_file(&self, digest: &Digest, file: &Path) -> Result<()> {
-        if !self.has_blob(digest)? {
-            let put = self.block_on(async {
-                let f = tokio::fs::File::open(file)
-                    .await
-                    .map_err(io_err("open", file))?;
-                let len = f.metadata().await.map_err(io_err("stat", file))?.len();
-                let body = tokio_util::io::ReaderStream::with_capacity(f, 1 << 20);
-                Ok::<_, Error>(
-                    self.store
-                        .put_blob(&pulling(), digest, Some(len), body)
-                        .await,
-                )
-            })?;
-            if let Err(e) = put {
-                if matches!(e, store::Error::DigestMismatch { .. }) {
-                    fs::remove_file(file).map_err(io_err("remove", file))?;
-                }
-                return Err(e.into());
-            }
+        if self.has_blob(digest)? {
+            return fs::remove_file(file).map_err(io_err("remove", file));
         }
-        fs::remove_file(file).map_err(io_err("remove", file))
+        Ok(self.block_on(self.store.put_blob_file(&pulling(), digest, file))?)
     }
 
     /// The manifest stored as `tag` in `repo`, with its digest; `None` if there is none.

@@ -1,6 +1,6 @@
 //! `runner pull`: resolve a reference to a platform manifest, download the
-//! config and every missing layer (in parallel, resumable, verified), and
-//! record the image in the local store.
+//! config and every missing layer (in parallel, resumable, verified), unpack
+//! each layer as soon as it is stored, and record the image in the local store.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -14,6 +14,7 @@ use crate::images::{self, ImageRecord, ImageStore};
 use crate::oci::{self, ImageConfig, Index, Manifest, Platform};
 use crate::paths::Root;
 use crate::reference::Reference;
+use crate::unpack;
 
 /// Errors from pulling an image.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum Error {
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] images::Error),
+    /// A layer could not be unpacked.
+    #[error(transparent)]
+    Unpack(#[from] unpack::Error),
     /// A manifest, index or config is not valid JSON of the expected shape.
     #[error("{what} of {reference} is malformed: {source}")]
     Malformed {
@@ -178,7 +182,15 @@ pub fn pull(
             diff_ids: config.rootfs.diff_ids.len(),
         });
     }
-    download_layers(root, store, &client, &manifest)?;
+    let pairs: Vec<(Digest, Digest)> = manifest
+        .layers
+        .iter()
+        .map(|l| l.digest.clone())
+        .zip(config.rootfs.diff_ids.iter().cloned())
+        .collect();
+    download_layers(root, store, &client, &manifest, &pairs)?;
+    // Layers stored earlier but not unpacked yet (a no-op for the rest).
+    unpack::ensure_layers(root, store, &pairs)?;
     store.put_image(reference, &fetched.bytes)?;
     Ok(ImageRecord {
         reference: reference.to_string(),
@@ -195,20 +207,23 @@ pub fn pull(
     })
 }
 
+/// Downloads the layers (blob, diff_id) the store lacks, several at once, and
+/// unpacks each one right after it is stored, while the others download.
 fn download_layers(
     root: &Root,
     store: &ImageStore,
     client: &Client,
     manifest: &Manifest,
+    layers: &[(Digest, Digest)],
 ) -> Result<()> {
-    let mut missing: Vec<&Digest> = Vec::new();
-    for layer in &manifest.layers {
-        if !store.has_blob(&layer.digest)? {
-            missing.push(&layer.digest);
+    let mut missing: Vec<&(Digest, Digest)> = Vec::new();
+    for pair in layers {
+        if !store.has_blob(&pair.0)? {
+            missing.push(pair);
         }
     }
     missing.sort();
-    missing.dedup();
+    missing.dedup_by(|a, b| a.0 == b.0);
     if missing.is_empty() {
         return Ok(());
     }
@@ -216,7 +231,7 @@ fn download_layers(
         total: manifest
             .layers
             .iter()
-            .filter(|l| missing.contains(&&l.digest))
+            .filter(|l| missing.iter().any(|(d, _)| d == &l.digest))
             .map(|l| l.size)
             .sum(),
         done: AtomicU64::new(0),
@@ -243,16 +258,19 @@ fn download_layers(
             .map(|_| {
                 s.spawn(|| loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(digest) = missing.get(i) else { break };
+                    let Some((digest, diff_id)) = missing.get(i) else {
+                        break;
+                    };
                     let partial = root.partial_download(digest);
                     let r = client
                         .download_blob(digest, &partial, &|n| {
                             progress.done.fetch_add(n, Ordering::Relaxed);
                         })
                         .map_err(Error::from)
-                        .and_then(|()| Ok(store.put_blob_file(digest, &partial)?));
+                        .and_then(|()| Ok(store.put_blob_file(digest, &partial)?))
+                        .and_then(|()| Ok(unpack::ensure_layer(root, store, digest, diff_id)?));
                     match r {
-                        Ok(()) => {
+                        Ok(_) => {
                             progress.finished_layers.fetch_add(1, Ordering::Relaxed);
                         }
                         Err(e) => {

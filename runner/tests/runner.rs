@@ -822,9 +822,13 @@ fn layers_are_unpacked_once_and_shared_between_images() {
     let b = layer(Compression::Zstd, &[file("b.txt", b"b")]);
     push_image(&w.reg, "one", "latest", &[&base, &a], default_config());
     push_image(&w.reg, "two", "latest", &[&base, &b], default_config());
-    assert_eq!(w.ok(&["run", &w.image("one"), "cat", "/a.txt"]), "a");
+    // A pull unpacks the layers, as Docker's does, so the first run starts at once.
+    w.ok(&["pull", &w.image("one")]);
+    assert_eq!(w.layer_dirs().len(), 2);
     let base_dir = w.root().join("layers/sha256").join(&base.diff_id[7..]);
     let inode = fs::metadata(&base_dir).unwrap().ino();
+    assert_eq!(w.ok(&["run", &w.image("one"), "cat", "/a.txt"]), "a");
+    assert_eq!(fs::metadata(&base_dir).unwrap().ino(), inode);
     assert_eq!(w.ok(&["run", &w.image("two"), "cat", "/b.txt"]), "b");
     assert_eq!(fs::metadata(&base_dir).unwrap().ino(), inode);
     assert_eq!(w.layer_dirs().len(), 3);

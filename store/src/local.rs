@@ -11,6 +11,10 @@
 //! Writes run on a blocking thread fed through a bounded channel, and start
 //! write-back every 8 MiB (`sync_file_range`), so the fsync at commit only
 //! waits for the tail while the network, the hash and the disk overlap.
+//!
+//! A [`StagedFile`] is the same idea for bytes that arrive whole (manifests)
+//! or as a finished local file (the runner's downloads): a locked file under
+//! `staging/`, committed like an upload, swept only once nobody holds it.
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -196,10 +200,8 @@ impl StagedFile {
     /// (the backend removes a directory a move leaves empty).
     pub async fn write(dir: PathBuf, bytes: Bytes) -> Result<StagedFile> {
         blocking(move || loop {
-            match std::fs::create_dir_all(&dir) {
-                // It existed, then went: create it again.
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                other => other?,
+            if !create_staging_dir(&dir)? {
+                continue;
             }
             let path = dir.join(UploadId::new().as_str());
             let file = match OpenOptions::new().write(true).create_new(true).open(&path) {
@@ -221,6 +223,49 @@ impl StagedFile {
         .await
     }
 
+    /// Move the file at `src` into `dir` under a fresh name, locked before
+    /// the move so no sweep takes it. `None` when `src` is on another
+    /// filesystem and cannot be moved (the caller copies it then).
+    pub async fn adopt(dir: PathBuf, src: PathBuf) -> Result<Option<StagedFile>> {
+        blocking(move || {
+            let file = File::open(&src)?;
+            file.lock()?;
+            loop {
+                if !create_staging_dir(&dir)? {
+                    continue;
+                }
+                let path = dir.join(UploadId::new().as_str());
+                match std::fs::rename(&src, &path) {
+                    Ok(()) => return Ok(Some(StagedFile { file, path })),
+                    Err(e) if e.raw_os_error() == Some(libc::EXDEV) => return Ok(None),
+                    // The directory went away between its creation and the move.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && src.exists() => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .await
+    }
+
+    /// The digest and size of the file's bytes, read back.
+    pub async fn digest(&self, algorithm: crate::Algorithm) -> Result<(crate::Digest, u64)> {
+        let file = self.file.try_clone().map_err(local_err)?;
+        blocking(move || {
+            let mut hasher = algorithm.hasher();
+            let mut buf = vec![0u8; 1 << 20];
+            let mut size = 0u64;
+            loop {
+                let n = file.read_at(&mut buf, size)?;
+                if n == 0 {
+                    return Ok((hasher.finish(), size));
+                }
+                hasher.update(&buf[..n]);
+                size += n as u64;
+            }
+        })
+        .await
+    }
+
     /// The file's name in its directory.
     pub fn name(&self) -> &str {
         self.path
@@ -234,6 +279,16 @@ impl Drop for StagedFile {
     fn drop(&mut self) {
         // Gone already when it was committed.
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Create the staging directory; `false` when it vanished while being
+/// created (the backend removes a directory a move leaves empty): try again.
+fn create_staging_dir(dir: &std::path::Path) -> io::Result<bool> {
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

@@ -216,6 +216,42 @@ impl Store {
         result
     }
 
+    /// Store the local file at `path` as a blob of `repo`, verifying its
+    /// digest. The file is consumed: on a local store on the same filesystem
+    /// it is moved in rather than copied; otherwise it is copied, then removed.
+    /// On a digest mismatch it is removed and nothing becomes visible.
+    pub async fn put_blob_file(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        path: &std::path::Path,
+    ) -> Result<()> {
+        if let Some(root) = self.local_root.as_deref() {
+            let dir = root.join(layout::staging_root().as_ref());
+            if let Some(staged) = StagedFile::adopt(dir, path.to_path_buf()).await? {
+                let (actual, size) = staged.digest(digest.algorithm()).await?;
+                if &actual != digest {
+                    return Err(Error::DigestMismatch {
+                        expected: digest.clone(),
+                        actual,
+                    });
+                }
+                let staging = layout::staging_file(staged.name());
+                return self
+                    .commit_verified(repo, digest, size, &staging, None)
+                    .await;
+            }
+        }
+        let file = tokio::fs::File::open(path).await.map_err(Error::from_io)?;
+        let len = file.metadata().await.map_err(Error::from_io)?.len();
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+        let put = self.put_blob(repo, digest, Some(len), body).await;
+        if matches!(put, Ok(()) | Err(Error::DigestMismatch { .. })) {
+            tokio::fs::remove_file(path).await.map_err(Error::from_io)?;
+        }
+        put
+    }
+
     // ---- uploads ----
 
     /// Open an upload session.
@@ -384,28 +420,35 @@ impl Store {
                 actual,
             });
         }
-        let _gate = self.gc_gate.read().await;
-        objects::commit(
-            self.objects.as_ref(),
-            self.local_root.as_deref(),
-            &staging,
-            &layout::blob(digest),
-        )
-        .await?;
-        self.meta
-            .commit_blob(repo, digest, up.size, Some(id))
+        self.commit_verified(repo, digest, up.size, &staging, Some(id))
             .await?;
+        self.delete_upload_dir(id).await?;
+        Ok(())
+    }
+
+    /// Make verified staging bytes the blob `digest` of `repo`: bytes first,
+    /// then the metadata (which also ends the upload session `upload`).
+    async fn commit_verified(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        staging: &object_store::path::Path,
+        upload: Option<&UploadId>,
+    ) -> Result<()> {
+        let _gate = self.gc_gate.read().await;
+        let root = self.local_root.as_deref();
+        let blob = layout::blob(digest);
+        objects::commit(self.objects.as_ref(), root, staging, &blob).await?;
+        self.meta.commit_blob(repo, digest, size, upload).await?;
         // A GC in another process may have swept the stored copy we deduplicated
         // onto just before our metadata committed: then commit ours after all.
-        let blob = layout::blob(digest);
         if matches!(
             self.objects.head(&blob).await,
             Err(object_store::Error::NotFound { .. })
         ) {
-            let root = self.local_root.as_deref();
-            objects::commit(self.objects.as_ref(), root, &staging, &blob).await?;
+            objects::commit(self.objects.as_ref(), root, staging, &blob).await?;
         }
-        self.delete_upload_dir(id).await?;
         Ok(())
     }
 

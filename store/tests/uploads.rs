@@ -133,3 +133,56 @@ fn tokio_stream_from(
 ) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
+
+#[tokio::test]
+async fn a_local_file_is_moved_in_verified_or_copied_across_filesystems() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::local(dir.path())).await.unwrap();
+    let repo = RepoName::from_str("a/b").unwrap();
+    let blobs = dir.path().join("storage/blobs");
+
+    // Same filesystem: moved, so the stored file is the very inode written.
+    let data = b"downloaded layer bytes".repeat(1000);
+    let digest = Digest::of(Algorithm::Sha256, &data);
+    let file = dir.path().join("download");
+    std::fs::write(&file, &data).unwrap();
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+    store.put_blob_file(&repo, &digest, &file).await.unwrap();
+    assert!(!file.exists());
+    let stored = blobs.join(format!("sha256/{}/{}", &digest.hex()[..2], digest.hex()));
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&stored).unwrap()),
+        inode
+    );
+    assert_eq!(read_back(&store, &digest).await, data);
+    assert_eq!(
+        store.blob_size(&repo, &digest).await.unwrap(),
+        data.len() as u64
+    );
+
+    // A file that does not match its digest is refused and removed.
+    std::fs::write(&file, b"tampered").unwrap();
+    let other = Digest::of(Algorithm::Sha256, b"what was announced");
+    let err = store.put_blob_file(&repo, &other, &file).await.unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert!(!file.exists());
+    assert!(matches!(
+        store.blob_size(&repo, &other).await.unwrap_err(),
+        Error::BlobUnknown { .. }
+    ));
+
+    // Another filesystem (tmpfs): copied, then removed.
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let far = shm.path().join("download");
+    let data = b"from another filesystem".repeat(100);
+    let digest = Digest::of(Algorithm::Sha256, &data);
+    std::fs::write(&far, &data).unwrap();
+    store.put_blob_file(&repo, &digest, &far).await.unwrap();
+    assert!(!far.exists());
+    assert_eq!(read_back(&store, &digest).await, data);
+
+    // Nothing is left in staging.
+    let staging = dir.path().join("storage/staging");
+    let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(left, 0);
+}
