@@ -296,7 +296,7 @@ fn pagination(query: &Query) -> Result<(Option<u64>, Option<String>), ApiError> 
 /// Shape a paginated list: fetch one more than asked to know whether to send `Link`.
 fn paginated(
     key: &str,
-    mut items: Vec<String>,
+    mut items: &[String],
     n: Option<u64>,
     base: &str,
     extra: serde_json::Value,
@@ -304,7 +304,7 @@ fn paginated(
     let mut link = None;
     if let Some(n) = n {
         if items.len() as u64 > n {
-            items.truncate(n as usize);
+            items = &items[..n as usize];
             if let Some(last) = items.last() {
                 link = Some(format!("<{base}?n={n}&last={last}>; rel=\"next\""));
             }
@@ -342,7 +342,7 @@ async fn catalog(state: &AppState, caller: &Caller, query: &Query) -> ApiResult 
         let repos = state.store.repositories(last.as_deref(), want).await?;
         return Ok(paginated(
             "repositories",
-            repos,
+            &repos,
             n,
             "/v2/_catalog",
             json!({}),
@@ -367,7 +367,7 @@ async fn catalog(state: &AppState, caller: &Caller, query: &Query) -> ApiResult 
     repos.truncate(want.min(usize::MAX as u64) as usize);
     Ok(paginated(
         "repositories",
-        repos,
+        &repos,
         n,
         "/v2/_catalog",
         json!({}),
@@ -445,7 +445,7 @@ async fn tags(store: &Store, repo: &RepoName, query: &Query) -> ApiResult {
     let base = format!("/v2/{repo}/tags/list");
     Ok(paginated(
         "tags",
-        tags,
+        &tags,
         n,
         &base,
         json!({"name": repo.as_str()}),

@@ -479,7 +479,7 @@ impl ImageStore {
 
     fn tags(&self, repo: &RepoName) -> Result<Vec<String>> {
         match self.block_on(self.store.tags(repo, None, u64::MAX)) {
-            Ok(tags) => Ok(tags),
+            Ok(tags) => Ok(tags.to_vec()),
             Err(store::Error::NameUnknown { .. }) => Ok(Vec::new()),
             Err(e) => Err(e.into()),
         }

@@ -26,7 +26,7 @@ pub use gc::{GcOptions, GcReport, Problem};
 pub use manifest::Descriptor;
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;
-pub use store::{PutManifest, Store, StoreConfig, StoredManifest};
+pub use store::{PutManifest, Store, StoreConfig, StoredManifest, TagPage};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -58,6 +58,22 @@ impl StoreConfig {
     }
 }
 
+/// A page of a repository's sorted tags: a window on the shared (cached)
+/// list, so serving a 10,000-tag list copies no tag.
+#[derive(Debug, Clone)]
+pub struct TagPage {
+    all: Arc<Vec<String>>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for TagPage {
+    type Target = [String];
+
+    fn deref(&self) -> &[String] {
+        &self.all[self.range.clone()]
+    }
+}
+
 /// The outcome of a manifest push.
 #[derive(Debug, Clone)]
 pub struct PutManifest {
@@ -717,25 +733,20 @@ impl Store {
     }
 
     /// Tags of a repository, sorted, after `last`, at most `limit`.
-    pub async fn tags(
-        &self,
-        repo: &RepoName,
-        last: Option<&str>,
-        limit: u64,
-    ) -> Result<Vec<String>> {
+    pub async fn tags(&self, repo: &RepoName, last: Option<&str>, limit: u64) -> Result<TagPage> {
         let all = self.all_tags(repo).await?;
         let from = last.map_or(0, |last| all.partition_point(|t| t.as_str() <= last));
-        let tags: Vec<String> = all[from..]
-            .iter()
-            .take(usize::try_from(limit).unwrap_or(usize::MAX))
-            .cloned()
-            .collect();
-        if tags.is_empty() && last.is_none() && !self.meta.repo_exists(repo).await? {
+        let to = from.saturating_add(usize::try_from(limit).unwrap_or(usize::MAX));
+        let page = TagPage {
+            range: from..to.min(all.len()),
+            all,
+        };
+        if page.is_empty() && last.is_none() && !self.meta.repo_exists(repo).await? {
             return Err(Error::NameUnknown {
                 name: repo.to_string(),
             });
         }
-        Ok(tags)
+        Ok(page)
     }
 
     /// Every tag of `repo`, in byte order, from the cache when its version is

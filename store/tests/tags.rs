@@ -39,10 +39,10 @@ async fn a_cached_tag_list_follows_changes_made_by_another_process() {
         tag(&writer, &repo, name, i as u32).await;
     }
     assert_eq!(
-        reader.tags(&repo, None, u64::MAX).await.unwrap(),
+        *reader.tags(&repo, None, u64::MAX).await.unwrap(),
         ["a", "b", "c"]
     );
-    assert_eq!(reader.tags(&repo, Some("a"), 1).await.unwrap(), ["b"]);
+    assert_eq!(*reader.tags(&repo, Some("a"), 1).await.unwrap(), ["b"]);
 
     // Re-pointing a tag keeps the names; adding and deleting change them.
     tag(&writer, &repo, "b", 7).await;
@@ -52,10 +52,10 @@ async fn a_cached_tag_list_follows_changes_made_by_another_process() {
         .await
         .unwrap();
     assert_eq!(
-        reader.tags(&repo, None, u64::MAX).await.unwrap(),
+        *reader.tags(&repo, None, u64::MAX).await.unwrap(),
         ["b", "c", "d"]
     );
-    assert_eq!(reader.tags(&repo, Some("c"), 10).await.unwrap(), ["d"]);
+    assert_eq!(*reader.tags(&repo, Some("c"), 10).await.unwrap(), ["d"]);
     assert!(reader.tags(&repo, Some("d"), 10).await.unwrap().is_empty());
 
     // Deleting a manifest by digest takes its tags with it.
@@ -68,7 +68,7 @@ async fn a_cached_tag_list_follows_changes_made_by_another_process() {
         .await
         .unwrap();
     assert_eq!(
-        reader.tags(&repo, None, u64::MAX).await.unwrap(),
+        *reader.tags(&repo, None, u64::MAX).await.unwrap(),
         ["b", "d"]
     );
 }
