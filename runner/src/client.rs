@@ -15,7 +15,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{self, Digest, HashingReader};
+use crate::digest::{self, Digest};
 use crate::reference::Reference;
 
 /// Errors talking to a registry.
@@ -445,12 +445,13 @@ impl Client {
 
     /// Downloads a blob into `partial`, resuming from what is already there
     /// (HTTP Range), and verifies the whole file against `digest`.
-    /// `progress` is called with the number of new bytes as they arrive.
+    /// `on_bytes` sees every byte of the blob, in order: first what a resumed
+    /// download already had, then the new bytes as they arrive.
     pub fn download_blob(
         &self,
         digest: &Digest,
         partial: &Path,
-        progress: &dyn Fn(u64),
+        on_bytes: &mut dyn FnMut(&[u8]),
     ) -> Result<()> {
         let url = format!("{}/v2/{}/blobs/{}", self.base, self.repository, digest);
         let io_err = |action| {
@@ -474,23 +475,31 @@ impl Client {
             }
             other => other?,
         };
-        let (mut hasher, mut size, mut file) = if resp.status() == 206 {
-            let existing = File::open(partial).map_err(io_err("open"))?;
-            let (hasher, size) = HashingReader::new(existing, digest.algorithm())
-                .drain()
-                .map_err(io_err("read"))?;
-            progress(size);
-            let file = OpenOptions::new()
+        let mut hasher = digest.algorithm().hasher();
+        let mut size = 0;
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut file = if resp.status() == 206 {
+            let mut existing = File::open(partial).map_err(io_err("open"))?;
+            loop {
+                let n = match existing.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_err("read")(e)),
+                };
+                hasher.update(&buf[..n]);
+                size += n as u64;
+                on_bytes(&buf[..n]);
+            }
+            OpenOptions::new()
                 .append(true)
                 .open(partial)
-                .map_err(io_err("open"))?;
-            (hasher, size, file)
+                .map_err(io_err("open"))?
         } else {
-            let file = File::create(partial).map_err(io_err("create"))?;
-            (digest.algorithm().hasher(), 0, file)
+            File::create(partial).map_err(io_err("create"))?
         };
         let mut reader = resp.into_reader();
-        let mut buf = vec![0u8; 256 * 1024];
+        let mut written_back = size;
         loop {
             let n = match reader.read(&mut buf) {
                 Ok(0) => break,
@@ -506,7 +515,11 @@ impl Client {
             file.write_all(&buf[..n]).map_err(io_err("write"))?;
             hasher.update(&buf[..n]);
             size += n as u64;
-            progress(n as u64);
+            on_bytes(&buf[..n]);
+            if size - written_back >= WRITE_BEHIND {
+                store::start_writeback(&file, written_back, size - written_back);
+                written_back = size;
+            }
         }
         file.sync_all().map_err(io_err("sync"))?;
         let actual = hasher.finish();
@@ -522,6 +535,9 @@ impl Client {
         Ok(())
     }
 }
+
+/// Start write-back after this many downloaded bytes.
+const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
 
 #[cfg(test)]
 mod tests {

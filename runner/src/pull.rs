@@ -207,8 +207,8 @@ pub fn pull(
     })
 }
 
-/// Downloads the layers (blob, diff_id) the store lacks, several at once, and
-/// unpacks each one right after it is stored, while the others download.
+/// Downloads the layers (blob, diff_id) the store lacks, several at once, each
+/// unpacked as it downloads.
 fn download_layers(
     root: &Root,
     store: &ImageStore,
@@ -261,14 +261,7 @@ fn download_layers(
                     let Some((digest, diff_id)) = missing.get(i) else {
                         break;
                     };
-                    let partial = root.partial_download(digest);
-                    let r = client
-                        .download_blob(digest, &partial, &|n| {
-                            progress.done.fetch_add(n, Ordering::Relaxed);
-                        })
-                        .map_err(Error::from)
-                        .and_then(|()| Ok(store.put_blob_file(digest, &partial)?))
-                        .and_then(|()| Ok(unpack::ensure_layer(root, store, digest, diff_id)?));
+                    let r = fetch_layer(root, store, client, digest, diff_id, &progress.done);
                     match r {
                         Ok(_) => {
                             progress.finished_layers.fetch_add(1, Ordering::Relaxed);
@@ -290,5 +283,82 @@ fn download_layers(
     match first_error.into_inner().expect("error lock") {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// Downloads one layer into the store and unpacks it on the way: the bytes go
+/// to the download file and, through a bounded queue, to an unpacker thread.
+/// The unpacked layer is moved into place only once the download verified
+/// against `digest` (and the unpack against `diff_id`).
+fn fetch_layer(
+    root: &Root,
+    store: &ImageStore,
+    client: &Client,
+    digest: &Digest,
+    diff_id: &Digest,
+    done: &AtomicU64,
+) -> Result<()> {
+    let partial = root.partial_download(digest);
+    if root.layer(diff_id).is_dir() {
+        client.download_blob(digest, &partial, &mut |bytes| {
+            done.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        })?;
+        return Ok(store.put_blob_file(digest, &partial)?);
+    }
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(16);
+    std::thread::scope(|s| {
+        let unpacker = s.spawn(move || unpack::unpack_layer(root, QueueReader::new(rx), diff_id));
+        let mut tx = Some(tx);
+        let downloaded = client.download_blob(digest, &partial, &mut |bytes| {
+            done.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            // An unpacker that stopped (done, or failed) no longer reads.
+            if tx.as_ref().is_some_and(|t| t.send(bytes.to_vec()).is_err()) {
+                tx = None;
+            }
+        });
+        drop(tx);
+        let unpacked = match unpacker.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        downloaded?;
+        store.put_blob_file(digest, &partial)?;
+        unpacked?.install()?;
+        Ok(())
+    })
+}
+
+/// Reads the byte chunks sent through a queue, until its sender is gone.
+struct QueueReader {
+    rx: mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl QueueReader {
+    fn new(rx: mpsc::Receiver<Vec<u8>>) -> QueueReader {
+        QueueReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        }
+    }
+}
+
+impl std::io::Read for QueueReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Err(mpsc::RecvError) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }

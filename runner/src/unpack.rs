@@ -459,6 +459,74 @@ impl Drop for TempDir {
 
 static UNPACK_SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// A layer unpacked and verified into a temporary directory beside the
+/// layers, not in place yet; dropped without [`Unpacked::install`], it is removed.
+pub struct Unpacked {
+    tmp: TempDir,
+    diff_id: Digest,
+    final_dir: PathBuf,
+}
+
+/// Unpacks the layer stream `blob` (compressed or not) into a temporary
+/// directory, verifying it against `diff_id`.
+pub fn unpack_layer(root: &Root, blob: impl Read, diff_id: &Digest) -> Result<Unpacked> {
+    let tmp = root.tmp_dir().join(format!(
+        "unpack-{}-{}-{}",
+        diff_id.hex(),
+        std::process::id(),
+        UNPACK_SEQ.fetch_add(1, Ordering::Relaxed)
+    ));
+    let io_err = |action, path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io {
+            layer: diff_id.clone(),
+            action,
+            path,
+            source,
+        }
+    };
+    fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
+    let guard = TempDir(Some(tmp.clone()));
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &tmp))?;
+    unpack_into(blob, &tmp, diff_id, Whiteouts::Overlay)?;
+    Ok(Unpacked {
+        tmp: guard,
+        diff_id: diff_id.clone(),
+        final_dir: root.layer(diff_id),
+    })
+}
+
+impl Unpacked {
+    /// Moves the layer into place and returns its directory. Safe against
+    /// concurrent runners: if another one installed the layer first, theirs
+    /// is kept.
+    pub fn install(mut self) -> Result<PathBuf> {
+        let final_dir = self.final_dir.clone();
+        let tmp = self
+            .tmp
+            .0
+            .clone()
+            .expect("an unpacked layer has its directory");
+        let io_err = |action, path: &Path, source| Error::Io {
+            layer: self.diff_id.clone(),
+            action,
+            path: path.to_owned(),
+            source,
+        };
+        let parent = final_dir.parent().expect("layer dir has a parent");
+        fs::create_dir_all(parent).map_err(|e| io_err("create", parent, e))?;
+        match fs::rename(&tmp, &final_dir) {
+            Ok(()) => {
+                self.tmp.0 = None;
+                Ok(final_dir)
+            }
+            // Another runner finished the same layer first: theirs is as good as ours.
+            Err(_) if final_dir.is_dir() => Ok(final_dir),
+            Err(e) => Err(io_err("rename into", &final_dir, e)),
+        }
+    }
+}
+
 /// Makes sure the layer `diff_id` (stored as blob `blob`) is unpacked, and
 /// returns its directory. Unpacks at most once; safe against concurrent runners.
 pub fn ensure_layer(
@@ -471,38 +539,7 @@ pub fn ensure_layer(
     if final_dir.is_dir() {
         return Ok(final_dir);
     }
-    let io_err = |action, path: &Path| {
-        let path = path.to_owned();
-        move |source| Error::Io {
-            layer: diff_id.clone(),
-            action,
-            path,
-            source,
-        }
-    };
-    let tmp = root.tmp_dir().join(format!(
-        "unpack-{}-{}-{}",
-        diff_id.hex(),
-        std::process::id(),
-        UNPACK_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
-    fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
-    let guard = TempDir(Some(tmp.clone()));
-    fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &tmp))?;
-    let file = store.open_blob(blob)?;
-    unpack_into(file, &tmp, diff_id, Whiteouts::Overlay)?;
-    let parent = final_dir.parent().expect("layer dir has a parent");
-    fs::create_dir_all(parent).map_err(io_err("create", parent))?;
-    match fs::rename(&tmp, &final_dir) {
-        Ok(()) => {
-            let mut guard = guard;
-            guard.0 = None;
-            Ok(final_dir)
-        }
-        // Another runner finished the same layer first: theirs is as good as ours.
-        Err(_) if final_dir.is_dir() => Ok(final_dir),
-        Err(e) => Err(io_err("rename into", &final_dir)(e)),
-    }
+    unpack_layer(root, store.open_blob(blob)?, diff_id)?.install()
 }
 
 /// Unpacks every missing layer, independent layers in parallel, and returns

@@ -996,6 +996,71 @@ fn interrupted_download_resumes_with_range() {
     );
 }
 
+/// Names under the runner's tmp dir of layers unpacked while downloading.
+fn unpack_leftovers(w: &World) -> Vec<String> {
+    fs::read_dir(w.root().join("tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("unpack-"))
+        .collect()
+}
+
+#[test]
+fn a_layer_unpacked_while_downloading_is_kept_only_when_both_digests_verify() {
+    let w = World::new();
+    let l = busybox_layer(Compression::Gzip, vec![]);
+    // The config names another diff_id: the blob is fine, its content is not that layer.
+    let lying = Layer {
+        blob: l.blob.clone(),
+        diff_id: sha256(b"some other layer"),
+        media_type: l.media_type,
+    };
+    push_image(&w.reg, "lying", "latest", &[&lying], default_config());
+    let out = w.runner(&["pull", &w.image("lying")]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("diff_id mismatch"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.layer_dirs().is_empty(), "{:?}", w.layer_dirs());
+    assert!(
+        unpack_leftovers(&w).is_empty(),
+        "{:?}",
+        unpack_leftovers(&w)
+    );
+
+    // A download that fails its digest leaves no layer either, even though
+    // its unpack (of a corrupt first half) ran alongside.
+    let l = busybox_layer(Compression::Gzip, vec![file("honest.txt", b"yes")]);
+    push_image(&w.reg, "honest", "latest", &[&l], default_config());
+    let partial = w
+        .root()
+        .join("tmp")
+        .join(format!("sha256-{}.partial", &sha256(&l.blob)[7..]));
+    let mut corrupt = l.blob[..l.blob.len() / 2].to_vec();
+    corrupt[10] ^= 0xff;
+    fs::write(&partial, &corrupt).unwrap();
+    let out = w.runner(&["pull", &w.image("honest")]);
+    assert!(!out.status.success());
+    assert!(w.layer_dirs().is_empty(), "{:?}", w.layer_dirs());
+    assert!(
+        unpack_leftovers(&w).is_empty(),
+        "{:?}",
+        unpack_leftovers(&w)
+    );
+
+    // The honest image then pulls, unpacked by the pull itself.
+    w.ok(&["pull", &w.image("honest")]);
+    assert_eq!(w.layer_dirs().len(), 1);
+    assert_eq!(
+        w.ok(&["run", &w.image("honest"), "echo", "verified"]),
+        "verified\n"
+    );
+}
+
 fn strata_cgroups() -> Vec<String> {
     ["memory", "pids", "cpu"]
         .iter()

@@ -23,6 +23,7 @@ mod store;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use gc::{GcOptions, GcReport, Problem};
+pub use local::start_writeback;
 pub use manifest::Descriptor;
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;

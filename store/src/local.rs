@@ -347,8 +347,10 @@ pub async fn sweep_partial_blobs(blobs: PathBuf) -> Result<usize> {
     .await
 }
 
-/// Ask the kernel to start writing a range back without waiting for it.
-fn start_writeback(file: &File, offset: u64, len: u64) {
+/// Ask the kernel to start writing a range of `file` back without waiting
+/// for it, so a later fsync only waits for what came after. (The runner's
+/// downloads use it too.)
+pub fn start_writeback(file: &File, offset: u64, len: u64) {
     // SAFETY: a plain syscall on a file descriptor we own; it reads no memory.
     // Its failure only means the final fsync has more to do.
     unsafe {
