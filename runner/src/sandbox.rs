@@ -7,7 +7,10 @@
 //! write its id maps, release it, then forward signals (the stop signal with
 //! a SIGKILL deadline for SIGTERM) until it exits.
 //!
-//! Child side, in order: new cgroup namespace; private mounts; overlayfs of
+//! Child side, in order (without a user namespace the cgroup step comes
+//! just before `pivot_root`, so the root filesystem is built while the
+//! parent moves the child into its cgroup): wait for the parent's go, new
+//! cgroup namespace; private mounts; overlayfs of
 //! the layers (the overlay lives only in the container's mount namespace, so
 //! nothing is left mounted on the host if the runner dies); volumes and tmpfs;
 //! the state dir's `etc/` files over `/etc/{hostname,hosts,resolv.conf}`;
@@ -271,6 +274,16 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
     if let Err(e) = prepare_child(launch, pid, &fd_parent) {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
+        // The child may have failed first, on its own: its report says why.
+        let mut report = String::new();
+        let _ = fs::File::from(err_r).read_to_string(&mut report);
+        if let Some((code, message)) = parse_report(&report) {
+            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            return Ok(Outcome {
+                code,
+                setup_error: Some(message),
+            });
+        }
         return Err(e);
     }
     let _ = nix::unistd::write(&sync_w, b"1");
@@ -278,13 +291,8 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
 
     let mut report = Vec::new();
     let _ = fs::File::from(err_r).read_to_end(&mut report);
-    if !report.is_empty() {
+    if let Some((code, message)) = parse_report(&String::from_utf8_lossy(&report)) {
         let _ = waitpid(pid, None);
-        let text = String::from_utf8_lossy(&report).into_owned();
-        let (code, message) = text
-            .split_once('\n')
-            .and_then(|(c, m)| Some((c.parse().ok()?, m.to_owned())))
-            .unwrap_or((125, text.clone()));
         let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
         return Ok(Outcome {
             code,
@@ -337,6 +345,19 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
         code,
         setup_error: None,
     })
+}
+
+/// A child's setup failure report, `<exit code>\n<message>`; `None` when it
+/// reported nothing.
+fn parse_report(text: &str) -> Option<(i32, String)> {
+    if text.is_empty() {
+        return None;
+    }
+    Some(
+        text.split_once('\n')
+            .and_then(|(c, m)| Some((c.parse().ok()?, m.to_owned())))
+            .unwrap_or((125, text.to_owned())),
+    )
 }
 
 fn prepare_child(launch: &Launch<'_>, pid: Pid, layer_socket: &OwnedFd) -> Result<()> {
@@ -531,6 +552,20 @@ fn child_main(ctx: &ChildContext<'_>) -> isize {
 
 enum Never {}
 
+/// Wait for the runner's go (this process is in its cgroup then, and its id
+/// maps are written), and take a cgroup namespace rooted at that cgroup.
+fn join_cgroup(ctx: &ChildContext<'_>) -> Result<(), ChildError> {
+    let mut go = [0u8; 1];
+    // SAFETY: reading one byte into a local buffer.
+    if unsafe { libc::read(ctx.sync_r, go.as_mut_ptr().cast(), 1) } != 1 {
+        return Err(ChildError(
+            125,
+            "runner went away before the container started".into(),
+        ));
+    }
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())
+}
+
 fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     let launch = ctx.launch;
     let spec = launch.spec;
@@ -544,15 +579,15 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
             0,
         )
     };
-    let mut go = [0u8; 1];
-    // SAFETY: reading one byte into a local buffer.
-    if unsafe { libc::read(ctx.sync_r, go.as_mut_ptr().cast(), 1) } != 1 {
-        return Err(ChildError(
-            125,
-            "runner went away before the container started".into(),
-        ));
+    // In a user namespace nothing works before the runner wrote the id maps,
+    // so wait for its go first. Otherwise build the root filesystem while the
+    // runner puts this process in its cgroup (on cgroup v1 that write waits
+    // for an RCU grace period, ~10 ms here), and wait just before pivoting:
+    // nothing of the image runs before then.
+    let early = spec.userns.is_none();
+    if !early {
+        join_cgroup(ctx)?;
     }
-    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
     if spec.userns.is_some() {
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .ctx(|| "setresgid in user namespace".into())?;
@@ -590,6 +625,9 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     nix::unistd::sethostname(&spec.hostname).ctx(|| "sethostname".into())?;
     if spec.network == Network::None {
         loopback_up().ctx(|| "bring up lo".into())?;
+    }
+    if early {
+        join_cgroup(ctx)?;
     }
     pivot_into(&rootfs)?;
     setup_stdio(ctx)?;
