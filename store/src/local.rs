@@ -108,14 +108,16 @@ impl LockedData {
 
     /// Write `body` at `offset`, feeding `hasher`. Fails with `SizeMismatch`
     /// when `expected_len` is given and not met, with `BodyIncomplete` when the
-    /// body fails. Returns the file, still locked, and the bytes written.
+    /// body fails. Returns the file, still locked, the bytes written and the
+    /// hasher. The writer thread hashes, so receiving the body, hashing it and
+    /// copying it to the page cache run on two cores.
     pub async fn append<S>(
         self,
         offset: u64,
         body: S,
-        mut hasher: Option<&mut Hasher>,
+        mut hasher: Option<Hasher>,
         expected_len: Option<u64>,
-    ) -> Result<(LockedData, u64)>
+    ) -> Result<(LockedData, u64, Option<Hasher>)>
     where
         S: Stream<Item = io::Result<Bytes>> + Send,
     {
@@ -126,6 +128,9 @@ impl LockedData {
             let mut unflushed = offset;
             let mut result = Ok(());
             while let Some(chunk) = rx.blocking_recv() {
+                if let Some(h) = hasher.as_mut() {
+                    h.update(&chunk);
+                }
                 if let Err(e) = file.write_all_at(&chunk, pos) {
                     result = Err(e);
                     break;
@@ -136,7 +141,7 @@ impl LockedData {
                     unflushed = pos;
                 }
             }
-            (file, result)
+            (file, result, hasher)
         });
         let mut body = std::pin::pin!(body);
         let mut written: u64 = 0;
@@ -157,15 +162,12 @@ impl LockedData {
                 });
                 break;
             }
-            if let Some(h) = hasher.as_deref_mut() {
-                h.update(&chunk);
-            }
             if tx.send(chunk).await.is_err() {
                 break; // the writer failed; its error is reported below
             }
         }
         drop(tx);
-        let (file, wrote) = match writer.await {
+        let (file, wrote, hasher) = match writer.await {
             Ok(done) => done,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => return Err(local_err(io::Error::other(e))),
@@ -177,7 +179,7 @@ impl LockedData {
                 expected,
                 actual: written,
             }),
-            _ => Ok((LockedData { file }, written)),
+            _ => Ok((LockedData { file }, written, hasher)),
         }
     }
 }

@@ -325,7 +325,7 @@ impl Store {
         }
         let mut hasher = self.take_hasher(id, up.size);
         if let Some(data) = data {
-            let (_data, written) = data.append(up.size, body, hasher.as_mut(), len).await?;
+            let (_data, written, hasher) = data.append(up.size, body, hasher, len).await?;
             if written > 0 && !self.meta.append_part(id, &up, DATA_PART, written).await? {
                 return Err(Error::UploadOutOfOrder {
                     start: up.size,
