@@ -464,7 +464,7 @@ class Bench:
             self.row(name=f"pull + unpack of a 3-layer {size / 1e6:.0f} MB gzip image from our registry",
                      unit="s wall", ours=o, peer=p, peer_name="podman pull of the same image", ratio=r,
                      target=">= 2x faster", met=r >= 2, ratio_def="podman s / ours s",
-                     extra="ours = `runner pull` then `runner run IMAGE /bin/true` (the run unpacks the layers), "
+                     extra="ours = `runner pull` (which unpacks each layer as it downloads) then `runner run IMAGE /bin/true`, "
                            "so it also pays for one container start")
         else:
             self.row(name=f"pull + unpack of a 3-layer {size / 1e6:.0f} MB gzip image from our registry",
