@@ -1,6 +1,6 @@
 //! `runner pull`: resolve a reference to a platform manifest, download the
 //! config and every missing layer (in parallel, resumable, verified), unpack
-//! each layer as soon as it is stored, and record the image in the local store.
+//! each layer while it downloads, and record the image in the local store.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;

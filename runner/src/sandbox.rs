@@ -278,7 +278,8 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
         let mut report = String::new();
         let _ = fs::File::from(err_r).read_to_string(&mut report);
         if let Some((code, message)) = parse_report(&report) {
-            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
+            let _ =
+                nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
             return Ok(Outcome {
                 code,
                 setup_error: Some(message),
