@@ -1,0 +1,17 @@
+//! End-to-end tests of the `runner` binary against a real registry and the
+//! real kernel. They need root, the registry binary (STRATA_REGISTRY_BIN),
+//! Debian's busybox-static, gcc with static glibc, and runc for the bundle test.
+//!
+//! Each test gets its own temp dir, its own registry process and its own
+//! runner state root. Registries are stopped, and any leftover cgroup removed,
+//! by Drop guards, so a failing test cleans up too.
+//!
+//! Modules: `harness` (shared set-up), `lifecycle`, `isolation`, `images`,
+//! and the security regression tests, one per attack: `security_container`
+//! (what a hostile image or container process tries) and `security_host`
+//! (what a hostile local user or host misconfiguration allows).
+
+mod harness;
+mod images;
+mod isolation;
+mod lifecycle;
