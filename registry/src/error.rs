@@ -188,7 +188,7 @@ impl From<store::Error> for ApiError {
                 ApiError::new(Code::DigestInvalid)
             }
             E::NameInvalid { .. } => ApiError::new(Code::NameInvalid),
-            E::TagInvalid { .. } | E::ManifestInvalid { .. } => {
+            E::TagInvalid { .. } | E::ManifestInvalid { .. } | E::DescriptorSizeMismatch { .. } => {
                 ApiError::new(Code::ManifestInvalid)
             }
             E::NameUnknown { .. } => ApiError::new(Code::NameUnknown),

@@ -19,6 +19,11 @@ pub enum Route {
     Tags(RepoName),
     /// `/v2/<name>/manifests/<reference>`
     Manifest(RepoName, Reference),
+    /// `/v2/<name>/manifests/<reference>` whose reference is neither a valid
+    /// tag nor a valid digest (kept as sent): no such manifest can exist, so
+    /// reads answer 404 `MANIFEST_UNKNOWN` as distribution does; writes get
+    /// the parse error.
+    BadManifestReference(RepoName, String),
     /// `/v2/<name>/referrers/<digest>`
     Referrers(RepoName, Digest),
     /// `/v2/<name>/blobs/uploads/`
@@ -36,7 +41,7 @@ impl Route {
             Route::Base => "base",
             Route::Catalog => "catalog",
             Route::Tags(..) => "tags",
-            Route::Manifest(..) => "manifest",
+            Route::Manifest(..) | Route::BadManifestReference(..) => "manifest",
             Route::Referrers(..) => "referrers",
             Route::Uploads(..) => "uploads",
             Route::Upload(..) => "upload",
@@ -50,6 +55,7 @@ impl Route {
             Route::Base | Route::Catalog => None,
             Route::Tags(r)
             | Route::Manifest(r, _)
+            | Route::BadManifestReference(r, _)
             | Route::Referrers(r, _)
             | Route::Uploads(r)
             | Route::Upload(r, _)
@@ -106,7 +112,10 @@ pub fn parse(path: &str) -> Result<Route, ApiError> {
         }
         (l, _, ["manifests", r]) if l >= 3 => {
             let repo = name(l - 2)?;
-            Ok(Route::Manifest(repo, r.parse()?))
+            Ok(match r.parse() {
+                Ok(reference) => Route::Manifest(repo, reference),
+                Err(_) => Route::BadManifestReference(repo, (*r).to_owned()),
+            })
         }
         (l, _, ["referrers", d]) if l >= 3 => {
             let repo = name(l - 2)?;
@@ -182,8 +191,8 @@ mod tests {
             Code::DigestInvalid
         );
         assert_eq!(
-            parse("/v2/a/manifests/bad!tag").unwrap_err().code(),
-            Code::ManifestInvalid
+            parse("/v2/a/manifests/bad!tag").unwrap(),
+            Route::BadManifestReference("a".parse().unwrap(), "bad!tag".into())
         );
         assert_eq!(parse("/v2/a").unwrap_err().code(), Code::Unsupported);
         assert_eq!(

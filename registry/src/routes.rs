@@ -99,10 +99,10 @@ async fn route(state: &AppState, request: Request) -> ApiResult {
     let host = header_str(h, header::HOST)
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
-    let caller = authorize(state, &route, m, &query, h, host).await?;
+    let access = authorize(state, &route, m, &query, h, host).await?;
     match route {
         Route::Base if is_read(m) => Ok(Json(json!({})).into_response()),
-        Route::Catalog if *m == Method::GET => catalog(state, &caller, &query).await,
+        Route::Catalog if *m == Method::GET => catalog(state, &access.who.caller, &query).await,
         Route::Tags(repo) if *m == Method::GET => tags(store, &repo, &query).await,
         Route::Manifest(repo, r) if is_read(m) => {
             get_manifest(store, &repo, &r, *m == Method::GET).await
@@ -111,13 +111,21 @@ async fn route(state: &AppState, request: Request) -> ApiResult {
             put_manifest(store, &repo, &r, &query, h, body).await
         }
         Route::Manifest(repo, r) if *m == Method::DELETE => delete_manifest(store, &repo, &r).await,
+        Route::BadManifestReference(_, r) if is_read(m) => {
+            Err(ApiError::new(Code::ManifestUnknown)
+                .detail(format!("{r:?} is neither a valid tag nor a valid digest")))
+        }
+        Route::BadManifestReference(_, r) if *m == Method::PUT || *m == Method::DELETE => Err(r
+            .parse::<Reference>()
+            .err()
+            .map_or_else(|| ApiError::new(Code::ManifestInvalid), ApiError::from)),
         Route::Referrers(repo, d) if *m == Method::GET => referrers(store, &repo, &d, &query).await,
         Route::Blob(repo, d) if is_read(m) => {
             get_blob(store, &repo, &d, h, *m == Method::GET).await
         }
         Route::Blob(repo, d) if *m == Method::DELETE => delete_blob(store, &repo, &d).await,
         Route::Uploads(repo) if *m == Method::POST => {
-            post_upload(store, &repo, &query, h, body).await
+            post_upload(store, &access, &repo, &query, h, body).await
         }
         Route::Upload(repo, id) if *m == Method::GET => get_upload(store, &repo, &id).await,
         Route::Upload(repo, id) if *m == Method::PATCH => {
@@ -132,50 +140,76 @@ async fn route(state: &AppState, request: Request) -> ApiResult {
     }
 }
 
-/// What a request needs: (repository, action) pairs.
-fn needs(route: &Route, m: &Method, query: &Query) -> Vec<(String, Action)> {
-    let Some(repo) = route.repo() else {
-        return Vec::new();
-    };
+/// What a request needs: the (repository, action) it must be allowed.
+///
+/// A mount's source is not among them: a caller who may not pull `from` gets
+/// a plain upload session, as if the blob were not there (see [`post_upload`]).
+fn needs(route: &Route, m: &Method) -> Option<(String, Action)> {
+    let repo = route.repo()?;
     let action = match route {
         _ if *m == Method::DELETE && !matches!(route, Route::Upload(..)) => Action::Delete,
         _ if is_read(m) && !matches!(route, Route::Upload(..)) => Action::Pull,
         _ => Action::Push,
     };
-    let mut needs = vec![(repo.to_string(), action)];
-    if let (Route::Uploads(_), Some(_), Some(from)) = (route, query.get("mount"), query.get("from"))
-    {
-        needs.push((from.to_owned(), Action::Pull));
+    Some((repo.to_string(), action))
+}
+
+/// The repository a mount request would read from, named in the challenge's
+/// scope so that token clients ask for it (it is granted only if permitted).
+fn mount_source<'q>(route: &Route, query: &'q Query) -> Option<&'q str> {
+    match route {
+        Route::Uploads(_) if query.get("mount").is_some() => query.get("from"),
+        _ => None,
     }
-    needs
+}
+
+/// An authenticated caller, with what it may do beyond the request's needs.
+pub struct Access<'a> {
+    auth: Option<&'a Auth>,
+    /// Who the caller is, with its token's grants.
+    pub who: Verified,
+}
+
+impl Access<'_> {
+    /// Whether the caller may do `action` on `repo` (always, without auth).
+    pub fn may(&self, repo: &RepoName, action: Action) -> bool {
+        self.auth
+            .is_none_or(|auth| auth.check(&self.who, repo.as_str(), action).is_ok())
+    }
 }
 
 /// Authenticate the caller and check every permission the request needs.
-async fn authorize(
-    state: &AppState,
+async fn authorize<'a>(
+    state: &'a AppState,
     route: &Route,
     m: &Method,
     query: &Query,
     h: &HeaderMap,
     host: &str,
-) -> Result<Caller, ApiError> {
+) -> Result<Access<'a>, ApiError> {
     let Some(auth) = &state.auth else {
-        return Ok(Caller::Anonymous);
+        return Ok(Access {
+            auth: None,
+            who: Verified {
+                caller: Caller::Anonymous,
+                grants: None,
+            },
+        });
     };
-    let needs = needs(route, m, query);
-    let scope = match route {
-        Route::Catalog => Some("registry:catalog:*".to_owned()),
-        _ if needs.is_empty() => None,
-        _ => Some(
-            needs
-                .iter()
-                .map(|(repo, action)| match action {
-                    Action::Push => format!("repository:{repo}:pull,push"),
-                    a => format!("repository:{repo}:{}", a.name()),
-                })
-                .collect::<Vec<_>>()
-                .join(" "),
-        ),
+    let needs = needs(route, m);
+    let scope = match (route, &needs) {
+        (Route::Catalog, _) => Some("registry:catalog:*".to_owned()),
+        (_, None) => None,
+        (_, Some((repo, action))) => {
+            let mut scope = match action {
+                Action::Push => format!("repository:{repo}:pull,push"),
+                a => format!("repository:{repo}:{}", a.name()),
+            };
+            if let Some(from) = mount_source(route, query) {
+                scope.push_str(&format!(" repository:{from}:pull"));
+            }
+            Some(scope)
+        }
     };
     let refuse = |r: Refusal| match r {
         Refusal::Denied => ApiError::new(Code::Denied),
@@ -195,15 +229,18 @@ async fn authorize(
         .verify(header_str(h, header::AUTHORIZATION))
         .await
         .map_err(refuse)?;
-    if needs.is_empty() && who.caller == Caller::Anonymous && who.grants.is_none() {
+    if needs.is_none() && who.caller == Caller::Anonymous && who.grants.is_none() {
         return Err(refuse(Refusal::Unauthenticated {
             reason: "authentication required",
         }));
     }
-    for (repo, action) in &needs {
+    if let Some((repo, action)) = &needs {
         auth.check(&who, repo, *action).map_err(refuse)?;
     }
-    Ok(who.caller)
+    Ok(Access {
+        auth: Some(auth),
+        who,
+    })
 }
 
 fn is_read(m: &Method) -> bool {
@@ -657,8 +694,15 @@ fn upload_accepted(status: StatusCode, repo: &RepoName, id: &UploadId, size: u64
     )
 }
 
+/// `POST .../blobs/uploads/`: a mount, a monolithic push, or a new session.
+///
+/// A mount links only from a `from` the caller may pull. Without `from`, or
+/// with one the caller may not read or that lacks the blob, the answer is a
+/// plain new session (202), the same in every case, so it never tells whether
+/// the digest is stored anywhere else.
 async fn post_upload(
     store: &Store,
+    access: &Access<'_>,
     repo: &RepoName,
     query: &Query,
     h: &HeaderMap,
@@ -670,8 +714,10 @@ async fn post_upload(
             Some(f) => Some(f.parse::<RepoName>()?),
             None => None,
         };
-        if store.mount_blob(repo, &digest, from.as_ref()).await? {
-            return Ok(blob_created(repo, &digest));
+        if let Some(from) = from.filter(|f| access.may(f, Action::Pull)) {
+            if store.mount_blob(repo, &digest, &from).await? {
+                return Ok(blob_created(repo, &digest));
+            }
         }
     } else if let Some(d) = query.get("digest") {
         let digest: Digest = d.parse()?;

@@ -385,19 +385,61 @@ async fn cross_repository_and_anonymous_mounts() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     assert!(r.headers().contains_key("location"));
-    let r = client()
-        .post(reg.url(&format!("/v2/anon/blobs/uploads/?mount={d}")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    // Without `from` a mount is a plain upload start, stored digest or not:
+    // it links nothing and tells nothing.
     let unknown = sha256(b"unknown");
+    for digest in [&d, &unknown] {
+        let r = client()
+            .post(reg.url(&format!("/v2/anon/blobs/uploads/?mount={digest}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::ACCEPTED, "{digest}");
+        assert!(r.headers().contains_key("location"));
+        assert!(!r.headers().contains_key("docker-content-digest"));
+    }
     let r = client()
-        .post(reg.url(&format!("/v2/anon/blobs/uploads/?mount={unknown}")))
+        .head(reg.url(&format!("/v2/anon/blobs/{d}")))
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "nothing was linked");
+}
+
+#[tokio::test]
+async fn descriptor_sizes_must_match_the_stored_content() {
+    let reg = Registry::start(&[]);
+    let cd = push_blob(&reg, "sizes", b"{}").await;
+    let ld = push_blob(&reg, "sizes", b"12345").await;
+    let image = |layer_size: u64| {
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": 2},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": layer_size}]}))
+        .unwrap()
+    };
+    let r = put_manifest(&reg, "sizes", "lie", OCI_MANIFEST, &image(999_999)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r).await, "MANIFEST_INVALID");
+    let r = client()
+        .head(reg.url("/v2/sizes/manifests/lie"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND, "nothing was stored");
+    let good = image(5);
+    let r = put_manifest(&reg, "sizes", "ok", OCI_MANIFEST, &good).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    // An index's child manifest is checked too.
+    let index = |size: usize| {
+        serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
+            "manifests": [{"mediaType": OCI_MANIFEST, "digest": sha256(&good), "size": size}]}))
+        .unwrap()
+    };
+    let r = put_manifest(&reg, "sizes", "list", OCI_INDEX, &index(good.len() + 1)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(error_code(r).await, "MANIFEST_INVALID");
+    let r = put_manifest(&reg, "sizes", "list", OCI_INDEX, &index(good.len())).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
 }
 
 #[tokio::test]
@@ -791,8 +833,22 @@ async fn malformed_requests_get_spec_errors_and_leave_no_trace() {
             400,
             "NAME_INVALID",
         ),
+        // A reference that is neither a tag nor a digest names no manifest:
+        // 404 for reads, as distribution answers; 400 for a push.
         (
             Method::GET,
+            "/v2/a/manifests/bad@ref".into(),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            Method::GET,
+            "/v2/a/manifests/sha256:123".into(),
+            404,
+            "MANIFEST_UNKNOWN",
+        ),
+        (
+            Method::PUT,
             "/v2/a/manifests/bad@ref".into(),
             400,
             "MANIFEST_INVALID",
@@ -833,6 +889,12 @@ async fn malformed_requests_get_spec_errors_and_leave_no_trace() {
         assert_eq!(r.status().as_u16(), status, "{method} {path}");
         assert_eq!(error_code(r).await, code, "{method} {path}");
     }
+    let r = client()
+        .head(reg.url("/v2/a/manifests/bad@ref"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
 
     // Path traversal, sent raw because HTTP clients normalise `..` away.
     for path in [

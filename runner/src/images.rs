@@ -413,9 +413,7 @@ impl ImageStore {
         let (repo, tag) = locate(reference)?;
         let parsed: Manifest = parse_json(manifest, "manifest", reference)?;
         for d in blobs_of(&parsed) {
-            if !self.block_on(self.store.mount_blob(&repo, d, None))? {
-                return Err(Error::BlobNotFound { digest: d.clone() });
-            }
+            self.link_blob(&repo, d)?;
         }
         let previous = self.tagged(&repo, &tag)?;
         // A manifest without mediaType was served as an OCI manifest (pull
@@ -441,6 +439,28 @@ impl ImageStore {
             }
         }
         Ok(())
+    }
+
+    /// Makes stored blob `digest` visible in `repo`. The store mounts only
+    /// from a named repository: [`PULLING`] first (a fresh download), then
+    /// the other images' repositories (a layer they share, not downloaded
+    /// again). The runner owns every repository of its store.
+    fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        if self.block_on(self.store.blob_size(repo, digest)).is_ok() {
+            return Ok(());
+        }
+        if self.block_on(self.store.mount_blob(repo, digest, &pulling()))? {
+            return Ok(());
+        }
+        for name in self.block_on(self.store.repositories(None, u64::MAX))? {
+            let from: RepoName = name.parse()?;
+            if self.block_on(self.store.mount_blob(repo, digest, &from))? {
+                return Ok(());
+            }
+        }
+        Err(Error::BlobNotFound {
+            digest: digest.clone(),
+        })
     }
 
     /// Forgets manifest `digest` of `repo` if no tag points at it any more,

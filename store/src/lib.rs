@@ -137,6 +137,16 @@ pub enum Error {
         /// The missing reference.
         digest: Digest,
     },
+    /// A pushed manifest's descriptor declares a size other than the stored content's.
+    #[error("descriptor of {digest} declares {declared} bytes; the stored content has {stored}")]
+    DescriptorSizeMismatch {
+        /// The referenced content.
+        digest: Digest,
+        /// The size the descriptor declares.
+        declared: u64,
+        /// The size of the content the repository holds.
+        stored: u64,
+    },
     /// Bad configuration.
     #[error("{detail}")]
     Config {

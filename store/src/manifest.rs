@@ -79,8 +79,8 @@ pub struct ParsedManifest {
     pub subject: Option<Digest>,
     /// Annotations, as JSON text.
     pub annotations: Option<String>,
-    /// Everything this manifest references.
-    pub refs: Vec<(Digest, RefKind)>,
+    /// Everything this manifest references, with the size its descriptor declares.
+    pub refs: Vec<(Digest, RefKind, u64)>,
 }
 
 fn invalid(reason: impl Into<String>) -> Error {
@@ -128,14 +128,14 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest>
             if raw.manifests.is_some() {
                 return Err(invalid("an image manifest has no manifests field"));
             }
-            refs.push((config.digest.clone(), RefKind::Blob));
+            refs.push((config.digest.clone(), RefKind::Blob, config.size));
             for layer in layers {
                 let kind = if is_foreign_layer(&layer.media_type) {
                     RefKind::ForeignBlob
                 } else {
                     RefKind::Blob
                 };
-                refs.push((layer.digest.clone(), kind));
+                refs.push((layer.digest.clone(), kind, layer.size));
             }
         }
         OCI_INDEX | DOCKER_LIST => {
@@ -147,7 +147,7 @@ pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<ParsedManifest>
                 return Err(invalid("an index has no config or layers"));
             }
             for m in manifests {
-                refs.push((m.digest.clone(), RefKind::Manifest));
+                refs.push((m.digest.clone(), RefKind::Manifest, m.size));
             }
         }
         other => {

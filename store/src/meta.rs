@@ -236,22 +236,32 @@ impl Meta {
         Ok(())
     }
 
-    /// Make a stored blob visible in `repo`, from `from` or (if `None`) from anywhere.
-    /// Returns the blob's size, or `None` if the source does not hold it.
+    /// Make a blob of `from` visible in `repo` too. Returns the blob's size,
+    /// or `None` if `from` does not hold it. There is deliberately no way to
+    /// mount a blob by digest alone: content is only ever linked from a
+    /// repository the caller names (and the registry checks it may read).
     pub async fn mount_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
-        from: Option<&RepoName>,
+        from: &RepoName,
     ) -> Result<Option<u64>> {
-        let size = match from {
-            Some(from) => self.repo_blob_size(from, digest).await?,
-            None => self.blob_size(digest).await?,
-        };
-        let Some(size) = size else { return Ok(None) };
-        // Link only if the blob is still stored: a GC may have swept it since.
         let now = now();
         let mut tx = self.write.begin().await?;
+        // Read the source inside the transaction, and link only if the blob
+        // is still stored: a GC may have swept it since the client asked.
+        let row = sqlx::query(
+            "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest \
+             WHERE r.repo = $1 AND r.digest = $2",
+        )
+        .bind(from.as_str())
+        .bind(digest.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(size) = row.map(|r| r.get::<i64, _>(0) as u64) else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
         let touched = sqlx::query("UPDATE blobs SET last_access = $1 WHERE digest = $2")
             .bind(now)
             .bind(digest.to_string())
@@ -446,7 +456,7 @@ impl Meta {
         .bind(now)
         .execute(&mut *tx)
         .await?;
-        for (child, kind) in &parsed.refs {
+        for (child, kind, _) in &parsed.refs {
             // Refresh the referenced blob, so a concurrent GC (which only takes
             // blobs idle past its grace period) leaves it alone; and when refs
             // must exist, fail if a GC removed it since they were checked.

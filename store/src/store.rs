@@ -196,14 +196,15 @@ impl Store {
         }
     }
 
-    /// Make a stored blob visible in `repo` without copying it. With `from`,
-    /// only from that repository; without, from wherever it is stored.
-    /// Returns false when the source does not hold it.
+    /// Make a blob of `from` visible in `repo` without copying it. Returns
+    /// false when `from` does not hold it. The source is required: whether
+    /// the caller may read `from` is the caller's check, and a blob is never
+    /// linked by digest alone (that would expose every repository's content).
     pub async fn mount_blob(
         &self,
         repo: &RepoName,
         digest: &Digest,
-        from: Option<&RepoName>,
+        from: &RepoName,
     ) -> Result<bool> {
         let _gate = self.gc_gate.read().await;
         Ok(self.meta.mount_blob(repo, digest, from).await?.is_some())
@@ -604,9 +605,8 @@ impl Store {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
         };
-        if !self.allow_sparse {
-            self.check_refs(repo, &parsed.refs).await?;
-        }
+        self.check_refs(repo, &parsed.refs, !self.allow_sparse)
+            .await?;
         let mut tags: Vec<Tag> = extra_tags.to_vec();
         if let Reference::Tag(t) = reference {
             tags.insert(0, t.clone());
@@ -650,17 +650,36 @@ impl Store {
         Ok(())
     }
 
-    async fn check_refs(&self, repo: &RepoName, refs: &[(Digest, RefKind)]) -> Result<()> {
-        for (digest, kind) in refs {
-            let present = match kind {
-                RefKind::Blob => self.meta.repo_blob_size(repo, digest).await?.is_some(),
-                RefKind::Manifest => self.meta.manifest(repo, digest).await?.is_some(),
-                RefKind::ForeignBlob => true,
+    /// Check each reference against what `repo` holds: a size other than the
+    /// stored content's is refused always; absent content unless `require`
+    /// is off (sparse manifests). Only `repo` is looked at, never content
+    /// another repository holds.
+    async fn check_refs(
+        &self,
+        repo: &RepoName,
+        refs: &[(Digest, RefKind, u64)],
+        require: bool,
+    ) -> Result<()> {
+        for (digest, kind, declared) in refs {
+            let stored = match kind {
+                RefKind::Blob => self.meta.repo_blob_size(repo, digest).await?,
+                RefKind::Manifest => self.meta.manifest(repo, digest).await?.map(|m| m.size),
+                RefKind::ForeignBlob => continue,
             };
-            if !present {
-                return Err(Error::ManifestBlobUnknown {
-                    digest: digest.clone(),
-                });
+            match stored {
+                Some(stored) if stored != *declared => {
+                    return Err(Error::DescriptorSizeMismatch {
+                        digest: digest.clone(),
+                        declared: *declared,
+                        stored,
+                    })
+                }
+                None if require => {
+                    return Err(Error::ManifestBlobUnknown {
+                        digest: digest.clone(),
+                    })
+                }
+                _ => {}
             }
         }
         Ok(())
