@@ -2,13 +2,12 @@
 //! built in memory and pushed over HTTP, and a `World` (registry + state root)
 //! that runs the real `runner` binary.
 
+use sha2::{Digest as _, Sha256};
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use sha2::{Digest as _, Sha256};
 
 pub const BUSYBOX: &str = "/bin/busybox";
 
@@ -240,7 +239,13 @@ pub fn put_blob(reg: &Registry, repo: &str, blob: &[u8]) -> String {
     digest
 }
 
-pub fn put_manifest(reg: &Registry, repo: &str, tag: &str, media_type: &str, body: &[u8]) -> String {
+pub fn put_manifest(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    media_type: &str,
+    body: &[u8],
+) -> String {
     let resp = ureq::put(&format!("http://{}/v2/{repo}/manifests/{tag}", reg.addr))
         .set("Content-Type", media_type)
         .send_bytes(body)

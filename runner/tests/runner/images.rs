@@ -3,12 +3,10 @@
 
 use crate::harness::*;
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-use sha2::{Digest as _, Sha256};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
 
 #[test]
 fn whiteout_and_opaque_directory_hide_lower_content() {

@@ -3,12 +3,8 @@
 
 use crate::harness::*;
 use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-use sha2::{Digest as _, Sha256};
+use std::path::Path;
 
 #[test]
 fn memory_limit_breach_exits_137_and_says_oom() {

@@ -4,11 +4,8 @@
 use crate::harness::*;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-use sha2::{Digest as _, Sha256};
+use std::process::{Command, Stdio};
 
 #[test]
 fn echo_hello_prints_hello() {
