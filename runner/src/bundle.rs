@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
@@ -66,7 +67,18 @@ pub fn write_bundle(
             source,
         }
     };
-    fs::create_dir_all(&rootfs).map_err(io_err("create", &rootfs))?;
+    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    // 0700: the image's set-uid-root files and device nodes land in it, and
+    // the bundle may sit where every local user can walk (runc runs as root).
+    // With --userns only the container's root may enter.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&rootfs)
+        .map_err(io_err("create", &rootfs))?;
+    if let Some(map) = spec.userns {
+        std::os::unix::fs::chown(&rootfs, Some(map.host_start), Some(map.host_start))
+            .map_err(io_err("chown", &rootfs))?;
+    }
     let result = (|| {
         for (layer, diff_id) in record.layers.iter().zip(&record.diff_ids) {
             let blob = store.open_blob(&layer.digest)?;

@@ -172,6 +172,9 @@ impl AuthFile {
             .mode(0o600)
             .open(path)
             .map_err(io_err("write"))?;
+        // `mode` applies only to a new file: narrow one an older version made.
+        f.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(io_err("chmod"))?;
         f.write_all(&bytes).map_err(io_err("write"))
     }
 }
@@ -542,6 +545,26 @@ const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn saved_credentials_are_owner_only_even_over_an_older_open_file() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("auth.json");
+        fs::write(&path, b"{}").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        let mut auth = AuthFile::load(&path).unwrap();
+        auth.set(
+            "reg.lan:5000",
+            &Credentials {
+                username: "u".into(),
+                password: "p".into(),
+            },
+        );
+        auth.save(&path).unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
 
     #[test]
     fn loopback_hosts_use_plain_http() {

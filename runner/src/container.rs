@@ -298,6 +298,12 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
     cgroup.create(&spec.limits)?;
     write_etc_files(container.dir(), spec)?;
     if let Some(map) = spec.userns {
+        chown(container.dir(), Some(map.host_start), Some(map.host_start)).map_err(|source| {
+            Error::Prepare {
+                path: container.dir().to_owned(),
+                source,
+            }
+        })?;
         for sub in ["upper", "work", "rootfs"] {
             let path = container.dir().join(sub);
             chown(&path, Some(map.host_start), Some(map.host_start))

@@ -24,7 +24,7 @@ fn pull_options(cli: &Cli, platform: Option<&str>) -> Result<PullOptions> {
 }
 
 fn run(cli: &Cli) -> Result<i32> {
-    let root = Root::new(&cli.root);
+    let root = Root::prepare(&cli.root)?;
     state::clean_stale(&root).context("cleaning up after an earlier crash")?;
     match &cli.command {
         Command::Pull(args) => {

@@ -1,26 +1,120 @@
 //! The one place that builds paths under the runner's state root.
 //!
 //! ```text
-//! <root>/                          (--root, default /var/lib/strata-runner)
+//! <root>/                          (--root, default /var/lib/strata-runner), 0700
 //!   store/                         the shared `store` crate's directory: every blob
 //!                                  (manifests, configs, layer archives) and image, see
 //!                                  [`crate::images`] for how images map onto it
 //!     storage/ registry.db         the store's own layout: bytes and SQLite metadata
 //!     open.lock                    held while a runner opens (and migrates) the store
-//!   layers/<alg>/<hex of diff_id>/ each layer unpacked once, shared by every image
-//!   containers/<id>/               per-container state, removed when the container ends
+//!   layers/<alg>/<hex of diff_id>/ each layer unpacked once, shared by every image (layers/ 0700)
+//!   containers/<id>/               per-container state, removed when the container ends (0700;
+//!                                  owned by the container's root with --userns)
 //!     state.json                   owner pid + start time, cgroup, layers in use
 //!     upper/ work/ rootfs/         overlay upper, work and mount point
 //!     etc/                         hostname, hosts, resolv.conf bound into the container
 //!     lower/<n>/                   id-mapped layer mount points (--userns only)
 //!   seccomp/<sha256>.bpf           compiled seccomp filters, built once
 //!   tmp/                           downloads in progress (*.partial) and unpacks in progress
-//!   auth.json                      credentials stored by `runner login`
+//!   auth.json                      credentials stored by `runner login` (0600)
 //! ```
+//!
+//! The root is private (0700, owned by the runner's user) and [`Root::prepare`]
+//! checks it on every start, refusing a root other users can reach, as ssh
+//! refuses a readable key: layers keep their modes, so a set-uid-root file
+//! from an image, one that root inside a container made in its upper dir, or
+//! a device node would be usable by any local user who can walk the path.
+//! The directories right under it are 0700 too. A `--userns` container's
+//! root (an unprivileged host uid) never walks this path: the runner hands it
+//! its state directory as a descriptor (see [`crate::container`]).
 
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::digest::Digest;
+
+/// Errors preparing the state root.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A filesystem operation failed.
+    #[error("state root {action} {path}: {source}")]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Path.
+        path: PathBuf,
+        /// OS error.
+        source: io::Error,
+    },
+    /// The root is not a directory.
+    #[error("state root {0} is not a directory")]
+    NotADirectory(PathBuf),
+    /// Other users can reach the root.
+    #[error(
+        "state root {path} is accessible to other users (mode {mode:04o}): the set-uid files \
+         and device nodes of its layers would be theirs to use; run `chmod 700 {path}`"
+    )]
+    Accessible {
+        /// The root.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The root belongs to another user.
+    #[error(
+        "state root {path} belongs to uid {owner}, not to this user (uid {uid}); \
+         run `chown {uid} {path}` or choose another --root"
+    )]
+    Owner {
+        /// The root.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// The runner's effective uid.
+        uid: u32,
+    },
+    /// A parent directory lets other users replace the root.
+    #[error(
+        "state root {root}: its parent {path} (uid {owner}, mode {mode:04o}) can be written by \
+         other users, who could swap the root; use a root whose parents only root or you can write"
+    )]
+    UnsafeParent {
+        /// The root.
+        root: PathBuf,
+        /// The parent directory.
+        path: PathBuf,
+        /// Its owner.
+        owner: u32,
+        /// Its permission bits.
+        mode: u32,
+    },
+}
+
+/// Creates `dir` (not its parents) with mode 0700, or, if it exists as a
+/// directory, takes group and other permissions off it. Used for every
+/// directory of the state root that holds layers, containers or the store.
+pub fn create_private_dir(dir: &Path) -> io::Result<()> {
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            let meta = fs::metadata(dir)?;
+            if meta.mode() & 0o077 != 0 {
+                fs::set_permissions(dir, fs::Permissions::from_mode(meta.mode() & 0o7700))?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether a parent directory is safe: only root or `uid` can write it, or
+/// it is sticky (like `/tmp`), so nobody else can rename what is in it.
+fn safe_parent(meta: &fs::Metadata, uid: u32) -> bool {
+    (meta.uid() == 0 || meta.uid() == uid)
+        && (meta.mode() & 0o022 == 0 || meta.mode() & 0o1000 != 0)
+}
 
 /// Default state root.
 pub const DEFAULT_ROOT: &str = "/var/lib/strata-runner";
@@ -32,9 +126,80 @@ pub struct Root {
 }
 
 impl Root {
-    /// A state root at `dir` (nothing is created yet).
+    /// A state root at `dir`, unchecked and with nothing created yet (tests
+    /// and tools; `runner` itself uses [`Root::prepare`]).
     pub fn new(dir: impl Into<PathBuf>) -> Root {
         Root { dir: dir.into() }
+    }
+
+    /// The state root at `dir`, ready for use: created 0700 if missing (its
+    /// parents with the usual modes), then checked like ssh checks a key. A
+    /// root that other users can enter, read or write, or that belongs to
+    /// another user, is refused with what to run, never fixed behind the
+    /// owner's back (it may be shared on purpose, or was already exposed); so
+    /// is one whose parents others could write. The directories right under
+    /// it are created 0700 (or narrowed to it).
+    pub fn prepare(dir: impl Into<PathBuf>) -> Result<Root, Error> {
+        let dir = dir.into();
+        let io_err = |action, path: &Path| {
+            let path = path.to_owned();
+            move |source| Error::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            fs::create_dir_all(parent).map_err(io_err("create", parent))?;
+        }
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => {
+                return Err(io_err("create", &dir)(e))
+            }
+            _ => {}
+        }
+        let canonical = fs::canonicalize(&dir).map_err(io_err("resolve", &dir))?;
+        let meta = fs::metadata(&canonical).map_err(io_err("stat", &canonical))?;
+        // SAFETY: geteuid cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        if !meta.is_dir() {
+            return Err(Error::NotADirectory(dir));
+        }
+        if meta.uid() != uid {
+            return Err(Error::Owner {
+                path: dir,
+                owner: meta.uid(),
+                uid,
+            });
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(Error::Accessible {
+                path: dir,
+                mode: meta.mode() & 0o7777,
+            });
+        }
+        for parent in canonical.ancestors().skip(1) {
+            let m = fs::metadata(parent).map_err(io_err("stat", parent))?;
+            if !safe_parent(&m, uid) {
+                return Err(Error::UnsafeParent {
+                    root: dir,
+                    path: parent.to_owned(),
+                    owner: m.uid(),
+                    mode: m.mode() & 0o7777,
+                });
+            }
+        }
+        let root = Root { dir };
+        for sub in [
+            root.store_dir(),
+            root.layers_dir(),
+            root.containers_dir(),
+            root.tmp_dir(),
+            root.seccomp_dir(),
+        ] {
+            create_private_dir(&sub).map_err(io_err("create", &sub))?;
+        }
+        Ok(root)
     }
 
     /// The root directory itself.
@@ -74,9 +239,14 @@ impl Root {
         self.containers_dir().join(id)
     }
 
+    /// Directory of compiled seccomp filters.
+    pub fn seccomp_dir(&self) -> PathBuf {
+        self.dir.join("seccomp")
+    }
+
     /// Cached compiled seccomp filter, keyed by a hash of its inputs.
     pub fn seccomp_cache(&self, key: &Digest) -> PathBuf {
-        self.dir.join("seccomp").join(format!("{}.bpf", key.hex()))
+        self.seccomp_dir().join(format!("{}.bpf", key.hex()))
     }
 
     /// Scratch space for downloads and unpacks in progress (same filesystem as the rest).
@@ -96,5 +266,50 @@ impl Root {
     /// Credentials written by `runner login`.
     pub fn auth_file(&self) -> PathBuf {
         self.dir.join("auth.json")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().mode() & 0o7777
+    }
+
+    #[test]
+    fn prepare_creates_a_private_root_and_private_subdirectories() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::prepare(tmp.path().join("a/b/state")).unwrap();
+        assert_eq!(mode(root.dir()), 0o700);
+        for sub in [root.layers_dir(), root.containers_dir(), root.store_dir()] {
+            assert_eq!(mode(&sub), 0o700, "{}", sub.display());
+        }
+        // An old, open subdirectory is narrowed; a second start is fine.
+        fs::set_permissions(root.layers_dir(), fs::Permissions::from_mode(0o755)).unwrap();
+        Root::prepare(root.dir()).unwrap();
+        assert_eq!(mode(&root.layers_dir()), 0o700);
+    }
+
+    #[test]
+    fn prepare_refuses_an_open_root_and_a_parent_others_can_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("state");
+        fs::create_dir(&dir).unwrap();
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        let err = Root::prepare(&dir).unwrap_err().to_string();
+        assert!(
+            err.contains(&format!("run `chmod 700 {}`", dir.display())),
+            "{err}"
+        );
+        assert_eq!(mode(&dir), 0o755, "refused, not changed");
+        let shared = tmp.path().join("shared");
+        fs::create_dir(&shared).unwrap();
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o777)).unwrap();
+        let err = Root::prepare(shared.join("state")).unwrap_err();
+        assert!(matches!(err, Error::UnsafeParent { .. }), "{err}");
+        // Sticky like /tmp: others cannot rename what is ours.
+        fs::set_permissions(&shared, fs::Permissions::from_mode(0o1777)).unwrap();
+        Root::prepare(shared.join("state")).unwrap();
     }
 }

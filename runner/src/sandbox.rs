@@ -589,6 +589,30 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     if !early {
         join_cgroup(ctx)?;
     }
+    // With --userns this process becomes an unprivileged host uid below,
+    // which cannot walk the private state root (see `paths`): open the state
+    // dir first, still as the runner's uid (its owner) and in this mount
+    // namespace, and reach it through the descriptor from then on.
+    let (_state_fd, state_dir, userns_launch, userns_ctx);
+    let ctx = if spec.userns.is_some() {
+        let dir = fs::File::open(launch.state_dir)
+            .ctx(|| format!("open {}", launch.state_dir.display()))?;
+        state_dir = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
+        _state_fd = dir;
+        userns_launch = Launch {
+            state_dir: &state_dir,
+            ..*launch
+        };
+        userns_ctx = ChildContext {
+            launch: &userns_launch,
+            console: ctx.console.clone(),
+            ..*ctx
+        };
+        &userns_ctx
+    } else {
+        ctx
+    };
+    let launch = ctx.launch;
     if spec.userns.is_some() {
         nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
             .ctx(|| "setresgid in user namespace".into())?;

@@ -153,8 +153,8 @@ pub struct ContainerState {
 }
 
 impl ContainerState {
-    /// Creates the state directory (`upper/`, `work/`, `rootfs/`) and
-    /// records `state`, checking the name is free.
+    /// Creates the state directory (0700, with `upper/`, `work/`, `rootfs/`)
+    /// and records `state`, checking the name is free.
     pub fn create(root: &Root, state: State) -> Result<ContainerState> {
         if let Some(name) = &state.name {
             let taken = read_states(root)
@@ -166,6 +166,12 @@ impl ContainerState {
             }
         }
         let dir = root.container(&state.id);
+        // Private: root inside the container can leave set-uid-root files
+        // and device nodes in upper/.
+        fs::create_dir_all(root.dir()).map_err(io_err("create", root.dir()))?;
+        for d in [root.containers_dir(), dir.clone()] {
+            crate::paths::create_private_dir(&d).map_err(io_err("create", &d))?;
+        }
         for sub in ["upper", "work", "rootfs"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err("create", &p))?;
