@@ -11,6 +11,13 @@
 //!   `cpu.max`, `pids.max`, the device allow-list as an eBPF program; OOM
 //!   kills read from `memory.events`.
 //!
+//! The device allow-list is never skipped quietly: with no v1 `devices`
+//! hierarchy, or a v2 program the kernel refuses to attach, creating the
+//! cgroup fails unless [`Limits::unenforced_devices`] says to go on
+//! (`--unsafe-no-device-cgroup`; Docker has no such switch: dockerd refuses to
+//! start without the devices cgroup). A limit asked for on a v1 host that
+//! lacks its controller fails too.
+//!
 //! Removal kills whatever is left inside, then removes the directories.
 
 use std::fs;
@@ -36,6 +43,24 @@ pub enum Error {
     /// No usable cgroup hierarchy is mounted.
     #[error("no usable cgroup hierarchy under {0}")]
     NoHierarchy(PathBuf),
+    /// The device allow-list cannot be enforced.
+    #[error(
+        "the device allow-list cannot be enforced: {reason}; without it a container could \
+         open any device node it creates (the host's disks); fix the host, or pass \
+         --unsafe-no-device-cgroup to run without it"
+    )]
+    DevicesUnenforceable {
+        /// What is missing.
+        reason: String,
+    },
+    /// A limit was asked for but its controller is not mounted.
+    #[error("cannot apply {limit}: the cgroup v1 `{controller}` controller is not mounted")]
+    ControllerMissing {
+        /// The limit asked for.
+        limit: &'static str,
+        /// The missing controller.
+        controller: &'static str,
+    },
 }
 
 /// Result alias for this module.
@@ -50,6 +75,11 @@ pub struct Limits {
     pub cpus: Option<f64>,
     /// Maximum number of tasks.
     pub pids: Option<u64>,
+    /// Run even when the device allow-list cannot be enforced (no v1
+    /// `devices` hierarchy, or the v2 eBPF program cannot be attached),
+    /// with a warning: `--unsafe-no-device-cgroup`. Otherwise that refuses.
+    #[serde(default)]
+    pub unenforced_devices: bool,
 }
 
 const CPU_PERIOD: u64 = 100_000;
@@ -146,6 +176,27 @@ impl V1 {
 
 impl CgroupManager for V1 {
     fn create(&self, limits: &Limits) -> Result<()> {
+        // Check before creating anything: a controller that is not mounted
+        // must not make its part of the policy vanish silently.
+        let wanted = [
+            (limits.memory.is_some(), "--memory", "memory"),
+            (limits.cpus.is_some(), "--cpus", "cpu"),
+            (limits.pids.is_some(), "--pids-limit", "pids"),
+        ];
+        for (asked, limit, controller) in wanted {
+            if asked && self.dir(controller).is_none() {
+                return Err(Error::ControllerMissing { limit, controller });
+            }
+        }
+        if self.dir("devices").is_none() {
+            let reason = "no cgroup v1 `devices` hierarchy is mounted".to_owned();
+            if !limits.unenforced_devices {
+                return Err(Error::DevicesUnenforceable { reason });
+            }
+            eprintln!(
+                "runner: warning: {reason}: devices are not restricted (--unsafe-no-device-cgroup)"
+            );
+        }
         for (_, dir) in &self.dirs {
             fs::create_dir_all(dir).map_err(|source| Error::Io {
                 action: "create",
@@ -266,13 +317,20 @@ impl CgroupManager for V2 {
         if let Some(pids) = limits.pids {
             write(&self.dir.join("pids.max"), &pids.to_string())?;
         }
-        crate::devices::attach_filter(&self.dir, &crate::devices::ALLOWED).map_err(|source| {
-            Error::Io {
-                action: "attach device filter to",
-                path: self.dir.clone(),
-                source,
+        match crate::devices::attach_filter(&self.dir, &crate::devices::ALLOWED) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let reason = format!(
+                    "attaching the eBPF device program to {}: {e}",
+                    self.dir.display()
+                );
+                if !limits.unenforced_devices {
+                    return Err(Error::DevicesUnenforceable { reason });
+                }
+                eprintln!("runner: warning: {reason}: devices are not restricted (--unsafe-no-device-cgroup)");
+                Ok(())
             }
-        })
+        }
     }
 
     fn add_process(&self, pid: i32) -> Result<()> {
@@ -389,6 +447,62 @@ mod tests {
     use super::*;
 
     const MOUNT: &str = "/sys/fs/cgroup";
+
+    #[test]
+    fn v1_without_a_devices_hierarchy_refuses_unless_told_to_go_on() {
+        // A fake v1 tree: memory and pids mounted, devices not.
+        let tmp = tempfile::tempdir().unwrap();
+        for c in ["memory", "pids"] {
+            fs::create_dir(tmp.path().join(c)).unwrap();
+            fs::write(tmp.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        let group = Cgroup::for_container(tmp.path(), "c1").unwrap();
+        let err = group.create(&Limits::default()).unwrap_err();
+        assert!(matches!(err, Error::DevicesUnenforceable { .. }), "{err}");
+        assert!(
+            err.to_string().contains("--unsafe-no-device-cgroup"),
+            "{err}"
+        );
+        assert!(
+            !tmp.path().join("memory/strata").exists(),
+            "refused before creating"
+        );
+        let cpus = Limits {
+            cpus: Some(1.0),
+            unenforced_devices: true,
+            ..Limits::default()
+        };
+        assert!(matches!(
+            group.create(&cpus),
+            Err(Error::ControllerMissing {
+                controller: "cpu",
+                ..
+            })
+        ));
+        let opted_out = Limits {
+            unenforced_devices: true,
+            ..Limits::default()
+        };
+        group.create(&opted_out).unwrap();
+        assert!(tmp.path().join("memory/strata/c1").is_dir());
+    }
+
+    #[test]
+    fn v2_refuses_when_the_device_program_cannot_be_attached() {
+        // A plain directory posing as a cgroup2 mount: the kernel refuses to
+        // attach a device program to it.
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("cgroup.controllers"), "").unwrap();
+        let group = Cgroup::for_container(tmp.path(), "c2").unwrap();
+        assert!(matches!(group, Cgroup::V2(_)));
+        let err = group.create(&Limits::default()).unwrap_err();
+        assert!(matches!(err, Error::DevicesUnenforceable { .. }), "{err}");
+        let opted_out = Limits {
+            unenforced_devices: true,
+            ..Limits::default()
+        };
+        group.create(&opted_out).unwrap();
+    }
 
     #[test]
     fn orphan_removal_takes_empty_old_groups_and_spares_busy_ones() {

@@ -104,6 +104,9 @@ pub struct ContainerArgs {
     /// Maximum number of processes.
     #[arg(long)]
     pub pids_limit: Option<u64>,
+    /// Run even if the device allow-list cannot be enforced (no cgroup v1 `devices` hierarchy, or the v2 eBPF program cannot be attached). Unsafe: the container may open any device node it creates.
+    #[arg(long)]
+    pub unsafe_no_device_cgroup: bool,
     /// Network mode.
     #[arg(long, value_enum, default_value = "none")]
     pub network: Network,

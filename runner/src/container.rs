@@ -239,6 +239,7 @@ pub fn build_spec(
             memory: options.memory.as_deref().map(parse_memory).transpose()?,
             cpus: options.cpus,
             pids: options.pids_limit,
+            unenforced_devices: options.unsafe_no_device_cgroup,
         },
         stop_signal,
         stop_timeout: Duration::from_secs(options.stop_timeout),
