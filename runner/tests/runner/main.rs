@@ -15,3 +15,4 @@ mod harness;
 mod images;
 mod isolation;
 mod lifecycle;
+mod security_host;
