@@ -8,9 +8,13 @@
 //! permission; a token only narrows what its holder may do.
 //!
 //! Secrets are never logged. A wrong user costs the same bcrypt work as a
-//! wrong password.
+//! wrong password. Failed logins are rate-limited per user name and per
+//! client address (token buckets): past the limit a login is refused with
+//! 429 before any bcrypt work, so guessing cannot burn the CPU. Successful
+//! verifications are cached for a few minutes; failures never are.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -21,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use crate::config::AuthConfig;
+use crate::limits::RateLimiter;
 
 /// Something a client may do to a repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +133,11 @@ pub enum Refusal {
     },
     /// The caller is known but lacks the permission: 403.
     Denied,
+    /// Too many failed logins for this user or from this address: 429.
+    Throttled {
+        /// Seconds until another attempt is allowed.
+        retry_after: u64,
+    },
 }
 
 /// One entry of a token's `access` claim.
@@ -175,6 +185,12 @@ pub struct Auth {
     key: Vec<u8>,
     /// Recently verified Basic credentials: sha256(user, password) -> (user, expiry).
     verified: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    /// Failed logins by user name.
+    failed_users: RateLimiter<String>,
+    /// Failed logins by client address.
+    failed_addrs: RateLimiter<IpAddr>,
+    /// Whether `/metrics` is served to anonymous clients.
+    pub metrics_anonymous: bool,
 }
 
 struct CompiledRule {
@@ -288,6 +304,9 @@ impl Auth {
             token_ttl: config.token_ttl.max(60),
             key,
             verified: Mutex::new(HashMap::new()),
+            failed_users: failure_limiter(config),
+            failed_addrs: failure_limiter(config),
+            metrics_anonymous: config.metrics_anonymous,
         })
     }
 
@@ -313,6 +332,13 @@ impl Auth {
 
     /// Check a user name and password (blocking: bcrypt is slow by design).
     pub fn check_password(&self, user: &str, password: &str) -> bool {
+        self.login(user, password, None).unwrap_or(false)
+    }
+
+    /// Check a login from `peer` (blocking): a cached success first, then
+    /// the failed-login limits, then bcrypt. `Err(seconds)` when the user or
+    /// the address has failed too often; the password is not checked then.
+    pub fn login(&self, user: &str, password: &str, peer: Option<IpAddr>) -> Result<bool, u64> {
         let fingerprint: [u8; 32] = Sha256::new()
             .chain_update(user.as_bytes())
             .chain_update([0u8])
@@ -323,9 +349,13 @@ impl Auth {
             let cache = self.verified.lock().expect("auth cache poisoned");
             if let Some((u, until)) = cache.get(&fingerprint) {
                 if u == user && *until > Instant::now() {
-                    return true;
+                    return Ok(true);
                 }
             }
+        }
+        self.failed_users.peek(user.to_owned())?;
+        if let Some(ip) = peer {
+            self.failed_addrs.peek(ip)?;
         }
         let (hash, known) = match self.users.get(user) {
             Some(h) => (h.as_str(), true),
@@ -337,12 +367,22 @@ impl Auth {
             let now = Instant::now();
             cache.retain(|_, (_, until)| *until > now);
             cache.insert(fingerprint, (user.to_owned(), now + BASIC_CACHE_TTL));
+        } else {
+            let _ = self.failed_users.check(user.to_owned());
+            if let Some(ip) = peer {
+                let _ = self.failed_addrs.check(ip);
+            }
         }
-        ok
+        Ok(ok)
     }
 
-    /// Verify an `Authorization` header value. `None` header means anonymous.
-    pub async fn verify(&self, authorization: Option<&str>) -> Result<Verified, Refusal> {
+    /// Verify an `Authorization` header value sent from `peer`. `None`
+    /// header means anonymous.
+    pub async fn verify(
+        &self,
+        authorization: Option<&str>,
+        peer: Option<IpAddr>,
+    ) -> Result<Verified, Refusal> {
         let Some(value) = authorization else {
             return Ok(Verified {
                 caller: Caller::Anonymous,
@@ -356,7 +396,8 @@ impl Auth {
             let (user, password) = decode_basic(b64).ok_or(Refusal::Unauthenticated {
                 reason: "malformed Basic credentials",
             })?;
-            let ok = tokio::task::block_in_place(|| self.check_password(&user, &password));
+            let ok = tokio::task::block_in_place(|| self.login(&user, &password, peer))
+                .map_err(|retry_after| Refusal::Throttled { retry_after })?;
             if !ok {
                 return Err(Refusal::Unauthenticated {
                     reason: "invalid username or password",
@@ -527,6 +568,13 @@ impl Auth {
     }
 }
 
+fn failure_limiter<K: std::hash::Hash + Eq + Clone>(config: &AuthConfig) -> RateLimiter<K> {
+    RateLimiter::new(
+        config.failed_logins_per_minute.max(0.001) / 60.0,
+        f64::from(config.failed_login_burst.max(1)),
+    )
+}
+
 fn decode_basic(b64: &str) -> Option<(String, String)> {
     let raw = STANDARD.decode(b64.trim()).ok()?;
     let text = String::from_utf8(raw).ok()?;
@@ -633,6 +681,32 @@ mod tests {
         assert!(a.check_password("alice", "secret"), "cached");
         assert!(!a.check_password("alice", "wrong"));
         assert!(!a.check_password("mallory", "secret"));
+    }
+
+    #[test]
+    fn failed_logins_are_limited_per_user_and_per_address_but_successes_are_cached() {
+        let a = auth(vec![]);
+        let attacker: IpAddr = "192.0.2.1".parse().unwrap();
+        let elsewhere: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(a.login("alice", "secret", Some(attacker)), Ok(true));
+        for _ in 0..10 {
+            assert_eq!(a.login("alice", "guess", Some(attacker)), Ok(false));
+        }
+        assert!(a.login("alice", "guess", Some(attacker)).is_err());
+        assert!(
+            a.login("alice", "guess", Some(elsewhere)).is_err(),
+            "per user"
+        );
+        assert!(
+            a.login("bob", "secret", Some(attacker)).is_err(),
+            "per address"
+        );
+        assert_eq!(a.login("bob", "secret", Some(elsewhere)), Ok(true));
+        assert_eq!(
+            a.login("alice", "secret", Some(attacker)),
+            Ok(true),
+            "a cached success still passes"
+        );
     }
 
     #[test]

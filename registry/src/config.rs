@@ -60,6 +60,20 @@ pub struct LimitsConfig {
     /// Seconds a request body may go without sending a byte before the
     /// request fails with 408 and the connection closes (default 60).
     pub body_idle_timeout_secs: Option<u64>,
+    /// Connections held at once, in all (default 4096; keep it well under
+    /// the process's open-file limit). Past it: 503 with `Retry-After`.
+    pub max_connections: Option<usize>,
+    /// Connections held at once from one client address (default 256).
+    pub max_connections_per_client: Option<usize>,
+    /// Extra connections, past the caps, that may only ask for `/livez`
+    /// (default 32; plain-HTTP listeners only).
+    pub reserved_livez_connections: Option<usize>,
+    /// Bytes of manifest bodies held in memory at once, over all requests
+    /// (default 64 MiB). A push whose next bytes wait more than a second for
+    /// a share of it gets 503 with `Retry-After`.
+    pub manifest_body_budget_bytes: Option<usize>,
+    /// Seconds a manifest body may take to arrive whole (default 30); then 408.
+    pub manifest_body_timeout_secs: Option<u64>,
 }
 
 impl LimitsConfig {
@@ -71,6 +85,27 @@ impl LimitsConfig {
     /// The longest pause allowed inside a request body.
     pub fn body_idle_timeout(&self) -> Duration {
         Duration::from_secs(self.body_idle_timeout_secs.unwrap_or(60).max(1))
+    }
+
+    /// The connection caps: in all, per client, reserved for `/livez`.
+    pub fn connections(&self) -> (usize, usize, usize) {
+        (
+            self.max_connections.unwrap_or(4096).max(1),
+            self.max_connections_per_client.unwrap_or(256).max(1),
+            self.reserved_livez_connections.unwrap_or(32),
+        )
+    }
+
+    /// The byte budget of manifest bodies in memory.
+    pub fn manifest_body_budget(&self) -> usize {
+        self.manifest_body_budget_bytes
+            .unwrap_or(64 * 1024 * 1024)
+            .max(1)
+    }
+
+    /// How long a manifest body may take to arrive.
+    pub fn manifest_body_timeout(&self) -> Duration {
+        Duration::from_secs(self.manifest_body_timeout_secs.unwrap_or(30).max(1))
     }
 }
 
@@ -156,6 +191,13 @@ pub struct AuthConfig {
     pub groups: std::collections::BTreeMap<String, Vec<String>>,
     /// Permission rules. With none, every user in the htpasswd file may do everything.
     pub rules: Vec<Rule>,
+    /// Failed logins allowed in a burst, per user name and per client
+    /// address; past it, 429 `TOOMANYREQUESTS` without checking the password.
+    pub failed_login_burst: u32,
+    /// Failed logins allowed per minute on average, per user and per address.
+    pub failed_logins_per_minute: f64,
+    /// Serve `/metrics` to anonymous clients (by default it takes a login).
+    pub metrics_anonymous: bool,
 }
 
 impl Default for AuthConfig {
@@ -167,6 +209,9 @@ impl Default for AuthConfig {
             token_ttl: 300,
             groups: Default::default(),
             rules: Vec::new(),
+            failed_login_burst: 10,
+            failed_logins_per_minute: 6.0,
+            metrics_anonymous: false,
         }
     }
 }

@@ -39,6 +39,8 @@ pub enum Code {
     Unsupported,
     /// Too many requests.
     TooManyRequests,
+    /// The service is unavailable (overloaded): retry later.
+    Unavailable,
     /// Not in the spec: an internal failure, details in the server log.
     Unknown,
 }
@@ -96,6 +98,7 @@ impl Code {
                 "the operation is unsupported",
             ),
             Code::TooManyRequests => ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS, "too many requests"),
+            Code::Unavailable => ("UNAVAILABLE", S::SERVICE_UNAVAILABLE, "service unavailable"),
             Code::Unknown => ("UNKNOWN", S::INTERNAL_SERVER_ERROR, "internal server error"),
         }
     }

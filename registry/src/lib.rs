@@ -6,12 +6,14 @@
 //! - [`error`] is the one table of OCI error codes;
 //! - [`config`] is the TOML configuration;
 //! - [`metrics`] counts requests for `/metrics`;
-//! - [`limits`] rate-limits clients;
+//! - [`limits`] rate-limits clients and budgets manifest bodies;
+//! - [`conn`] caps the connections held at once;
 //! - [`server`] builds the router and runs it.
 #![deny(missing_docs)]
 
 pub mod auth;
 pub mod config;
+pub mod conn;
 pub mod error;
 pub mod limits;
 pub mod metrics;

@@ -1,10 +1,18 @@
 //! Prometheus metrics, kept in atomics and rendered in the text format.
+//!
+//! Gauges that cost a database query (stored bytes) are cached: a scrape
+//! serves the last value and, when it is older than
+//! [`STORAGE_REFRESH`], starts one refresh in the background, so scraping
+//! never runs a full-table query per request.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+/// How old the cached stored-bytes gauge may get before a scrape refreshes it.
+pub const STORAGE_REFRESH: Duration = Duration::from_secs(60);
 
 /// Latency histogram bucket bounds, in seconds.
 const BUCKETS: [f64; 12] = [
@@ -23,6 +31,9 @@ pub struct Metrics {
     uploads_in_flight: AtomicI64,
     gc_runs: AtomicU64,
     gc_bytes_freed: AtomicU64,
+    stored_bytes: AtomicU64,
+    /// When the stored-bytes gauge was last refreshed (or a refresh claimed).
+    stored_at: Mutex<Option<Instant>>,
 }
 
 impl Metrics {
@@ -66,8 +77,26 @@ impl Metrics {
             .fetch_add(bytes_freed, Ordering::Relaxed);
     }
 
-    /// Render everything; `stored_bytes` is read from the store at scrape time.
-    pub fn render(&self, stored_bytes: u64) -> String {
+    /// Claim the refresh of the stored-bytes gauge if it is older than
+    /// `max_age` (or was never read): true for one caller per period.
+    pub fn storage_refresh_due(&self, max_age: Duration) -> bool {
+        let mut at = self.stored_at.lock().expect("metrics poisoned");
+        let now = Instant::now();
+        if at.is_some_and(|t| now.duration_since(t) < max_age) {
+            return false;
+        }
+        *at = Some(now);
+        true
+    }
+
+    /// Record the stored bytes, read from the store.
+    pub fn set_stored_bytes(&self, bytes: u64) {
+        self.stored_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Render everything, gauges from their cached values.
+    pub fn render(&self) -> String {
+        let stored_bytes = self.stored_bytes.load(Ordering::Relaxed);
         let mut out = String::new();
         out.push_str("# HELP strata_requests_total HTTP requests by route and status.\n");
         out.push_str("# TYPE strata_requests_total counter\n");
@@ -151,12 +180,21 @@ mod tests {
         let m = Metrics::default();
         m.request("manifest", 200, Duration::from_millis(3), 0, 512);
         m.gc_run(1024);
-        let text = m.render(4096);
+        m.set_stored_bytes(4096);
+        let text = m.render();
         assert!(text.contains("strata_requests_total{route=\"manifest\",status=\"200\"} 1"));
         assert!(text.contains("strata_request_duration_seconds_bucket{le=\"0.0025\"} 0"));
         assert!(text.contains("strata_request_duration_seconds_bucket{le=\"0.005\"} 1"));
         assert!(text.contains("strata_bytes_sent_total 512"));
         assert!(text.contains("strata_storage_bytes 4096"));
         assert!(text.contains("strata_gc_bytes_freed_total 1024"));
+    }
+
+    #[test]
+    fn one_storage_refresh_per_period() {
+        let m = Metrics::default();
+        assert!(m.storage_refresh_due(STORAGE_REFRESH), "never read");
+        assert!(!m.storage_refresh_due(STORAGE_REFRESH));
+        assert!(m.storage_refresh_due(Duration::ZERO));
     }
 }

@@ -34,6 +34,10 @@ pub struct AppState {
     pub metrics: crate::metrics::Metrics,
     /// Per-client rate limit, when configured.
     pub limiter: Option<crate::limits::RateLimiter>,
+    /// Bytes of manifest bodies held in memory, over all requests.
+    pub manifest_budget: crate::limits::ByteBudget,
+    /// How long a manifest body may take to arrive whole.
+    pub manifest_body_timeout: std::time::Duration,
 }
 
 type ApiResult = Result<Response, ApiError>;
@@ -99,7 +103,7 @@ async fn route(state: &AppState, request: Request) -> ApiResult {
     let host = header_str(h, header::HOST)
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
-    let access = authorize(state, &route, m, &query, h, host).await?;
+    let access = authorize(state, &route, m, &query, h, host, peer_ip(&parts)).await?;
     match route {
         Route::Base if is_read(m) => Ok(Json(json!({})).into_response()),
         Route::Catalog if *m == Method::GET => catalog(state, &access.who.caller, &query).await,
@@ -108,7 +112,7 @@ async fn route(state: &AppState, request: Request) -> ApiResult {
             get_manifest(store, &repo, &r, *m == Method::GET).await
         }
         Route::Manifest(repo, r) if *m == Method::PUT => {
-            put_manifest(store, &repo, &r, &query, h, body).await
+            put_manifest(state, &repo, &r, &query, h, body).await
         }
         Route::Manifest(repo, r) if *m == Method::DELETE => delete_manifest(store, &repo, &r).await,
         Route::BadManifestReference(_, r) if is_read(m) => {
@@ -186,6 +190,7 @@ async fn authorize<'a>(
     query: &Query,
     h: &HeaderMap,
     host: &str,
+    peer: Option<std::net::IpAddr>,
 ) -> Result<Access<'a>, ApiError> {
     let Some(auth) = &state.auth else {
         return Ok(Access {
@@ -213,6 +218,7 @@ async fn authorize<'a>(
     };
     let refuse = |r: Refusal| match r {
         Refusal::Denied => ApiError::new(Code::Denied),
+        Refusal::Throttled { retry_after } => throttled(retry_after),
         Refusal::Unauthenticated { reason } => {
             let error = match (h.contains_key(header::AUTHORIZATION), reason) {
                 (false, _) => None,
@@ -226,7 +232,7 @@ async fn authorize<'a>(
         }
     };
     let who: Verified = auth
-        .verify(header_str(h, header::AUTHORIZATION))
+        .verify(header_str(h, header::AUTHORIZATION), peer)
         .await
         .map_err(refuse)?;
     if needs.is_none() && who.caller == Caller::Anonymous && who.grants.is_none() {
@@ -241,6 +247,21 @@ async fn authorize<'a>(
         auth: Some(auth),
         who,
     })
+}
+
+/// The client's address, when the server recorded it.
+pub fn peer_ip(parts: &axum::http::request::Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
+/// 429 after too many failed logins.
+pub fn throttled(retry_after: u64) -> ApiError {
+    ApiError::new(Code::TooManyRequests)
+        .detail(format!("too many failed logins; retry in {retry_after} s"))
+        .header(header::RETRY_AFTER, retry_after.to_string())
 }
 
 fn is_read(m: &Method) -> bool {
@@ -474,11 +495,16 @@ async fn issue_token(state: &AppState, request: Request) -> ApiResult {
     {
         authorization = None;
     }
-    let who = auth.verify(authorization.as_deref()).await.map_err(|_| {
-        ApiError::new(Code::Unauthorized)
-            .detail("invalid username or password")
-            .header(header::WWW_AUTHENTICATE, "Basic realm=\"strata\"")
-    })?;
+    let peer = peer_ip(&parts);
+    let who = auth
+        .verify(authorization.as_deref(), peer)
+        .await
+        .map_err(|r| match r {
+            Refusal::Throttled { retry_after } => throttled(retry_after),
+            _ => ApiError::new(Code::Unauthorized)
+                .detail("invalid username or password")
+                .header(header::WWW_AUTHENTICATE, "Basic realm=\"strata\""),
+        })?;
     let scopes: Vec<String> = Query(params).all("scope").map(str::to_owned).collect();
     let (token, expires_in) = auth.issue_token(&who.caller, &scopes);
     Ok(
@@ -553,8 +579,83 @@ async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     Ok(buf.freeze())
 }
 
+/// How long a manifest body's next bytes may wait for a share of the budget.
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Read a manifest body of at most `limit` bytes, each byte taken from the
+/// shared budget as it arrives, the whole body within the configured time.
+async fn read_manifest(
+    state: &AppState,
+    body: Body,
+    h: &HeaderMap,
+    limit: usize,
+) -> Result<(Bytes, Option<tokio::sync::OwnedSemaphorePermit>), ApiError> {
+    let deadline = crate::limits::deadline(state.manifest_body_timeout);
+    let mut stream = body.into_data_stream();
+    if let Some(size) = content_length(h)?.filter(|&n| n > limit as u64) {
+        drain(&mut stream, deadline).await;
+        let size = usize::try_from(size).unwrap_or(usize::MAX);
+        return Err(store::Error::ManifestTooLarge { size, limit }.into());
+    }
+    let mut held = None;
+    let mut buf = BytesMut::new();
+    loop {
+        let chunk = match tokio::time::timeout_at(deadline, stream.next()).await {
+            Err(_) => {
+                return Err(ApiError::new(Code::ManifestInvalid)
+                    .status(StatusCode::REQUEST_TIMEOUT)
+                    .detail(format!(
+                        "the manifest did not arrive within {} s",
+                        state.manifest_body_timeout.as_secs()
+                    )))
+            }
+            Ok(None) => break,
+            Ok(Some(chunk)) => chunk.map_err(|e| {
+                let e = std::io::Error::other(e);
+                body_error(Code::ManifestInvalid, &e).detail(format!("request body: {e}"))
+            })?,
+        };
+        if buf.len() + chunk.len() > limit {
+            let size = buf.len() + chunk.len();
+            drop(held);
+            drain(&mut stream, deadline).await;
+            return Err(store::Error::ManifestTooLarge { size, limit }.into());
+        }
+        // Waiting for a share is short: under a flood, refusing fast frees
+        // the connection, and the client retries after `Retry-After`.
+        let wait = deadline.min(tokio::time::Instant::now() + BUDGET_WAIT);
+        state
+            .manifest_budget
+            .take(&mut held, chunk.len(), wait)
+            .await
+            .map_err(|_| {
+                ApiError::new(Code::Unavailable)
+                    .detail("too many manifest bodies in flight; retry later")
+                    .header(header::RETRY_AFTER, "1")
+            })?;
+        buf.extend_from_slice(&chunk);
+    }
+    Ok((buf.freeze(), held))
+}
+
+/// Read and drop what is left of a refused body (up to a bound, until
+/// `deadline`), so the client reads our error instead of a connection reset.
+async fn drain(stream: &mut axum::body::BodyDataStream, deadline: tokio::time::Instant) {
+    const DRAIN: usize = 16 * 1024 * 1024;
+    let mut seen = 0;
+    let _ = tokio::time::timeout_at(deadline, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            seen += chunk.len();
+            if seen > DRAIN {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 async fn put_manifest(
-    store: &Store,
+    state: &AppState,
     repo: &RepoName,
     reference: &Reference,
     query: &Query,
@@ -566,8 +667,10 @@ async fn put_manifest(
         .all("tag")
         .map(str::parse)
         .collect::<Result<Vec<Tag>, _>>()?;
-    let bytes = read_limited(body, limit).await?;
-    let put = store
+    // The budget share is held until the manifest is stored.
+    let (bytes, _budget) = read_manifest(state, body, h, limit).await?;
+    let put = state
+        .store
         .put_manifest(
             repo,
             reference,

@@ -1,5 +1,10 @@
 //! The router, its middleware, health and metrics endpoints, and the serve
-//! loop (plain HTTP or rustls).
+//! loop (plain HTTP or rustls) behind the connection caps of [`crate::conn`].
+//!
+//! `/livez` is always anonymous (and answered even past the connection caps).
+//! `/readyz` is anonymous for load balancers and says only `ok` or `not
+//! ready` (the cause goes to the log). `/metrics` takes a login when auth is
+//! on, unless `[auth] metrics_anonymous = true`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,13 +15,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use axum::Router;
-use axum_server::accept::NoDelayAcceptor;
 use store::Store;
 
-use crate::auth::{rand_bytes, Auth};
+use crate::auth::{rand_bytes, Auth, Caller};
 use crate::config::Config;
-use crate::error::ApiError;
-use crate::metrics::Metrics;
+use crate::conn::{CapAcceptor, ConnLimits};
+use crate::error::{ApiError, Code};
+use crate::metrics::{Metrics, STORAGE_REFRESH};
 use crate::path;
 use crate::routes::{dispatch, token, AppState};
 
@@ -37,21 +42,58 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// Ready means the database and the storage answer.
+/// Ready means the database and the storage answer. Anonymous, so the
+/// answer is only `ok` or `not ready`; the cause goes to the log.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e}\n")).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            (StatusCode::SERVICE_UNAVAILABLE, "not ready\n").into_response()
+        }
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    let stored = state.store.stored_bytes().await.unwrap_or(0);
+/// `/metrics`: a login unless auth is off or `metrics_anonymous` is set;
+/// gauges from cached values (see [`crate::metrics`]).
+async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if let Some(auth) = state.auth.as_ref().filter(|a| !a.metrics_anonymous) {
+        let (parts, _) = request.into_parts();
+        let authorization = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match auth
+            .verify(authorization, crate::routes::peer_ip(&parts))
+            .await
+        {
+            Ok(who) if who.caller != Caller::Anonymous => {}
+            Err(crate::auth::Refusal::Throttled { retry_after }) => {
+                return crate::routes::throttled(retry_after).into_response()
+            }
+            _ => {
+                return ApiError::new(Code::Unauthorized)
+                    .detail("/metrics takes a login")
+                    .header(header::WWW_AUTHENTICATE, "Basic realm=\"strata\"")
+                    .into_response()
+            }
+        }
+    }
+    if state.metrics.storage_refresh_due(STORAGE_REFRESH) {
+        tokio::spawn(refresh_storage_gauge(state.clone()));
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(stored),
+        state.metrics.render(),
     )
         .into_response()
+}
+
+async fn refresh_storage_gauge(state: Arc<AppState>) {
+    match state.store.stored_bytes().await {
+        Ok(bytes) => state.metrics.set_stored_bytes(bytes),
+        Err(e) => tracing::warn!(error = %e, "cannot read the stored bytes for /metrics"),
+    }
 }
 
 fn content_length(h: &axum::http::HeaderMap) -> u64 {
@@ -148,6 +190,8 @@ pub async fn state(config: &Config) -> anyhow::Result<AppState> {
             .limits
             .rate_per_second
             .map(|rate| crate::limits::RateLimiter::new(rate, config.limits.burst.unwrap_or(rate))),
+        manifest_budget: crate::limits::ByteBudget::new(config.limits.manifest_body_budget()),
+        manifest_body_timeout: config.limits.manifest_body_timeout(),
     })
 }
 
@@ -189,7 +233,12 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             Duration::from_secs(secs.max(1)),
         ));
     }
+    if state.metrics.storage_refresh_due(STORAGE_REFRESH) {
+        tokio::spawn(refresh_storage_gauge(state.clone()));
+    }
     let app = app(state);
+    let (total, per_client, reserved) = config.limits.connections();
+    let limits = ConnLimits::new(total, per_client, reserved);
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
     tokio::spawn(async move {
@@ -210,14 +259,14 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot load TLS certificate or key: {e}"))?;
             let mut server = axum_server::from_tcp_rustls(listener, rustls)?
-                .map(|tls| tls.acceptor(NoDelayAcceptor::new()))
+                .map(|tls| tls.acceptor(CapAcceptor::new(limits, false)))
                 .handle(handle);
             limit_slow_clients(server.http_builder(), config.limits.header_timeout());
             server.serve(service).await?
         }
         None => {
             let mut server = axum_server::from_tcp(listener)?
-                .acceptor(NoDelayAcceptor::new())
+                .acceptor(CapAcceptor::new(limits, true))
                 .handle(handle);
             limit_slow_clients(server.http_builder(), config.limits.header_timeout());
             server.serve(service).await?
@@ -227,9 +276,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// A client gets `[limits] header_timeout_secs` to send its request headers
-/// (slowloris); pauses inside bodies are bounded in `routes`. Accepted
-/// sockets set `TCP_NODELAY`: a response's header and body writes must not
-/// wait for a delayed ACK on kept-alive connections.
+/// (slowloris); pauses inside bodies are bounded in `routes`, and how many
+/// connections are held at once in [`crate::conn`].
 fn limit_slow_clients(
     builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
     header_timeout: Duration,
