@@ -11,7 +11,8 @@
 #   conformance  conformance/run.sh: the OCI conformance suite, three passes (full, strict, auth)
 #   scaleout     conformance/scaleout.sh: 3 replicas on S3 + PostgreSQL, suite via proxy
 #   crash        conformance/crash.py: kill -9 under push load, pushes survive
-#   load         conformance/load.py: 200 clients, no 5xx, RSS under 300 MiB
+#   load         conformance/load.py: 200 clients, no 5xx, RSS under 300 MiB;
+#                conformance/slowloris.py: 17,000 stalled sockets, /livez and a pull answer within 1 s
 #   interop      conformance/interop.sh: real clients round-trip images, plain
 #                and then with --htpasswd + TLS (throwaway CA), logged in
 #   fuzz         fuzz/run.sh: every cargo-fuzz target (nightly), STRATA_FUZZ_SECONDS
@@ -43,7 +44,7 @@ stage_cmd() {
     conformance) bash conformance/run.sh ;;
     scaleout) bash conformance/scaleout.sh ;;
     crash) python3 conformance/crash.py ;;
-    load) python3 conformance/load.py ;;
+    load) python3 conformance/load.py && python3 conformance/slowloris.py ;;
     interop) bash conformance/interop.sh ;;
     fuzz) STRATA_FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-60}" bash fuzz/run.sh ;;
     *)

@@ -245,8 +245,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         shutdown.graceful_shutdown(Some(Duration::from_secs(30)));
     });
-    let listener = std::net::TcpListener::bind(config.listen)?;
-    listener.set_nonblocking(true)?;
+    let listener = listen(config.listen)?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, tls = config.tls.is_some(), "registry listening");
     // One machine-readable line on stdout, so scripts and tests that ask for
@@ -273,6 +272,19 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Bind `addr` with a deep accept queue: std's 128 overflows under a burst
+/// of connections (clients then wait a SYN retransmit, a second or more,
+/// even when the server would refuse them at once).
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = match addr {
+        std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)?.into_std()
 }
 
 /// A client gets `[limits] header_timeout_secs` to send its request headers
