@@ -49,6 +49,20 @@ static int host_probe(const char *what, char **argv) {
         printf("euid=%d\n", (int)geteuid());
         return 0;
     }
+#if defined(__x86_64__)
+    if (!strcmp(what, "nr32") && argv[2]) {
+        /* The same through the i386 ABI (int 0x80), which has a filter block of its own. */
+        char name[32];
+        long rc, nr = atol(argv[2]);
+        snprintf(name, sizeof name, "nr32 %s", argv[2]);
+        __asm__ volatile("int $0x80" : "=a"(rc) : "a"(nr), "b"(0), "c"(0), "d"(0) : "memory");
+        if (rc < 0 && rc > -4096) {
+            errno = (int)-rc;
+            rc = -1;
+        }
+        return report(name, rc);
+    }
+#endif
     if (!strcmp(what, "nr") && argv[2]) {
         char name[32];
         snprintf(name, sizeof name, "nr %s", argv[2]);
@@ -59,7 +73,7 @@ static int host_probe(const char *what, char **argv) {
 
 int main(int argc, char **argv) {
     if (argc < 2) {
-        fprintf(stderr, "usage: sysprobe unshare|mount|keyctl|clone3|reboot|io_uring_setup|io_uring_enter|io_uring_register|af_alg|name_to_handle_at|euid|nr N\n");
+        fprintf(stderr, "usage: sysprobe unshare|mount|keyctl|clone3|reboot|io_uring_setup|io_uring_enter|io_uring_register|af_alg|name_to_handle_at|euid|nr N|nr32 N\n");
         return 2;
     }
     const char *what = argv[1];
