@@ -269,8 +269,9 @@ fn interrupted_download_resumes_with_range() {
     let w = World::new();
     let l = busybox_layer(Compression::Gzip, vec![]);
     push_image(&w.reg, "resume", "latest", &[&l], default_config());
+    // The runner makes its (private) root, then the test plants a partial download.
+    w.ok(&["images"]);
     let tmp = w.root().join("tmp");
-    fs::create_dir_all(&tmp).unwrap();
     let partial = tmp.join(format!("sha256-{}.partial", &sha256(&l.blob)[7..]));
     // A corrupt first half proves the runner asked only for the rest:
     // a full re-download would have overwritten it.
