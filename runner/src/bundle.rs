@@ -163,12 +163,7 @@ pub fn runtime_config(spec: &ContainerSpec, user: &spec::ResolvedUser) -> Value 
     }
     for t in &spec.tmpfs {
         let mut options = vec!["nosuid".to_owned(), "nodev".to_owned(), "noexec".to_owned()];
-        options.extend(
-            t.options
-                .split(',')
-                .filter(|o| !o.is_empty())
-                .map(str::to_owned),
-        );
+        options.extend(t.flags.iter().chain(&t.data).cloned());
         mounts.push(json!({ "destination": t.path, "type": "tmpfs", "source": "tmpfs", "options": options }));
     }
     let mut namespaces = vec![
@@ -233,7 +228,7 @@ pub fn runtime_config(spec: &ContainerSpec, user: &spec::ResolvedUser) -> Value 
             "env": env,
             "cwd": spec.cwd,
             "capabilities": {
-                "bounding": caps, "effective": effective, "permitted": effective, "inheritable": effective,
+                "bounding": caps, "effective": effective, "permitted": effective, "inheritable": [],
             },
             "noNewPrivileges": spec.no_new_privileges,
         },

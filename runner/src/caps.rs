@@ -1,6 +1,7 @@
 //! Linux capabilities: names, Docker's default set, `--cap-add/--cap-drop`
 //! resolution, and applying a set to the current process (bounding set,
-//! ambient set, then effective/permitted/inheritable through `capset`).
+//! ambient set cleared, then effective/permitted through `capset`, with the
+//! inheritable set empty).
 
 use std::fmt;
 use std::io;
@@ -199,7 +200,11 @@ pub fn limit_bounding(keep: &[Capability]) -> Result<()> {
     sys("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", rc.into())
 }
 
-/// Sets effective, permitted and inheritable sets to exactly `set`.
+/// Sets the effective and permitted sets to exactly `set` and empties the
+/// inheritable set, as Docker does since CVE-2022-24769: with inheritable
+/// capabilities, a program carrying inheritable file capabilities gains
+/// them in its permitted set on `execve`, even run by a non-root user (the
+/// ambient set is emptied by [`limit_bounding`]).
 pub fn set_process_caps(set: &[Capability]) -> Result<()> {
     #[repr(C)]
     struct Header {
@@ -222,7 +227,7 @@ pub fn set_process_caps(set: &[Capability]) -> Result<()> {
     let data = [0, 1].map(|i| Data {
         effective: m[i],
         permitted: m[i],
-        inheritable: m[i],
+        inheritable: 0,
     });
     // SAFETY: header and two data structs laid out as the kernel's v3 ABI expects.
     let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };

@@ -199,7 +199,11 @@ pub fn build_spec(
     };
     Ok(ContainerSpec {
         id,
-        name: options.name.clone(),
+        name: options
+            .name
+            .as_deref()
+            .map(str::parse::<spec::ContainerName>)
+            .transpose()?,
         hostname,
         args,
         env,
@@ -288,7 +292,7 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
         root,
         State {
             id: spec.id.clone(),
-            name: spec.name.clone(),
+            name: spec.name.as_ref().map(ToString::to_string),
             image: record.reference.clone(),
             owner_pid: std::process::id() as i32,
             owner_start: state::process_start_time(std::process::id() as i32).unwrap_or(0),

@@ -25,6 +25,17 @@ pub enum Error {
     /// A `--tmpfs` option is malformed.
     #[error("invalid tmpfs {0:?}: expected an absolute CONTAINER path[:options]")]
     InvalidTmpfs(String),
+    /// A `--tmpfs` option word is neither a mount flag nor `key=value` data.
+    #[error("invalid tmpfs option {option:?} in {tmpfs:?}: expected a mount flag (ro, rw, exec, noexec, suid, nosuid, dev, nodev, sync, async, ...) or key=value (size=64m, mode=1777, ...)")]
+    InvalidTmpfsOption {
+        /// The whole `--tmpfs` value.
+        tmpfs: String,
+        /// The word not understood.
+        option: String,
+    },
+    /// A `--name` is not a valid container name.
+    #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
     /// A signal name or number is unknown.
     #[error("invalid signal {0:?}")]
     InvalidSignal(String),
@@ -75,13 +86,60 @@ impl std::str::FromStr for Volume {
     }
 }
 
-/// A tmpfs mount.
+/// Mount flags a `--tmpfs` may name, as Docker accepts them: the word, then
+/// whether it clears (true) or sets (false) the `MS_*` bit.
+const MOUNT_FLAGS: [(&str, bool, libc::c_ulong); 20] = [
+    ("defaults", false, 0),
+    ("ro", false, libc::MS_RDONLY),
+    ("rw", true, libc::MS_RDONLY),
+    ("suid", true, libc::MS_NOSUID),
+    ("nosuid", false, libc::MS_NOSUID),
+    ("dev", true, libc::MS_NODEV),
+    ("nodev", false, libc::MS_NODEV),
+    ("exec", true, libc::MS_NOEXEC),
+    ("noexec", false, libc::MS_NOEXEC),
+    ("sync", false, libc::MS_SYNCHRONOUS),
+    ("async", true, libc::MS_SYNCHRONOUS),
+    ("dirsync", false, libc::MS_DIRSYNC),
+    ("atime", true, libc::MS_NOATIME),
+    ("noatime", false, libc::MS_NOATIME),
+    ("diratime", true, libc::MS_NODIRATIME),
+    ("nodiratime", false, libc::MS_NODIRATIME),
+    ("relatime", false, libc::MS_RELATIME),
+    ("norelatime", true, libc::MS_RELATIME),
+    ("strictatime", false, libc::MS_STRICTATIME),
+    ("nostrictatime", true, libc::MS_STRICTATIME),
+];
+
+/// A tmpfs mount: `PATH[:OPTIONS]`, where OPTIONS is a comma-separated list
+/// of mount flags (`ro`, `exec`, `nosuid`, ...; see `MOUNT_FLAGS`) and
+/// tmpfs data (`size=64m`, `mode=1777`, ...), as Docker takes them. Flags
+/// apply in order over the defaults `nosuid,nodev,noexec`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tmpfs {
     /// Path inside the container.
     pub path: PathBuf,
-    /// Mount options (`size=64m,mode=1777`).
-    pub options: String,
+    /// The mount flag words, in the order given.
+    pub flags: Vec<String>,
+    /// The filesystem data options (`key=value`), in the order given.
+    pub data: Vec<String>,
+}
+
+impl Tmpfs {
+    /// The `MS_*` flags to mount with: the defaults with `flags` applied.
+    pub fn mount_flags(&self) -> libc::c_ulong {
+        let mut bits = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+        for word in &self.flags {
+            if let Some((_, clear, bit)) = MOUNT_FLAGS.iter().find(|(n, _, _)| n == word) {
+                if *clear {
+                    bits &= !bit;
+                } else {
+                    bits |= bit;
+                }
+            }
+        }
+        bits
+    }
 }
 
 impl std::str::FromStr for Tmpfs {
@@ -92,10 +150,54 @@ impl std::str::FromStr for Tmpfs {
         if !path.starts_with('/') {
             return Err(Error::InvalidTmpfs(s.to_owned()));
         }
-        Ok(Tmpfs {
+        let mut tmpfs = Tmpfs {
             path: path.into(),
-            options: options.to_owned(),
-        })
+            flags: Vec::new(),
+            data: Vec::new(),
+        };
+        for word in options.split(',').filter(|w| !w.is_empty()) {
+            if word.contains('=') {
+                tmpfs.data.push(word.to_owned());
+            } else if MOUNT_FLAGS.iter().any(|(n, _, _)| *n == word) {
+                tmpfs.flags.push(word.to_owned());
+            } else {
+                return Err(Error::InvalidTmpfsOption {
+                    tmpfs: s.to_owned(),
+                    option: word.to_owned(),
+                });
+            }
+        }
+        Ok(tmpfs)
+    }
+}
+
+/// A container name (`--name`), valid by Docker's rule:
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (two characters at least).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerName(String);
+
+impl std::str::FromStr for ContainerName {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        let mut chars = s.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let rest: Vec<char> = chars.collect();
+        let rest_ok = !rest.is_empty()
+            && rest
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+        if first_ok && rest_ok {
+            Ok(ContainerName(s.to_owned()))
+        } else {
+            Err(Error::InvalidName(s.to_owned()))
+        }
+    }
+}
+
+impl std::fmt::Display for ContainerName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
@@ -123,7 +225,7 @@ pub struct ContainerSpec {
     /// Container id (also its state directory name).
     pub id: String,
     /// Name given with `--name`.
-    pub name: Option<String>,
+    pub name: Option<ContainerName>,
     /// Hostname.
     pub hostname: String,
     /// argv, argv[0] resolved through PATH inside the container.
@@ -264,7 +366,15 @@ fn read_db(root: &Path, file: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Resolves `uid`, `uid:gid`, `name` or `name:group` with the files under `root`.
+/// Resolves `-u` against the files under `root` the way Docker (runc's
+/// `GetExecUser`) does:
+/// - a numeric user is a uid, never a name: its passwd entry, if any, only
+///   supplies the primary group, the home directory and the name whose
+///   `/etc/group` memberships become the supplementary groups;
+/// - a name must have a passwd entry;
+/// - an explicit group (numeric, or a name looked up in `/etc/group`) is the
+///   primary group, and then there are no supplementary groups;
+/// - otherwise every group that lists the user's name is supplementary.
 pub fn resolve_user(spec: &str, root: &Path) -> Result<ResolvedUser> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
@@ -272,18 +382,23 @@ pub fn resolve_user(spec: &str, root: &Path) -> Result<ResolvedUser> {
     };
     let passwd = read_db(root, "etc/passwd");
     let groups = read_db(root, "etc/group");
+    let numeric_uid = user.parse::<u32>().ok();
     let entry = passwd
         .iter()
-        .find(|e| e.len() >= 4 && (e[0] == user || e[2] == user));
-    let (uid, mut gid, name, home) = match (user.parse::<u32>(), entry) {
+        .filter(|e| e.len() >= 4)
+        .find(|e| match numeric_uid {
+            Some(uid) => e[2].parse::<u32>() == Ok(uid),
+            None => e[0] == user,
+        });
+    let (uid, mut gid, name, home) = match (numeric_uid, entry) {
         (_, Some(e)) => (
             e[2].parse().unwrap_or(0),
             e[3].parse().unwrap_or(0),
             Some(e[0].clone()),
-            e.get(5).cloned(),
+            e.get(5).cloned().filter(|h| !h.is_empty()),
         ),
-        (Ok(uid), None) => (uid, 0, None, None),
-        (Err(_), None) => {
+        (Some(uid), None) => (uid, 0, None, None),
+        (None, None) => {
             return Err(Error::UnknownUser {
                 user: user.to_owned(),
                 file: "/etc/passwd",
@@ -312,6 +427,7 @@ pub fn resolve_user(spec: &str, root: &Path) -> Result<ResolvedUser> {
         _ => Vec::new(),
     };
     supplementary.retain(|g| *g != gid);
+    supplementary.dedup();
     Ok(ResolvedUser {
         uid,
         gid,
@@ -361,6 +477,52 @@ mod tests {
         assert_eq!(resolve_user("app:wheel", dir.path()).unwrap().gid, 10);
         assert_eq!(resolve_user("4242:7", dir.path()).unwrap().uid, 4242);
         assert!(resolve_user("nobody-here", dir.path()).is_err());
+        // A numeric user is its uid: its entry gives group, home and memberships.
+        let u = resolve_user("1000", dir.path()).unwrap();
+        assert_eq!((u.uid, u.gid, u.groups), (1000, 1000, vec![10]));
+    }
+
+    #[test]
+    fn numeric_user_is_never_a_passwd_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::fs::write(
+            dir.path().join("etc/passwd"),
+            "1000:x:0:0::/:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("etc/group"), "1000:x:0:\napp:x:1000:\n").unwrap();
+        let u = resolve_user("1000", dir.path()).unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 1000));
+        let u = resolve_user("1000:1000", dir.path()).unwrap();
+        assert_eq!((u.uid, u.gid), (1000, 1000));
+        assert_eq!(resolve_user("2000", dir.path()).unwrap().uid, 2000);
+    }
+
+    #[test]
+    fn tmpfs_options_are_flags_and_data() {
+        let t: Tmpfs = "/t:rw,exec,size=1m".parse().unwrap();
+        assert_eq!(t.data, ["size=1m"]);
+        assert_eq!(t.mount_flags(), libc::MS_NOSUID | libc::MS_NODEV);
+        let t: Tmpfs = "/t:noexec,nosuid".parse().unwrap();
+        assert_eq!(
+            t.mount_flags(),
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC
+        );
+        let t: Tmpfs = "/t".parse().unwrap();
+        assert!(t.flags.is_empty() && t.data.is_empty());
+        assert!("/t:bogus".parse::<Tmpfs>().is_err());
+        assert!("t:exec".parse::<Tmpfs>().is_err());
+    }
+
+    #[test]
+    fn container_names_follow_docker() {
+        for good in ["ab", "web-1", "a.b_c", "0x"] {
+            assert!(good.parse::<ContainerName>().is_ok(), "{good}");
+        }
+        for bad in ["", "a", "-ab", ".ab", "a b", "a/b", "ä1", "ab;rm"] {
+            assert!(bad.parse::<ContainerName>().is_err(), "{bad}");
+        }
     }
 
     #[test]
