@@ -9,27 +9,36 @@
 //!
 //! Child side, in order (without a user namespace the cgroup step comes
 //! just before `pivot_root`, so the root filesystem is built while the
-//! parent moves the child into its cgroup): wait for the parent's go, new
-//! cgroup namespace; private mounts; overlayfs of
-//! the layers (the overlay lives only in the container's mount namespace, so
-//! nothing is left mounted on the host if the runner dies); volumes and tmpfs;
-//! the state dir's `etc/` files over `/etc/{hostname,hosts,resolv.conf}`;
-//! `/proc`, read-only `/sys`, a minimal `/dev`; Docker's masked and read-only
-//! paths; `pivot_root` and detach of the old root; hostname and `lo`; stdio
-//! or pty; user and working directory; bounding set, user switch,
-//! capabilities, `no_new_privs`, seccomp; then exec (or fork the reaper when
-//! `--init`).
+//! parent moves the child into its cgroup): not dumpable; wait for the
+//! parent's go, new cgroup namespace; private mounts; the root filesystem
+//! ([`rootfs`]: overlayfs of the layers, living only in the container's
+//! mount namespace so nothing is left mounted on the host if the runner
+//! dies; volumes and tmpfs; `/etc/{hostname,hosts,resolv.conf}`; `/proc`,
+//! read-only `/sys`, a minimal `/dev`; Docker's masked and read-only paths;
+//! the container's cgroups, read-only); hostname and `lo`; `pivot_root` and
+//! detach of the old root; a new session with its stdio ([`stdio`]); user
+//! and working directory; every descriptor but the error pipe closed;
+//! bounding set, groups, user switch, capabilities (none inheritable),
+//! `no_new_privs`, seccomp; then exec: the workload itself, or under
+//! `--init` the small init program of [`init`], from a sealed memfd. Either
+//! way PID 1 is a fresh image holding nothing of the runner's.
+//!
+//! Raw system calls the child needs beyond nix live in [`sys`].
 
-use std::collections::VecDeque;
-use std::ffi::{CString, OsString};
+mod init;
+mod rootfs;
+mod stdio;
+mod sys;
+
+use std::ffi::{CStr, CString};
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{mount, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
@@ -38,6 +47,8 @@ use nix::unistd::{Gid, Pid, Uid};
 use crate::cgroup::{Cgroup, CgroupManager};
 use crate::spec::{ContainerSpec, Network};
 use crate::{caps, seccomp};
+use init::Init;
+use stdio::{ChildStreams, Streams};
 
 /// Errors on the runner's side of starting or supervising a container.
 #[derive(Debug, thiserror::Error)]
@@ -127,47 +138,6 @@ fn forwarded_and_chld() -> SigSet {
     set
 }
 
-/// Restores the terminal mode on drop.
-struct RawTerminal(Option<nix::sys::termios::Termios>);
-
-impl RawTerminal {
-    fn enter() -> RawTerminal {
-        let stdin = io::stdin();
-        match nix::sys::termios::tcgetattr(&stdin) {
-            Ok(saved) => {
-                let mut raw = saved.clone();
-                nix::sys::termios::cfmakeraw(&mut raw);
-                let _ =
-                    nix::sys::termios::tcsetattr(&stdin, nix::sys::termios::SetArg::TCSANOW, &raw);
-                RawTerminal(Some(saved))
-            }
-            Err(_) => RawTerminal(None),
-        }
-    }
-}
-
-impl Drop for RawTerminal {
-    fn drop(&mut self) {
-        if let Some(saved) = self.0.take() {
-            let _ = nix::sys::termios::tcsetattr(
-                io::stdin(),
-                nix::sys::termios::SetArg::TCSANOW,
-                &saved,
-            );
-        }
-    }
-}
-
-fn copy_winsize(from: RawFd, to: RawFd) {
-    // SAFETY: winsize is plain data; both ioctls take a pointer to it.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(to, libc::TIOCSWINSZ, &ws);
-        }
-    }
-}
-
 /// Blocks the signals the runner forwards, so that one arriving while the
 /// container is being set up is delivered to it once it runs instead of
 /// killing the runner mid-setup.
@@ -222,15 +192,9 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
         nix::sys::socket::SockFlag::SOCK_CLOEXEC,
     )
     .map_err(sys("socketpair"))?;
-    let pty = if spec.tty {
-        Some(nix::pty::openpty(None, None).map_err(sys("openpty"))?)
-    } else {
-        None
-    };
-    let console = match &pty {
-        Some(p) => Some(nix::unistd::ttyname(&p.slave).map_err(sys("ttyname"))?),
-        None => None,
-    };
+    let streams = Streams::open(spec.tty, spec.stdin).map_err(sys("open stdio"))?;
+    // The child compares its cgroups with these to find its own.
+    let runner_cgroups = fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let signals = forwarded_and_chld();
     let mut old_mask = SigSet::empty();
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals), Some(&mut old_mask))
@@ -251,9 +215,9 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
         sync_r: sync_r.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
         layer_fds: fd_child.as_raw_fd(),
-        pty_slave: pty.as_ref().map(|p| p.slave.as_raw_fd()),
-        pty_master: pty.as_ref().map(|p| p.master.as_raw_fd()),
-        console: console.clone(),
+        streams: streams.child(),
+        console: streams.console(),
+        runner_cgroups: &runner_cgroups,
     };
     let mut stack = vec![0u8; 1 << 20];
     // SAFETY: the runner is single-threaded here (downloads and unpacks have
@@ -301,46 +265,9 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
         });
     }
 
-    let mut output_thread = None;
-    let _raw = match &pty {
-        Some(p) => {
-            let stdin_is_tty = nix::unistd::isatty(0).unwrap_or(false);
-            if stdin_is_tty {
-                copy_winsize(0, p.master.as_raw_fd());
-            }
-            let master_out: OwnedFd = p.master.try_clone().expect("dup pty master");
-            output_thread = Some(std::thread::spawn(move || {
-                let mut master = fs::File::from(master_out);
-                let mut out = io::stdout();
-                let mut buf = [0u8; 8192];
-                while let Ok(n) = master.read(&mut buf) {
-                    if n == 0 || out.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    let _ = out.flush();
-                }
-            }));
-            if spec.stdin {
-                let master_in: OwnedFd = p.master.try_clone().expect("dup pty master");
-                std::thread::spawn(move || {
-                    let mut master = fs::File::from(master_in);
-                    let _ = io::copy(&mut io::stdin(), &mut master);
-                });
-            }
-            stdin_is_tty.then(RawTerminal::enter)
-        }
-        None => None,
-    };
-    // Only the container may hold the slave now, so the master sees EOF when it exits.
-    let master = pty.map(|p| {
-        drop(p.slave);
-        p.master
-    });
-    let code = supervise(pid, spec, &signals, master.as_ref().map(|m| m.as_raw_fd()));
-    if let Some(t) = output_thread {
-        let _ = t.join();
-    }
-    drop(master);
+    let relay = streams.relay(spec.stdin);
+    let code = supervise(pid, spec, &signals, relay.master());
+    relay.finish();
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
     Ok(Outcome {
         code,
@@ -461,10 +388,24 @@ fn wait_status_code(status: WaitStatus) -> Option<i32> {
 }
 
 /// Forwards signals until the child exits; returns its exit status.
+///
+/// The child may have made the runner its tracer (`PTRACE_TRACEME`): its
+/// ptrace stops are then reported here (`__WALL` waits for them whatever
+/// the child's kind) and it is detached at once, with the signal it stopped
+/// on, instead of waiting forever for a tracer that never continues it.
 fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<RawFd>) -> i32 {
     let mut deadline: Option<Instant> = None;
     loop {
-        match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
+            Ok(WaitStatus::Stopped(_, sig)) => {
+                let resume = (sig != Signal::SIGTRAP).then_some(sig);
+                let _ = sys::ptrace_detach(pid, resume);
+                continue;
+            }
+            Ok(WaitStatus::PtraceEvent(..) | WaitStatus::PtraceSyscall(_)) => {
+                let _ = sys::ptrace_detach(pid, None);
+                continue;
+            }
             Ok(status) => {
                 if let Some(code) = wait_status_code(status) {
                     return code;
@@ -489,7 +430,7 @@ fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<Ra
             None | Some(Signal::SIGCHLD) => {}
             Some(Signal::SIGWINCH) => {
                 if let Some(m) = master {
-                    copy_winsize(0, m);
+                    stdio::copy_winsize(0, m);
                 }
             }
             Some(Signal::SIGTERM) => {
@@ -519,9 +460,10 @@ struct ChildContext<'a> {
     sync_r: RawFd,
     err_w: RawFd,
     layer_fds: RawFd,
-    pty_slave: Option<RawFd>,
-    pty_master: Option<RawFd>,
-    console: Option<PathBuf>,
+    streams: ChildStreams,
+    console: Option<&'a Path>,
+    /// The runner's `/proc/self/cgroup`.
+    runner_cgroups: &'a str,
 }
 
 /// A failure inside the child: exit code and message for the parent.
@@ -555,7 +497,8 @@ enum Never {}
 
 /// Wait for the runner's go (this process is in its cgroup then, and its id
 /// maps are written), and take a cgroup namespace rooted at that cgroup.
-fn join_cgroup(ctx: &ChildContext<'_>) -> Result<(), ChildError> {
+/// Returns the hierarchies the container has a cgroup of its own in.
+fn join_cgroup(ctx: &ChildContext<'_>) -> Result<Vec<String>, ChildError> {
     let mut go = [0u8; 1];
     // SAFETY: reading one byte into a local buffer.
     if unsafe { libc::read(ctx.sync_r, go.as_mut_ptr().cast(), 1) } != 1 {
@@ -564,7 +507,9 @@ fn join_cgroup(ctx: &ChildContext<'_>) -> Result<(), ChildError> {
             "runner went away before the container started".into(),
         ));
     }
-    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())
+    let own = rootfs::own_cgroups(ctx.runner_cgroups);
+    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
+    Ok(own)
 }
 
 fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
@@ -580,14 +525,19 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
             0,
         )
     };
+    // Until it execs, this process is a copy of the runner: nobody may read
+    // its memory or descriptors through /proc (exec makes the workload
+    // dumpable again; `--init`'s PID 1 clears it itself).
+    sys::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     // In a user namespace nothing works before the runner wrote the id maps,
     // so wait for its go first. Otherwise build the root filesystem while the
     // runner puts this process in its cgroup (on cgroup v1 that write waits
     // for an RCU grace period, ~10 ms here), and wait just before pivoting:
     // nothing of the image runs before then.
     let early = spec.userns.is_none();
+    let mut own_cgroups = Vec::new();
     if !early {
-        join_cgroup(ctx)?;
+        own_cgroups = join_cgroup(ctx)?;
     }
     // With --userns this process becomes an unprivileged host uid below,
     // which cannot walk the private state root (see `paths`): open the state
@@ -605,7 +555,6 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
         };
         userns_ctx = ChildContext {
             launch: &userns_launch,
-            console: ctx.console.clone(),
             ..*ctx
         };
         &userns_ctx
@@ -633,10 +582,10 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     } else {
         launch.layers.to_vec()
     };
-    mount_overlay(launch, &lowers, &rootfs)?;
-    mount_volumes(spec, &rootfs)?;
-    mount_system(spec, &rootfs, ctx.console.as_deref())?;
-    mount_etc_files(launch.state_dir, &rootfs)?;
+    rootfs::mount_overlay(launch, &lowers, &rootfs)?;
+    rootfs::mount_volumes(spec, &rootfs)?;
+    rootfs::mount_system(spec, &rootfs, ctx.console)?;
+    rootfs::mount_etc_files(launch.state_dir, &rootfs)?;
     if spec.read_only {
         mount(
             None::<&str>,
@@ -652,22 +601,14 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
         loopback_up().ctx(|| "bring up lo".into())?;
     }
     if early {
-        join_cgroup(ctx)?;
+        own_cgroups = join_cgroup(ctx)?;
     }
-    pivot_into(&rootfs)?;
-    setup_stdio(ctx)?;
+    rootfs::mount_cgroups(&rootfs, &own_cgroups)?;
+    rootfs::pivot_into(&rootfs)?;
+    ctx.streams.install()?;
     let user = crate::spec::resolve_user(&spec.user, Path::new("/"))
         .map_err(|e| ChildError(125, e.to_string()))?;
-    let cwd = Path::new(&spec.cwd);
-    if !cwd.is_dir() {
-        fs::create_dir_all(cwd).ctx(|| format!("create working directory {}", spec.cwd))?;
-        let _ = nix::unistd::chown(
-            cwd,
-            Some(Uid::from_raw(user.uid)),
-            Some(Gid::from_raw(user.gid)),
-        );
-    }
-    nix::unistd::chdir(cwd).ctx(|| format!("chdir to {}", spec.cwd))?;
+    enter_working_dir(&spec.cwd, &user)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     let mut env = spec.env.clone();
     if !env.iter().any(|e| e.starts_with("HOME=")) {
@@ -677,6 +618,14 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
         ));
     }
     let argv = resolve_argv(&spec.args, &env)?;
+    // Nothing of the runner's may enter the container: close (not merely
+    // mark) every descriptor but the error pipe, which is close-on-exec.
+    sys::close_fds_except(ctx.err_w).ctx(|| "close inherited descriptors".into())?;
+    let init = if spec.init {
+        Some(Init::load().ctx(|| "load the init program".into())?)
+    } else {
+        None
+    };
 
     if let (Some(bpf), false) = (launch.seccomp_bpf, spec.no_new_privileges) {
         seccomp::load(bpf).ctx(|| "seccomp".into())?;
@@ -684,10 +633,10 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     caps::limit_bounding(&spec.capabilities).ctx(|| "capability bounding set".into())?;
     // SAFETY: plain prctl: keep permitted caps across the uid switch.
     unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
+    // Always: without it a --userns container would keep the runner's
+    // supplementary groups (host gid 0 among them).
     let gids: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    if spec.userns.is_none() || !gids.is_empty() {
-        nix::unistd::setgroups(&gids).ctx(|| "setgroups".into())?;
-    }
+    nix::unistd::setgroups(&gids).ctx(|| "setgroups".into())?;
     nix::unistd::setresgid(
         Gid::from_raw(user.gid),
         Gid::from_raw(user.gid),
@@ -720,28 +669,25 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
             seccomp::load(bpf).ctx(|| "seccomp".into())?;
         }
     }
-    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only flags descriptors.
-    unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            3u32,
-            u32::MAX,
-            libc::CLOSE_RANGE_CLOEXEC,
-        )
-    };
-    if spec.init {
-        // SAFETY: single-threaded child; the forked process only execs.
-        match unsafe { nix::unistd::fork() }.ctx(|| "fork workload".into())? {
-            nix::unistd::ForkResult::Child => exec(&argv, &env, ctx.err_w),
-            nix::unistd::ForkResult::Parent { child } => {
-                // The reaper never execs: close its copy of the error pipe so
-                // the runner sees EOF once the workload has exec'd.
-                let _ = nix::unistd::close(ctx.err_w);
-                reap(child)
-            }
-        }
+    exec(&argv, &env, init.as_ref(), ctx.err_w)
+}
+
+/// Enters the working directory, creating it (owned by the user) when
+/// missing. Runs after `pivot_root`, so every symlink resolves inside the
+/// container; one that dangles is followed to where it points, which is
+/// created, as Docker does.
+fn enter_working_dir(cwd: &str, user: &crate::spec::ResolvedUser) -> Result<(), ChildError> {
+    let resolved = rootfs::secure_join(Path::new("/"), Path::new(cwd))
+        .ctx(|| format!("resolve working directory {cwd}"))?;
+    if !resolved.is_dir() {
+        fs::create_dir_all(&resolved).ctx(|| format!("create working directory {cwd}"))?;
+        let _ = nix::unistd::chown(
+            &resolved,
+            Some(Uid::from_raw(user.uid)),
+            Some(Gid::from_raw(user.gid)),
+        );
     }
-    exec(&argv, &env, ctx.err_w)
+    nix::unistd::chdir(&resolved).ctx(|| format!("chdir to {cwd}"))
 }
 
 fn cstring(s: impl AsRef<[u8]>) -> Result<CString, ChildError> {
@@ -779,7 +725,10 @@ fn resolve_argv(args: &[String], env: &[String]) -> Result<Vec<CString>, ChildEr
     Ok(out)
 }
 
-fn exec(argv: &[CString], env: &[String], err_w: RawFd) -> ! {
+/// Execs the workload, or under `--init` the init program with the
+/// workload's path and argv. Only a failure returns: it is reported on the
+/// error pipe (closed by a successful exec), and the child exits.
+fn exec(argv: &[CString], env: &[String], init: Option<&Init>, err_w: RawFd) -> ! {
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&SigSet::all()), None);
     // Ignored signals stay ignored across exec: the runner ignores SIGPIPE
     // (Rust does) and may have inherited more from its own parent.
@@ -793,47 +742,25 @@ fn exec(argv: &[CString], env: &[String], err_w: RawFd) -> ! {
         .collect();
     // argv holds [resolved path, args[1..]..., original argv0]
     let path = &argv[0];
-    let mut args: Vec<&CString> = vec![&argv[argv.len() - 1]];
-    args.extend(&argv[1..argv.len() - 1]);
-    let e = nix::unistd::execve(path, &args, &env).unwrap_err();
-    let code = if e == nix::errno::Errno::ENOENT {
+    let mut args: Vec<&CStr> = vec![&argv[argv.len() - 1]];
+    args.extend(argv[1..argv.len() - 1].iter().map(CString::as_c_str));
+    let (what, e) = match init {
+        Some(init) => ("exec strata-init for", init.exec(path, &args, &env)),
+        None => (
+            "exec",
+            io::Error::from(nix::unistd::execve(path, &args, &env).unwrap_err()),
+        ),
+    };
+    let code = if e.kind() == io::ErrorKind::NotFound {
         127
     } else {
         126
     };
-    let report = format!("{code}\nexec {}: {e}", path.to_string_lossy());
+    let report = format!("{code}\n{what} {}: {e}", path.to_string_lossy());
     // SAFETY: write to the error pipe and leave without running destructors.
     unsafe {
         libc::write(err_w, report.as_ptr().cast(), report.len());
         libc::_exit(code)
-    }
-}
-
-/// PID 1 under `--init`: forwards signals to the workload, reaps every
-/// orphan, and exits with the workload's status.
-fn reap(child: Pid) -> ! {
-    let signals = forwarded_and_chld();
-    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&signals), None);
-    loop {
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(status) => {
-                    if status.pid() == Some(child) {
-                        if let Some(code) = wait_status_code(status) {
-                            // SAFETY: leave without destructors.
-                            unsafe { libc::_exit(code) }
-                        }
-                    }
-                }
-            }
-        }
-        match signals.wait() {
-            Ok(Signal::SIGCHLD) | Err(_) => {}
-            Ok(sig) => {
-                let _ = kill(child, sig);
-            }
-        }
     }
 }
 
@@ -891,489 +818,6 @@ fn attach_idmapped_layers(ctx: &ChildContext<'_>) -> Result<Vec<PathBuf>, ChildE
     Ok(paths)
 }
 
-fn mount_overlay(launch: &Launch<'_>, layers: &[PathBuf], rootfs: &Path) -> Result<(), ChildError> {
-    let upper = launch.state_dir.join("upper");
-    let work = launch.state_dir.join("work");
-    // Paths relative to the common layers dir keep the mount options short.
-    let base = layers
-        .first()
-        .and_then(|l| l.parent())
-        .and_then(|p| p.parent())
-        .ok_or_else(|| ChildError(125, "image has no layers".into()))?;
-    let lowers: Vec<String> = layers
-        .iter()
-        .rev()
-        .map(|l| {
-            l.strip_prefix(base)
-                .unwrap_or(l)
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    let userxattr = launch.spec.userns.is_some();
-    let mut options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowers.join(":"),
-        upper.display(),
-        work.display()
-    );
-    if userxattr {
-        options.push_str(",userxattr");
-    }
-    nix::unistd::chdir(base).ctx(|| format!("chdir {}", base.display()))?;
-    // mount(2) takes the options in one page; past that, the new mount API
-    // adds the layers one by one (`lowerdir+`, Linux 6.8+).
-    //
-    // `volatile` (Linux 5.10+): the upper dir is thrown away when the
-    // container ends, so the overlay need not sync it. Without it, the
-    // unmount at the end of every container syncs the whole filesystem under
-    // the upper dir, waiting for every dirty page on it (right after a pull,
-    // the freshly unpacked layers: hundreds of milliseconds).
-    let overlay = |options: &str| {
-        mount(
-            Some("overlay"),
-            rootfs,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options),
-        )
-    };
-    let mounted = if options.len() < 4000 {
-        match overlay(&format!("{options},volatile")) {
-            Err(nix::errno::Errno::EINVAL) => overlay(&options),
-            other => other,
-        }
-        .map_err(io::Error::from)
-    } else {
-        mount_overlay_layer_by_layer(&lowers, &upper, &work, userxattr, rootfs)
-    };
-    mounted.ctx(|| format!("mount overlay ({} layers)", lowers.len()))?;
-    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    Ok(())
-}
-
-/// Mounts an overlay with fsopen/fsconfig/fsmount, one `lowerdir+` per layer
-/// (top first, paths relative to the current directory).
-fn mount_overlay_layer_by_layer(
-    lowers: &[String],
-    upper: &Path,
-    work: &Path,
-    userxattr: bool,
-    rootfs: &Path,
-) -> io::Result<()> {
-    const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-    const FSCONFIG_SET_STRING: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let c = |s: &[u8]| CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
-    let check = |rc: libc::c_long| {
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
-    };
-    // SAFETY: fsopen with a valid filesystem name.
-    let fs_fd =
-        check(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
-    // SAFETY: fs_fd is a fresh descriptor we own.
-    let fs_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fs_fd as RawFd) };
-    let set = |key: &std::ffi::CStr, value: Option<&CString>| {
-        let (cmd, v) = match value {
-            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
-            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
-        };
-        // SAFETY: fsconfig on our fs context with NUL-terminated key and value.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs_fd.as_raw_fd(),
-                cmd,
-                key.as_ptr(),
-                v,
-                0,
-            )
-        })
-        .map(drop)
-    };
-    for lower in lowers {
-        set(c"lowerdir+", Some(&c(lower.as_bytes())?))?;
-    }
-    set(c"upperdir", Some(&c(upper.as_os_str().as_encoded_bytes())?))?;
-    set(c"workdir", Some(&c(work.as_os_str().as_encoded_bytes())?))?;
-    if userxattr {
-        set(c"userxattr", None)?;
-    }
-    set(c"volatile", None)?;
-    // SAFETY: creating the superblock of our configured context.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs_fd.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_char>(),
-            0,
-        )
-    })?;
-    // SAFETY: fsmount of the created context.
-    let mnt =
-        check(unsafe { libc::syscall(libc::SYS_fsmount, fs_fd.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
-    // SAFETY: mnt is a fresh descriptor we own.
-    let mnt = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt as RawFd) };
-    let target = c(rootfs.as_os_str().as_encoded_bytes())?;
-    // SAFETY: attaching our detached mount onto an existing directory.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })
-    .map(drop)
-}
-
-/// Joins `path` under `root`, resolving symlinks as if `root` were `/`, so a
-/// symlink in the image can never point a mount outside the container.
-pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
-    let mut resolved = PathBuf::new();
-    let mut pending: VecDeque<OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut links = 0;
-    while let Some(c) = pending.pop_front() {
-        if c == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&c);
-        let full = root.join(&candidate);
-        match fs::symlink_metadata(&full) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 40 {
-                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
-                }
-                let target = fs::read_link(&full)?;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                let mut next: VecDeque<OsString> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_owned()),
-                        Component::ParentDir => Some("..".into()),
-                        _ => None,
-                    })
-                    .collect();
-                next.extend(pending);
-                pending = next;
-            }
-            _ => resolved = candidate,
-        }
-    }
-    Ok(root.join(resolved))
-}
-
-fn ensure_mount_point(target: &Path, dir: bool) -> Result<(), ChildError> {
-    if dir {
-        fs::create_dir_all(target).ctx(|| format!("create {}", target.display()))
-    } else {
-        if let Some(p) = target.parent() {
-            fs::create_dir_all(p).ctx(|| format!("create {}", p.display()))?;
-        }
-        if !target.exists() {
-            fs::File::create(target).ctx(|| format!("create {}", target.display()))?;
-        }
-        Ok(())
-    }
-}
-
-fn mount_volumes(spec: &ContainerSpec, rootfs: &Path) -> Result<(), ChildError> {
-    for v in &spec.volumes {
-        let target = secure_join(rootfs, &v.container)
-            .ctx(|| format!("resolve {}", v.container.display()))?;
-        let is_dir = fs::metadata(&v.host)
-            .ctx(|| format!("volume source {}", v.host.display()))?
-            .is_dir();
-        ensure_mount_point(&target, is_dir)?;
-        mount(
-            Some(&v.host),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .ctx(|| format!("bind {} to {}", v.host.display(), v.container.display()))?;
-        if v.read_only {
-            mount(
-                None::<&str>,
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-            .ctx(|| format!("remount {} read-only", v.container.display()))?;
-        }
-    }
-    for t in &spec.tmpfs {
-        let target =
-            secure_join(rootfs, &t.path).ctx(|| format!("resolve {}", t.path.display()))?;
-        ensure_mount_point(&target, true)?;
-        let options = if t.options.is_empty() {
-            "mode=1777".to_owned()
-        } else {
-            t.options.clone()
-        };
-        mount(
-            Some("tmpfs"),
-            &target,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            Some(options.as_str()),
-        )
-        .ctx(|| format!("mount tmpfs on {}", t.path.display()))?;
-    }
-    Ok(())
-}
-
-/// Binds `<state>/etc/*` (hostname, hosts, resolv.conf) over the image's
-/// `/etc`, when the image has an `/etc`.
-fn mount_etc_files(state_dir: &Path, rootfs: &Path) -> Result<(), ChildError> {
-    let etc = secure_join(rootfs, Path::new("/etc")).ctx(|| "resolve /etc".into())?;
-    if !etc.is_dir() {
-        return Ok(());
-    }
-    let Ok(entries) = fs::read_dir(state_dir.join("etc")) else {
-        return Ok(());
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let target = secure_join(rootfs, &Path::new("/etc").join(&name))
-            .ctx(|| format!("resolve /etc/{}", name.to_string_lossy()))?;
-        ensure_mount_point(&target, false)?;
-        mount(
-            Some(&entry.path()),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .ctx(|| format!("bind /etc/{}", name.to_string_lossy()))?;
-    }
-    Ok(())
-}
-
-const MASKED: [&str; 11] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-
-const READ_ONLY: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
-
-const DEVICES: [(&str, u64, u64); 6] = [
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
-
-fn mount_system(
-    spec: &ContainerSpec,
-    rootfs: &Path,
-    console: Option<&Path>,
-) -> Result<(), ChildError> {
-    let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let proc_dir = rootfs.join("proc");
-    ensure_mount_point(&proc_dir, true)?;
-    mount(Some("proc"), &proc_dir, Some("proc"), nodev, None::<&str>)
-        .ctx(|| "mount /proc".into())?;
-    let sys_dir = rootfs.join("sys");
-    ensure_mount_point(&sys_dir, true)?;
-    if mount(
-        Some("sysfs"),
-        &sys_dir,
-        Some("sysfs"),
-        nodev | MsFlags::MS_RDONLY,
-        None::<&str>,
-    )
-    .is_err()
-    {
-        // Host network inside a user namespace: sysfs cannot be mounted fresh.
-        mount(
-            Some("/sys"),
-            &sys_dir,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .ctx(|| "bind /sys".into())?;
-        mount(
-            None::<&str>,
-            &sys_dir,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
-            None::<&str>,
-        )
-        .ctx(|| "remount /sys read-only".into())?;
-    }
-    let dev = rootfs.join("dev");
-    ensure_mount_point(&dev, true)?;
-    mount(
-        Some("tmpfs"),
-        &dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-        Some("mode=755,size=65536k"),
-    )
-    .ctx(|| "mount /dev".into())?;
-    for (name, major, minor) in DEVICES {
-        let path = dev.join(name);
-        let made = nix::sys::stat::mknod(
-            &path,
-            nix::sys::stat::SFlag::S_IFCHR,
-            nix::sys::stat::Mode::from_bits_truncate(0o666),
-            nix::sys::stat::makedev(major, minor),
-        );
-        if made.is_ok() {
-            fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
-                .ctx(|| format!("chmod /dev/{name}"))?;
-        } else {
-            ensure_mount_point(&path, false)?;
-            mount(
-                Some(&Path::new("/dev").join(name)),
-                &path,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .ctx(|| format!("bind /dev/{name}"))?;
-        }
-    }
-    let pts = dev.join("pts");
-    ensure_mount_point(&pts, true)?;
-    let pts_opts = if spec.userns.is_some() {
-        "newinstance,ptmxmode=0666,mode=0620"
-    } else {
-        "newinstance,ptmxmode=0666,mode=0620,gid=5"
-    };
-    mount(
-        Some("devpts"),
-        &pts,
-        Some("devpts"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some(pts_opts),
-    )
-    .ctx(|| "mount /dev/pts".into())?;
-    let shm = dev.join("shm");
-    ensure_mount_point(&shm, true)?;
-    mount(
-        Some("shm"),
-        &shm,
-        Some("tmpfs"),
-        nodev,
-        Some("mode=1777,size=65536k"),
-    )
-    .ctx(|| "mount /dev/shm".into())?;
-    let mqueue = dev.join("mqueue");
-    ensure_mount_point(&mqueue, true)?;
-    mount(Some("mqueue"), &mqueue, Some("mqueue"), nodev, None::<&str>)
-        .ctx(|| "mount /dev/mqueue".into())?;
-    for (link, target) in [
-        ("ptmx", "pts/ptmx"),
-        ("fd", "/proc/self/fd"),
-        ("stdin", "/proc/self/fd/0"),
-        ("stdout", "/proc/self/fd/1"),
-        ("stderr", "/proc/self/fd/2"),
-    ] {
-        std::os::unix::fs::symlink(target, dev.join(link))
-            .ctx(|| format!("symlink /dev/{link}"))?;
-    }
-    if let Some(console) = console {
-        let target = dev.join("console");
-        ensure_mount_point(&target, false)?;
-        mount(
-            Some(console),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .ctx(|| "bind /dev/console".into())?;
-    }
-    for path in MASKED {
-        let target = rootfs.join(&path[1..]);
-        match fs::symlink_metadata(&target) {
-            Ok(m) if m.is_dir() => mount(
-                Some("tmpfs"),
-                &target,
-                Some("tmpfs"),
-                MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-            .ctx(|| format!("mask {path}"))?,
-            Ok(_) => mount(
-                Some(&dev.join("null")),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .ctx(|| format!("mask {path}"))?,
-            Err(_) => {}
-        }
-    }
-    for path in READ_ONLY {
-        let target = rootfs.join(&path[1..]);
-        if target.exists() {
-            mount(
-                Some(&target),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .ctx(|| format!("bind {path}"))?;
-            mount(
-                None::<&str>,
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
-                None::<&str>,
-            )
-            .ctx(|| format!("remount {path} read-only"))?;
-        }
-    }
-    Ok(())
-}
-
 fn loopback_up() -> io::Result<()> {
     // SAFETY: a plain socket; the ifreq is zeroed plain data with a NUL-terminated name.
     unsafe {
@@ -1399,40 +843,6 @@ fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-fn pivot_into(rootfs: &Path) -> Result<(), ChildError> {
-    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
-    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
-    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach old root".into())?;
-    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    Ok(())
-}
-
-fn setup_stdio(ctx: &ChildContext<'_>) -> Result<(), ChildError> {
-    if let Some(slave) = ctx.pty_slave {
-        if let Some(master) = ctx.pty_master {
-            let _ = nix::unistd::close(master);
-        }
-        nix::unistd::setsid().ctx(|| "setsid".into())?;
-        // SAFETY: TIOCSCTTY on our pty slave with an integer argument.
-        if unsafe { libc::ioctl(slave, libc::TIOCSCTTY as _, 0) } != 0 {
-            return Err(ChildError(
-                125,
-                format!("set controlling terminal: {}", io::Error::last_os_error()),
-            ));
-        }
-        for fd in 0..3 {
-            nix::unistd::dup2(slave, fd).ctx(|| "dup2 pty".into())?;
-        }
-        if slave > 2 {
-            let _ = nix::unistd::close(slave);
-        }
-    } else if !ctx.launch.spec.stdin {
-        let null = fs::File::open("/dev/null").ctx(|| "open /dev/null".into())?;
-        nix::unistd::dup2(null.as_raw_fd(), 0).ctx(|| "dup2 stdin".into())?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1445,26 +855,5 @@ mod tests {
         assert!(matches!(err, Error::MultiThreaded { threads, .. } if threads >= 2));
         drop(stop);
         let _ = other.join();
-    }
-
-    #[test]
-    fn secure_join_keeps_symlinks_inside_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir(root.join("data")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
-        std::os::unix::fs::symlink("../../../../tmp", root.join("data/up")).unwrap();
-        assert_eq!(
-            secure_join(root, Path::new("/etc-link/x")).unwrap(),
-            root.join("etc/x")
-        );
-        assert_eq!(
-            secure_join(root, Path::new("/data/up/y")).unwrap(),
-            root.join("tmp/y")
-        );
-        assert_eq!(
-            secure_join(root, Path::new("/../../a")).unwrap(),
-            root.join("a")
-        );
     }
 }

@@ -196,16 +196,21 @@ pub fn busybox_layer(compression: Compression, extra: Vec<Entry>) -> Layer {
 }
 
 pub fn sysprobe() -> Vec<u8> {
+    static_probe("sysprobe")
+}
+
+/// Compiles `tests/runner/<name>.c` into a static binary and returns it.
+pub fn static_probe(name: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("sysprobe");
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/runner/sysprobe.c");
+    let out = dir.path().join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/runner/{name}.c"));
     let status = Command::new("gcc")
         .args(["-static", "-O2", "-o"])
         .arg(&out)
         .arg(&src)
         .status()
         .expect("gcc (with static glibc, Debian's gcc + libc6-dev) is needed");
-    assert!(status.success(), "compiling sysprobe failed");
+    assert!(status.success(), "compiling {name} failed");
     fs::read(out).unwrap()
 }
 

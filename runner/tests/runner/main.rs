@@ -15,4 +15,5 @@ mod harness;
 mod images;
 mod isolation;
 mod lifecycle;
+mod security_container;
 mod security_host;

@@ -1,0 +1,699 @@
+//! The container's root filesystem, built in the child's own mount
+//! namespace before `pivot_root`: the overlay of the layers; volumes and
+//! tmpfs; the state dir's `/etc` files; `/proc`, read-only `/sys`, a minimal
+//! `/dev`; the container's own cgroups, read-only, at `/sys/fs/cgroup`;
+//! Docker's masked and read-only paths.
+//!
+//! Every mount target is resolved inside the rootfs: paths an image or a
+//! flag names go through [`secure_join`], which treats the rootfs as `/` for
+//! every symlink; the filesystems the runner provides (`/proc`, `/sys`,
+//! `/dev`) are mounted on a real directory at exactly that path, an image's
+//! symlink or file there being replaced ([`system_mount_point`]); everything
+//! else is mounted inside those fresh filesystems, whose contents the image
+//! does not control.
+
+use std::collections::VecDeque;
+use std::ffi::{CString, OsString};
+use std::fs;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+use super::{ChildError, Context, Launch};
+use crate::spec::ContainerSpec;
+
+pub(super) fn mount_overlay(
+    launch: &Launch<'_>,
+    layers: &[PathBuf],
+    rootfs: &Path,
+) -> Result<(), ChildError> {
+    let upper = launch.state_dir.join("upper");
+    let work = launch.state_dir.join("work");
+    // Paths relative to the common layers dir keep the mount options short.
+    let base = layers
+        .first()
+        .and_then(|l| l.parent())
+        .and_then(|p| p.parent())
+        .ok_or_else(|| ChildError(125, "image has no layers".into()))?;
+    let lowers: Vec<String> = layers
+        .iter()
+        .rev()
+        .map(|l| {
+            l.strip_prefix(base)
+                .unwrap_or(l)
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    let userxattr = launch.spec.userns.is_some();
+    let mut options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowers.join(":"),
+        upper.display(),
+        work.display()
+    );
+    if userxattr {
+        options.push_str(",userxattr");
+    }
+    nix::unistd::chdir(base).ctx(|| format!("chdir {}", base.display()))?;
+    // mount(2) takes the options in one page; past that, the new mount API
+    // adds the layers one by one (`lowerdir+`, Linux 6.8+).
+    //
+    // `volatile` (Linux 5.10+): the upper dir is thrown away when the
+    // container ends, so the overlay need not sync it. Without it, the
+    // unmount at the end of every container syncs the whole filesystem under
+    // the upper dir, waiting for every dirty page on it (right after a pull,
+    // the freshly unpacked layers: hundreds of milliseconds).
+    let overlay = |options: &str| {
+        mount(
+            Some("overlay"),
+            rootfs,
+            Some("overlay"),
+            MsFlags::empty(),
+            Some(options),
+        )
+    };
+    let mounted = if options.len() < 4000 {
+        match overlay(&format!("{options},volatile")) {
+            Err(nix::errno::Errno::EINVAL) => overlay(&options),
+            other => other,
+        }
+        .map_err(io::Error::from)
+    } else {
+        mount_overlay_layer_by_layer(&lowers, &upper, &work, userxattr, rootfs)
+    };
+    mounted.ctx(|| format!("mount overlay ({} layers)", lowers.len()))?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// Mounts an overlay with fsopen/fsconfig/fsmount, one `lowerdir+` per layer
+/// (top first, paths relative to the current directory).
+fn mount_overlay_layer_by_layer(
+    lowers: &[String],
+    upper: &Path,
+    work: &Path,
+    userxattr: bool,
+    rootfs: &Path,
+) -> io::Result<()> {
+    const FSOPEN_CLOEXEC: libc::c_uint = 1;
+    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+    const FSCONFIG_SET_STRING: libc::c_uint = 1;
+    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    let c = |s: &[u8]| CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
+    let check = |rc: libc::c_long| {
+        if rc < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(rc)
+        }
+    };
+    // SAFETY: fsopen with a valid filesystem name.
+    let fs_fd =
+        check(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
+    // SAFETY: fs_fd is a fresh descriptor we own.
+    let fs_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fs_fd as RawFd) };
+    let set = |key: &std::ffi::CStr, value: Option<&CString>| {
+        let (cmd, v) = match value {
+            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
+            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
+        };
+        // SAFETY: fsconfig on our fs context with NUL-terminated key and value.
+        check(unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs_fd.as_raw_fd(),
+                cmd,
+                key.as_ptr(),
+                v,
+                0,
+            )
+        })
+        .map(drop)
+    };
+    for lower in lowers {
+        set(c"lowerdir+", Some(&c(lower.as_bytes())?))?;
+    }
+    set(c"upperdir", Some(&c(upper.as_os_str().as_encoded_bytes())?))?;
+    set(c"workdir", Some(&c(work.as_os_str().as_encoded_bytes())?))?;
+    if userxattr {
+        set(c"userxattr", None)?;
+    }
+    set(c"volatile", None)?;
+    // SAFETY: creating the superblock of our configured context.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs_fd.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<libc::c_char>(),
+            std::ptr::null::<libc::c_char>(),
+            0,
+        )
+    })?;
+    // SAFETY: fsmount of the created context.
+    let mnt =
+        check(unsafe { libc::syscall(libc::SYS_fsmount, fs_fd.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    // SAFETY: mnt is a fresh descriptor we own.
+    let mnt = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt as RawFd) };
+    let target = c(rootfs.as_os_str().as_encoded_bytes())?;
+    // SAFETY: attaching our detached mount onto an existing directory.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mnt.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
+}
+
+/// Joins `path` under `root`, resolving symlinks as if `root` were `/`, so a
+/// symlink in the image can never point a mount outside the container.
+pub(super) fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    let mut resolved = PathBuf::new();
+    let mut pending: VecDeque<OsString> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&c);
+        let full = root.join(&candidate);
+        match fs::symlink_metadata(&full) {
+            Ok(m) if m.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = fs::read_link(&full)?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let mut next: VecDeque<OsString> = target
+                    .components()
+                    .filter_map(|c| match c {
+                        Component::Normal(n) => Some(n.to_owned()),
+                        Component::ParentDir => Some("..".into()),
+                        _ => None,
+                    })
+                    .collect();
+                next.extend(pending);
+                pending = next;
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+fn ensure_mount_point(target: &Path, dir: bool) -> Result<(), ChildError> {
+    if dir {
+        fs::create_dir_all(target).ctx(|| format!("create {}", target.display()))
+    } else {
+        if let Some(p) = target.parent() {
+            fs::create_dir_all(p).ctx(|| format!("create {}", p.display()))?;
+        }
+        if !target.exists() {
+            fs::File::create(target).ctx(|| format!("create {}", target.display()))?;
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn mount_volumes(spec: &ContainerSpec, rootfs: &Path) -> Result<(), ChildError> {
+    for v in &spec.volumes {
+        let target = secure_join(rootfs, &v.container)
+            .ctx(|| format!("resolve {}", v.container.display()))?;
+        let is_dir = fs::metadata(&v.host)
+            .ctx(|| format!("volume source {}", v.host.display()))?
+            .is_dir();
+        ensure_mount_point(&target, is_dir)?;
+        mount(
+            Some(&v.host),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind {} to {}", v.host.display(), v.container.display()))?;
+        if v.read_only {
+            mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .ctx(|| format!("remount {} read-only", v.container.display()))?;
+        }
+    }
+    for t in &spec.tmpfs {
+        let target =
+            secure_join(rootfs, &t.path).ctx(|| format!("resolve {}", t.path.display()))?;
+        ensure_mount_point(&target, true)?;
+        let data = t.data.join(",");
+        mount(
+            Some("tmpfs"),
+            &target,
+            Some("tmpfs"),
+            MsFlags::from_bits_truncate(t.mount_flags()),
+            Some(data.as_str()),
+        )
+        .ctx(|| format!("mount tmpfs on {}", t.path.display()))?;
+    }
+    Ok(())
+}
+
+/// Binds `<state>/etc/*` (hostname, hosts, resolv.conf) over the image's
+/// `/etc`, when the image has an `/etc`.
+pub(super) fn mount_etc_files(state_dir: &Path, rootfs: &Path) -> Result<(), ChildError> {
+    let etc = secure_join(rootfs, Path::new("/etc")).ctx(|| "resolve /etc".into())?;
+    if !etc.is_dir() {
+        return Ok(());
+    }
+    let Ok(entries) = fs::read_dir(state_dir.join("etc")) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let target = secure_join(rootfs, &Path::new("/etc").join(&name))
+            .ctx(|| format!("resolve /etc/{}", name.to_string_lossy()))?;
+        ensure_mount_point(&target, false)?;
+        mount(
+            Some(&entry.path()),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind /etc/{}", name.to_string_lossy()))?;
+    }
+    Ok(())
+}
+
+const MASKED: [&str; 11] = [
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+const READ_ONLY: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+const DEVICES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
+
+pub(super) fn mount_system(
+    spec: &ContainerSpec,
+    rootfs: &Path,
+    console: Option<&Path>,
+) -> Result<(), ChildError> {
+    let nodev = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let proc_dir = system_mount_point(rootfs, "proc")?;
+    mount(Some("proc"), &proc_dir, Some("proc"), nodev, None::<&str>)
+        .ctx(|| "mount /proc".into())?;
+    let sys_dir = system_mount_point(rootfs, "sys")?;
+    if mount(
+        Some("sysfs"),
+        &sys_dir,
+        Some("sysfs"),
+        nodev | MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .is_err()
+    {
+        // Host network inside a user namespace: sysfs cannot be mounted fresh.
+        mount(
+            Some("/sys"),
+            &sys_dir,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .ctx(|| "bind /sys".into())?;
+        mount(
+            None::<&str>,
+            &sys_dir,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
+            None::<&str>,
+        )
+        .ctx(|| "remount /sys read-only".into())?;
+    }
+    let dev = system_mount_point(rootfs, "dev")?;
+    mount(
+        Some("tmpfs"),
+        &dev,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        Some("mode=755,size=65536k"),
+    )
+    .ctx(|| "mount /dev".into())?;
+    for (name, major, minor) in DEVICES {
+        let path = dev.join(name);
+        let made = nix::sys::stat::mknod(
+            &path,
+            nix::sys::stat::SFlag::S_IFCHR,
+            nix::sys::stat::Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(major, minor),
+        );
+        if made.is_ok() {
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o666))
+                .ctx(|| format!("chmod /dev/{name}"))?;
+        } else {
+            ensure_mount_point(&path, false)?;
+            mount(
+                Some(&Path::new("/dev").join(name)),
+                &path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .ctx(|| format!("bind /dev/{name}"))?;
+        }
+    }
+    let pts = dev.join("pts");
+    ensure_mount_point(&pts, true)?;
+    let pts_opts = if spec.userns.is_some() {
+        "newinstance,ptmxmode=0666,mode=0620"
+    } else {
+        "newinstance,ptmxmode=0666,mode=0620,gid=5"
+    };
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some(pts_opts),
+    )
+    .ctx(|| "mount /dev/pts".into())?;
+    let shm = dev.join("shm");
+    ensure_mount_point(&shm, true)?;
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        nodev,
+        Some("mode=1777,size=65536k"),
+    )
+    .ctx(|| "mount /dev/shm".into())?;
+    let mqueue = dev.join("mqueue");
+    ensure_mount_point(&mqueue, true)?;
+    mount(Some("mqueue"), &mqueue, Some("mqueue"), nodev, None::<&str>)
+        .ctx(|| "mount /dev/mqueue".into())?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(target, dev.join(link))
+            .ctx(|| format!("symlink /dev/{link}"))?;
+    }
+    if let Some(console) = console {
+        let target = dev.join("console");
+        ensure_mount_point(&target, false)?;
+        mount(
+            Some(console),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .ctx(|| "bind /dev/console".into())?;
+    }
+    for path in MASKED {
+        let target = rootfs.join(&path[1..]);
+        match fs::symlink_metadata(&target) {
+            Ok(m) if m.is_dir() => mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None::<&str>,
+            )
+            .ctx(|| format!("mask {path}"))?,
+            Ok(_) => mount(
+                Some(&dev.join("null")),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .ctx(|| format!("mask {path}"))?,
+            Err(_) => {}
+        }
+    }
+    for path in READ_ONLY {
+        let target = rootfs.join(&path[1..]);
+        if target.exists() {
+            mount(
+                Some(&target),
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .ctx(|| format!("bind {path}"))?;
+            mount(
+                None::<&str>,
+                &target,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
+                None::<&str>,
+            )
+            .ctx(|| format!("remount {path} read-only"))?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn pivot_into(rootfs: &Path) -> Result<(), ChildError> {
+    nix::unistd::chdir(rootfs).ctx(|| format!("chdir {}", rootfs.display()))?;
+    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detach old root".into())?;
+    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    Ok(())
+}
+
+/// The mount point of a filesystem the runner provides at `/<name>` (proc,
+/// sys, dev): a real directory at exactly that path. An image's symlink
+/// (which would send the mount elsewhere, even out of the rootfs) or file
+/// there is replaced by a directory; only the container's upper dir
+/// changes, never the image's layers.
+fn system_mount_point(rootfs: &Path, name: &str) -> Result<PathBuf, ChildError> {
+    let path = rootfs.join(name);
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.is_dir() => return Ok(path),
+        Ok(_) => fs::remove_file(&path).ctx(|| format!("replace the image's /{name}"))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ChildError(125, format!("stat /{name}: {e}"))),
+    }
+    fs::create_dir(&path).ctx(|| format!("create /{name}"))?;
+    Ok(path)
+}
+
+/// The hierarchies of `/proc/self/cgroup` (as their controller lists:
+/// `memory`, `cpu,cpuacct`, `name=systemd`, or empty for cgroup2) in which
+/// this process's cgroup is not the runner's, i.e. the container's own.
+/// Read before the cgroup namespace is taken, when paths are still absolute.
+pub(super) fn own_cgroups(runner: &str) -> Vec<String> {
+    let parse = |text: &str| -> Vec<(String, String)> {
+        text.lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, ':');
+                let _id = f.next()?;
+                Some((f.next()?.to_owned(), f.next()?.to_owned()))
+            })
+            .collect()
+    };
+    let runner = parse(runner);
+    let mine = parse(&fs::read_to_string("/proc/self/cgroup").unwrap_or_default());
+    mine.into_iter()
+        .filter(|(controllers, path)| !runner.iter().any(|(c, p)| c == controllers && p == path))
+        .map(|(controllers, _)| controllers)
+        .collect()
+}
+
+/// A cgroup filesystem the host mounts under `/sys/fs/cgroup`.
+struct HostCgroupMount {
+    /// Mount point relative to `/sys/fs/cgroup` (empty: cgroup2 is `/sys/fs/cgroup` itself).
+    name: String,
+    /// `cgroup` or `cgroup2`.
+    fstype: String,
+    /// Its super options (`rw,memory`).
+    options: Vec<String>,
+}
+
+fn host_cgroup_mounts() -> Vec<HostCgroupMount> {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let mount_point = left.split(' ').nth(4)?;
+            let mut right = right.split(' ');
+            let fstype = right.next()?;
+            let options = right.nth(1)?;
+            if fstype != "cgroup" && fstype != "cgroup2" {
+                return None;
+            }
+            let name = if mount_point == "/sys/fs/cgroup" {
+                ""
+            } else {
+                mount_point.strip_prefix("/sys/fs/cgroup/")?
+            };
+            if name.contains('/') || name.contains('\\') {
+                return None;
+            }
+            Some(HostCgroupMount {
+                name: name.to_owned(),
+                fstype: fstype.to_owned(),
+                options: options.split(',').map(str::to_owned).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Mounts the container's own cgroups read-only at `/sys/fs/cgroup`, as
+/// Docker does. Runs in the container's cgroup namespace, so each fresh
+/// cgroup mount shows the container's cgroup as its root and nothing above
+/// or beside it. With cgroup2 at `/sys/fs/cgroup` that is one mount; with v1
+/// (or hybrid) a read-only tmpfs holds one mount per hierarchy the container
+/// has its own cgroup in (`own`, see [`own_cgroups`]), named as on the host,
+/// plus the host's symlinks to them (`cpu -> cpu,cpuacct`). Hierarchies where
+/// the container shares the runner's cgroup are left out: they would show
+/// the runner's cgroup and everything under it.
+pub(super) fn mount_cgroups(rootfs: &Path, own: &[String]) -> Result<(), ChildError> {
+    let target = rootfs.join("sys/fs/cgroup");
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let host = host_cgroup_mounts();
+    let owns = |m: &HostCgroupMount| -> Option<String> {
+        if m.fstype == "cgroup2" {
+            return own.iter().any(String::is_empty).then(String::new);
+        }
+        own.iter()
+            .filter(|c| !c.is_empty())
+            .find(|c| c.split(',').all(|one| m.options.iter().any(|o| o == one)))
+            .cloned()
+    };
+    if let Some(unified) = host.iter().find(|m| m.name.is_empty()) {
+        if owns(unified).is_some() && target.is_dir() {
+            mount(Some("cgroup2"), &target, Some("cgroup2"), ro, None::<&str>)
+                .ctx(|| "mount /sys/fs/cgroup".into())?;
+        }
+        return Ok(());
+    }
+    if !target.is_dir() {
+        return Ok(());
+    }
+    mount(
+        Some("tmpfs"),
+        &target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=755"),
+    )
+    .ctx(|| "mount tmpfs on /sys/fs/cgroup".into())?;
+    let mut mounted = Vec::new();
+    for m in &host {
+        let Some(controllers) = owns(m) else { continue };
+        let dir = target.join(&m.name);
+        fs::create_dir(&dir).ctx(|| format!("create /sys/fs/cgroup/{}", m.name))?;
+        let data = (!controllers.is_empty()).then_some(controllers.as_str());
+        mount(
+            Some(m.fstype.as_str()),
+            &dir,
+            Some(m.fstype.as_str()),
+            ro,
+            data,
+        )
+        .ctx(|| format!("mount /sys/fs/cgroup/{}", m.name))?;
+        mounted.push(m.name.clone());
+    }
+    if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+        for entry in entries.flatten() {
+            let Ok(link) = fs::read_link(entry.path()) else {
+                continue;
+            };
+            if link.components().count() == 1 && mounted.iter().any(|m| Path::new(m) == link) {
+                std::os::unix::fs::symlink(&link, target.join(entry.file_name())).ctx(|| {
+                    format!(
+                        "symlink /sys/fs/cgroup/{}",
+                        entry.file_name().to_string_lossy()
+                    )
+                })?;
+            }
+        }
+    }
+    mount(
+        None::<&str>,
+        &target,
+        None::<&str>,
+        MsFlags::MS_REMOUNT | ro,
+        Some("mode=755"),
+    )
+    .ctx(|| "remount /sys/fs/cgroup read-only".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secure_join_keeps_symlinks_inside_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        fs::create_dir(root.join("data")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
+        std::os::unix::fs::symlink("../../../../tmp", root.join("data/up")).unwrap();
+        assert_eq!(
+            secure_join(root, Path::new("/etc-link/x")).unwrap(),
+            root.join("etc/x")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/data/up/y")).unwrap(),
+            root.join("tmp/y")
+        );
+        assert_eq!(
+            secure_join(root, Path::new("/../../a")).unwrap(),
+            root.join("a")
+        );
+    }
+}
