@@ -26,7 +26,8 @@
 //! a device node would be usable by any local user who can walk the path.
 //! The directories right under it are 0700 too. A `--userns` container's
 //! root (an unprivileged host uid) never walks this path: the runner hands it
-//! its state directory as a descriptor (see [`crate::container`]).
+//! its state directory as a descriptor opened before it switches (see
+//! [`crate::sandbox`]).
 
 use std::fs;
 use std::io;
