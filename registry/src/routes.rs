@@ -243,6 +243,14 @@ async fn authorize<'a>(
     if let Some((repo, action)) = &needs {
         auth.check(&who, repo, *action).map_err(refuse)?;
     }
+    // A token too narrow for a mount source the rules let the caller pull:
+    // ask for a wider one (401 insufficient_scope), as clients expect.
+    // Without the permission the mount quietly becomes a plain upload.
+    if let Some(from) = mount_source(route, query) {
+        if who.grants.is_some() && auth.permitted(&who.caller, from).has(Action::Pull) {
+            auth.check(&who, from, Action::Pull).map_err(refuse)?;
+        }
+    }
     Ok(Access {
         auth: Some(auth),
         who,

@@ -225,6 +225,30 @@ async fn mount_links_only_from_a_repository_the_caller_may_pull() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
+    // A token of alice's too narrow for the source she may read is asked to
+    // widen (401 insufficient_scope naming the source), not silently refused.
+    let r = Client::new()
+        .get(reg.url("/token?service=strata&scope=repository:team/copy2:pull,push"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    let token: Value = r.json().await.unwrap();
+    let r = Client::new()
+        .post(reg.url(&format!(
+            "/v2/team/copy2/blobs/uploads/?mount={layer}&from=team/private"
+        )))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+    assert!(
+        challenge.contains("repository:team/private:pull"),
+        "{challenge}"
+    );
+    assert!(challenge.contains("insufficient_scope"), "{challenge}");
 }
 
 fn client_from(ip: &str) -> Client {
