@@ -26,6 +26,7 @@
 //! Raw system calls the child needs beyond nix live in [`sys`].
 
 mod init;
+mod overlay;
 mod rootfs;
 mod stdio;
 mod sys;
@@ -582,7 +583,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     } else {
         launch.layers.to_vec()
     };
-    rootfs::mount_overlay(launch, &lowers, &rootfs)?;
+    overlay::mount_overlay(launch, &lowers, &rootfs)?;
     rootfs::mount_volumes(spec, &rootfs)?;
     rootfs::mount_system(spec, &rootfs, ctx.console)?;
     rootfs::mount_etc_files(launch.state_dir, &rootfs)?;

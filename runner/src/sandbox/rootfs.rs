@@ -1,5 +1,6 @@
 //! The container's root filesystem, built in the child's own mount
-//! namespace before `pivot_root`: the overlay of the layers; volumes and
+//! namespace before `pivot_root`: the overlay of the layers (see
+//! [`super::overlay`]); volumes and
 //! tmpfs; the state dir's `/etc` files; `/proc`, read-only `/sys`, a minimal
 //! `/dev`; the container's own cgroups, read-only, at `/sys/fs/cgroup`;
 //! Docker's masked and read-only paths.
@@ -13,168 +14,16 @@
 //! does not control.
 
 use std::collections::VecDeque;
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use super::{ChildError, Context, Launch};
+use super::{ChildError, Context};
 use crate::spec::ContainerSpec;
-
-pub(super) fn mount_overlay(
-    launch: &Launch<'_>,
-    layers: &[PathBuf],
-    rootfs: &Path,
-) -> Result<(), ChildError> {
-    let upper = launch.state_dir.join("upper");
-    let work = launch.state_dir.join("work");
-    // Paths relative to the common layers dir keep the mount options short.
-    let base = layers
-        .first()
-        .and_then(|l| l.parent())
-        .and_then(|p| p.parent())
-        .ok_or_else(|| ChildError(125, "image has no layers".into()))?;
-    let lowers: Vec<String> = layers
-        .iter()
-        .rev()
-        .map(|l| {
-            l.strip_prefix(base)
-                .unwrap_or(l)
-                .to_string_lossy()
-                .into_owned()
-        })
-        .collect();
-    let userxattr = launch.spec.userns.is_some();
-    let mut options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lowers.join(":"),
-        upper.display(),
-        work.display()
-    );
-    if userxattr {
-        options.push_str(",userxattr");
-    }
-    nix::unistd::chdir(base).ctx(|| format!("chdir {}", base.display()))?;
-    // mount(2) takes the options in one page; past that, the new mount API
-    // adds the layers one by one (`lowerdir+`, Linux 6.8+).
-    //
-    // `volatile` (Linux 5.10+): the upper dir is thrown away when the
-    // container ends, so the overlay need not sync it. Without it, the
-    // unmount at the end of every container syncs the whole filesystem under
-    // the upper dir, waiting for every dirty page on it (right after a pull,
-    // the freshly unpacked layers: hundreds of milliseconds).
-    let overlay = |options: &str| {
-        mount(
-            Some("overlay"),
-            rootfs,
-            Some("overlay"),
-            MsFlags::empty(),
-            Some(options),
-        )
-    };
-    let mounted = if options.len() < 4000 {
-        match overlay(&format!("{options},volatile")) {
-            Err(nix::errno::Errno::EINVAL) => overlay(&options),
-            other => other,
-        }
-        .map_err(io::Error::from)
-    } else {
-        mount_overlay_layer_by_layer(&lowers, &upper, &work, userxattr, rootfs)
-    };
-    mounted.ctx(|| format!("mount overlay ({} layers)", lowers.len()))?;
-    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    Ok(())
-}
-
-/// Mounts an overlay with fsopen/fsconfig/fsmount, one `lowerdir+` per layer
-/// (top first, paths relative to the current directory).
-fn mount_overlay_layer_by_layer(
-    lowers: &[String],
-    upper: &Path,
-    work: &Path,
-    userxattr: bool,
-    rootfs: &Path,
-) -> io::Result<()> {
-    const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-    const FSCONFIG_SET_STRING: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-    let c = |s: &[u8]| CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
-    let check = |rc: libc::c_long| {
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
-    };
-    // SAFETY: fsopen with a valid filesystem name.
-    let fs_fd =
-        check(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
-    // SAFETY: fs_fd is a fresh descriptor we own.
-    let fs_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fs_fd as RawFd) };
-    let set = |key: &std::ffi::CStr, value: Option<&CString>| {
-        let (cmd, v) = match value {
-            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
-            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
-        };
-        // SAFETY: fsconfig on our fs context with NUL-terminated key and value.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs_fd.as_raw_fd(),
-                cmd,
-                key.as_ptr(),
-                v,
-                0,
-            )
-        })
-        .map(drop)
-    };
-    for lower in lowers {
-        set(c"lowerdir+", Some(&c(lower.as_bytes())?))?;
-    }
-    set(c"upperdir", Some(&c(upper.as_os_str().as_encoded_bytes())?))?;
-    set(c"workdir", Some(&c(work.as_os_str().as_encoded_bytes())?))?;
-    if userxattr {
-        set(c"userxattr", None)?;
-    }
-    set(c"volatile", None)?;
-    // SAFETY: creating the superblock of our configured context.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs_fd.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_char>(),
-            0,
-        )
-    })?;
-    // SAFETY: fsmount of the created context.
-    let mnt =
-        check(unsafe { libc::syscall(libc::SYS_fsmount, fs_fd.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
-    // SAFETY: mnt is a fresh descriptor we own.
-    let mnt = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt as RawFd) };
-    let target = c(rootfs.as_os_str().as_encoded_bytes())?;
-    // SAFETY: attaching our detached mount onto an existing directory.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })
-    .map(drop)
-}
 
 /// Joins `path` under `root`, resolving symlinks as if `root` were `/`, so a
 /// symlink in the image can never point a mount outside the container.
