@@ -26,6 +26,7 @@ pub mod client;
 pub mod container;
 pub mod devices;
 pub mod digest;
+pub mod fsutil;
 pub mod images;
 pub mod oci;
 pub mod paths;

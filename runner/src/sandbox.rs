@@ -678,7 +678,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
 /// container; one that dangles is followed to where it points, which is
 /// created, as Docker does.
 fn enter_working_dir(cwd: &str, user: &crate::spec::ResolvedUser) -> Result<(), ChildError> {
-    let resolved = rootfs::secure_join(Path::new("/"), Path::new(cwd))
+    let resolved = crate::fsutil::secure_join(Path::new("/"), Path::new(cwd))
         .ctx(|| format!("resolve working directory {cwd}"))?;
     if !resolved.is_dir() {
         fs::create_dir_all(&resolved).ctx(|| format!("create working directory {cwd}"))?;

@@ -357,8 +357,12 @@ pub struct ResolvedUser {
     pub home: Option<String>,
 }
 
+/// Reads `/etc/passwd`-style records of the image under `root`; the path is
+/// resolved as if `root` were `/`, so an image symlink cannot make the runner
+/// read a host file.
 fn read_db(root: &Path, file: &str) -> Vec<Vec<String>> {
-    std::fs::read_to_string(root.join(file))
+    crate::fsutil::secure_join(root, Path::new(file))
+        .and_then(std::fs::read_to_string)
         .unwrap_or_default()
         .lines()
         .filter(|l| !l.starts_with('#'))
@@ -497,6 +501,17 @@ mod tests {
         let u = resolve_user("1000:1000", dir.path()).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 1000));
         assert_eq!(resolve_user("2000", dir.path()).unwrap().uid, 2000);
+    }
+
+    #[test]
+    fn an_image_symlink_cannot_make_the_lookup_read_a_host_file() {
+        let host = tempfile::tempdir().unwrap();
+        let host_passwd = host.path().join("passwd");
+        std::fs::write(&host_passwd, "hostonly:x:0:0::/:/bin/sh\n").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("etc")).unwrap();
+        std::os::unix::fs::symlink(&host_passwd, dir.path().join("etc/passwd")).unwrap();
+        assert!(resolve_user("hostonly", dir.path()).is_err());
     }
 
     #[test]

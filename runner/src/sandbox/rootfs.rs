@@ -6,71 +6,23 @@
 //! Docker's masked and read-only paths.
 //!
 //! Every mount target is resolved inside the rootfs: paths an image or a
-//! flag names go through [`secure_join`], which treats the rootfs as `/` for
+//! flag names go through [`secure_join`](crate::fsutil::secure_join), which treats the rootfs as `/` for
 //! every symlink; the filesystems the runner provides (`/proc`, `/sys`,
 //! `/dev`) are mounted on a real directory at exactly that path, an image's
 //! symlink or file there being replaced ([`system_mount_point`]); everything
 //! else is mounted inside those fresh filesystems, whose contents the image
 //! does not control.
 
-use std::collections::VecDeque;
-use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use super::{ChildError, Context};
+use crate::fsutil::secure_join;
 use crate::spec::ContainerSpec;
-
-/// Joins `path` under `root`, resolving symlinks as if `root` were `/`, so a
-/// symlink in the image can never point a mount outside the container.
-pub(super) fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
-    let mut resolved = PathBuf::new();
-    let mut pending: VecDeque<OsString> = path
-        .components()
-        .filter_map(|c| match c {
-            Component::Normal(n) => Some(n.to_owned()),
-            Component::ParentDir => Some("..".into()),
-            _ => None,
-        })
-        .collect();
-    let mut links = 0;
-    while let Some(c) = pending.pop_front() {
-        if c == ".." {
-            resolved.pop();
-            continue;
-        }
-        let candidate = resolved.join(&c);
-        let full = root.join(&candidate);
-        match fs::symlink_metadata(&full) {
-            Ok(m) if m.file_type().is_symlink() => {
-                links += 1;
-                if links > 40 {
-                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
-                }
-                let target = fs::read_link(&full)?;
-                if target.is_absolute() {
-                    resolved = PathBuf::new();
-                }
-                let mut next: VecDeque<OsString> = target
-                    .components()
-                    .filter_map(|c| match c {
-                        Component::Normal(n) => Some(n.to_owned()),
-                        Component::ParentDir => Some("..".into()),
-                        _ => None,
-                    })
-                    .collect();
-                next.extend(pending);
-                pending = next;
-            }
-            _ => resolved = candidate,
-        }
-    }
-    Ok(root.join(resolved))
-}
 
 fn ensure_mount_point(target: &Path, dir: bool) -> Result<(), ChildError> {
     if dir {
@@ -519,30 +471,4 @@ pub(super) fn mount_cgroups(rootfs: &Path, own: &[String]) -> Result<(), ChildEr
         Some("mode=755"),
     )
     .ctx(|| "remount /sys/fs/cgroup read-only".into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secure_join_keeps_symlinks_inside_root() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        fs::create_dir(root.join("data")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("etc-link")).unwrap();
-        std::os::unix::fs::symlink("../../../../tmp", root.join("data/up")).unwrap();
-        assert_eq!(
-            secure_join(root, Path::new("/etc-link/x")).unwrap(),
-            root.join("etc/x")
-        );
-        assert_eq!(
-            secure_join(root, Path::new("/data/up/y")).unwrap(),
-            root.join("tmp/y")
-        );
-        assert_eq!(
-            secure_join(root, Path::new("/../../a")).unwrap(),
-            root.join("a")
-        );
-    }
 }
