@@ -268,7 +268,7 @@ fn write_etc_files(dir: &Path, spec: &ContainerSpec) -> Result<()> {
     let contents = [format!("{}\n", spec.hostname), hosts, resolv];
     for (name, text) in ETC_FILES.iter().zip(contents) {
         let path = etc.join(name);
-        images::write_replace(&path, text.as_bytes(), false)
+        crate::fsutil::write_replace(&path, text.as_bytes(), false)
             .map_err(|source| Error::Prepare { path, source })?;
     }
     Ok(())

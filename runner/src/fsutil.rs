@@ -1,12 +1,16 @@
-//! Small filesystem helpers shared by the sandbox and by the code that reads
-//! an image's files from the host side (`bundle`, user lookup): paths an
-//! image controls are always resolved with [`secure_join`], never with the
-//! host's own symlink resolution.
+//! Small filesystem helpers shared across the runner.
+//!
+//! - [`secure_join`], for the sandbox and for the code that reads an image's
+//!   files from the host side (`bundle`, user lookup): paths an image
+//!   controls are always resolved with it, never with the host's own symlink
+//!   resolution.
+//! - [`write_atomic`] and [`write_replace`], for every file the runner
+//!   replaces whole (the seccomp cache, container records, `/etc` files).
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
-use std::fs;
-use std::io;
+use std::fs::{self, File};
+use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
 /// Joins `path` under `root`, resolving symlinks as if `root` were `/`, so a
@@ -54,6 +58,30 @@ pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
         }
     }
     Ok(root.join(resolved))
+}
+
+/// Writes `bytes` to `path` atomically (temp file in the same directory, then
+/// rename), flushed to disk first.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_replace(path, bytes, true)
+}
+
+/// Like [`write_atomic`]; `durable: false` skips the fsync, for state that
+/// means nothing after a reboot (a running container's record).
+pub fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
+        std::process::id()
+    ));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    if durable {
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -213,30 +213,6 @@ fn parse_json<T: serde::de::DeserializeOwned>(
         reference: reference.to_string(),
         source,
     })
-}
-
-/// Writes `bytes` to `path` atomically (temp file in the same directory, then
-/// rename), flushed to disk first.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    write_replace(path, bytes, true)
-}
-
-/// Like [`write_atomic`]; `durable: false` skips the fsync, for state that
-/// means nothing after a reboot (a running container's record).
-pub fn write_replace(path: &Path, bytes: &[u8], durable: bool) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    let mut f = File::create(&tmp)?;
-    f.write_all(bytes)?;
-    if durable {
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)
 }
 
 /// Opens the store under `root`, runs `f` with it, and closes the store

@@ -180,7 +180,7 @@ impl ContainerState {
         let path = guard.dir.join("state.json");
         let bytes = serde_json::to_vec_pretty(&guard.state).expect("state serializes");
         // No fsync: after a reboot there is no container, cgroup or mount to clean.
-        crate::images::write_replace(&path, &bytes, false).map_err(io_err("write", &path))?;
+        crate::fsutil::write_replace(&path, &bytes, false).map_err(io_err("write", &path))?;
         Ok(guard)
     }
 

@@ -199,7 +199,7 @@ pub fn cached_filter(root: &Root, profile: &Profile, caps: &[Capability]) -> Res
         Err(source) => return Err(Error::Cache { path, source }),
     }
     let bpf = compile(profile, caps)?;
-    crate::images::write_atomic(&path, &bpf).map_err(|source| Error::Cache {
+    crate::fsutil::write_atomic(&path, &bpf).map_err(|source| Error::Cache {
         path: path.clone(),
         source,
     })?;
