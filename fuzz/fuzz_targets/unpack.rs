@@ -21,8 +21,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use libfuzzer_sys::fuzz_target;
-use runner::digest::Digest;
-use runner::unpack::{unpack_into, Whiteouts};
+use runner::image::digest::Digest;
+use runner::image::unpack::{unpack_into, Whiteouts};
 
 /// What a path looks like: type and mode, owner, size, mtime and, for a
 /// file, its bytes.
@@ -110,7 +110,7 @@ fuzz_target!(|data: &[u8]| {
     if !data.starts_with(&[0x1f, 0x8b]) && !data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         fix_checksums(&mut data);
     }
-    let diff_id = runner::digest::sha256_of(b"");
+    let diff_id = runner::image::digest::sha256_of(b"");
     unpack_once(&data, &diff_id, Whiteouts::Overlay);
     unpack_once(&data, &diff_id, Whiteouts::Apply);
 });

@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 
-use crate::images::{self, ImageRecord, ImageStore};
+use crate::image::store::{self as image_store, ImageRecord, ImageStore};
+use crate::image::unpack::{self, Whiteouts};
 use crate::spec::{self, ContainerSpec, Network};
-use crate::unpack::{self, Whiteouts};
 
 /// Errors writing a bundle.
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +36,7 @@ pub enum Error {
     Unpack(#[from] unpack::Error),
     /// Reading a blob failed.
     #[error(transparent)]
-    Store(#[from] images::Error),
+    Store(#[from] image_store::Error),
     /// The user could not be resolved in the rootfs.
     #[error(transparent)]
     Spec(#[from] spec::Error),

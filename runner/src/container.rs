@@ -15,16 +15,18 @@ use std::time::Duration;
 
 use crate::cgroup::{Cgroup, CgroupManager, Limits};
 use crate::cli::ContainerArgs;
-use crate::images::{ImageRecord, ImageStore};
-use crate::oci::ExecConfig;
+use crate::image::oci::ExecConfig;
+use crate::image::pull::{self, PullOptions};
+use crate::image::reference::Reference;
+use crate::image::store as image_store;
+use crate::image::store::{ImageRecord, ImageStore};
+use crate::image::unpack;
 use crate::paths::Root;
-use crate::pull::{self, PullOptions};
-use crate::reference::Reference;
 use crate::sandbox::{self, Launch};
 use crate::seccomp::{self, Profile};
 use crate::spec::{self, ContainerSpec, IdMap, Tmpfs, Volume};
 use crate::state::{ContainerState, State};
-use crate::{caps, cgroup, images, state, unpack};
+use crate::{caps, cgroup, state};
 
 /// Errors running a container.
 #[derive(Debug, thiserror::Error)]
@@ -34,7 +36,7 @@ pub enum Error {
     Pull(#[from] pull::Error),
     /// The local store failed.
     #[error(transparent)]
-    Store(#[from] images::Error),
+    Store(#[from] image_store::Error),
     /// Unpacking failed.
     #[error(transparent)]
     Unpack(#[from] unpack::Error),

@@ -7,14 +7,15 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use runner::cli::{Cli, Command};
-use runner::client::{AuthFile, Client, Credentials};
 use runner::container::{self, RunResult};
-use runner::images::{with_store, ImageStore};
-use runner::oci::Platform;
+use runner::image::client::{AuthFile, Client, Credentials};
+use runner::image::oci::Platform;
+use runner::image::pull::{self, PullOptions};
+use runner::image::reference::Reference;
+use runner::image::store::{with_store, ImageStore};
+use runner::image::unpack;
 use runner::paths::Root;
-use runner::pull::{self, PullOptions};
-use runner::reference::Reference;
-use runner::{bundle, state, unpack};
+use runner::{bundle, state};
 
 fn pull_options(cli: &Cli, platform: Option<&str>) -> Result<PullOptions> {
     Ok(PullOptions {

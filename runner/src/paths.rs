@@ -4,7 +4,7 @@
 //! <root>/                          (--root, default /var/lib/strata-runner), 0700
 //!   store/                         the shared `store` crate's directory: every blob
 //!                                  (manifests, configs, layer archives) and image, see
-//!                                  [`crate::images`] for how images map onto it
+//!                                  [`crate::image::store`] for how images map onto it
 //!     storage/ registry.db         the store's own layout: bytes and SQLite metadata
 //!     open.lock                    held while a runner opens (and migrates) the store
 //!   layers/<alg>/<hex of diff_id>/ each layer unpacked once, shared by every image (layers/ 0700)
@@ -34,7 +34,7 @@ use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::digest::Digest;
+use crate::image::digest::Digest;
 
 /// Errors preparing the state root.
 #[derive(Debug, thiserror::Error)]
@@ -208,7 +208,7 @@ impl Root {
         &self.dir
     }
 
-    /// Directory of the image store (blobs and images), see [`crate::images`].
+    /// Directory of the image store (blobs and images), see [`crate::image::store`].
     pub fn store_dir(&self) -> PathBuf {
         self.dir.join("store")
     }

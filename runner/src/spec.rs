@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 
 use crate::caps::Capability;
 use crate::cgroup::Limits;
-use crate::oci::ExecConfig;
+use crate::image::oci::ExecConfig;
 use crate::seccomp::Profile;
 
 /// Errors building or resolving a container spec.

@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroup::{self, Cgroup, CgroupManager};
-use crate::digest::Digest;
+use crate::image::digest::Digest;
 use crate::paths::Root;
 
 /// Errors handling container state.

@@ -15,8 +15,8 @@ use std::time::Duration;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{self, Digest};
-use crate::reference::Reference;
+use crate::image::digest::{self, Digest};
+use crate::image::reference::Reference;
 
 /// Errors talking to a registry.
 #[derive(Debug, thiserror::Error)]
@@ -392,10 +392,10 @@ impl Client {
             self.base, self.repository, reference
         );
         let accept = [
-            crate::oci::MEDIA_OCI_INDEX,
-            crate::oci::MEDIA_OCI_MANIFEST,
-            crate::oci::MEDIA_DOCKER_LIST,
-            crate::oci::MEDIA_DOCKER_MANIFEST,
+            crate::image::oci::MEDIA_OCI_INDEX,
+            crate::image::oci::MEDIA_OCI_MANIFEST,
+            crate::image::oci::MEDIA_DOCKER_LIST,
+            crate::image::oci::MEDIA_DOCKER_MANIFEST,
         ]
         .join(", ");
         let resp = self.get(&url, &[("Accept", &accept)])?;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::Digest;
+use crate::image::digest::Digest;
 
 /// OCI image index media type.
 pub const MEDIA_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

@@ -8,13 +8,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
-use crate::client::{self, AuthFile, Client, Credentials};
-use crate::digest::Digest;
-use crate::images::{self, ImageRecord, ImageStore};
-use crate::oci::{self, ImageConfig, Index, Manifest, Platform};
+use crate::image::client::{self, AuthFile, Client, Credentials};
+use crate::image::digest::Digest;
+use crate::image::oci::{self, ImageConfig, Index, Manifest, Platform};
+use crate::image::reference::Reference;
+use crate::image::store::{self as image_store, ImageRecord, ImageStore};
+use crate::image::unpack;
 use crate::paths::Root;
-use crate::reference::Reference;
-use crate::unpack;
 
 /// Errors from pulling an image.
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +24,7 @@ pub enum Error {
     Client(#[from] client::Error),
     /// The local store failed.
     #[error(transparent)]
-    Store(#[from] images::Error),
+    Store(#[from] image_store::Error),
     /// A layer could not be unpacked.
     #[error(transparent)]
     Unpack(#[from] unpack::Error),

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::digest::Digest;
+use crate::image::digest::Digest;
 
 /// Errors from parsing an image reference.
 #[derive(Debug, thiserror::Error)]

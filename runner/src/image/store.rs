@@ -40,10 +40,10 @@ use futures::StreamExt;
 use nix::fcntl::{Flock, FlockArg};
 use store::{ByteStream, GcOptions, RepoName, Store, StoreConfig, Tag};
 
-use crate::digest::{Algorithm, Digest};
-use crate::oci::{Descriptor, ImageConfig, Manifest, Platform};
+use crate::image::digest::{Algorithm, Digest};
+use crate::image::oci::{Descriptor, ImageConfig, Manifest, Platform};
+use crate::image::reference::Reference;
 use crate::paths::Root;
-use crate::reference::Reference;
 
 /// Errors from the local image store.
 #[derive(Debug, thiserror::Error)]
@@ -558,7 +558,7 @@ impl ImageStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::digest::sha256_of;
+    use crate::image::digest::sha256_of;
 
     fn open(dir: &tempfile::TempDir) -> ImageStore {
         ImageStore::open(&Root::new(dir.path())).unwrap()

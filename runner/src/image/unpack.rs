@@ -31,8 +31,8 @@ use nix::sys::stat::{mknod, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid};
 
-use crate::digest::{Digest, HashingReader};
-use crate::images::{self, ImageStore};
+use crate::image::digest::{Digest, HashingReader};
+use crate::image::store::{self as image_store, ImageStore};
 use crate::paths::Root;
 
 /// Errors from unpacking a layer.
@@ -80,7 +80,7 @@ pub enum Error {
     },
     /// The layer blob could not be read from the store.
     #[error(transparent)]
-    Store(#[from] images::Error),
+    Store(#[from] image_store::Error),
 }
 
 /// Result alias for this module.
@@ -641,7 +641,7 @@ mod tests {
     /// layer, and `.wh..` or `.wh.` the layer itself.
     #[test]
     fn whiteout_of_dot_or_dotdot_is_refused_and_deletes_nothing() {
-        let diff_id = crate::digest::sha256_of(b"");
+        let diff_id = crate::image::digest::sha256_of(b"");
         for name in [".wh...", "a/.wh...", ".wh..", "a/.wh..", ".wh."] {
             for mode in [Whiteouts::Overlay, Whiteouts::Apply] {
                 let tmp = tempfile::tempdir().unwrap();

@@ -30,7 +30,7 @@ use libseccomp::{
 pub use profile::{Arg, Filter, Profile, Rule};
 
 use crate::caps::Capability;
-use crate::digest;
+use crate::image::digest;
 use crate::paths::Root;
 
 const EPERM: u32 = 1;

@@ -95,7 +95,7 @@ impl Profile {
     /// The rules that apply to a container holding `caps` on this architecture,
     /// with includes/excludes resolved away.
     pub fn effective_rules(&self, caps: &[Capability]) -> Vec<Rule> {
-        let arch = crate::oci::Platform::host().architecture;
+        let arch = crate::image::oci::Platform::host().architecture;
         let has_cap = |c: &String| caps.iter().any(|k| k.to_string().eq_ignore_ascii_case(c));
         let has_arch = |a: &String| *a == arch || (arch == "amd64" && (a == "x86" || a == "x32"));
         self.syscalls

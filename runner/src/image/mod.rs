@@ -1,0 +1,21 @@
+//! Images: everything between a reference the user types and unpacked layer
+//! directories on disk. Nothing here knows about containers or the sandbox.
+//!
+//! ```text
+//! pull      -> client, store, unpack     resolve, download, unpack, record
+//! client    -> reference, oci, digest    the OCI distribution HTTP client
+//! unpack    -> store, digest             layer archives -> layers/<alg>/<hex>/
+//! store     -> oci, reference, digest    the local image store (the `store` crate)
+//! reference -> digest                    `[registry/]repository[:tag][@digest]`
+//! oci       -> digest                    the OCI image-spec documents read
+//! digest                                 the store's digest type, re-exported
+//! ```
+//! [`store`] is the runner's only door to stored blobs.
+
+pub mod client;
+pub mod digest;
+pub mod oci;
+pub mod pull;
+pub mod reference;
+pub mod store;
+pub mod unpack;
