@@ -18,16 +18,13 @@
 //! `clone`s (see [`container`]); digests are the store's ([`digest`]).
 #![deny(missing_docs)]
 
-pub mod bundle;
 pub mod caps;
 pub mod cgroup;
 pub mod cli;
 pub mod container;
-pub mod devices;
 pub mod fsutil;
 pub mod image;
 pub mod paths;
 pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
-pub mod state;

@@ -8,6 +8,7 @@ use clap::Parser;
 
 use runner::cli::{Cli, Command};
 use runner::container::{self, RunResult};
+use runner::container::{bundle, state};
 use runner::image::client::{AuthFile, Client, Credentials};
 use runner::image::oci::Platform;
 use runner::image::pull::{self, PullOptions};
@@ -15,7 +16,6 @@ use runner::image::reference::Reference;
 use runner::image::store::{with_store, ImageStore};
 use runner::image::unpack;
 use runner::paths::Root;
-use runner::{bundle, state};
 
 fn pull_options(cli: &Cli, platform: Option<&str>) -> Result<PullOptions> {
     Ok(PullOptions {

@@ -19,6 +19,9 @@
 //! lacks its controller fails too.
 //!
 //! Removal kills whatever is left inside, then removes the directories.
+//! The device allow-list itself is [`devices`].
+
+pub mod devices;
 
 use std::fs;
 use std::io;
@@ -221,7 +224,7 @@ impl CgroupManager for V1 {
         }
         if let Some(dir) = self.dir("devices") {
             write(&dir.join("devices.deny"), "a")?;
-            for rule in crate::devices::ALLOWED {
+            for rule in devices::ALLOWED {
                 write(&dir.join("devices.allow"), &rule.v1())?;
             }
         }
@@ -317,7 +320,7 @@ impl CgroupManager for V2 {
         if let Some(pids) = limits.pids {
             write(&self.dir.join("pids.max"), &pids.to_string())?;
         }
-        match crate::devices::attach_filter(&self.dir, &crate::devices::ALLOWED) {
+        match devices::attach_filter(&self.dir, &devices::ALLOWED) {
             Ok(()) => Ok(()),
             Err(e) => {
                 let reason = format!(

@@ -8,6 +8,14 @@
 //!    record the container's state; create its cgroup; hand over to the
 //!    sandbox; report the outcome (including OOM kills); clean up on every
 //!    path. `run` gets no store, so it cannot reopen one by mistake.
+//!
+//! Submodules: [`state`] (each running container's record on disk, and
+//! cleanup after a runner that died) and [`bundle`] (`runner bundle`: the
+//! same container written out as an OCI runtime bundle). The container
+//! lifecycle to come (create/start/stop/list) belongs here too.
+
+pub mod bundle;
+pub mod state;
 
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
@@ -25,8 +33,8 @@ use crate::paths::Root;
 use crate::sandbox::{self, Launch};
 use crate::seccomp::{self, Profile};
 use crate::spec::{self, ContainerSpec, IdMap, Tmpfs, Volume};
-use crate::state::{ContainerState, State};
-use crate::{caps, cgroup, state};
+use crate::{caps, cgroup};
+use state::{ContainerState, State};
 
 /// Errors running a container.
 #[derive(Debug, thiserror::Error)]
