@@ -1,10 +1,12 @@
-//! Command-line definitions (clap structs only; the work happens elsewhere).
+//! Command-line definitions: clap structs, and their conversion into the
+//! library's own types ([`RunOptions`]); the work happens elsewhere.
 //! Flags follow Docker's so people's habits carry over.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::container::RunOptions;
 use crate::spec::Network;
 
 /// Pull OCI images, unpack each layer once, and run them isolated.
@@ -177,4 +179,34 @@ pub struct BundleArgs {
     /// Command and arguments (default: the image's Entrypoint + Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+impl From<&ContainerArgs> for RunOptions {
+    fn from(args: &ContainerArgs) -> RunOptions {
+        RunOptions {
+            name: args.name.clone(),
+            env: args.env.clone(),
+            workdir: args.workdir.clone(),
+            user: args.user.clone(),
+            entrypoint: args.entrypoint.clone(),
+            hostname: args.hostname.clone(),
+            memory: args.memory.clone(),
+            cpus: args.cpus,
+            pids_limit: args.pids_limit,
+            unsafe_no_device_cgroup: args.unsafe_no_device_cgroup,
+            network: args.network,
+            read_only: args.read_only,
+            volumes: args.volumes.clone(),
+            tmpfs: args.tmpfs.clone(),
+            cap_add: args.cap_add.clone(),
+            cap_drop: args.cap_drop.clone(),
+            security_opt: args.security_opt.clone(),
+            tty: args.tty,
+            interactive: args.interactive,
+            init: args.init,
+            userns: args.userns,
+            stop_signal: args.stop_signal.clone(),
+            stop_timeout: args.stop_timeout,
+        }
+    }
 }

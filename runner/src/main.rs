@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 
 use runner::cli::{Cli, Command};
-use runner::container::{self, RunResult};
+use runner::container::{self, RunOptions, RunResult};
 use runner::container::{bundle, state};
 use runner::image::client::{AuthFile, Client, Credentials};
 use runner::image::oci::Platform;
@@ -103,7 +103,7 @@ fn run(cli: &Cli) -> Result<i32> {
                     store,
                     &reference,
                     &pull,
-                    &args.options,
+                    &RunOptions::from(&args.options),
                     &args.command,
                 )
             })?;
@@ -130,7 +130,7 @@ fn run(cli: &Cli) -> Result<i32> {
                 let image = container::ensure_image(&root, store, &reference, &pull)?;
                 let exec = image.image_config.config.clone().unwrap_or_default();
                 let spec = container::build_spec(
-                    &args.options,
+                    &RunOptions::from(&args.options),
                     &exec,
                     &args.command,
                     container::new_id(),

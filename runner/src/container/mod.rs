@@ -15,14 +15,16 @@
 //! lifecycle to come (create/start/stop/list) belongs here too.
 
 pub mod bundle;
+mod options;
 pub mod state;
+
+pub use options::RunOptions;
 
 use std::os::unix::fs::chown;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cgroup::{Cgroup, CgroupManager, Limits};
-use crate::cli::ContainerArgs;
 use crate::image::oci::ExecConfig;
 use crate::image::pull::{self, PullOptions};
 use crate::image::reference::Reference;
@@ -130,7 +132,7 @@ pub fn prepare(
     store: &ImageStore,
     reference: &Reference,
     pull: &PullOptions,
-    options: &ContainerArgs,
+    options: &RunOptions,
     command: &[String],
 ) -> Result<Prepared> {
     let image = ensure_image(root, store, reference, pull)?;
@@ -173,7 +175,7 @@ pub fn new_id() -> String {
 
 /// Builds the container spec from the image config and the options.
 pub fn build_spec(
-    options: &ContainerArgs,
+    options: &RunOptions,
     image: &ExecConfig,
     command: &[String],
     id: String,
