@@ -2,12 +2,12 @@
 //! and reports how it ended. It knows nothing about registries or images:
 //! it gets layer directories, a state directory and a [`ContainerSpec`].
 //!
-//! Parent side: block the forwarded signals, `clone` the child into new
+//! Parent side (this module): block the forwarded signals, `clone` the child into new
 //! mount, PID, UTS, IPC, network (and user) namespaces, put it in its cgroup,
 //! write its id maps, release it, then forward signals (the stop signal with
 //! a SIGKILL deadline for SIGTERM) until it exits.
 //!
-//! Child side, in order (without a user namespace the cgroup step comes
+//! Child side ([`child`]), in order (without a user namespace the cgroup step comes
 //! just before `pivot_root`, so the root filesystem is built while the
 //! parent moves the child into its cgroup): not dumpable; wait for the
 //! parent's go, new cgroup namespace; private mounts; the root filesystem
@@ -23,33 +23,35 @@
 //! `--init` the small init program of [`init`], from a sealed memfd. Either
 //! way PID 1 is a fresh image holding nothing of the runner's.
 //!
-//! Raw system calls the child needs beyond nix live in [`sys`].
+//! Files: this module is the parent side; [`child`] is the child side up to
+//! exec, with [`overlay`] and [`rootfs`] (its mounts), [`stdio`] (both
+//! ends of the container's stdio) and [`init`]. Every raw (`unsafe`) system
+//! call of the sandbox is a small safe wrapper in [`sys`]; nothing else here
+//! calls libc.
 
+mod child;
 mod init;
 mod overlay;
 mod rootfs;
 mod stdio;
 mod sys;
 
-use std::ffi::{CStr, CString};
+use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use nix::mount::{mount, MsFlags};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::{Gid, Pid, Uid};
+use nix::unistd::Pid;
 
 use crate::cgroup::{Cgroup, CgroupManager};
 use crate::spec::{ContainerSpec, Network};
-use crate::{caps, seccomp};
-use init::Init;
-use stdio::{ChildStreams, Streams};
+use child::ChildContext;
+use stdio::Streams;
 
 /// Errors on the runner's side of starting or supervising a container.
 #[derive(Debug, thiserror::Error)]
@@ -221,17 +223,8 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
         runner_cgroups: &runner_cgroups,
     };
     let mut stack = vec![0u8; 1 << 20];
-    // SAFETY: the runner is single-threaded here (downloads and unpacks have
-    // joined), so the child may allocate; it never returns into our frames.
-    let pid = unsafe {
-        nix::sched::clone(
-            Box::new(|| child_main(&child_ctx)),
-            &mut stack,
-            flags,
-            Some(libc::SIGCHLD),
-        )
-    }
-    .map_err(sys("clone"))?;
+    let pid = sys::clone_child(Box::new(|| child::main(&child_ctx)), &mut stack, flags)
+        .map_err(sys("clone"))?;
     drop(sync_r);
     drop(err_w);
     drop(fd_child);
@@ -332,51 +325,10 @@ fn prepare_child(launch: &Launch<'_>, pid: Pid, layer_socket: &OwnedFd) -> Resul
 /// A detached bind mount of `dir` whose ids are mapped through `userns`, so a
 /// layer owned by host root appears owned by the container's root.
 fn idmapped_mount(dir: &Path, userns: RawFd) -> io::Result<OwnedFd> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    const OPEN_TREE_CLONE: libc::c_uint = 1;
-    const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
     let path = CString::new(dir.as_os_str().as_encoded_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: open_tree with a valid path; returns a new descriptor or -1.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            path.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd as RawFd) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns as u64,
-    };
-    // SAFETY: mount_setattr on our detached mount with a valid attr struct.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = sys::open_tree_clone(&path)?;
+    sys::set_idmap(&fd, userns)?;
     Ok(fd)
 }
 
@@ -423,7 +375,7 @@ fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<Ra
                     deadline = None;
                     continue;
                 }
-                timed_wait(signals, left)
+                sys::sigtimedwait(signals, left)
             }
             None => signals.wait().ok(),
         };
@@ -431,7 +383,7 @@ fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<Ra
             None | Some(Signal::SIGCHLD) => {}
             Some(Signal::SIGWINCH) => {
                 if let Some(m) = master {
-                    stdio::copy_winsize(0, m);
+                    sys::copy_winsize(0, m);
                 }
             }
             Some(Signal::SIGTERM) => {
@@ -443,405 +395,6 @@ fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<Ra
             }
         }
     }
-}
-
-fn timed_wait(set: &SigSet, timeout: Duration) -> Option<Signal> {
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    let raw: &libc::sigset_t = set.as_ref();
-    // SAFETY: valid sigset and timespec; siginfo may be null.
-    let n = unsafe { libc::sigtimedwait(raw, std::ptr::null_mut(), &ts) };
-    Signal::try_from(n).ok()
-}
-
-struct ChildContext<'a> {
-    launch: &'a Launch<'a>,
-    sync_r: RawFd,
-    err_w: RawFd,
-    layer_fds: RawFd,
-    streams: ChildStreams,
-    console: Option<&'a Path>,
-    /// The runner's `/proc/self/cgroup`.
-    runner_cgroups: &'a str,
-}
-
-/// A failure inside the child: exit code and message for the parent.
-struct ChildError(i32, String);
-
-trait Context<T> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, ChildError>;
-}
-
-impl<T, E: std::fmt::Display> Context<T> for std::result::Result<T, E> {
-    fn ctx(self, what: impl FnOnce() -> String) -> Result<T, ChildError> {
-        self.map_err(|e| ChildError(125, format!("{}: {e}", what())))
-    }
-}
-
-fn child_main(ctx: &ChildContext<'_>) -> isize {
-    let ChildError(code, message) = match child_setup(ctx) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    let report = format!("{code}\n{message}");
-    // SAFETY: writing a buffer to our error pipe, then leaving without running
-    // the parent's destructors or atexit handlers.
-    unsafe {
-        libc::write(ctx.err_w, report.as_ptr().cast(), report.len());
-        libc::_exit(code)
-    }
-}
-
-enum Never {}
-
-/// Wait for the runner's go (this process is in its cgroup then, and its id
-/// maps are written), and take a cgroup namespace rooted at that cgroup.
-/// Returns the hierarchies the container has a cgroup of its own in.
-fn join_cgroup(ctx: &ChildContext<'_>) -> Result<Vec<String>, ChildError> {
-    let mut go = [0u8; 1];
-    // SAFETY: reading one byte into a local buffer.
-    if unsafe { libc::read(ctx.sync_r, go.as_mut_ptr().cast(), 1) } != 1 {
-        return Err(ChildError(
-            125,
-            "runner went away before the container started".into(),
-        ));
-    }
-    let own = rootfs::own_cgroups(ctx.runner_cgroups);
-    nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP).ctx(|| "unshare cgroup namespace".into())?;
-    Ok(own)
-}
-
-fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
-    let launch = ctx.launch;
-    let spec = launch.spec;
-    // SAFETY: plain prctl: die with the runner.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    // Until it execs, this process is a copy of the runner: nobody may read
-    // its memory or descriptors through /proc (exec makes the workload
-    // dumpable again; `--init`'s PID 1 clears it itself).
-    sys::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
-    // In a user namespace nothing works before the runner wrote the id maps,
-    // so wait for its go first. Otherwise build the root filesystem while the
-    // runner puts this process in its cgroup (on cgroup v1 that write waits
-    // for an RCU grace period, ~10 ms here), and wait just before pivoting:
-    // nothing of the image runs before then.
-    let early = spec.userns.is_none();
-    let mut own_cgroups = Vec::new();
-    if !early {
-        own_cgroups = join_cgroup(ctx)?;
-    }
-    // With --userns this process becomes an unprivileged host uid below,
-    // which cannot walk the private state root (see `paths`): open the state
-    // dir first, still as the runner's uid (its owner) and in this mount
-    // namespace, and reach it through the descriptor from then on.
-    let (_state_fd, state_dir, userns_launch, userns_ctx);
-    let ctx = if spec.userns.is_some() {
-        let dir = fs::File::open(launch.state_dir)
-            .ctx(|| format!("open {}", launch.state_dir.display()))?;
-        state_dir = PathBuf::from(format!("/proc/self/fd/{}", dir.as_raw_fd()));
-        _state_fd = dir;
-        userns_launch = Launch {
-            state_dir: &state_dir,
-            ..*launch
-        };
-        userns_ctx = ChildContext {
-            launch: &userns_launch,
-            ..*ctx
-        };
-        &userns_ctx
-    } else {
-        ctx
-    };
-    let launch = ctx.launch;
-    if spec.userns.is_some() {
-        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .ctx(|| "setresgid in user namespace".into())?;
-        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .ctx(|| "setresuid in user namespace".into())?;
-    }
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .ctx(|| "make mounts private".into())?;
-    let rootfs = launch.state_dir.join("rootfs");
-    let lowers = if spec.userns.is_some() {
-        attach_idmapped_layers(ctx)?
-    } else {
-        launch.layers.to_vec()
-    };
-    overlay::mount_overlay(launch, &lowers, &rootfs)?;
-    rootfs::mount_volumes(spec, &rootfs)?;
-    rootfs::mount_system(spec, &rootfs, ctx.console)?;
-    rootfs::mount_etc_files(launch.state_dir, &rootfs)?;
-    if spec.read_only {
-        mount(
-            None::<&str>,
-            &rootfs,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-        .ctx(|| "remount root read-only".into())?;
-    }
-    nix::unistd::sethostname(&spec.hostname).ctx(|| "sethostname".into())?;
-    if spec.network == Network::None {
-        loopback_up().ctx(|| "bring up lo".into())?;
-    }
-    if early {
-        own_cgroups = join_cgroup(ctx)?;
-    }
-    rootfs::mount_cgroups(&rootfs, &own_cgroups)?;
-    rootfs::pivot_into(&rootfs)?;
-    ctx.streams.install()?;
-    let user = crate::spec::resolve_user(&spec.user, Path::new("/"))
-        .map_err(|e| ChildError(125, e.to_string()))?;
-    enter_working_dir(&spec.cwd, &user)?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
-    let mut env = spec.env.clone();
-    if !env.iter().any(|e| e.starts_with("HOME=")) {
-        env.push(format!(
-            "HOME={}",
-            user.home.clone().unwrap_or_else(|| "/".into())
-        ));
-    }
-    let argv = resolve_argv(&spec.args, &env)?;
-    // Nothing of the runner's may enter the container: close (not merely
-    // mark) every descriptor but the error pipe, which is close-on-exec.
-    sys::close_fds_except(ctx.err_w).ctx(|| "close inherited descriptors".into())?;
-    let init = if spec.init {
-        Some(Init::load().ctx(|| "load the init program".into())?)
-    } else {
-        None
-    };
-
-    if let (Some(bpf), false) = (launch.seccomp_bpf, spec.no_new_privileges) {
-        seccomp::load(bpf).ctx(|| "seccomp".into())?;
-    }
-    caps::limit_bounding(&spec.capabilities).ctx(|| "capability bounding set".into())?;
-    // SAFETY: plain prctl: keep permitted caps across the uid switch.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) };
-    // Always: without it a --userns container would keep the runner's
-    // supplementary groups (host gid 0 among them).
-    let gids: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
-    nix::unistd::setgroups(&gids).ctx(|| "setgroups".into())?;
-    nix::unistd::setresgid(
-        Gid::from_raw(user.gid),
-        Gid::from_raw(user.gid),
-        Gid::from_raw(user.gid),
-    )
-    .ctx(|| format!("setgid {}", user.gid))?;
-    nix::unistd::setresuid(
-        Uid::from_raw(user.uid),
-        Uid::from_raw(user.uid),
-        Uid::from_raw(user.uid),
-    )
-    .ctx(|| format!("setuid {}", user.uid))?;
-    // SAFETY: plain prctl.
-    unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) };
-    let effective: &[caps::Capability] = if user.uid == 0 {
-        &spec.capabilities
-    } else {
-        &[]
-    };
-    caps::set_process_caps(effective).ctx(|| "capset".into())?;
-    if spec.no_new_privileges {
-        // SAFETY: plain prctl.
-        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-            return Err(ChildError(
-                125,
-                format!("no_new_privs: {}", io::Error::last_os_error()),
-            ));
-        }
-        if let Some(bpf) = launch.seccomp_bpf {
-            seccomp::load(bpf).ctx(|| "seccomp".into())?;
-        }
-    }
-    exec(&argv, &env, init.as_ref(), ctx.err_w)
-}
-
-/// Enters the working directory, creating it (owned by the user) when
-/// missing. Runs after `pivot_root`, so every symlink resolves inside the
-/// container; one that dangles is followed to where it points, which is
-/// created, as Docker does.
-fn enter_working_dir(cwd: &str, user: &crate::spec::ResolvedUser) -> Result<(), ChildError> {
-    let resolved = crate::fsutil::secure_join(Path::new("/"), Path::new(cwd))
-        .ctx(|| format!("resolve working directory {cwd}"))?;
-    if !resolved.is_dir() {
-        fs::create_dir_all(&resolved).ctx(|| format!("create working directory {cwd}"))?;
-        let _ = nix::unistd::chown(
-            &resolved,
-            Some(Uid::from_raw(user.uid)),
-            Some(Gid::from_raw(user.gid)),
-        );
-    }
-    nix::unistd::chdir(&resolved).ctx(|| format!("chdir to {cwd}"))
-}
-
-fn cstring(s: impl AsRef<[u8]>) -> Result<CString, ChildError> {
-    CString::new(s.as_ref()).map_err(|_| ChildError(125, "NUL byte in argument".into()))
-}
-
-/// Looks argv[0] up in the container's PATH.
-fn resolve_argv(args: &[String], env: &[String]) -> Result<Vec<CString>, ChildError> {
-    let first = &args[0];
-    let path = if first.contains('/') {
-        first.clone()
-    } else {
-        let search = env
-            .iter()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(crate::spec::DEFAULT_PATH);
-        search
-            .split(':')
-            .map(|d| format!("{d}/{first}"))
-            .find(|p| {
-                fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-            })
-            .ok_or_else(|| {
-                ChildError(
-                    127,
-                    format!("exec: {first:?}: executable file not found in $PATH"),
-                )
-            })?
-    };
-    let mut out = vec![cstring(&path)?];
-    for a in &args[1..] {
-        out.push(cstring(a)?);
-    }
-    out.push(cstring(first)?);
-    Ok(out)
-}
-
-/// Execs the workload, or under `--init` the init program with the
-/// workload's path and argv. Only a failure returns: it is reported on the
-/// error pipe (closed by a successful exec), and the child exits.
-fn exec(argv: &[CString], env: &[String], init: Option<&Init>, err_w: RawFd) -> ! {
-    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&SigSet::all()), None);
-    // Ignored signals stay ignored across exec: the runner ignores SIGPIPE
-    // (Rust does) and may have inherited more from its own parent.
-    for sig in 1..32 {
-        // SAFETY: restoring default dispositions before exec.
-        unsafe { libc::signal(sig, libc::SIG_DFL) };
-    }
-    let env: Vec<CString> = env
-        .iter()
-        .filter_map(|e| CString::new(e.as_bytes()).ok())
-        .collect();
-    // argv holds [resolved path, args[1..]..., original argv0]
-    let path = &argv[0];
-    let mut args: Vec<&CStr> = vec![&argv[argv.len() - 1]];
-    args.extend(argv[1..argv.len() - 1].iter().map(CString::as_c_str));
-    let (what, e) = match init {
-        Some(init) => ("exec strata-init for", init.exec(path, &args, &env)),
-        None => (
-            "exec",
-            io::Error::from(nix::unistd::execve(path, &args, &env).unwrap_err()),
-        ),
-    };
-    let code = if e.kind() == io::ErrorKind::NotFound {
-        127
-    } else {
-        126
-    };
-    let report = format!("{code}\n{what} {}: {e}", path.to_string_lossy());
-    // SAFETY: write to the error pipe and leave without running destructors.
-    unsafe {
-        libc::write(err_w, report.as_ptr().cast(), report.len());
-        libc::_exit(code)
-    }
-}
-
-/// Receives the id-mapped layer mounts from the parent and attaches them
-/// under `<state>/lower/<n>`; returns those paths, base first.
-fn attach_idmapped_layers(ctx: &ChildContext<'_>) -> Result<Vec<PathBuf>, ChildError> {
-    let launch = ctx.launch;
-    let mut fds: Vec<RawFd> = Vec::new();
-    while fds.len() < launch.layers.len() {
-        let mut byte = [0u8; 1];
-        let mut iov = [io::IoSliceMut::new(&mut byte)];
-        let mut space = nix::cmsg_space!([RawFd; 64]);
-        let msg = nix::sys::socket::recvmsg::<()>(
-            ctx.layer_fds,
-            &mut iov,
-            Some(&mut space),
-            nix::sys::socket::MsgFlags::empty(),
-        )
-        .ctx(|| "receive id-mapped layers".into())?;
-        let before = fds.len();
-        for c in msg.cmsgs().ctx(|| "receive id-mapped layers".into())? {
-            if let nix::sys::socket::ControlMessageOwned::ScmRights(received) = c {
-                fds.extend(received);
-            }
-        }
-        if fds.len() == before {
-            return Err(ChildError(125, "runner sent no id-mapped layers".into()));
-        }
-    }
-    let mut paths = Vec::new();
-    for (i, fd) in fds.iter().enumerate() {
-        let target = launch.state_dir.join("lower").join(i.to_string());
-        let c_target = cstring(target.as_os_str().as_encoded_bytes())?;
-        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
-        // SAFETY: move_mount of a received detached mount onto an existing dir.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_move_mount,
-                *fd,
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                c_target.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
-            )
-        };
-        if rc < 0 {
-            return Err(ChildError(
-                125,
-                format!("attach id-mapped layer {i}: {}", io::Error::last_os_error()),
-            ));
-        }
-        let _ = nix::unistd::close(*fd);
-        paths.push(target);
-    }
-    Ok(paths)
-}
-
-fn loopback_up() -> io::Result<()> {
-    // SAFETY: a plain socket; the ifreq is zeroed plain data with a NUL-terminated name.
-    unsafe {
-        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        let mut ifr: libc::ifreq = std::mem::zeroed();
-        for (i, b) in b"lo\0".iter().enumerate() {
-            ifr.ifr_name[i] = *b as libc::c_char;
-        }
-        let mut rc = libc::ioctl(fd, libc::SIOCGIFFLAGS as _, &mut ifr);
-        if rc == 0 {
-            ifr.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
-            rc = libc::ioctl(fd, libc::SIOCSIFFLAGS as _, &ifr);
-        }
-        let err = io::Error::last_os_error();
-        libc::close(fd);
-        if rc != 0 {
-            return Err(err);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -4,12 +4,13 @@
 
 use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 
-use super::{ChildError, Context, Launch};
+use super::child::{ChildError, Context};
+use super::{sys, Launch};
 
 pub(super) fn mount_overlay(
     launch: &Launch<'_>,
@@ -85,42 +86,10 @@ fn mount_overlay_layer_by_layer(
     userxattr: bool,
     rootfs: &Path,
 ) -> io::Result<()> {
-    const FSOPEN_CLOEXEC: libc::c_uint = 1;
-    const FSCONFIG_SET_FLAG: libc::c_uint = 0;
-    const FSCONFIG_SET_STRING: libc::c_uint = 1;
-    const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-    const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
     let c = |s: &[u8]| CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
-    let check = |rc: libc::c_long| {
-        if rc < 0 {
-            Err(io::Error::last_os_error())
-        } else {
-            Ok(rc)
-        }
-    };
-    // SAFETY: fsopen with a valid filesystem name.
-    let fs_fd =
-        check(unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), FSOPEN_CLOEXEC) })?;
-    // SAFETY: fs_fd is a fresh descriptor we own.
-    let fs_fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fs_fd as RawFd) };
+    let fs_fd = sys::fsopen(c"overlay")?;
     let set = |key: &std::ffi::CStr, value: Option<&CString>| {
-        let (cmd, v) = match value {
-            Some(v) => (FSCONFIG_SET_STRING, v.as_ptr()),
-            None => (FSCONFIG_SET_FLAG, std::ptr::null()),
-        };
-        // SAFETY: fsconfig on our fs context with NUL-terminated key and value.
-        check(unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                fs_fd.as_raw_fd(),
-                cmd,
-                key.as_ptr(),
-                v,
-                0,
-            )
-        })
-        .map(drop)
+        sys::fsconfig_set(&fs_fd, key, value.map(CString::as_c_str))
     };
     for lower in lowers {
         set(c"lowerdir+", Some(&c(lower.as_bytes())?))?;
@@ -131,33 +100,7 @@ fn mount_overlay_layer_by_layer(
         set(c"userxattr", None)?;
     }
     set(c"volatile", None)?;
-    // SAFETY: creating the superblock of our configured context.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_fsconfig,
-            fs_fd.as_raw_fd(),
-            FSCONFIG_CMD_CREATE,
-            std::ptr::null::<libc::c_char>(),
-            std::ptr::null::<libc::c_char>(),
-            0,
-        )
-    })?;
-    // SAFETY: fsmount of the created context.
-    let mnt =
-        check(unsafe { libc::syscall(libc::SYS_fsmount, fs_fd.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
-    // SAFETY: mnt is a fresh descriptor we own.
-    let mnt = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(mnt as RawFd) };
+    let mnt = sys::fsmount(&fs_fd)?;
     let target = c(rootfs.as_os_str().as_encoded_bytes())?;
-    // SAFETY: attaching our detached mount onto an existing directory.
-    check(unsafe {
-        libc::syscall(
-            libc::SYS_move_mount,
-            mnt.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_FDCWD,
-            target.as_ptr(),
-            MOVE_MOUNT_F_EMPTY_PATH,
-        )
-    })
-    .map(drop)
+    sys::move_mount(mnt.as_raw_fd(), &target)
 }

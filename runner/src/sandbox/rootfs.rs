@@ -20,9 +20,31 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
-use super::{ChildError, Context};
+use super::child::{ChildError, Context};
 use crate::fsutil::secure_join;
 use crate::spec::ContainerSpec;
+
+/// Bind-mounts `source` on `target`, with every mount below `source` when
+/// `recursive`.
+fn bind(source: &Path, target: &Path, recursive: bool) -> nix::Result<()> {
+    let mut flags = MsFlags::MS_BIND;
+    if recursive {
+        flags |= MsFlags::MS_REC;
+    }
+    mount(Some(source), target, None::<&str>, flags, None::<&str>)
+}
+
+/// Remounts the bind mount at `target` read-only, with `extra` flags
+/// (`MS_NOSUID`, `MS_NODEV`, `MS_NOEXEC`) as well.
+pub(super) fn remount_ro(target: &Path, extra: MsFlags) -> nix::Result<()> {
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | extra,
+        None::<&str>,
+    )
+}
 
 fn ensure_mount_point(target: &Path, dir: bool) -> Result<(), ChildError> {
     if dir {
@@ -46,23 +68,11 @@ pub(super) fn mount_volumes(spec: &ContainerSpec, rootfs: &Path) -> Result<(), C
             .ctx(|| format!("volume source {}", v.host.display()))?
             .is_dir();
         ensure_mount_point(&target, is_dir)?;
-        mount(
-            Some(&v.host),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .ctx(|| format!("bind {} to {}", v.host.display(), v.container.display()))?;
+        bind(&v.host, &target, true)
+            .ctx(|| format!("bind {} to {}", v.host.display(), v.container.display()))?;
         if v.read_only {
-            mount(
-                None::<&str>,
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
-                None::<&str>,
-            )
-            .ctx(|| format!("remount {} read-only", v.container.display()))?;
+            remount_ro(&target, MsFlags::empty())
+                .ctx(|| format!("remount {} read-only", v.container.display()))?;
         }
     }
     for t in &spec.tmpfs {
@@ -97,14 +107,8 @@ pub(super) fn mount_etc_files(state_dir: &Path, rootfs: &Path) -> Result<(), Chi
         let target = secure_join(rootfs, &Path::new("/etc").join(&name))
             .ctx(|| format!("resolve /etc/{}", name.to_string_lossy()))?;
         ensure_mount_point(&target, false)?;
-        mount(
-            Some(&entry.path()),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .ctx(|| format!("bind /etc/{}", name.to_string_lossy()))?;
+        bind(&entry.path(), &target, false)
+            .ctx(|| format!("bind /etc/{}", name.to_string_lossy()))?;
     }
     Ok(())
 }
@@ -160,22 +164,8 @@ pub(super) fn mount_system(
     .is_err()
     {
         // Host network inside a user namespace: sysfs cannot be mounted fresh.
-        mount(
-            Some("/sys"),
-            &sys_dir,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .ctx(|| "bind /sys".into())?;
-        mount(
-            None::<&str>,
-            &sys_dir,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
-            None::<&str>,
-        )
-        .ctx(|| "remount /sys read-only".into())?;
+        bind(Path::new("/sys"), &sys_dir, true).ctx(|| "bind /sys".into())?;
+        remount_ro(&sys_dir, nodev).ctx(|| "remount /sys read-only".into())?;
     }
     let dev = system_mount_point(rootfs, "dev")?;
     mount(
@@ -199,14 +189,8 @@ pub(super) fn mount_system(
                 .ctx(|| format!("chmod /dev/{name}"))?;
         } else {
             ensure_mount_point(&path, false)?;
-            mount(
-                Some(&Path::new("/dev").join(name)),
-                &path,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .ctx(|| format!("bind /dev/{name}"))?;
+            bind(&Path::new("/dev").join(name), &path, false)
+                .ctx(|| format!("bind /dev/{name}"))?;
         }
     }
     let pts = dev.join("pts");
@@ -251,14 +235,7 @@ pub(super) fn mount_system(
     if let Some(console) = console {
         let target = dev.join("console");
         ensure_mount_point(&target, false)?;
-        mount(
-            Some(console),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .ctx(|| "bind /dev/console".into())?;
+        bind(console, &target, false).ctx(|| "bind /dev/console".into())?;
     }
     for path in MASKED {
         let target = rootfs.join(&path[1..]);
@@ -271,36 +248,15 @@ pub(super) fn mount_system(
                 None::<&str>,
             )
             .ctx(|| format!("mask {path}"))?,
-            Ok(_) => mount(
-                Some(&dev.join("null")),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .ctx(|| format!("mask {path}"))?,
+            Ok(_) => bind(&dev.join("null"), &target, false).ctx(|| format!("mask {path}"))?,
             Err(_) => {}
         }
     }
     for path in READ_ONLY {
         let target = rootfs.join(&path[1..]);
         if target.exists() {
-            mount(
-                Some(&target),
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
-            )
-            .ctx(|| format!("bind {path}"))?;
-            mount(
-                None::<&str>,
-                &target,
-                None::<&str>,
-                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | nodev,
-                None::<&str>,
-            )
-            .ctx(|| format!("remount {path} read-only"))?;
+            bind(&target, &target, true).ctx(|| format!("bind {path}"))?;
+            remount_ro(&target, nodev).ctx(|| format!("remount {path} read-only"))?;
         }
     }
     Ok(())

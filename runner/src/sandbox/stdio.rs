@@ -25,7 +25,8 @@ use std::thread::JoinHandle;
 use nix::fcntl::OFlag;
 use nix::pty::OpenptyResult;
 
-use super::{ChildError, Context};
+use super::child::{ChildError, Context};
+use super::sys;
 
 /// The runner's side of the container's streams, before and while it runs.
 pub struct Streams {
@@ -126,7 +127,7 @@ impl Streams {
                 drop(pty.slave);
                 let stdin_is_tty = nix::unistd::isatty(0).unwrap_or(false);
                 if stdin_is_tty {
-                    copy_winsize(0, pty.master.as_raw_fd());
+                    sys::copy_winsize(0, pty.master.as_raw_fd());
                 }
                 let mut output = Vec::new();
                 if let Ok(out) = pty.master.try_clone() {
@@ -219,13 +220,7 @@ impl ChildStreams {
         match *self {
             ChildStreams::Pty { slave, master } => {
                 let _ = nix::unistd::close(master);
-                // SAFETY: TIOCSCTTY on our pty slave with an integer argument.
-                if unsafe { libc::ioctl(slave, libc::TIOCSCTTY as _, 0) } != 0 {
-                    return Err(ChildError(
-                        125,
-                        format!("set controlling terminal: {}", io::Error::last_os_error()),
-                    ));
-                }
+                sys::set_controlling_terminal(slave).ctx(|| "set controlling terminal".into())?;
                 for fd in 0..3 {
                     nix::unistd::dup2(slave, fd).ctx(|| "dup2 pty".into())?;
                 }
@@ -279,17 +274,6 @@ impl Drop for RawTerminal {
                 nix::sys::termios::SetArg::TCSANOW,
                 &saved,
             );
-        }
-    }
-}
-
-/// Copies the window size of terminal `from` to terminal `to`.
-pub fn copy_winsize(from: RawFd, to: RawFd) {
-    // SAFETY: winsize is plain data; both ioctls take a pointer to it.
-    unsafe {
-        let mut ws: libc::winsize = std::mem::zeroed();
-        if libc::ioctl(from, libc::TIOCGWINSZ, &mut ws) == 0 {
-            libc::ioctl(to, libc::TIOCSWINSZ, &ws);
         }
     }
 }
