@@ -10,11 +10,11 @@ use runner::cli::{Cli, Command};
 use runner::container::{self, RunOptions, RunResult};
 use runner::container::{bundle, state};
 use runner::image::client::{AuthFile, Client, Credentials};
+use runner::image::layers;
 use runner::image::oci::Platform;
 use runner::image::pull::{self, PullOptions};
 use runner::image::reference::Reference;
 use runner::image::store::{with_store, ImageStore};
-use runner::image::unpack;
 use runner::paths::Root;
 
 fn pull_options(cli: &Cli, platform: Option<&str>) -> Result<PullOptions> {
@@ -66,7 +66,7 @@ fn run(cli: &Cli) -> Result<i32> {
             for r in store.list_images()? {
                 keep.extend(r.diff_ids);
             }
-            let layers = unpack::remove_unused_layers(&root, &keep)?;
+            let layers = layers::remove_unused_layers(&root, &keep)?;
             let blobs = store.remove_unused_blobs()?;
             println!("removed {layers} layers and {blobs} blobs");
         }

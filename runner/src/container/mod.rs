@@ -30,7 +30,7 @@ use crate::image::pull::{self, PullOptions};
 use crate::image::reference::Reference;
 use crate::image::store as image_store;
 use crate::image::store::{ImageRecord, ImageStore};
-use crate::image::unpack;
+use crate::image::{layers, unpack};
 use crate::paths::Root;
 use crate::sandbox::{self, Launch};
 use crate::seccomp::{self, Profile};
@@ -138,7 +138,7 @@ pub fn prepare(
     let image = ensure_image(root, store, reference, pull)?;
     let exec = image.image_config.config.clone().unwrap_or_default();
     let spec = build_spec(options, &exec, command, new_id())?;
-    let layers = unpack::ensure_layers(root, store, &image.layer_pairs())?;
+    let layers = layers::ensure_layers(root, store, &image.layer_pairs())?;
     Ok(Prepared {
         image,
         spec,

@@ -2,9 +2,10 @@
 //! directories on disk. Nothing here knows about containers or the sandbox.
 //!
 //! ```text
-//! pull      -> client, store, unpack     resolve, download, unpack, record
+//! pull      -> client, store, layers     resolve, download, unpack, record
 //! client    -> reference, oci, digest    the OCI distribution HTTP client
-//! unpack    -> store, digest             layer archives -> layers/<alg>/<hex>/
+//! layers    -> unpack, store, digest     layers/<alg>/<hex>/: each unpacked once
+//! unpack    -> store, digest             one layer archive -> a directory
 //! store     -> oci, reference, digest    the local image store (the `store` crate)
 //! reference -> digest                    `[registry/]repository[:tag][@digest]`
 //! oci       -> digest                    the OCI image-spec documents read
@@ -14,6 +15,7 @@
 
 pub mod client;
 pub mod digest;
+pub mod layers;
 pub mod oci;
 pub mod pull;
 pub mod reference;

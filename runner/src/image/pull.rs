@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::image::client::{self, AuthFile, Client, Credentials};
 use crate::image::digest::Digest;
+use crate::image::layers;
 use crate::image::oci::{self, ImageConfig, Index, Manifest, Platform};
 use crate::image::reference::Reference;
 use crate::image::store::{self as image_store, ImageRecord, ImageStore};
@@ -190,7 +191,7 @@ pub fn pull(
         .collect();
     download_layers(root, store, &client, &manifest, &pairs)?;
     // Layers stored earlier but not unpacked yet (a no-op for the rest).
-    unpack::ensure_layers(root, store, &pairs)?;
+    layers::ensure_layers(root, store, &pairs)?;
     store.put_image(reference, &fetched.bytes)?;
     Ok(ImageRecord {
         reference: reference.to_string(),
@@ -307,7 +308,7 @@ fn fetch_layer(
     }
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(16);
     std::thread::scope(|s| {
-        let unpacker = s.spawn(move || unpack::unpack_layer(root, QueueReader::new(rx), diff_id));
+        let unpacker = s.spawn(move || layers::unpack_layer(root, QueueReader::new(rx), diff_id));
         let mut tx = Some(tx);
         let downloaded = client.download_blob(digest, &partial, &mut |bytes| {
             done.fetch_add(bytes.len() as u64, Ordering::Relaxed);
