@@ -2,8 +2,9 @@
 //! directories on disk. Nothing here knows about containers or the sandbox.
 //!
 //! ```text
-//! pull      -> client, store, layers     resolve, download, unpack, record
-//! client    -> reference, oci, digest    the OCI distribution HTTP client
+//! pull      -> client, auth, store, layers   resolve, download, unpack, record
+//! client    -> auth, reference, oci, digest   the OCI distribution HTTP client
+//! auth                                   credentials: the auth file, Docker's config.json
 //! layers    -> unpack, store, digest     layers/<alg>/<hex>/: each unpacked once
 //! unpack    -> store, digest             one layer archive -> a directory
 //! store     -> oci, reference, digest    the local image store (the `store` crate)
@@ -13,6 +14,7 @@
 //! ```
 //! [`store`] is the runner's only door to stored blobs.
 
+pub mod auth;
 pub mod client;
 pub mod digest;
 pub mod layers;

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
-use crate::image::client::{self, AuthFile, Client, Credentials};
+use crate::image::auth::{self, AuthFile, Credentials};
+use crate::image::client::{self, Client};
 use crate::image::digest::Digest;
 use crate::image::layers;
 use crate::image::oci::{self, ImageConfig, Index, Manifest, Platform};
@@ -23,6 +24,9 @@ pub enum Error {
     /// Talking to the registry failed.
     #[error(transparent)]
     Client(#[from] client::Error),
+    /// An auth file could not be read.
+    #[error(transparent)]
+    Auth(#[from] auth::Error),
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] image_store::Error),
