@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::container::RunOptions;
 use crate::spec::Network;
@@ -111,7 +111,7 @@ pub struct ContainerArgs {
     pub unsafe_no_device_cgroup: bool,
     /// Network mode.
     #[arg(long, value_enum, default_value = "none")]
-    pub network: Network,
+    pub network: NetworkArg,
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -151,6 +151,24 @@ pub struct ContainerArgs {
     /// Platform to pull if the image is missing.
     #[arg(long)]
     pub platform: Option<String>,
+}
+
+/// `--network`: the clap side of [`Network`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NetworkArg {
+    /// A new network namespace with only `lo`.
+    None,
+    /// The host's network namespace.
+    Host,
+}
+
+impl From<NetworkArg> for Network {
+    fn from(arg: NetworkArg) -> Network {
+        match arg {
+            NetworkArg::None => Network::None,
+            NetworkArg::Host => Network::Host,
+        }
+    }
 }
 
 /// `runner run`.
@@ -194,7 +212,7 @@ impl From<&ContainerArgs> for RunOptions {
             cpus: args.cpus,
             pids_limit: args.pids_limit,
             unsafe_no_device_cgroup: args.unsafe_no_device_cgroup,
-            network: args.network,
+            network: args.network.into(),
             read_only: args.read_only,
             volumes: args.volumes.clone(),
             tmpfs: args.tmpfs.clone(),

@@ -202,7 +202,7 @@ impl std::fmt::Display for ContainerName {
 }
 
 /// Network mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Network {
     /// A new network namespace with only `lo`.
     None,
