@@ -16,7 +16,8 @@
 //! spec           -> seccomp (Profile), cgroup (Limits), caps, image::oci, fsutil
 //! seccomp/       -> caps, image::{oci, digest}, paths, fsutil
 //! cgroup/        -> (devices: the allow-list, v1 rules and the v2 eBPF filter)
-//! image/         -> paths     pull, client, store, unpack, reference, oci, digest
+//! image/         -> paths     pull, client, auth, store, layers, unpack,
+//!                             reference, oci, digest (drawn in image/mod.rs)
 //! paths          -> image::digest
 //! caps, fsutil, image::digest, image::oci        leaves (types and helpers)
 //! ```

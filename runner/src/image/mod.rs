@@ -2,15 +2,15 @@
 //! directories on disk. Nothing here knows about containers or the sandbox.
 //!
 //! ```text
-//! pull      -> client, auth, store, layers   resolve, download, unpack, record
+//! pull      -> client, auth, store, layers    resolve, download, unpack, record
 //! client    -> auth, reference, oci, digest   the OCI distribution HTTP client
-//! auth                                   credentials: the auth file, Docker's config.json
-//! layers    -> unpack, store, digest     layers/<alg>/<hex>/: each unpacked once
-//! unpack    -> store, digest             one layer archive -> a directory
-//! store     -> oci, reference, digest    the local image store (the `store` crate)
-//! reference -> digest                    `[registry/]repository[:tag][@digest]`
-//! oci       -> digest                    the OCI image-spec documents read
-//! digest                                 the store's digest type, re-exported
+//! auth                                        the auth file, Docker's config.json
+//! layers    -> unpack, store, digest          layers/<alg>/<hex>/, each unpacked once
+//! unpack    -> store, digest                  one layer archive -> a directory
+//! store     -> oci, reference, digest         the local image store (`store` crate)
+//! reference -> digest                         `[registry/]repository[:tag][@digest]`
+//! oci       -> digest                         the OCI image-spec documents read
+//! digest                                      the store's digest type, re-exported
 //! ```
 //! [`store`] is the runner's only door to stored blobs.
 
