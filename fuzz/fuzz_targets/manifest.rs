@@ -36,10 +36,10 @@ fuzz_target!(|data: &[u8]| {
             assert!(serde_json::from_str::<serde_json::Value>(a).is_ok_and(|v| v.is_object()));
         }
         if manifest::is_index(&m.media_type) {
-            assert!(m.refs.iter().all(|(_, kind)| *kind == RefKind::Manifest));
+            assert!(m.refs.iter().all(|(_, kind, _)| *kind == RefKind::Manifest));
         } else {
-            assert_eq!(m.refs.first().map(|(_, kind)| *kind), Some(RefKind::Blob));
-            assert!(m.refs.iter().all(|(_, kind)| *kind != RefKind::Manifest));
+            assert_eq!(m.refs.first().map(|(_, kind, _)| *kind), Some(RefKind::Blob));
+            assert!(m.refs.iter().all(|(_, kind, _)| *kind != RefKind::Manifest));
         }
     }
 });
