@@ -167,42 +167,65 @@ fn mount_source<'q>(route: &Route, query: &'q Query) -> Option<&'q str> {
     }
 }
 
-/// An authenticated caller, with what it may do beyond the request's needs.
-pub struct Access<'a> {
-    auth: Option<&'a Auth>,
-    /// Who the caller is, with its token's grants.
-    pub who: Verified,
+/// How many repositories holding a blob a mount without `from` looks at.
+const MOUNT_CANDIDATES: u32 = 64;
+
+/// The repositories a mount request could link from, before the caller's
+/// rights pick among them: the named `from`; without `from`, the
+/// repositories that hold the blob (automatic content discovery). Empty for
+/// any other request.
+async fn mount_candidates(
+    store: &Store,
+    route: &Route,
+    query: &Query,
+) -> Result<Vec<RepoName>, ApiError> {
+    let (Route::Uploads(repo), Some(mount)) = (route, query.get("mount")) else {
+        return Ok(Vec::new());
+    };
+    if let Some(from) = query.get("from") {
+        return Ok(vec![from.parse()?]);
+    }
+    // A malformed digest is reported by the upload itself.
+    let Ok(digest) = mount.parse::<Digest>() else {
+        return Ok(Vec::new());
+    };
+    let mut repos = store.repos_holding_blob(&digest, MOUNT_CANDIDATES).await?;
+    repos.retain(|r| r != repo);
+    Ok(repos)
 }
 
-impl Access<'_> {
-    /// Whether the caller may do `action` on `repo` (always, without auth).
-    pub fn may(&self, repo: &RepoName, action: Action) -> bool {
-        self.auth
-            .is_none_or(|auth| auth.check(&self.who, repo.as_str(), action).is_ok())
-    }
+/// An authenticated caller, with what the request may use beyond its needs.
+pub struct Access {
+    /// Who the caller is, with its token's grants.
+    pub who: Verified,
+    /// Where a mount may link from: a candidate the caller may pull, or
+    /// `None` (the mount is then a plain upload).
+    pub mount_from: Option<RepoName>,
 }
 
 /// Authenticate the caller and check every permission the request needs.
-async fn authorize<'a>(
-    state: &'a AppState,
+async fn authorize(
+    state: &AppState,
     route: &Route,
     m: &Method,
     query: &Query,
     h: &HeaderMap,
     host: &str,
     peer: Option<std::net::IpAddr>,
-) -> Result<Access<'a>, ApiError> {
+) -> Result<Access, ApiError> {
     let Some(auth) = &state.auth else {
+        // Without access rules everyone may pull everything.
+        let candidates = mount_candidates(&state.store, route, query).await?;
         return Ok(Access {
-            auth: None,
             who: Verified {
                 caller: Caller::Anonymous,
                 grants: None,
             },
+            mount_from: candidates.into_iter().next(),
         });
     };
     let needs = needs(route, m);
-    let scope = match (route, &needs) {
+    let scope_with = |source: Option<&str>| match (route, &needs) {
         (Route::Catalog, _) => Some("registry:catalog:*".to_owned()),
         (_, None) => None,
         (_, Some((repo, action))) => {
@@ -210,13 +233,13 @@ async fn authorize<'a>(
                 Action::Push => format!("repository:{repo}:pull,push"),
                 a => format!("repository:{repo}:{}", a.name()),
             };
-            if let Some(from) = mount_source(route, query) {
+            if let Some(from) = source {
                 scope.push_str(&format!(" repository:{from}:pull"));
             }
             Some(scope)
         }
     };
-    let refuse = |r: Refusal| match r {
+    let refuse_with = |r: Refusal, source: Option<&str>| match r {
         Refusal::Denied => ApiError::new(Code::Denied),
         Refusal::Throttled { retry_after } => throttled(retry_after),
         Refusal::Unauthenticated { reason } => {
@@ -227,10 +250,11 @@ async fn authorize<'a>(
             };
             ApiError::new(Code::Unauthorized).detail(reason).header(
                 header::WWW_AUTHENTICATE,
-                auth.challenge(host, state.tls, scope.as_deref(), error),
+                auth.challenge(host, state.tls, scope_with(source).as_deref(), error),
             )
         }
     };
+    let refuse = |r: Refusal| refuse_with(r, mount_source(route, query));
     let who: Verified = auth
         .verify(header_str(h, header::AUTHORIZATION), peer)
         .await
@@ -243,18 +267,26 @@ async fn authorize<'a>(
     if let Some((repo, action)) = &needs {
         auth.check(&who, repo, *action).map_err(refuse)?;
     }
-    // A token too narrow for a mount source the rules let the caller pull:
-    // ask for a wider one (401 insufficient_scope), as clients expect.
+    // Only now, with the caller known and allowed to push, look at where
+    // the blob is: a mount links from a candidate the caller may pull.
+    let candidates = mount_candidates(&state.store, route, query).await?;
+    let mount_from = candidates
+        .iter()
+        .find(|c| auth.check(&who, c.as_str(), Action::Pull).is_ok())
+        .cloned();
+    // A token too narrow for a source the rules let the caller pull: ask
+    // for a wider one (401 insufficient_scope naming it), as clients expect.
     // Without the permission the mount quietly becomes a plain upload.
-    if let Some(from) = mount_source(route, query) {
-        if who.grants.is_some() && auth.permitted(&who.caller, from).has(Action::Pull) {
-            auth.check(&who, from, Action::Pull).map_err(refuse)?;
+    if mount_from.is_none() && who.grants.is_some() {
+        if let Some(c) = candidates
+            .iter()
+            .find(|c| auth.permitted(&who.caller, c.as_str()).has(Action::Pull))
+        {
+            let narrow = auth.check(&who, c.as_str(), Action::Pull).unwrap_err();
+            return Err(refuse_with(narrow, Some(c.as_str())));
         }
     }
-    Ok(Access {
-        auth: Some(auth),
-        who,
-    })
+    Ok(Access { who, mount_from })
 }
 
 /// The client's address, when the server recorded it.
@@ -807,13 +839,15 @@ fn upload_accepted(status: StatusCode, repo: &RepoName, id: &UploadId, size: u64
 
 /// `POST .../blobs/uploads/`: a mount, a monolithic push, or a new session.
 ///
-/// A mount links only from a `from` the caller may pull. Without `from`, or
-/// with one the caller may not read or that lacks the blob, the answer is a
-/// plain new session (202), the same in every case, so it never tells whether
-/// the digest is stored anywhere else.
+/// A mount links only from a repository the caller may pull
+/// ([`Access::mount_from`]): the named `from`, or without `from` one of the
+/// repositories holding the blob. When there is none (no such repository the
+/// caller may read, or a `from` it may not read or that lacks the blob) the
+/// answer is a plain new session (202), the same in every case, so a mount
+/// never tells whether a digest is stored where the caller cannot look.
 async fn post_upload(
     store: &Store,
-    access: &Access<'_>,
+    access: &Access,
     repo: &RepoName,
     query: &Query,
     h: &HeaderMap,
@@ -821,12 +855,8 @@ async fn post_upload(
 ) -> ApiResult {
     if let Some(mount) = query.get("mount") {
         let digest: Digest = mount.parse()?;
-        let from = match query.get("from") {
-            Some(f) => Some(f.parse::<RepoName>()?),
-            None => None,
-        };
-        if let Some(from) = from.filter(|f| access.may(f, Action::Pull)) {
-            if store.mount_blob(repo, &digest, &from).await? {
+        if let Some(from) = &access.mount_from {
+            if store.mount_blob(repo, &digest, from).await? {
                 return Ok(blob_created(repo, &digest));
             }
         }

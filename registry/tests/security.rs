@@ -122,8 +122,12 @@ async fn head_blob(reg: &Registry, repo: &str, who: (&str, &str), digest: &str) 
 }
 
 async fn mount(reg: &Registry, who: (&str, &str), query: &str) -> reqwest::Response {
+    mount_as(reg, who, "carol/loot", query).await
+}
+
+async fn mount_as(reg: &Registry, who: (&str, &str), repo: &str, query: &str) -> reqwest::Response {
     Client::new()
-        .post(reg.url(&format!("/v2/carol/loot/blobs/uploads/?{query}")))
+        .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?{query}")))
         .basic_auth(who.0, Some(who.1))
         .send()
         .await
@@ -134,7 +138,8 @@ async fn mount(reg: &Registry, who: (&str, &str), query: &str) -> reqwest::Respo
 /// private layer and manifest by digest, without `from` and with a `from`
 /// she cannot read. Each is a plain upload start (202, no digest header),
 /// nothing is linked, and the answer is the same for a digest stored
-/// nowhere, so it tells nothing. A mount from her own repository works.
+/// nowhere, so it tells nothing. A mount from her own repository works, and
+/// alice's mount without `from` finds the layer in the repository she may pull.
 #[tokio::test(flavor = "multi_thread")]
 async fn mount_links_only_from_a_repository_the_caller_may_pull() {
     let reg = Registry::start("", "");
@@ -249,6 +254,36 @@ async fn mount_links_only_from_a_repository_the_caller_may_pull() {
         "{challenge}"
     );
     assert!(challenge.contains("insufficient_scope"), "{challenge}");
+
+    // Without `from`, a mount finds the blob only among the repositories the
+    // caller may pull: alice's links from team/private, carol's did not above.
+    let r = mount_as(&reg, ALICE, "team/found", &format!("mount={layer}")).await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        head_blob(&reg, "team/found", ALICE, &layer).await,
+        StatusCode::OK
+    );
+    // ... and a token of hers too narrow for it is asked to widen, naming it.
+    let r = Client::new()
+        .get(reg.url("/token?service=strata&scope=repository:team/found2:pull,push"))
+        .basic_auth(ALICE.0, Some(ALICE.1))
+        .send()
+        .await
+        .unwrap();
+    let token: Value = r.json().await.unwrap();
+    let r = Client::new()
+        .post(reg.url(&format!("/v2/team/found2/blobs/uploads/?mount={layer}")))
+        .bearer_auth(token["token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let challenge = r.headers()[header::WWW_AUTHENTICATE].to_str().unwrap();
+    // team/copy holds the layer too (mounted above) and comes first by name.
+    assert!(
+        challenge.contains("repository:team/copy:pull") && challenge.contains("insufficient_scope"),
+        "{challenge}"
+    );
 }
 
 fn client_from(ip: &str) -> Client {

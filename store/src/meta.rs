@@ -193,6 +193,17 @@ impl Meta {
         Ok(row.map(|r| r.get::<i64, _>(0) as u64))
     }
 
+    /// Up to `limit` repositories that hold `digest`, in name order.
+    pub async fn repos_holding_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<String>> {
+        let rows =
+            sqlx::query("SELECT repo FROM repo_blobs WHERE digest = $1 ORDER BY repo LIMIT $2")
+                .bind(digest.to_string())
+                .bind(i64::from(limit))
+                .fetch_all(&self.read)
+                .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
     /// Size of a stored blob, whatever repository holds it.
     pub async fn blob_size(&self, digest: &Digest) -> Result<Option<u64>> {
         let row = sqlx::query("SELECT size FROM blobs WHERE digest = $1")

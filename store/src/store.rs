@@ -210,6 +210,19 @@ impl Store {
         Ok(self.meta.mount_blob(repo, digest, from).await?.is_some())
     }
 
+    /// Up to `limit` repositories that hold `digest`, in name order: the
+    /// candidates for a mount without `from`. Only the caller can tell which
+    /// of them the client may read; a blob must be mounted from one of those.
+    pub async fn repos_holding_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<RepoName>> {
+        Ok(self
+            .meta
+            .repos_holding_blob(digest, limit)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.parse().ok())
+            .collect())
+    }
+
     /// Push a whole blob in one go.
     pub async fn put_blob<S>(
         &self,
