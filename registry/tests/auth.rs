@@ -62,20 +62,7 @@ impl Drop for Registry {
 fn users() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for user in ["alice", "bob", "carol"] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
-            .args(["htpasswd", "htpasswd", user])
-            .current_dir(dir.path())
-            .stdin(Stdio::piped())
-            .spawn()
-            .unwrap();
-        use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("{user}-pw\n").as_bytes())
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        common::add_user(dir.path(), user);
     }
     dir
 }

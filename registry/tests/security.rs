@@ -40,19 +40,7 @@ impl Registry {
     fn start(auth: &str, limits: &str) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         for user in ["alice", "carol"] {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_registry"))
-                .args(["htpasswd", "htpasswd", user])
-                .current_dir(dir.path())
-                .stdin(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(format!("{user}-pw\n").as_bytes())
-                .unwrap();
-            assert!(child.wait().unwrap().success());
+            common::add_user(dir.path(), user);
         }
         let config =
             format!("[auth]\nhtpasswd = \"htpasswd\"\n{auth}\n{RULES}\n[limits]\n{limits}\n");
