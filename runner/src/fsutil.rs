@@ -13,18 +13,22 @@ use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
 
-/// Joins `path` under `root`, resolving symlinks as if `root` were `/`, so a
-/// symlink in the image can never point a mount outside the container.
-pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
-    let mut resolved = PathBuf::new();
-    let mut pending: VecDeque<OsString> = path
-        .components()
+/// The names and `..`s of `path`, in order (`/` and `.` say nothing here).
+fn steps(path: &Path) -> VecDeque<OsString> {
+    path.components()
         .filter_map(|c| match c {
             Component::Normal(n) => Some(n.to_owned()),
             Component::ParentDir => Some("..".into()),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// Joins `path` under `root`, resolving symlinks as if `root` were `/`, so a
+/// symlink in the image can never point a mount outside the container.
+pub fn secure_join(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    let mut resolved = PathBuf::new();
+    let mut pending = steps(path);
     let mut links = 0;
     while let Some(c) = pending.pop_front() {
         if c == ".." {
