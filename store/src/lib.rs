@@ -24,7 +24,7 @@ mod store;
 pub use digest::{Algorithm, Digest, Hasher};
 pub use gc::{GcOptions, GcReport, Problem};
 pub use local::start_writeback;
-pub use manifest::Descriptor;
+pub use manifest::{Descriptor, Platform};
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;
 pub use store::{PutManifest, Store, StoreConfig, StoredManifest, TagPage};

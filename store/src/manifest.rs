@@ -5,7 +5,10 @@
 //! `artifactType`). Validation checks the structure the store relies on; it
 //! never rewrites the bytes, which are stored exactly as pushed.
 
-use serde::Deserialize;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
 
 use crate::{Digest, Error, Result};
 
@@ -17,6 +20,15 @@ pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list media type.
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// OCI image config media type.
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+/// OCI uncompressed layer media type.
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+/// Prefix of the OCI non-distributable layer media types.
+pub const OCI_NONDISTRIBUTABLE_LAYER_PREFIX: &str =
+    "application/vnd.oci.image.layer.nondistributable.";
+/// Docker foreign (non-distributable) layer media type.
+pub const DOCKER_FOREIGN_LAYER: &str = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip";
 
 /// The largest manifest accepted, in bytes.
 pub const MAX_MANIFEST_SIZE: usize = 4 * 1024 * 1024;
@@ -38,7 +50,7 @@ pub enum RefKind {
 }
 
 /// A descriptor as it appears in manifests and in the referrers response.
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Descriptor {
     /// Media type of the referenced content.
@@ -53,6 +65,95 @@ pub struct Descriptor {
     /// Annotations, when set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub annotations: Option<serde_json::Map<String, serde_json::Value>>,
+    /// Platform, in an index.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+impl Descriptor {
+    /// A descriptor with only the three required fields set.
+    pub fn new(media_type: impl Into<String>, digest: Digest, size: u64) -> Descriptor {
+        Descriptor {
+            media_type: media_type.into(),
+            digest,
+            size,
+            artifact_type: None,
+            annotations: None,
+            platform: None,
+        }
+    }
+}
+
+/// A platform string that is not `os/arch[/variant]`.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid platform {0:?}: expected os/arch[/variant]")]
+pub struct InvalidPlatform(pub String);
+
+/// A platform (`os/arch[/variant]`), as in an index entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    /// Operating system, e.g. `linux`.
+    pub os: String,
+    /// CPU architecture in Go's naming, e.g. `amd64`.
+    pub architecture: String,
+    /// Optional variant, e.g. `v8`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The platform this process executes on.
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            "powerpc64" => "ppc64le",
+            other => other,
+        };
+        Platform {
+            os: "linux".to_owned(),
+            architecture: architecture.to_owned(),
+            variant: (architecture == "arm64").then(|| "v8".to_owned()),
+        }
+    }
+
+    /// Whether an index entry for `other` can serve a request for `self`
+    /// (a variant missing on either side matches any).
+    pub fn matches(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && match (&self.variant, &other.variant) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Platform {
+    type Err = InvalidPlatform;
+
+    fn from_str(s: &str) -> std::result::Result<Self, InvalidPlatform> {
+        let parts: Vec<&str> = s.split('/').collect();
+        if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.is_empty()) {
+            return Err(InvalidPlatform(s.to_owned()));
+        }
+        Ok(Platform {
+            os: parts[0].to_owned(),
+            architecture: parts[1].to_owned(),
+            variant: parts.get(2).map(|v| (*v).to_owned()),
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -90,8 +191,7 @@ fn invalid(reason: impl Into<String>) -> Error {
 }
 
 fn is_foreign_layer(media_type: &str) -> bool {
-    media_type.starts_with("application/vnd.oci.image.layer.nondistributable.")
-        || media_type == "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+    media_type.starts_with(OCI_NONDISTRIBUTABLE_LAYER_PREFIX) || media_type == DOCKER_FOREIGN_LAYER
 }
 
 /// Parse and validate manifest bytes pushed with the given Content-Type.
@@ -220,5 +320,29 @@ mod tests {
             );
         }
         assert!(parse(Some("text/plain"), br#"{"schemaVersion":2}"#).is_err());
+    }
+
+    #[test]
+    fn platform_round_trip_and_variant_match() {
+        let p: Platform = "linux/arm64/v8".parse().unwrap();
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        let plain: Platform = "linux/arm64".parse().unwrap();
+        assert!(p.matches(&plain));
+        assert!(!p.matches(&"linux/amd64".parse().unwrap()));
+        assert!("linux".parse::<Platform>().is_err());
+        assert!("linux//v8".parse::<Platform>().is_err());
+    }
+
+    #[test]
+    fn index_entry_platform_is_read_and_written_back() {
+        let text = format!(
+            r#"{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":7,"platform":{{"os":"linux","architecture":"amd64"}}}}"#,
+            digest('d')
+        );
+        let d: Descriptor = serde_json::from_str(&text).unwrap();
+        assert_eq!(d.platform.as_ref().unwrap().to_string(), "linux/amd64");
+        assert_eq!(serde_json::to_string(&d).unwrap(), text);
+        let bare = Descriptor::new(OCI_CONFIG, d.digest.clone(), 2);
+        assert!(!serde_json::to_string(&bare).unwrap().contains("platform"));
     }
 }

@@ -840,6 +840,7 @@ impl Store {
                     size: r.size,
                     artifact_type: r.artifact_type,
                     annotations,
+                    platform: None,
                 })
             })
             .collect()
