@@ -7,6 +7,8 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
+use crate::sys;
+
 /// Errors about capabilities.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -166,15 +168,8 @@ fn last_cap() -> u8 {
         .unwrap_or(NAMES.len() as u8 - 1)
 }
 
-fn sys(call: &'static str, rc: libc::c_long) -> Result<()> {
-    if rc < 0 {
-        Err(Error::Sys {
-            call,
-            source: io::Error::last_os_error(),
-        })
-    } else {
-        Ok(())
-    }
+fn sys(call: &'static str) -> impl FnOnce(io::Error) -> Error {
+    move |source| Error::Sys { call, source }
 }
 
 /// Drops every capability outside `keep` from the bounding set and clears the
@@ -182,22 +177,10 @@ fn sys(call: &'static str, rc: libc::c_long) -> Result<()> {
 pub fn limit_bounding(keep: &[Capability]) -> Result<()> {
     for n in 0..=last_cap() {
         if !keep.iter().any(|c| c.0 == n) {
-            // SAFETY: plain prctl with integer arguments.
-            let rc = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, n as libc::c_ulong, 0, 0, 0) };
-            sys("prctl(PR_CAPBSET_DROP)", rc.into())?;
+            sys::caps::drop_bounding(n).map_err(sys("prctl(PR_CAPBSET_DROP)"))?;
         }
     }
-    // SAFETY: plain prctl with integer arguments.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_CAP_AMBIENT,
-            libc::PR_CAP_AMBIENT_CLEAR_ALL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
-    sys("prctl(PR_CAP_AMBIENT_CLEAR_ALL)", rc.into())
+    sys::caps::clear_ambient().map_err(sys("prctl(PR_CAP_AMBIENT_CLEAR_ALL)"))
 }
 
 /// Sets the effective and permitted sets to exactly `set` and empties the
@@ -206,32 +189,8 @@ pub fn limit_bounding(keep: &[Capability]) -> Result<()> {
 /// them in its permitted set on `execve`, even run by a non-root user (the
 /// ambient set is emptied by [`limit_bounding`]).
 pub fn set_process_caps(set: &[Capability]) -> Result<()> {
-    #[repr(C)]
-    struct Header {
-        version: u32,
-        pid: i32,
-    }
-    #[repr(C)]
-    #[derive(Clone, Copy)]
-    struct Data {
-        effective: u32,
-        permitted: u32,
-        inheritable: u32,
-    }
-    const VERSION_3: u32 = 0x2008_0522;
     let m = mask(set);
-    let header = Header {
-        version: VERSION_3,
-        pid: 0,
-    };
-    let data = [0, 1].map(|i| Data {
-        effective: m[i],
-        permitted: m[i],
-        inheritable: 0,
-    });
-    // SAFETY: header and two data structs laid out as the kernel's v3 ABI expects.
-    let rc = unsafe { libc::syscall(libc::SYS_capset, &header, data.as_ptr()) };
-    sys("capset", rc)
+    sys::caps::capset(m, m, [0; 2]).map_err(sys("capset"))
 }
 
 #[cfg(test)]

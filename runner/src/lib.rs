@@ -33,6 +33,7 @@
 //! above `container` (it runs steps in containers and writes images through
 //! `image::store`).
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod caps;
 pub mod cgroup;
@@ -44,3 +45,5 @@ pub mod paths;
 pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
+#[allow(unsafe_code)]
+mod sys;

@@ -1,4 +1,5 @@
 //! The `runner` binary: parses the command line and calls the library.
+#![forbid(unsafe_code)]
 
 use std::io::Read;
 use std::process::ExitCode;

@@ -161,8 +161,7 @@ impl Root {
         }
         let canonical = fs::canonicalize(&dir).map_err(io_err("resolve", &dir))?;
         let meta = fs::metadata(&canonical).map_err(io_err("stat", &canonical))?;
-        // SAFETY: geteuid cannot fail.
-        let uid = unsafe { libc::geteuid() };
+        let uid = nix::unistd::geteuid().as_raw();
         if !meta.is_dir() {
             return Err(Error::NotADirectory(dir));
         }

@@ -4,8 +4,9 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
+
+use crate::sys::bpf::{self, Insn};
 
 /// One allow rule: device type, major, minor (`None` = any) and access.
 #[derive(Debug, Clone, Copy)]
@@ -70,16 +71,6 @@ impl Rule {
     }
 }
 
-/// One eBPF instruction.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Insn {
-    code: u8,
-    regs: u8,
-    off: i16,
-    imm: i32,
-}
-
 fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
     Insn {
         code,
@@ -137,90 +128,12 @@ fn program(rules: &[Rule]) -> Vec<Insn> {
     p
 }
 
-const BPF_PROG_LOAD: libc::c_long = 5;
-const BPF_PROG_ATTACH: libc::c_long = 8;
-const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
-const BPF_CGROUP_DEVICE: u32 = 6;
-const BPF_F_ALLOW_MULTI: u32 = 2;
-
 /// Loads the device program for `rules` and attaches it to the cgroup v2
 /// directory `dir`. The cgroup keeps it until the cgroup is removed.
 pub fn attach_filter(dir: &Path, rules: &[Rule]) -> io::Result<()> {
-    #[repr(C)]
-    struct ProgLoad {
-        prog_type: u32,
-        insn_cnt: u32,
-        insns: u64,
-        license: u64,
-        log_level: u32,
-        log_size: u32,
-        log_buf: u64,
-        kern_version: u32,
-        prog_flags: u32,
-        prog_name: [u8; 16],
-        prog_ifindex: u32,
-        expected_attach_type: u32,
-    }
-    #[repr(C)]
-    struct ProgAttach {
-        target_fd: u32,
-        attach_bpf_fd: u32,
-        attach_type: u32,
-        attach_flags: u32,
-        replace_bpf_fd: u32,
-    }
-    let insns = program(rules);
-    let mut name = [0u8; 16];
-    name[..6].copy_from_slice(b"strata");
-    let load = ProgLoad {
-        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
-        insn_cnt: insns.len() as u32,
-        insns: insns.as_ptr() as u64,
-        license: c"Apache-2.0".as_ptr() as u64,
-        log_level: 0,
-        log_size: 0,
-        log_buf: 0,
-        kern_version: 0,
-        prog_flags: 0,
-        prog_name: name,
-        prog_ifindex: 0,
-        expected_attach_type: BPF_CGROUP_DEVICE,
-    };
-    // SAFETY: bpf(BPF_PROG_LOAD) with an attr that points at live buffers.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_LOAD,
-            &load as *const ProgLoad,
-            std::mem::size_of::<ProgLoad>(),
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor we own.
-    let prog = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let prog = bpf::load_cgroup_device(&program(rules), c"Apache-2.0")?;
     let cgroup = File::open(dir)?;
-    let attach = ProgAttach {
-        target_fd: cgroup.as_raw_fd() as u32,
-        attach_bpf_fd: prog.as_raw_fd() as u32,
-        attach_type: BPF_CGROUP_DEVICE,
-        attach_flags: BPF_F_ALLOW_MULTI,
-        replace_bpf_fd: 0,
-    };
-    // SAFETY: bpf(BPF_PROG_ATTACH) with valid descriptors.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            BPF_PROG_ATTACH,
-            &attach as *const ProgAttach,
-            std::mem::size_of::<ProgAttach>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    bpf::attach_cgroup_device(&prog, &cgroup)
 }
 
 #[cfg(test)]

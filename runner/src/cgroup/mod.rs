@@ -28,6 +28,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 /// Errors managing a cgroup.
@@ -129,8 +131,7 @@ fn kill_and_remove(dir: &Path) -> Result<()> {
     loop {
         if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
             for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                // SAFETY: kill with a pid read from this cgroup and a valid signal.
-                unsafe { libc::kill(pid, libc::SIGKILL) };
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
         match fs::remove_dir(dir) {
@@ -250,8 +251,7 @@ impl CgroupManager for V1 {
             for (_, dir) in &self.dirs {
                 if let Ok(text) = fs::read_to_string(dir.join("cgroup.procs")) {
                     for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
-                        // SAFETY: kill with a pid read from this cgroup and a valid signal.
-                        unsafe { libc::kill(pid, libc::SIGKILL) };
+                        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
                     }
                 }
             }

@@ -167,8 +167,7 @@ pub fn parse_memory(text: &str) -> Result<u64> {
 /// A fresh random container id (16 hex digits).
 pub fn new_id() -> String {
     let mut bytes = [0u8; 8];
-    // SAFETY: getrandom fills the local buffer.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    let n = crate::sys::proc::getrandom(&mut bytes);
     assert_eq!(n, 8, "getrandom failed");
     hex::encode(bytes)
 }

@@ -29,6 +29,7 @@ use nix::unistd::{Gid, Uid};
 
 use crate::image::digest::{Digest, HashingReader};
 use crate::image::store as image_store;
+use crate::sys;
 
 /// Errors from unpacking a layer.
 #[derive(Debug, thiserror::Error)]
@@ -377,23 +378,8 @@ fn escapes(depth: usize, target: &[u8]) -> bool {
 }
 
 fn set_xattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
-    let p = cstr(path);
     let n = CString::new(name).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: valid NUL-terminated strings and a valid buffer for the call's duration.
-    let rc = unsafe {
-        libc::lsetxattr(
-            p.as_ptr(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    sys::fs::lsetxattr(&cstr(path), &n, value)
 }
 
 fn set_mtime(path: &Path, mtime: i64) -> io::Result<()> {

@@ -17,8 +17,9 @@ use nix::unistd::{Gid, Uid};
 
 use super::init::Init;
 use super::stdio::ChildStreams;
-use super::{overlay, rootfs, sys, Launch};
+use super::{overlay, rootfs, Launch};
 use crate::spec::Network;
+use crate::sys;
 use crate::{caps, seccomp};
 
 /// What the child gets from the parent: the launch and its ends of the
@@ -55,7 +56,7 @@ pub(super) fn main(ctx: &ChildContext<'_>) -> isize {
         Err(e) => e,
     };
     let report = format!("{code}\n{message}");
-    sys::report_and_exit(ctx.err_w, report.as_bytes(), code)
+    sys::proc::report_and_exit(ctx.err_w, report.as_bytes(), code)
 }
 
 enum Never {}
@@ -84,7 +85,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     // Until it execs, this process is a copy of the runner: nobody may read
     // its memory or descriptors through /proc (exec makes the workload
     // dumpable again; `--init`'s PID 1 clears it itself).
-    sys::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    sys::proc::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
     // In a user namespace nothing works before the runner wrote the id maps,
     // so wait for its go first. Otherwise build the root filesystem while the
     // runner puts this process in its cgroup (on cgroup v1 that write waits
@@ -147,7 +148,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     }
     nix::unistd::sethostname(&spec.hostname).ctx(|| "sethostname".into())?;
     if spec.network == Network::None {
-        sys::loopback_up().ctx(|| "bring up lo".into())?;
+        sys::net::loopback_up().ctx(|| "bring up lo".into())?;
     }
     if early {
         own_cgroups = join_cgroup(ctx)?;
@@ -169,7 +170,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     let argv = resolve_argv(&spec.args, &env)?;
     // Nothing of the runner's may enter the container: close (not merely
     // mark) every descriptor but the error pipe, which is close-on-exec.
-    sys::close_fds_except(ctx.err_w).ctx(|| "close inherited descriptors".into())?;
+    sys::fd::close_fds_except(ctx.err_w).ctx(|| "close inherited descriptors".into())?;
     let init = if spec.init {
         Some(Init::load().ctx(|| "load the init program".into())?)
     } else {
@@ -276,7 +277,7 @@ fn exec(argv: &[CString], env: &[String], init: Option<&Init>, err_w: RawFd) -> 
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&SigSet::all()), None);
     // Ignored signals stay ignored across exec: the runner ignores SIGPIPE
     // (Rust does) and may have inherited more from its own parent.
-    sys::reset_signal_dispositions();
+    sys::proc::reset_signal_dispositions();
     let env: Vec<CString> = env
         .iter()
         .filter_map(|e| CString::new(e.as_bytes()).ok())
@@ -298,7 +299,7 @@ fn exec(argv: &[CString], env: &[String], init: Option<&Init>, err_w: RawFd) -> 
         126
     };
     let report = format!("{code}\n{what} {}: {e}", path.to_string_lossy());
-    sys::report_and_exit(err_w, report.as_bytes(), code)
+    sys::proc::report_and_exit(err_w, report.as_bytes(), code)
 }
 
 /// Receives the id-mapped layer mounts from the parent and attaches them
@@ -331,7 +332,7 @@ fn attach_idmapped_layers(ctx: &ChildContext<'_>) -> Result<Vec<PathBuf>, ChildE
     for (i, fd) in fds.iter().enumerate() {
         let target = launch.state_dir.join("lower").join(i.to_string());
         let c_target = cstring(target.as_os_str().as_encoded_bytes())?;
-        sys::move_mount(*fd, &c_target)
+        sys::mount::move_mount(*fd, &c_target)
             .map_err(|e| ChildError(125, format!("attach id-mapped layer {i}: {e}")))?;
         let _ = nix::unistd::close(*fd);
         paths.push(target);

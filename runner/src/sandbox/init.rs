@@ -20,7 +20,7 @@ use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use super::sys;
+use crate::sys;
 
 /// The init program, compiled from runner/init/init.c by build.rs.
 const PROGRAM: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/strata-init"));
@@ -31,7 +31,7 @@ pub struct Init(OwnedFd);
 impl Init {
     /// Writes the program to a fresh sealed memfd.
     pub fn load() -> io::Result<Init> {
-        sys::sealed_memfd(c"strata-init", PROGRAM).map(Init)
+        sys::fd::sealed_memfd(c"strata-init", PROGRAM).map(Init)
     }
 
     /// Execs the init with the workload `file` (already resolved through the
@@ -39,6 +39,6 @@ impl Init {
     pub fn exec(&self, file: &CStr, argv: &[&CStr], env: &[CString]) -> io::Error {
         let mut args: Vec<&CStr> = vec![c"strata-init", file];
         args.extend(argv);
-        sys::exec_fd(self.0.as_raw_fd(), &args, env)
+        sys::fd::exec_fd(self.0.as_raw_fd(), &args, env)
     }
 }

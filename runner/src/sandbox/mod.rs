@@ -26,15 +26,14 @@
 //! Files: this module is the parent side; [`child`] is the child side up to
 //! exec, with [`overlay`] and [`rootfs`] (its mounts), [`stdio`] (both
 //! ends of the container's stdio) and [`init`]. Every raw (`unsafe`) system
-//! call of the sandbox is a small safe wrapper in [`sys`]; nothing else here
-//! calls libc.
+//! call of the sandbox is a small safe wrapper in [`crate::sys`]; nothing
+//! here calls libc.
 
 mod child;
 mod init;
 mod overlay;
 mod rootfs;
 mod stdio;
-mod sys;
 
 use std::ffi::CString;
 use std::fs;
@@ -50,6 +49,7 @@ use nix::unistd::Pid;
 
 use crate::cgroup::{Cgroup, CgroupManager};
 use crate::spec::{ContainerSpec, Network};
+use crate::sys;
 use child::ChildContext;
 use stdio::Streams;
 
@@ -223,7 +223,7 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
         runner_cgroups: &runner_cgroups,
     };
     let mut stack = vec![0u8; 1 << 20];
-    let pid = sys::clone_child(Box::new(|| child::main(&child_ctx)), &mut stack, flags)
+    let pid = sys::proc::clone_child(Box::new(|| child::main(&child_ctx)), &mut stack, flags)
         .map_err(sys("clone"))?;
     drop(sync_r);
     drop(err_w);
@@ -327,8 +327,8 @@ fn prepare_child(launch: &Launch<'_>, pid: Pid, layer_socket: &OwnedFd) -> Resul
 fn idmapped_mount(dir: &Path, userns: RawFd) -> io::Result<OwnedFd> {
     let path = CString::new(dir.as_os_str().as_encoded_bytes())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let fd = sys::open_tree_clone(&path)?;
-    sys::set_idmap(&fd, userns)?;
+    let fd = sys::mount::open_tree_clone(&path)?;
+    sys::mount::set_idmap(&fd, userns)?;
     Ok(fd)
 }
 
@@ -352,11 +352,11 @@ fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<Ra
         match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
             Ok(WaitStatus::Stopped(_, sig)) => {
                 let resume = (sig != Signal::SIGTRAP).then_some(sig);
-                let _ = sys::ptrace_detach(pid, resume);
+                let _ = sys::proc::ptrace_detach(pid, resume);
                 continue;
             }
             Ok(WaitStatus::PtraceEvent(..) | WaitStatus::PtraceSyscall(_)) => {
-                let _ = sys::ptrace_detach(pid, None);
+                let _ = sys::proc::ptrace_detach(pid, None);
                 continue;
             }
             Ok(status) => {
@@ -375,7 +375,7 @@ fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<Ra
                     deadline = None;
                     continue;
                 }
-                sys::sigtimedwait(signals, left)
+                sys::proc::sigtimedwait(signals, left)
             }
             None => signals.wait().ok(),
         };
@@ -383,7 +383,7 @@ fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<Ra
             None | Some(Signal::SIGCHLD) => {}
             Some(Signal::SIGWINCH) => {
                 if let Some(m) = master {
-                    sys::copy_winsize(0, m);
+                    sys::term::copy_winsize(0, m);
                 }
             }
             Some(Signal::SIGTERM) => {

@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 use nix::mount::{mount, MsFlags};
 
 use super::child::{ChildError, Context};
-use super::{sys, Launch};
+use super::Launch;
+use crate::sys;
 
 pub(super) fn mount_overlay(
     launch: &Launch<'_>,
@@ -87,9 +88,9 @@ fn mount_overlay_layer_by_layer(
     rootfs: &Path,
 ) -> io::Result<()> {
     let c = |s: &[u8]| CString::new(s).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e));
-    let fs_fd = sys::fsopen(c"overlay")?;
+    let fs_fd = sys::mount::fsopen(c"overlay")?;
     let set = |key: &std::ffi::CStr, value: Option<&CString>| {
-        sys::fsconfig_set(&fs_fd, key, value.map(CString::as_c_str))
+        sys::mount::fsconfig_set(&fs_fd, key, value.map(CString::as_c_str))
     };
     for lower in lowers {
         set(c"lowerdir+", Some(&c(lower.as_bytes())?))?;
@@ -100,7 +101,7 @@ fn mount_overlay_layer_by_layer(
         set(c"userxattr", None)?;
     }
     set(c"volatile", None)?;
-    let mnt = sys::fsmount(&fs_fd)?;
+    let mnt = sys::mount::fsmount(&fs_fd)?;
     let target = c(rootfs.as_os_str().as_encoded_bytes())?;
-    sys::move_mount(mnt.as_raw_fd(), &target)
+    sys::mount::move_mount(mnt.as_raw_fd(), &target)
 }

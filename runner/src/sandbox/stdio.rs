@@ -26,7 +26,7 @@ use nix::fcntl::OFlag;
 use nix::pty::OpenptyResult;
 
 use super::child::{ChildError, Context};
-use super::sys;
+use crate::sys;
 
 /// The runner's side of the container's streams, before and while it runs.
 pub struct Streams {
@@ -127,7 +127,7 @@ impl Streams {
                 drop(pty.slave);
                 let stdin_is_tty = nix::unistd::isatty(0).unwrap_or(false);
                 if stdin_is_tty {
-                    sys::copy_winsize(0, pty.master.as_raw_fd());
+                    sys::term::copy_winsize(0, pty.master.as_raw_fd());
                 }
                 let mut output = Vec::new();
                 if let Ok(out) = pty.master.try_clone() {
@@ -220,7 +220,8 @@ impl ChildStreams {
         match *self {
             ChildStreams::Pty { slave, master } => {
                 let _ = nix::unistd::close(master);
-                sys::set_controlling_terminal(slave).ctx(|| "set controlling terminal".into())?;
+                sys::term::set_controlling_terminal(slave)
+                    .ctx(|| "set controlling terminal".into())?;
                 for fd in 0..3 {
                     nix::unistd::dup2(slave, fd).ctx(|| "dup2 pty".into())?;
                 }

@@ -32,6 +32,7 @@ pub use profile::{Arg, Filter, Profile, Rule};
 use crate::caps::Capability;
 use crate::image::digest;
 use crate::paths::Root;
+use crate::sys;
 
 const EPERM: u32 = 1;
 const ENOSYS: u32 = 38;
@@ -158,14 +159,7 @@ pub fn compile(profile: &Profile, caps: &[Capability]) -> Result<Vec<u8>> {
 }
 
 fn tempfile_in_memory() -> Result<fs::File> {
-    let name = c"strata-seccomp";
-    // SAFETY: memfd_create with a valid NUL-terminated name.
-    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
-    if fd < 0 {
-        return Err(Error::Load(io::Error::last_os_error()));
-    }
-    // SAFETY: fd is a fresh, owned descriptor.
-    Ok(unsafe { <fs::File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    sys::fd::memfd(c"strata-seccomp").map_err(Error::Load)
 }
 
 fn read_back(mut f: fs::File) -> Result<Vec<u8>> {
@@ -208,24 +202,7 @@ pub fn cached_filter(root: &Root, profile: &Profile, caps: &[Capability]) -> Res
 
 /// Loads a compiled filter into the calling thread. Needs no_new_privs or CAP_SYS_ADMIN.
 pub fn load(bpf: &[u8]) -> Result<()> {
-    let prog = libc::sock_fprog {
-        len: (bpf.len() / 8) as u16,
-        filter: bpf.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: prog points at a valid sock_filter array for the call's duration.
-    let rc = unsafe {
-        libc::prctl(
-            libc::PR_SET_SECCOMP,
-            libc::SECCOMP_MODE_FILTER as libc::c_ulong,
-            &prog as *const libc::sock_fprog,
-            0,
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(Error::Load(io::Error::last_os_error()));
-    }
-    Ok(())
+    sys::bpf::load_seccomp(bpf).map_err(Error::Load)
 }
 
 #[cfg(test)]

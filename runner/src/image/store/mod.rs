@@ -255,9 +255,7 @@ impl ImageStore {
 
     /// Whether the blob is stored.
     pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        Ok(self
-            .block_on(self.store.meta().blob_size(digest))?
-            .is_some())
+        Ok(self.block_on(self.store.has_blob(digest))?)
     }
 
     /// Opens a stored blob for reading; its bytes stream from the store.
@@ -327,7 +325,7 @@ impl ImageStore {
         };
         let bytes = stored.bytes.unwrap_or_default();
         let manifest = parse_json(&bytes, "manifest", &format_args!("{repo}:{tag}"))?;
-        Ok(Some((stored.row.digest, manifest)))
+        Ok(Some((stored.digest, manifest)))
     }
 
     /// Records `manifest` (a platform manifest's bytes) as image `reference`,

@@ -1,0 +1,90 @@
+//! The descriptor table: closing every inherited descriptor, memfds (plain
+//! or sealed), and executing the file open at a descriptor.
+
+use std::ffi::{CStr, CString};
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+use super::check;
+
+/// Closes every descriptor from 3 up, except `keep` (for real: not merely
+/// marked close-on-exec, so that nothing survives in a process that never
+/// execs, and nothing is left to a process that inherits the table).
+pub(crate) fn close_fds_except(keep: RawFd) -> io::Result<()> {
+    let close_range = |first: u32, last: u32| {
+        if first > last {
+            return Ok(());
+        }
+        // SAFETY: close_range on a range of our own descriptor table.
+        check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(drop)
+    };
+    let keep = u32::try_from(keep).unwrap_or(0);
+    if keep < 3 {
+        return close_range(3, u32::MAX);
+    }
+    close_range(3, keep - 1)?;
+    close_range(keep + 1, u32::MAX)
+}
+
+/// An empty close-on-exec memfd named `name`, as a file.
+pub(crate) fn memfd(name: &CStr) -> io::Result<File> {
+    // SAFETY: memfd_create with a valid NUL-terminated name.
+    let fd = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC) };
+    check(fd.into())?;
+    // SAFETY: fd is a fresh descriptor we own.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+/// A close-on-exec memfd holding `bytes`, sealed so that nobody, including
+/// whoever reaches it later through `/proc/PID/exe`, can change, grow or
+/// shrink it, or lift the seals.
+pub(crate) fn sealed_memfd(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: memfd_create with a NUL-terminated name. MFD_EXEC (Linux 6.3+)
+    // keeps the file executable where vm.memfd_noexec=1 would seal it
+    // non-executable; older kernels refuse the flag, so retry without it.
+    let mut fd = unsafe { libc::memfd_create(name.as_ptr(), flags | MFD_EXEC) };
+    if fd < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINVAL) {
+        // SAFETY: as above.
+        fd = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    }
+    check(fd.into())?;
+    // SAFETY: fd is a fresh descriptor we own.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut written = 0;
+    while written < bytes.len() {
+        let rest = &bytes[written..];
+        // SAFETY: writing from a live buffer to our memfd.
+        let n =
+            check(unsafe { libc::write(fd.as_raw_fd(), rest.as_ptr().cast(), rest.len()) as _ })?;
+        written += n as usize;
+    }
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on our memfd with an integer argument.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) }.into())?;
+    Ok(fd)
+}
+
+/// Executes the file open at `fd` (`execveat(fd, "", argv, envp,
+/// AT_EMPTY_PATH)`); returns only on failure.
+pub(crate) fn exec_fd(fd: RawFd, argv: &[&CStr], env: &[CString]) -> io::Error {
+    let mut args: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    args.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: NULL-terminated arrays of pointers to NUL-terminated strings
+    // that outlive the call; on success the call does not return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd,
+            c"".as_ptr(),
+            args.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    io::Error::last_os_error()
+}

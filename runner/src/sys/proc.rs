@@ -1,0 +1,97 @@
+//! Processes and signals: the sandbox child's `clone`, its last report and
+//! `_exit`, the dumpable flag, signal dispositions, `sigtimedwait`,
+//! detaching a tracee; and random bytes from the kernel.
+
+use std::io;
+use std::os::fd::RawFd;
+use std::time::Duration;
+
+use nix::sched::CloneFlags;
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::Pid;
+
+use super::check;
+
+/// Starts `child` in a new process (`clone` with `flags`, SIGCHLD on exit)
+/// running on `stack`. The caller must be single-threaded (see
+/// `sandbox::wait_single_threaded`): the child is a copy of this process
+/// that may allocate, and a lock held by another thread would never be
+/// released in it.
+pub(crate) fn clone_child(
+    child: Box<dyn FnMut() -> isize + '_>,
+    stack: &mut [u8],
+    flags: CloneFlags,
+) -> nix::Result<Pid> {
+    // SAFETY: the runner is single-threaded here (downloads and unpacks have
+    // joined), so the child may allocate; it never returns into our frames.
+    unsafe { nix::sched::clone(child, stack, flags, Some(libc::SIGCHLD)) }
+}
+
+/// Writes `report` to `fd` and leaves at once with `code`, without running
+/// destructors or atexit handlers (this process is a copy of the runner).
+pub(crate) fn report_and_exit(fd: RawFd, report: &[u8], code: i32) -> ! {
+    // SAFETY: writing a live buffer to our error pipe, then leaving.
+    unsafe {
+        libc::write(fd, report.as_ptr().cast(), report.len());
+        libc::_exit(code)
+    }
+}
+
+/// Marks the process (not) dumpable: a non-dumpable process's `/proc/PID`
+/// files belong to root and it can be ptraced only with `CAP_SYS_PTRACE`.
+pub(crate) fn set_dumpable(dumpable: bool) -> io::Result<()> {
+    // SAFETY: plain prctl with integer arguments.
+    let rc = unsafe {
+        libc::prctl(
+            libc::PR_SET_DUMPABLE,
+            libc::c_ulong::from(dumpable),
+            0,
+            0,
+            0,
+        )
+    };
+    check(rc.into()).map(drop)
+}
+
+/// Restores the default disposition of every standard signal (1 to 31):
+/// ignored signals would stay ignored across exec.
+pub(crate) fn reset_signal_dispositions() {
+    for sig in 1..32 {
+        // SAFETY: restoring default dispositions before exec.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+}
+
+/// Waits up to `timeout` for one of the (blocked) signals in `set`.
+pub(crate) fn sigtimedwait(set: &SigSet, timeout: Duration) -> Option<Signal> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    let raw: &libc::sigset_t = set.as_ref();
+    // SAFETY: valid sigset and timespec; siginfo may be null.
+    let n = unsafe { libc::sigtimedwait(raw, std::ptr::null_mut(), &ts) };
+    Signal::try_from(n).ok()
+}
+
+/// Detaches the tracee `pid` (stopped), delivering `signal` as it resumes.
+pub(crate) fn ptrace_detach(pid: Pid, signal: Option<Signal>) -> io::Result<()> {
+    let signal = signal.map_or(0, |s| s as libc::c_long);
+    // SAFETY: PTRACE_DETACH takes no pointer; `data` is the signal number.
+    let rc = unsafe {
+        libc::ptrace(
+            libc::PTRACE_DETACH,
+            pid.as_raw(),
+            std::ptr::null_mut::<libc::c_void>(),
+            signal as *mut libc::c_void,
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// Fills `buf` from the kernel's random source (`getrandom`, blocking until
+/// it is seeded); returns how many bytes were written, or -1.
+pub(crate) fn getrandom(buf: &mut [u8]) -> isize {
+    // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
+    unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) }
+}
