@@ -4,34 +4,41 @@
 //! seccomp and `pivot_root`.
 //!
 //! Modules, and which may call which (arrows point down only; a module uses
-//! nothing not drawn below it):
+//! nothing not drawn below it). `[name]` marks a part to come, at its place:
 //! ```text
-//! main.rs (bin)  -> cli, container, image, paths     thin glue; anyhow only here
+//! main.rs (bin)  -> cli, container, image, paths   thin glue; anyhow only here
 //! cli            -> container (RunOptions), spec, paths   clap structs -> library types
-//! container/     -> image, sandbox, seccomp, cgroup, spec, caps, paths, fsutil
-//!                   run (mod.rs), RunOptions, state (records, stale cleanup), bundle
-//! sandbox/       -> spec, seccomp (load), cgroup (join), caps, fsutil
-//!                   parent side (mod.rs), child side, rootfs, overlay, stdio, init;
-//!                   every raw syscall in sandbox/sys.rs
+//! [build/]       -> container, image, paths   the Dockerfile builder: FROM through
+//!                   image::pull, each RUN in a container, layers and the image
+//!                   written through image::store
+//! container/     -> image, sandbox, [net/], seccomp, cgroup, spec, caps, paths,
+//!                   fsutil, sys   run (mod.rs), RunOptions, state (records, stale
+//!                   cleanup), bundle; [the lifecycle: create/start/stop, the
+//!                   detached monitor, ps, logs, exec (joins a running sandbox)]
+//! [net/]         -> spec, paths, sys   bridge, veth, NAT and addresses for
+//!                   `Network` modes beyond none/host; container sets it up and
+//!                   hands the sandbox only a namespace to join (sandbox never
+//!                   calls net)
+//! sandbox/       -> spec, seccomp (load), cgroup (join), caps, fsutil, sys
+//!                   parent side (mod.rs), child side, rootfs, overlay, stdio, init
 //! spec           -> seccomp (Profile), cgroup (Limits), caps, image::oci, fsutil
-//! seccomp/       -> caps, image::{oci, digest}, paths, fsutil
-//! cgroup/        -> (devices: the allow-list, v1 rules and the v2 eBPF filter)
-//! image/         -> paths     pull, client, auth, store, layers, unpack,
-//!                             reference, oci, digest (drawn in image/mod.rs)
+//!                   ContainerSpec: what container hands sandbox (and bundle)
+//! seccomp/       -> caps, image::{oci, digest}, paths, fsutil, sys
+//! cgroup/        -> sys           v1 and v2 managers; devices (allow-list, eBPF)
+//! image/         -> paths, sys    pull, client, auth, store, layers, unpack,
+//!                                 reference, oci, digest (drawn in image/mod.rs)
 //! paths          -> image::digest
-//! caps, fsutil, image::digest, image::oci        leaves (types and helpers)
+//! caps           -> sys
+//! fsutil, image::digest, image::oci   leaves (types and helpers)
+//! sys/           leaf: every unsafe call of the crate, as safe wrappers
+//!                (proc, fd, mount, fs, caps, bpf, term, net)
 //! ```
 //! The sandbox knows nothing about registries or images; [`image::store`] is
 //! the only door to stored blobs; [`paths`] is the only place that builds
-//! state-root paths. The store runs on threads of its own and must be closed
-//! before the sandbox `clone`s (see [`container`]); digests are the store's
-//! ([`image::digest`]).
-//!
-//! Where new parts go: the container lifecycle (create, start, stop, list)
-//! in `container/`; networking beyond `none`/`host` in a `network/` module
-//! between `container` and `sandbox`; an image builder in a `build/` module
-//! above `container` (it runs steps in containers and writes images through
-//! `image::store`).
+//! state-root paths; `sys` is the only module allowed `unsafe` (the crate
+//! denies `unsafe_code`), and it holds no policy. The store runs on threads
+//! of its own and must be closed before the sandbox `clone`s (see
+//! [`container`]); digests are the store's ([`image::digest`]).
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 

@@ -2,17 +2,20 @@
 //! directories on disk. Nothing here knows about containers or the sandbox.
 //!
 //! ```text
-//! pull      -> client, auth, store, layers    resolve, download, unpack, record
+//! pull      -> client, auth, store, layers,   resolve, download, unpack, record
+//!              unpack, reference, oci, digest
 //! client    -> auth, reference, oci, digest   the OCI distribution HTTP client
 //! auth                                        the auth file, Docker's config.json
 //! layers    -> unpack, store, digest          layers/<alg>/<hex>/, each unpacked once
-//! unpack    -> store, digest                  one layer archive -> a directory
+//! unpack    -> store, digest, crate::sys      one layer archive -> a directory
 //! store     -> oci, reference, digest         the local image store (`store` crate)
 //! reference -> digest                         `[registry/]repository[:tag][@digest]`
 //! oci       -> digest                         the OCI image-spec documents read
 //! digest                                      the store's digest type, re-exported
 //! ```
-//! [`store`] is the runner's only door to stored blobs.
+//! Outside this folder, image uses only `crate::paths` (pull, layers, store)
+//! and `crate::sys` (unpack's xattrs). [`store`] is the runner's only door
+//! to stored blobs.
 
 pub mod auth;
 pub mod client;
