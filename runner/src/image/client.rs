@@ -291,10 +291,10 @@ impl Client {
             self.base, self.repository, reference
         );
         let accept = [
-            crate::image::oci::MEDIA_OCI_INDEX,
-            crate::image::oci::MEDIA_OCI_MANIFEST,
-            crate::image::oci::MEDIA_DOCKER_LIST,
-            crate::image::oci::MEDIA_DOCKER_MANIFEST,
+            crate::image::oci::OCI_INDEX,
+            crate::image::oci::OCI_MANIFEST,
+            crate::image::oci::DOCKER_LIST,
+            crate::image::oci::DOCKER_MANIFEST,
         ]
         .join(", ");
         let resp = self.get(&url, &[("Accept", &accept)])?;

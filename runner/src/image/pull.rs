@@ -104,7 +104,7 @@ fn parse<T: serde::de::DeserializeOwned>(
 }
 
 fn is_index(media_type: &str, bytes: &[u8]) -> bool {
-    if media_type == oci::MEDIA_OCI_INDEX || media_type == oci::MEDIA_DOCKER_LIST {
+    if oci::is_index(media_type) {
         return true;
     }
     #[derive(serde::Deserialize)]

@@ -10,12 +10,7 @@ fn open(dir: &tempfile::TempDir) -> ImageStore {
 fn blob(store: &ImageStore, bytes: &[u8]) -> Descriptor {
     let digest = sha256_of(bytes);
     store.put_blob_bytes(&digest, bytes).unwrap();
-    Descriptor {
-        media_type: "application/vnd.oci.image.layer.v1.tar".into(),
-        digest,
-        size: bytes.len() as u64,
-        platform: None,
-    }
+    Descriptor::new(::store::manifest::OCI_LAYER_TAR, digest, bytes.len() as u64)
 }
 
 /// Stores config and layers of an image and records it as `reference`.
