@@ -173,7 +173,6 @@ pub async fn state(config: &Config) -> anyhow::Result<AppState> {
             // The signing key lives in the shared database, so every replica
             // (and every restart) accepts the same tokens.
             let key = store
-                .meta()
                 .secret("token-hmac-key", &hex::encode(rand_bytes()))
                 .await?;
             Some(Auth::new(a, key.into_bytes())?)
@@ -221,7 +220,7 @@ async fn gc_schedule(state: Arc<AppState>, config: Config, interval: Duration) {
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let state = Arc::new(state(&config).await?);
     // Staging debris from a crash is of no use to anyone: clear it now.
-    let cutoff = store::meta::now() - config.gc.grace_secs as i64;
+    let cutoff = store::now() - config.gc.grace_secs as i64;
     let purged = state.store.purge_orphans(cutoff).await?;
     if purged > 0 {
         tracing::info!(objects = purged, "removed staging debris");

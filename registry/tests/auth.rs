@@ -396,11 +396,8 @@ async fn tampered_foreign_and_expired_tokens_are_rejected() {
         StatusCode::UNAUTHORIZED
     );
     // With the real key, only an unexpired token works: the key lives in the database.
-    let db = format!(
-        "sqlite://{}?mode=rwc",
-        reg.dir.path().join("data/registry.db").display()
-    );
-    let key = store::meta::Meta::open(&db)
+    let data = store::StoreConfig::local(&reg.dir.path().join("data"));
+    let key = store::Store::open(&data)
         .await
         .unwrap()
         .secret("token-hmac-key", "unused")

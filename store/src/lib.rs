@@ -13,18 +13,19 @@
 
 mod digest;
 pub mod gc;
-pub mod layout;
+pub(crate) mod layout;
 mod local;
 pub mod manifest;
-pub mod meta;
+pub(crate) mod meta;
 mod names;
-pub mod objects;
+pub(crate) mod objects;
 mod store;
 
 pub use digest::{Algorithm, Digest, Hasher};
 pub use gc::{GcOptions, GcReport, Problem};
 pub use local::start_writeback;
 pub use manifest::{Descriptor, Platform};
+pub use meta::now;
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;
 pub use store::{PutManifest, Store, StoreConfig, StoredManifest, TagPage};

@@ -60,8 +60,6 @@ pub struct UploadRow {
 pub struct PartRow {
     /// The part's object id (see `layout::upload_part`).
     pub part_id: String,
-    /// Its size in bytes.
-    pub size: u64,
 }
 
 /// A manifest that refers to a subject, as the referrers API lists it.
@@ -367,16 +365,13 @@ impl Meta {
     /// The parts of an upload, in order.
     pub async fn upload_parts(&self, id: &UploadId) -> Result<Vec<PartRow>> {
         let rows =
-            sqlx::query("SELECT part_id, size FROM upload_parts WHERE upload = $1 ORDER BY seq")
+            sqlx::query("SELECT part_id FROM upload_parts WHERE upload = $1 ORDER BY seq")
                 .bind(id.as_str())
                 .fetch_all(&self.write)
                 .await?;
         Ok(rows
             .iter()
-            .map(|r| PartRow {
-                part_id: r.get(0),
-                size: r.get::<i64, _>(1) as u64,
-            })
+            .map(|r| PartRow { part_id: r.get(0) })
             .collect())
     }
 

@@ -16,7 +16,7 @@ use object_store::ObjectStore;
 
 use crate::local::{LockedData, StagedFile};
 use crate::manifest::{self, Descriptor, RefKind};
-use crate::meta::{ManifestRow, Meta, UploadRow};
+use crate::meta::{Meta, UploadRow};
 use crate::objects::{self, ByteStream};
 use crate::{layout, Algorithm, Digest, Error, Hasher, Reference, RepoName, Result, Tag, UploadId};
 
@@ -88,8 +88,12 @@ pub struct PutManifest {
 /// A manifest as read back.
 #[derive(Debug, Clone)]
 pub struct StoredManifest {
-    /// Digest, media type and size.
-    pub row: ManifestRow,
+    /// Digest of the manifest bytes.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
     /// The exact bytes pushed, unless only metadata was asked for.
     pub bytes: Option<Bytes>,
 }
@@ -139,14 +143,10 @@ impl Store {
         self.meta.close().await;
     }
 
-    /// The metadata handle, for maintenance tasks (GC, fsck).
-    pub fn meta(&self) -> &Meta {
-        &self.meta
-    }
-
-    /// The object store, for maintenance tasks (GC, fsck).
-    pub fn objects(&self) -> &dyn ObjectStore {
-        self.objects.as_ref()
+    /// The secret called `name`, stored as `candidate` on first use; every
+    /// replica sharing the database gets the same value (e.g. a signing key).
+    pub async fn secret(&self, name: &str, candidate: &str) -> Result<String> {
+        self.meta.secret(name, candidate).await
     }
 
     /// Check that the database and the object storage answer.
@@ -159,6 +159,11 @@ impl Store {
     }
 
     // ---- blobs ----
+
+    /// Whether the blob is stored, whatever repository holds it.
+    pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.meta.blob_size(digest).await?.is_some())
+    }
 
     /// Size of a blob in `repo`.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
@@ -717,7 +722,12 @@ impl Store {
         } else {
             None
         };
-        Ok(StoredManifest { row, bytes })
+        Ok(StoredManifest {
+            digest: row.digest,
+            media_type: row.media_type,
+            size: row.size,
+            bytes,
+        })
     }
 
     /// A manifest's bytes: immutable under their digest, so kept in memory

@@ -73,7 +73,7 @@ async fn manifest_pushes_leave_no_staging_and_crash_debris_is_swept() {
     live.lock().unwrap();
 
     let purged = store
-        .purge_orphans(store::meta::now() - 3600)
+        .purge_orphans(store::now() - 3600)
         .await
         .unwrap();
     assert_eq!(purged, 2);
@@ -84,7 +84,7 @@ async fn manifest_pushes_leave_no_staging_and_crash_debris_is_swept() {
     drop(live);
     assert_eq!(
         store
-            .purge_orphans(store::meta::now() - 3600)
+            .purge_orphans(store::now() - 3600)
             .await
             .unwrap(),
         1

@@ -64,7 +64,7 @@ async fn a_cached_tag_list_follows_changes_made_by_another_process() {
         .await
         .unwrap();
     writer
-        .delete_manifest(&repo, &Reference::Digest(c.row.digest))
+        .delete_manifest(&repo, &Reference::Digest(c.digest))
         .await
         .unwrap();
     assert_eq!(

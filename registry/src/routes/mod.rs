@@ -582,10 +582,10 @@ async fn get_manifest(
 ) -> ApiResult {
     let m = store.manifest(repo, reference, with_body).await?;
     let headers = [
-        (header::CONTENT_TYPE.as_str(), m.row.media_type.clone()),
-        (header::CONTENT_LENGTH.as_str(), m.row.size.to_string()),
-        (DIGEST_HEADER, m.row.digest.to_string()),
-        (header::ETAG.as_str(), format!("\"{}\"", m.row.digest)),
+        (header::CONTENT_TYPE.as_str(), m.media_type.clone()),
+        (header::CONTENT_LENGTH.as_str(), m.size.to_string()),
+        (DIGEST_HEADER, m.digest.to_string()),
+        (header::ETAG.as_str(), format!("\"{}\"", m.digest)),
     ];
     let mut r = response(StatusCode::OK, &headers);
     if let Some(bytes) = m.bytes {
