@@ -11,10 +11,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use futures::TryStreamExt;
-
 use crate::meta::now;
-use crate::{layout, local, objects, Digest, Error, RepoName, Result, Store, UploadId};
+use crate::{layout, local, objects, Digest, RepoName, Result, Store, UploadId};
 
 /// What a GC run should do.
 #[derive(Debug, Clone)]
@@ -116,7 +114,9 @@ impl Store {
                 let Some(sweep) = self.meta.begin_sweep(&blob.digest, cutoff).await? else {
                     continue;
                 };
-                delete_if_present(self, &layout::blob(&blob.digest)).await?;
+                self.objects
+                    .delete_if_present(&layout::blob(&blob.digest))
+                    .await?;
                 sweep.commit().await?;
             }
             report.bytes_freed += blob.size;
@@ -147,18 +147,15 @@ impl Store {
     /// byte commit and the metadata commit leaves those). Returns how many.
     pub async fn purge_orphans(&self, cutoff: i64) -> Result<usize> {
         let mut purged = 0;
-        if let Some(root) = &self.local_root {
+        if let Some(root) = self.objects.local_root() {
             // Walk the directory itself: half-written multipart files of the
             // local backend do not show in listings.
             let dirs = objects::local_dir_entries(root, &layout::uploads_root()).await?;
             let live: HashSet<String> = self.meta.upload_ids().await?.into_iter().collect();
             for name in dirs.into_iter().filter(|n| !live.contains(n)) {
-                let _ = objects::delete_upload_dir(
-                    self.objects.as_ref(),
-                    Some(root),
-                    &object_store::path::Path::from(format!("{}/{name}", layout::uploads_root())),
-                )
-                .await;
+                let dir =
+                    object_store::path::Path::from(format!("{}/{name}", layout::uploads_root()));
+                let _ = self.objects.delete_upload_dir(&dir).await;
                 purged += 1;
             }
             let staging = root.join(layout::staging_root().as_ref());
@@ -166,11 +163,7 @@ impl Store {
             let blobs = root.join(layout::blobs_root().as_ref());
             purged += local::sweep_partial_blobs(blobs).await?;
         }
-        let staging: Vec<_> = self
-            .objects
-            .list(Some(&layout::uploads_root()))
-            .try_collect()
-            .await?;
+        let staging = self.objects.list(&layout::uploads_root()).await?;
         // Read the live sessions after listing: a listed object's session was
         // created before it, so it is in this set unless it is over.
         let live: HashSet<String> = self.meta.upload_ids().await?.into_iter().collect();
@@ -178,7 +171,7 @@ impl Store {
             let orphan =
                 layout::upload_of_key(&meta.location).is_none_or(|id| !live.contains(id.as_str()));
             if orphan {
-                delete_if_present(self, &meta.location).await?;
+                self.objects.delete_if_present(&meta.location).await?;
                 purged += 1;
             }
         }
@@ -189,11 +182,7 @@ impl Store {
             .into_iter()
             .map(|b| b.digest)
             .collect();
-        let committed: Vec<_> = self
-            .objects
-            .list(Some(&layout::blobs_root()))
-            .try_collect()
-            .await?;
+        let committed = self.objects.list(&layout::blobs_root()).await?;
         for meta in committed {
             let Some(digest) = layout::digest_of_blob_key(&meta.location) else {
                 continue;
@@ -201,7 +190,7 @@ impl Store {
             if !known.contains(&digest) && meta.last_modified.timestamp() < cutoff {
                 let _gate = self.gc_gate.write().await;
                 if self.meta.blob_size(&digest).await?.is_none() {
-                    delete_if_present(self, &meta.location).await?;
+                    self.objects.delete_if_present(&meta.location).await?;
                     purged += 1;
                 }
             }
@@ -227,15 +216,15 @@ impl Store {
                 }
                 Err(e) => return Err(e.into()),
             };
-            let actual = objects::hash_objects(
-                &self.objects,
-                self.local_root.as_deref(),
-                std::slice::from_ref(&key),
-                blob.digest.algorithm().hasher(),
-                None,
-            )
-            .await?
-            .finish();
+            let actual = self
+                .objects
+                .hash(
+                    std::slice::from_ref(&key),
+                    blob.digest.algorithm().hasher(),
+                    None,
+                )
+                .await?
+                .finish();
             if actual == blob.digest && size == blob.size {
                 continue;
             }
@@ -252,11 +241,7 @@ impl Store {
                 manifests,
             });
         }
-        let stored: Vec<_> = self
-            .objects
-            .list(Some(&layout::blobs_root()))
-            .try_collect()
-            .await?;
+        let stored = self.objects.list(&layout::blobs_root()).await?;
         for meta in stored {
             if let Some(digest) = layout::digest_of_blob_key(&meta.location) {
                 if !known.contains(&digest) {
@@ -270,12 +255,5 @@ impl Store {
     /// Total bytes of stored content, for metrics.
     pub async fn stored_bytes(&self) -> Result<u64> {
         self.meta.stored_bytes().await
-    }
-}
-
-async fn delete_if_present(store: &Store, key: &object_store::path::Path) -> Result<()> {
-    match store.objects.delete(key).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(Error::Storage(e)),
     }
 }

@@ -1,16 +1,35 @@
 //! Strata's content-addressed, deduplicated image store.
 //!
-//! [`Store`] is the facade every caller uses. Beneath it:
-//! - [`meta`] holds all SQL (SQLite by default, PostgreSQL to scale out);
-//! - [`layout`] is the only place object keys are built;
-//! - [`objects`] moves bytes through the `object_store` backend.
-//!
+//! [`Store`] is the facade every caller uses; only it, [`gc`]'s reports,
+//! [`manifest`]'s types and the value types (digests, names) are public.
 //! Content is written once under its digest and shared by every repository;
 //! a repository "has" a blob when the metadata says so. Every blob and
 //! manifest is verified against its digest before it becomes visible.
 //! The store knows nothing about HTTP.
+//!
+//! Modules, and which may call which (an arrow is a `use`):
+//!
+//! ```text
+//!  registry, runner ──> Store, StoreConfig, gc::{GcOptions, GcReport}, manifest, Digest, names
+//!
+//!  store   (facade: store/{blobs, uploads, manifests, tags})
+//!    │       uploads: the Uploads backend, local data file | S3 parts
+//!    ├──> manifest   parse + validate; Descriptor, Platform, media types
+//!    ├──> cache      in-memory: upload hashers, tag lists, manifest bytes
+//!    ├──> meta       all SQL: meta/{blobs, uploads, manifests, tags, repos, gc}
+//!    ├──> objects    Objects: the object_store backend and its local root
+//!    ├──> local      local-disk upload data files and staged files
+//!    └──> layout     every object key
+//!  gc      (impl Store: gc, purge_orphans, fsck) ──> meta, objects, local, layout
+//!  meta ──> manifest (ParsedManifest)
+//!  digest, names   leaf value types, used by all; Error lives here in lib.rs
+//! ```
+//!
+//! Nothing below `store`/`gc` calls up: `meta`, `objects`, `local`, `layout`
+//! and `cache` do not know each other (`objects` takes keys from its caller).
 #![deny(missing_docs)]
 
+mod cache;
 mod digest;
 pub mod gc;
 pub(crate) mod layout;

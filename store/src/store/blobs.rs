@@ -1,0 +1,178 @@
+//! Blobs: read, mount, delete, whole-blob pushes, and the verified commit
+//! every writer (upload finish, local file, manifest push) ends with.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use futures::Stream;
+
+use super::Store;
+use crate::local::StagedFile;
+use crate::objects::ByteStream;
+use crate::{layout, Digest, Error, RepoName, Result, UploadId};
+
+impl Store {
+    /// Whether the blob is stored, whatever repository holds it.
+    pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        Ok(self.meta.blob_size(digest).await?.is_some())
+    }
+
+    /// Size of a blob in `repo`.
+    pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
+        self.meta
+            .repo_blob_size(repo, digest)
+            .await?
+            .ok_or_else(|| Error::BlobUnknown {
+                digest: digest.clone(),
+            })
+    }
+
+    /// Stream a blob (or a byte range of it). Check visibility with [`Store::blob_size`] first.
+    pub async fn read_blob(
+        &self,
+        digest: &Digest,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream> {
+        self.objects.read(&layout::blob(digest), range).await
+    }
+
+    /// Remove a blob from a repository. The bytes stay until garbage collection.
+    pub async fn delete_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        if self.meta.unlink_blob(repo, digest).await? {
+            Ok(())
+        } else {
+            Err(Error::BlobUnknown {
+                digest: digest.clone(),
+            })
+        }
+    }
+
+    /// Make a blob of `from` visible in `repo` without copying it. Returns
+    /// false when `from` does not hold it. The source is required: whether
+    /// the caller may read `from` is the caller's check, and a blob is never
+    /// linked by digest alone (that would expose every repository's content).
+    pub async fn mount_blob(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: &RepoName,
+    ) -> Result<bool> {
+        let _gate = self.gc_gate.read().await;
+        Ok(self.meta.mount_blob(repo, digest, from).await?.is_some())
+    }
+
+    /// Up to `limit` repositories that hold `digest`, in name order: the
+    /// candidates for a mount without `from`. Only the caller can tell which
+    /// of them the client may read; a blob must be mounted from one of those.
+    pub async fn repos_holding_blob(&self, digest: &Digest, limit: u32) -> Result<Vec<RepoName>> {
+        Ok(self
+            .meta
+            .repos_holding_blob(digest, limit)
+            .await?
+            .into_iter()
+            .filter_map(|r| r.parse().ok())
+            .collect())
+    }
+
+    /// Push a whole blob in one go.
+    pub async fn put_blob<S>(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        len: Option<u64>,
+        body: S,
+    ) -> Result<()>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
+        let id = self.start_upload(repo).await?;
+        let result = match self.append_upload(repo, &id, Some(0), len, body).await {
+            Ok(_) => self.finish_upload(repo, &id, digest).await,
+            Err(e) => Err(e),
+        };
+        if result.is_err() {
+            // The session was private to this request: drop it with its bytes.
+            let _ = self.cancel_upload(repo, &id).await;
+        }
+        result
+    }
+
+    /// Store the local file at `path` as a blob of `repo`, verifying its
+    /// digest. The file is consumed: on a local store on the same filesystem
+    /// it is moved in rather than copied; otherwise it is copied, then removed.
+    /// On a digest mismatch it is removed and nothing becomes visible.
+    pub async fn put_blob_file(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        path: &std::path::Path,
+    ) -> Result<()> {
+        if let Some(root) = self.objects.local_root() {
+            let dir = root.join(layout::staging_root().as_ref());
+            if let Some(staged) = StagedFile::adopt(dir, path.to_path_buf()).await? {
+                let (actual, size) = staged.digest(digest.algorithm()).await?;
+                if &actual != digest {
+                    return Err(Error::DigestMismatch {
+                        expected: digest.clone(),
+                        actual,
+                    });
+                }
+                let staging = layout::staging_file(staged.name());
+                return self
+                    .commit_verified(repo, digest, size, &staging, None)
+                    .await;
+            }
+        }
+        let file = tokio::fs::File::open(path).await.map_err(Error::from_io)?;
+        let len = file.metadata().await.map_err(Error::from_io)?.len();
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20);
+        let put = self.put_blob(repo, digest, Some(len), body).await;
+        if matches!(put, Ok(()) | Err(Error::DigestMismatch { .. })) {
+            tokio::fs::remove_file(path).await.map_err(Error::from_io)?;
+        }
+        put
+    }
+
+    /// Make verified staging bytes the blob `digest` of `repo`: bytes first,
+    /// then the metadata (which also ends the upload session `upload`).
+    pub(super) async fn commit_verified(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        size: u64,
+        staging: &object_store::path::Path,
+        upload: Option<&UploadId>,
+    ) -> Result<()> {
+        let _gate = self.gc_gate.read().await;
+        let blob = layout::blob(digest);
+        self.objects.commit(staging, &blob).await?;
+        self.meta.commit_blob(repo, digest, size, upload).await?;
+        // A GC in another process may have swept the stored copy we deduplicated
+        // onto just before our metadata committed: then commit ours after all.
+        if matches!(
+            self.objects.head(&blob).await,
+            Err(object_store::Error::NotFound { .. })
+        ) {
+            self.objects.commit(staging, &blob).await?;
+        }
+        Ok(())
+    }
+
+    /// Store bytes held in memory under their digest, durable before this
+    /// returns. On a local store they go through a staging file and the same
+    /// fsync and rename as an uploaded blob, so a crash never leaves a partial
+    /// file; elsewhere a single PUT is atomic and durable.
+    pub(super) async fn put_small_blob(&self, digest: &Digest, bytes: Bytes) -> Result<()> {
+        let key = layout::blob(digest);
+        let Some(root) = self.objects.local_root() else {
+            return self.objects.put(&key, bytes).await;
+        };
+        if self.objects.head(&key).await.is_ok() {
+            return Ok(());
+        }
+        let staged = StagedFile::write(root.join(layout::staging_root().as_ref()), bytes).await?;
+        let staging = layout::staging_file(staged.name());
+        self.objects.commit(&staging, &key).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! Manifests: push (validate, check what they reference, store the bytes as a
+//! blob, record rows and tags), read (bytes cached once verified), delete,
+//! and the referrers of a subject.
+
+use bytes::Bytes;
+
+use super::Store;
+use crate::manifest::{self, Descriptor, RefKind};
+use crate::{layout, Algorithm, Digest, Error, Reference, RepoName, Result, Tag};
+
+/// The outcome of a manifest push.
+#[derive(Debug, Clone)]
+pub struct PutManifest {
+    /// Digest of the stored manifest.
+    pub digest: Digest,
+    /// Its subject, when it has one.
+    pub subject: Option<Digest>,
+    /// The tags now pointing at it.
+    pub tags: Vec<Tag>,
+}
+
+/// A manifest as read back.
+#[derive(Debug, Clone)]
+pub struct StoredManifest {
+    /// Digest of the manifest bytes.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The exact bytes pushed, unless only metadata was asked for.
+    pub bytes: Option<Bytes>,
+}
+
+impl Store {
+    /// Validate and store a manifest, then point `reference` (if a tag) and `extra_tags` at it.
+    pub async fn put_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        extra_tags: &[Tag],
+    ) -> Result<PutManifest> {
+        if bytes.len() > manifest::MAX_MANIFEST_SIZE {
+            return Err(Error::ManifestTooLarge {
+                size: bytes.len(),
+                limit: manifest::MAX_MANIFEST_SIZE,
+            });
+        }
+        let parsed = manifest::parse(content_type, &bytes)?;
+        let digest = match reference {
+            Reference::Digest(expected) => {
+                let actual = Digest::of(expected.algorithm(), &bytes);
+                if &actual != expected {
+                    return Err(Error::DigestMismatch {
+                        expected: expected.clone(),
+                        actual,
+                    });
+                }
+                actual
+            }
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
+        };
+        self.check_refs(repo, &parsed.refs, !self.allow_sparse)
+            .await?;
+        let mut tags: Vec<Tag> = extra_tags.to_vec();
+        if let Reference::Tag(t) = reference {
+            tags.insert(0, t.clone());
+        }
+        tags.dedup();
+        let _gate = self.gc_gate.read().await;
+        self.put_small_blob(&digest, bytes.clone()).await?;
+        self.meta
+            .put_manifest(
+                repo,
+                &digest,
+                bytes.len() as u64,
+                &parsed,
+                &tags,
+                !self.allow_sparse,
+            )
+            .await?;
+        Ok(PutManifest {
+            digest,
+            subject: parsed.subject,
+            tags,
+        })
+    }
+
+    /// Check each reference against what `repo` holds: a size other than the
+    /// stored content's is refused always; absent content unless `require`
+    /// is off (sparse manifests). Only `repo` is looked at, never content
+    /// another repository holds.
+    async fn check_refs(
+        &self,
+        repo: &RepoName,
+        refs: &[(Digest, RefKind, u64)],
+        require: bool,
+    ) -> Result<()> {
+        for (digest, kind, declared) in refs {
+            let stored = match kind {
+                RefKind::Blob => self.meta.repo_blob_size(repo, digest).await?,
+                RefKind::Manifest => self.meta.manifest(repo, digest).await?.map(|m| m.size),
+                RefKind::ForeignBlob => continue,
+            };
+            match stored {
+                Some(stored) if stored != *declared => {
+                    return Err(Error::DescriptorSizeMismatch {
+                        digest: digest.clone(),
+                        declared: *declared,
+                        stored,
+                    })
+                }
+                None if require => {
+                    return Err(Error::ManifestBlobUnknown {
+                        digest: digest.clone(),
+                    })
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Resolve a manifest by tag or digest; with `with_bytes`, also read its bytes.
+    pub async fn manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        with_bytes: bool,
+    ) -> Result<StoredManifest> {
+        let row = match reference {
+            Reference::Tag(t) => self.meta.tagged_manifest(repo, t).await?,
+            Reference::Digest(d) => self.meta.manifest(repo, d).await?,
+        }
+        .ok_or_else(|| Error::ManifestUnknown {
+            reference: reference.to_string(),
+        })?;
+        let bytes = if with_bytes {
+            Some(self.manifest_bytes(&row.digest).await?)
+        } else {
+            None
+        };
+        Ok(StoredManifest {
+            digest: row.digest,
+            media_type: row.media_type,
+            size: row.size,
+            bytes,
+        })
+    }
+
+    /// A manifest's bytes: immutable under their digest, so kept in memory
+    /// once read and verified. Whether the manifest is still visible is the
+    /// caller's lookup, never the cache's.
+    async fn manifest_bytes(&self, digest: &Digest) -> Result<Bytes> {
+        if let Some(bytes) = self.manifests.get(digest) {
+            return Ok(bytes);
+        }
+        let bytes = self.objects.read_all(&layout::blob(digest)).await?;
+        if Digest::of(digest.algorithm(), &bytes) == *digest {
+            self.manifests.insert(digest, &bytes);
+        }
+        Ok(bytes)
+    }
+
+    /// Delete a tag, or a manifest (with every tag pointing at it) by digest.
+    pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        let existed = match reference {
+            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
+        };
+        if existed {
+            Ok(())
+        } else {
+            Err(Error::ManifestUnknown {
+                reference: reference.to_string(),
+            })
+        }
+    }
+
+    /// Descriptors of the manifests in `repo` whose subject is `subject`.
+    pub async fn referrers(
+        &self,
+        repo: &RepoName,
+        subject: &Digest,
+        artifact_type: Option<&str>,
+    ) -> Result<Vec<Descriptor>> {
+        let rows = self.meta.referrers(repo, subject, artifact_type).await?;
+        rows.into_iter()
+            .map(|r| {
+                let annotations = match r.annotations {
+                    Some(text) => {
+                        Some(serde_json::from_str(&text).map_err(|e| Error::Corrupt {
+                            detail: format!("annotations of {}: {e}", r.digest),
+                        })?)
+                    }
+                    None => None,
+                };
+                Ok(Descriptor {
+                    media_type: r.media_type,
+                    digest: r.digest,
+                    size: r.size,
+                    artifact_type: r.artifact_type,
+                    annotations,
+                    platform: None,
+                })
+            })
+            .collect()
+    }
+}
