@@ -401,3 +401,33 @@ pub fn runner_within(w: &World, args: &[&str], limit: Duration) -> Output {
     }
     child.wait_with_output().unwrap()
 }
+
+/// Runs the OCI bundle at `bundle` with runc as container `name` (state
+/// under the test's dir), asserts it succeeded and returns its output. The
+/// container is deleted afterwards, even if the test fails midway.
+pub fn runc_run(w: &World, bundle: &Path, name: &str) -> Output {
+    struct RuncGuard(PathBuf, String);
+    impl Drop for RuncGuard {
+        fn drop(&mut self) {
+            let _ = Command::new("runc")
+                .arg("--root")
+                .arg(&self.0)
+                .args(["delete", "--force", &self.1])
+                .output();
+        }
+    }
+    let runc_root = w.dir.path().join("runc");
+    let _cleanup = RuncGuard(runc_root.clone(), name.to_owned());
+    let out = Command::new("runc")
+        .arg("--root")
+        .arg(&runc_root)
+        .arg("run")
+        .arg("--bundle")
+        .arg(bundle)
+        .arg(name)
+        .stdin(Stdio::null())
+        .output()
+        .expect("runc must be installed (Debian package runc)");
+    assert!(out.status.success(), "runc failed: {}", stderr(&out));
+    out
+}

@@ -4,8 +4,8 @@
 use crate::harness::*;
 use std::fs;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 
 #[test]
 fn echo_hello_prints_hello() {
@@ -238,31 +238,9 @@ fn bundle_runs_under_runc_with_the_same_output() {
     let config: serde_json::Value =
         serde_json::from_slice(&fs::read(bundle.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["process"]["args"][2], script);
-    let runc_root = w.dir.path().join("runc");
     let name = format!("strata-test-{}", std::process::id());
-    let _cleanup = RuncGuard(runc_root.clone(), name.clone());
-    let out = Command::new("runc")
-        .arg("--root")
-        .arg(&runc_root)
-        .args(["run", "--bundle", &bundle_str, &name])
-        .stdin(Stdio::null())
-        .output()
-        .expect("runc must be installed (Debian package runc)");
-    assert!(out.status.success(), "runc failed: {}", stderr(&out));
+    let out = runc_run(&w, &bundle, &name);
     assert_eq!(stdout(&out), expected);
-}
-
-/// Deletes a runc container on drop, in case the test failed midway.
-struct RuncGuard(PathBuf, String);
-
-impl Drop for RuncGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("runc")
-            .arg("--root")
-            .arg(&self.0)
-            .args(["delete", "--force", &self.1])
-            .output();
-    }
 }
 
 #[test]

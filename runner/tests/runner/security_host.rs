@@ -265,32 +265,10 @@ fn default_seccomp_refuses_io_uring_and_af_alg_and_says_enosys_for_newer_syscall
             (40, "SCMP_CMP_GT".to_owned())
         ]
     );
-    let runc_root = w.dir.path().join("runc");
     let name = format!("strata-seccomp-{}", std::process::id());
-    let _cleanup = RuncGuard(runc_root.clone(), name.clone());
-    let out = Command::new("runc")
-        .arg("--root")
-        .arg(&runc_root)
-        .args(["run", "--bundle", bundle.to_str().unwrap(), &name])
-        .stdin(Stdio::null())
-        .output()
-        .expect("runc must be installed (Debian package runc)");
-    assert!(out.status.success(), "runc failed: {}", stderr(&out));
+    let out = runc_run(&w, &bundle, &name);
     assert_eq!(
         stdout(&out),
         "io_uring_setup errno=1\naf_alg errno=1\nnr 452 errno=38\n"
     );
-}
-
-/// Deletes a runc container on drop, in case the test failed midway.
-struct RuncGuard(PathBuf, String);
-
-impl Drop for RuncGuard {
-    fn drop(&mut self) {
-        let _ = Command::new("runc")
-            .arg("--root")
-            .arg(&self.0)
-            .args(["delete", "--force", &self.1])
-            .output();
-    }
 }
