@@ -84,7 +84,7 @@ pub fn write_bundle(
             let blob = store.open_blob(&layer.digest)?;
             unpack::unpack_into(blob, &rootfs, diff_id, Whiteouts::Apply)?;
         }
-        let user = spec::resolve_user(&spec.user, &rootfs)?;
+        let user = spec::user::resolve_user(&spec.user, &rootfs)?;
         let config = runtime_config(spec, &user);
         let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
         fs::write(&config_path, bytes).map_err(io_err("write", &config_path))
@@ -100,7 +100,7 @@ fn mount(destination: &str, kind: &str, source: &str, options: &[&str]) -> Value
 }
 
 /// The OCI runtime config for a container spec.
-pub fn runtime_config(spec: &ContainerSpec, user: &spec::ResolvedUser) -> Value {
+pub fn runtime_config(spec: &ContainerSpec, user: &spec::user::ResolvedUser) -> Value {
     let caps: Vec<String> = spec.capabilities.iter().map(|c| c.to_string()).collect();
     let effective: Vec<String> = if user.uid == 0 {
         caps.clone()

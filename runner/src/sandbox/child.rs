@@ -156,7 +156,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     rootfs::mount_cgroups(&rootfs, &own_cgroups)?;
     rootfs::pivot_into(&rootfs)?;
     ctx.streams.install()?;
-    let user = crate::spec::resolve_user(&spec.user, Path::new("/"))
+    let user = crate::spec::user::resolve_user(&spec.user, Path::new("/"))
         .map_err(|e| ChildError(125, e.to_string()))?;
     enter_working_dir(&spec.cwd, &user)?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
@@ -221,7 +221,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
 /// missing. Runs after `pivot_root`, so every symlink resolves inside the
 /// container; one that dangles is followed to where it points, which is
 /// created, as Docker does.
-fn enter_working_dir(cwd: &str, user: &crate::spec::ResolvedUser) -> Result<(), ChildError> {
+fn enter_working_dir(cwd: &str, user: &crate::spec::user::ResolvedUser) -> Result<(), ChildError> {
     let resolved = crate::fsutil::secure_join(Path::new("/"), Path::new(cwd))
         .ctx(|| format!("resolve working directory {cwd}"))?;
     if !resolved.is_dir() {
