@@ -21,8 +21,9 @@
 //!                   calls net)
 //! sandbox/       -> spec, seccomp (load), cgroup (join), caps, fsutil, sys
 //!                   parent side (mod.rs), child side, rootfs, overlay, stdio, init
-//! spec           -> seccomp (Profile), cgroup (Limits), caps, image::oci, fsutil
-//!                   ContainerSpec: what container hands sandbox (and bundle)
+//! spec/          -> seccomp (Profile), cgroup (Limits), caps, image::oci, fsutil
+//!                   ContainerSpec: what container hands sandbox (and bundle);
+//!                   user: `-u` against the image's passwd and group
 //! seccomp/       -> caps, image::{oci, digest}, paths, fsutil, sys
 //! cgroup/        -> sys           v1 and v2 managers; devices (allow-list, eBPF)
 //! image/         -> paths, sys    pull, client, auth, store, layers, unpack,
