@@ -10,6 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use store::StoreConfig;
 
+use crate::startup::Error;
+
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -237,13 +239,18 @@ pub struct Rule {
 
 impl Config {
     /// Read a TOML file, or the defaults when `path` is `None`.
-    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+    pub fn load(path: Option<&Path>) -> crate::startup::Result<Config> {
         let Some(path) = path else {
             return Ok(Config::default());
         };
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid config {}: {e}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| Error::ConfigInvalid {
+            path: path.to_owned(),
+            source,
+        })
     }
 
     /// The store settings this configuration implies.

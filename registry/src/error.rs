@@ -105,7 +105,7 @@ impl Code {
 }
 
 /// An error response.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     code: Code,
     status: StatusCode,

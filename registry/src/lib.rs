@@ -1,14 +1,43 @@
 //! Strata's OCI Distribution v1.1 registry.
 //!
-//! - [`path`] parses `/v2/...` paths into validated routes;
-//! - [`routes`] holds the handlers, thin calls into [`store::Store`];
-//! - [`auth`] decides who may do what (htpasswd, tokens, rules);
+//! ```text
+//!                  server  (router, middleware, /livez /readyz /metrics, serve loop)
+//!                 /   |   \________________________
+//!                v    v                            v
+//!            routes  conn (connection caps)    metrics, limits
+//!          (/v2 handlers by resource, /token)
+//!            |    \
+//!            v     v
+//!          auth   path, range  (request parsing)
+//!  (users, limiter, rules,
+//!   tokens, policy)
+//!            |
+//!            v
+//!      error (OCI codes)   config   startup (start-up error)
+//!            |               |          |
+//!            v               v          v
+//!                      store::Store (facade)
+//! ```
+//! Arrows point at what a module may use; nothing points back up. In words:
+//!
+//! - [`server`] builds the router and runs it; its middleware parses each
+//!   path once ([`routes::ParsedRoute`]), counts it in [`metrics`] and
+//!   applies the rate limit of [`limits`]; [`conn`] caps the connections;
+//! - [`routes`] holds the handlers, thin calls into [`store::Store`], one
+//!   module per resource, with typed success responses;
+//! - [`auth`] decides who may do what (htpasswd, tokens, rules) and, in
+//!   [`auth::policy`], what one request needs;
+//! - [`path`] parses `/v2/...` paths into validated routes; [`range`] parses
+//!   `Range` and `Content-Range`;
 //! - [`error`] is the one table of OCI error codes;
-//! - [`config`] is the TOML configuration;
-//! - [`metrics`] counts requests for `/metrics`;
-//! - [`limits`] rate-limits clients and budgets manifest bodies;
-//! - [`conn`] caps the connections held at once;
-//! - [`server`] builds the router and runs it.
+//! - [`config`] is the TOML configuration; [`startup`] is the error of
+//!   loading it and starting the server.
+//!
+//! `limits`, `metrics` and `range` use no other module of the crate; `path`
+//! uses only `error`; `config` only `startup`; `auth` uses `config`,
+//! `limits`, `startup`, and for `policy` `path` and `error`; `routes` uses
+//! `auth`, `path`, `range`, `error`, `limits` and `metrics`; only `server`
+//! uses `routes` and `conn`.
 #![deny(missing_docs)]
 
 pub mod auth;
@@ -21,3 +50,4 @@ pub mod path;
 pub mod range;
 pub mod routes;
 pub mod server;
+pub mod startup;

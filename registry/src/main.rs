@@ -116,7 +116,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => {
             let config = serve_config(args)?;
             init_logging(config.log_format);
-            tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))
+            Ok(tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))?)
         }
         Command::Htpasswd { file, user } => htpasswd(&file, &user),
         Command::Gc { store, dry_run } => {

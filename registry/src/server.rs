@@ -22,8 +22,8 @@ use crate::config::Config;
 use crate::conn::{CapAcceptor, ConnLimits};
 use crate::error::{ApiError, Code};
 use crate::metrics::{Metrics, STORAGE_REFRESH};
-use crate::path;
-use crate::routes::{dispatch, token, AppState};
+use crate::routes::{dispatch, token, AppState, ParsedRoute};
+use crate::startup::{Error, Result};
 
 /// The application router over ready state.
 pub fn app(state: Arc<AppState>) -> Router {
@@ -69,7 +69,7 @@ async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Respon
         {
             Ok(who) if who.caller != Caller::Anonymous => {}
             Err(crate::auth::Refusal::Throttled { retry_after }) => {
-                return crate::routes::throttled(retry_after).into_response()
+                return crate::auth::policy::throttled(retry_after).into_response()
             }
             _ => {
                 return ApiError::new(Code::Unauthorized)
@@ -106,14 +106,22 @@ fn content_length(h: &axum::http::HeaderMap) -> u64 {
 /// Adds the API version header to every response, counts the request for
 /// `/metrics`, and logs one line for it. Credentials never reach the log:
 /// only method, path, status, sizes and duration do.
-async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+///
+/// The path is parsed here, once: the route's label counts the request and
+/// the parsed route travels on to [`dispatch`] as a request extension.
+async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let uri_path = request.uri().path().to_owned();
     let route = match uri_path.as_str() {
         "/token" => "token",
         "/livez" | "/readyz" | "/metrics" => "ops",
-        p => path::parse(p).map(|r| r.name()).unwrap_or("invalid"),
+        p => {
+            let parsed = ParsedRoute::parse(p);
+            let label = parsed.label();
+            request.extensions_mut().insert(parsed);
+            label
+        }
     };
     if let (Some(limiter), Some(ConnectInfo(peer))) = (
         &state.limiter,
@@ -166,7 +174,7 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
 }
 
 /// Open the store and load access control, as `serve` does.
-pub async fn state(config: &Config) -> anyhow::Result<AppState> {
+pub async fn state(config: &Config) -> Result<AppState> {
     let store = Store::open(&config.store()).await?;
     let auth = match &config.auth {
         Some(a) => {
@@ -217,7 +225,7 @@ async fn gc_schedule(state: Arc<AppState>, config: Config, interval: Duration) {
 }
 
 /// Serve until SIGINT or SIGTERM, then finish in-flight requests (up to 30 s).
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(config: Config) -> Result<()> {
     let state = Arc::new(state(&config).await?);
     // Staging debris from a crash is of no use to anyone: clear it now.
     let cutoff = store::now() - config.gc.grace_secs as i64;
@@ -244,8 +252,8 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         shutdown_signal().await;
         shutdown.graceful_shutdown(Some(Duration::from_secs(30)));
     });
-    let listener = listen(config.listen)?;
-    let addr = listener.local_addr()?;
+    let listener = listen(config.listen).map_err(Error::Listen)?;
+    let addr = listener.local_addr().map_err(Error::Listen)?;
     tracing::info!(%addr, tls = config.tls.is_some(), "registry listening");
     // One machine-readable line on stdout, so scripts and tests that ask for
     // port 0 learn the real address without racing for a port.
@@ -255,19 +263,21 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         Some(tls) => {
             let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot load TLS certificate or key: {e}"))?;
-            let mut server = axum_server::from_tcp_rustls(listener, rustls)?
+                .map_err(Error::Tls)?;
+            let mut server = axum_server::from_tcp_rustls(listener, rustls)
+                .map_err(Error::Listen)?
                 .map(|tls| tls.acceptor(CapAcceptor::new(limits, false)))
                 .handle(handle);
             limit_slow_clients(server.http_builder(), config.limits.header_timeout());
-            server.serve(service).await?
+            server.serve(service).await.map_err(Error::Serve)?
         }
         None => {
-            let mut server = axum_server::from_tcp(listener)?
+            let mut server = axum_server::from_tcp(listener)
+                .map_err(Error::Listen)?
                 .acceptor(CapAcceptor::new(limits, true))
                 .handle(handle);
             limit_slow_clients(server.http_builder(), config.limits.header_timeout());
-            server.serve(service).await?
+            server.serve(service).await.map_err(Error::Serve)?
         }
     }
     Ok(())

@@ -1,0 +1,143 @@
+//! `/v2/<name>/blobs/uploads/[<id>]`: start a session (or mount, or push
+//! monolithically), report it, append chunks, finish and cancel it.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use store::{Digest, RepoName, Store, UploadId};
+
+use super::request::{body_stream, content_length, has_body, header_str, Query};
+use super::responses::{BlobCreated, UploadAccepted, UploadStatus};
+use crate::auth::policy::Access;
+use crate::error::{ApiError, Code};
+use crate::range;
+
+/// `POST .../blobs/uploads/`: a mount, a monolithic push, or a new session.
+///
+/// A mount links only from a repository the caller may pull
+/// ([`Access::mount_from`]): the named `from`, or without `from` one of the
+/// repositories holding the blob. When there is none (no such repository the
+/// caller may read, or a `from` it may not read or that lacks the blob) the
+/// answer is a plain new session (202), the same in every case, so a mount
+/// never tells whether a digest is stored where the caller cannot look.
+pub(super) async fn post_upload(
+    store: &Store,
+    access: &Access,
+    repo: &RepoName,
+    query: &Query,
+    h: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    if let Some(mount) = query.get("mount") {
+        let digest: Digest = mount.parse()?;
+        if let Some(from) = &access.mount_from {
+            if store.mount_blob(repo, &digest, from).await? {
+                return Ok(BlobCreated {
+                    repo,
+                    digest: &digest,
+                }
+                .into_response());
+            }
+        }
+    } else if let Some(d) = query.get("digest") {
+        let digest: Digest = d.parse()?;
+        store
+            .put_blob(repo, &digest, content_length(h)?, body_stream(body))
+            .await?;
+        return Ok(BlobCreated {
+            repo,
+            digest: &digest,
+        }
+        .into_response());
+    }
+    let id = store.start_upload(repo).await?;
+    Ok(UploadAccepted {
+        repo,
+        id: &id,
+        size: 0,
+    }
+    .into_response())
+}
+
+/// `GET`: how many bytes the session holds.
+pub(super) async fn get_upload(
+    store: &Store,
+    repo: &RepoName,
+    id: &UploadId,
+) -> Result<Response, ApiError> {
+    let size = store.upload_offset(repo, id).await?;
+    Ok(UploadStatus { repo, id, size }.into_response())
+}
+
+/// The chunk's start and length from `Content-Range` and `Content-Length`, checked against each other.
+fn chunk_bounds(h: &HeaderMap) -> Result<(Option<u64>, Option<u64>), ApiError> {
+    let declared = content_length(h)?;
+    let Some(v) = header_str(h, header::CONTENT_RANGE) else {
+        return Ok((None, declared));
+    };
+    let (start, len) = range::parse_content_range(v).ok_or_else(|| {
+        ApiError::new(Code::BlobUploadInvalid)
+            .status(StatusCode::RANGE_NOT_SATISFIABLE)
+            .detail(format!("invalid Content-Range {v:?}"))
+    })?;
+    if declared.is_some_and(|n| n != len) {
+        return Err(
+            ApiError::new(Code::SizeInvalid).detail("Content-Length does not match Content-Range")
+        );
+    }
+    Ok((Some(start), Some(len)))
+}
+
+/// `PATCH`: append a chunk.
+pub(super) async fn patch_upload(
+    store: &Store,
+    repo: &RepoName,
+    id: &UploadId,
+    h: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let (start, len) = chunk_bounds(h)?;
+    let size = store
+        .append_upload(repo, id, start, len, body_stream(body))
+        .await?;
+    Ok(UploadAccepted { repo, id, size }.into_response())
+}
+
+/// `PUT ...?digest=`: append a last chunk, if any, and commit the blob.
+pub(super) async fn put_upload(
+    store: &Store,
+    repo: &RepoName,
+    id: &UploadId,
+    query: &Query,
+    h: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let digest: Digest = query
+        .get("digest")
+        .ok_or_else(|| {
+            ApiError::new(Code::DigestInvalid).detail("the digest parameter is required")
+        })?
+        .parse()?;
+    if has_body(h)? {
+        let (start, len) = chunk_bounds(h)?;
+        store
+            .append_upload(repo, id, start, len, body_stream(body))
+            .await?;
+    }
+    store.finish_upload(repo, id, &digest).await?;
+    Ok(BlobCreated {
+        repo,
+        digest: &digest,
+    }
+    .into_response())
+}
+
+/// `DELETE`: cancel the session.
+pub(super) async fn delete_upload(
+    store: &Store,
+    repo: &RepoName,
+    id: &UploadId,
+) -> Result<Response, ApiError> {
+    store.cancel_upload(repo, id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
