@@ -3,18 +3,15 @@
 //! cross-repository mounts, failed-login floods, anonymous ops endpoints,
 //! stalled manifest bodies and connection floods.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use reqwest::{header, Client, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+use crate::harness::{add_user, push_blob_as, sha256, Registry, OCI_MANIFEST};
 
 /// alice owns `team/**`; carol may push and pull `carol/**` only.
 const RULES: &str = r#"
@@ -28,76 +25,29 @@ users = ["carol"]
 actions = ["pull", "push"]
 "#;
 
-struct Registry {
-    child: Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
+/// Start with htpasswd users alice and carol (password = name + "-pw"),
+/// `auth` lines inside `[auth]` after `RULES`, and `limits` inside `[limits]`.
+fn serve(auth: &str, limits: &str) -> Registry {
+    let dir = tempfile::tempdir().unwrap();
+    for user in ["alice", "carol"] {
+        add_user(dir.path(), user);
+    }
+    let config = format!("[auth]\nhtpasswd = \"htpasswd\"\n{auth}\n{RULES}\n[limits]\n{limits}\n");
+    std::fs::write(dir.path().join("strata.toml"), config).unwrap();
+    Registry::launch_owning(dir)
+        .args(["--config", "strata.toml"])
+        .data()
+        .stderr(Stdio::null())
+        .start()
 }
 
-impl Registry {
-    /// Start with htpasswd users alice and carol (password = name + "-pw"),
-    /// `auth` lines inside `[auth]` after `RULES`, and `limits` inside `[limits]`.
-    fn start(auth: &str, limits: &str) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        for user in ["alice", "carol"] {
-            common::add_user(dir.path(), user);
-        }
-        let config =
-            format!("[auth]\nhtpasswd = \"htpasswd\"\n{auth}\n{RULES}\n[limits]\n{limits}\n");
-        std::fs::write(dir.path().join("strata.toml"), config).unwrap();
-        let (child, addr) = common::spawn_registry(
-            Command::new(env!("CARGO_BIN_EXE_registry"))
-                .args([
-                    "serve",
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--config",
-                    "strata.toml",
-                ])
-                .arg("--data")
-                .arg(dir.path().join("data"))
-                .current_dir(dir.path())
-                .env("STRATA_LOG", "warn")
-                .stderr(Stdio::null()),
-        );
-        Registry {
-            child,
-            addr: addr.parse().unwrap(),
-            _dir: dir,
-        }
-    }
-
-    fn url(&self, p: &str) -> String {
-        format!("http://{}{p}", self.addr)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+/// Push `data` to `repo` as `who`; its digest.
+async fn push_blob(reg: &Registry, repo: &str, who: (&str, &str), data: &[u8]) -> String {
+    push_blob_as(reg, repo, Some(who), data).await
 }
 
 const ALICE: (&str, &str) = ("alice", "alice-pw");
 const CAROL: (&str, &str) = ("carol", "carol-pw");
-
-async fn push_blob(reg: &Registry, repo: &str, who: (&str, &str), data: &[u8]) -> String {
-    let d = sha256(data);
-    let r = Client::new()
-        .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
-        .basic_auth(who.0, Some(who.1))
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "push to {repo}");
-    d
-}
 
 async fn head_blob(reg: &Registry, repo: &str, who: (&str, &str), digest: &str) -> StatusCode {
     Client::new()
@@ -130,7 +80,7 @@ async fn mount_as(reg: &Registry, who: (&str, &str), repo: &str, query: &str) ->
 /// alice's mount without `from` finds the layer in the repository she may pull.
 #[tokio::test(flavor = "multi_thread")]
 async fn mount_links_only_from_a_repository_the_caller_may_pull() {
-    let reg = Registry::start("", "");
+    let reg = serve("", "");
     let layer = push_blob(&reg, "team/private", ALICE, b"alice's secret layer").await;
     let config = push_blob(&reg, "team/private", ALICE, b"{}").await;
     let manifest = serde_json::to_vec(&json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -296,7 +246,7 @@ async fn login(client: &Client, reg: &Registry, user: &str, password: &str) -> r
 /// logs in from another address. The token endpoint answers the same.
 #[tokio::test(flavor = "multi_thread")]
 async fn failed_logins_are_rate_limited_per_user_and_per_address() {
-    let reg = Registry::start("failed_login_burst = 3\nfailed_logins_per_minute = 1.0", "");
+    let reg = serve("failed_login_burst = 3\nfailed_logins_per_minute = 1.0", "");
     let alice = client_from("127.0.0.1");
     assert_eq!(
         login(&alice, &reg, "alice", "alice-pw").await.status(),
@@ -340,7 +290,7 @@ async fn failed_logins_are_rate_limited_per_user_and_per_address() {
 /// `metrics_anonymous`), `/readyz` says only `ok`, `/livez` stays anonymous.
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_take_a_login_and_health_endpoints_reveal_nothing() {
-    let reg = Registry::start("", "");
+    let reg = serve("", "");
     let client = Client::new();
     let r = client.get(reg.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
@@ -366,7 +316,7 @@ async fn metrics_take_a_login_and_health_endpoints_reveal_nothing() {
         assert_eq!(r.text().await.unwrap(), "ok\n", "{path}");
     }
 
-    let open = Registry::start("metrics_anonymous = true", "");
+    let open = serve("metrics_anonymous = true", "");
     let r = client.get(open.url("/metrics")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
@@ -404,7 +354,7 @@ fn response_of(mut s: TcpStream, secs: u64) -> String {
 /// with 408, and the budget is whole again for a normal push.
 #[tokio::test(flavor = "multi_thread")]
 async fn stalled_manifest_bodies_share_a_bounded_budget_and_time_out() {
-    let reg = Registry::start(
+    let reg = serve(
         "",
         "manifest_body_budget_bytes = 1048576\nmanifest_body_timeout_secs = 5",
     );
@@ -521,7 +471,7 @@ async fn eventually(ip: &str, to: SocketAddr, path: &str, status: &str) -> Strin
 /// requests are served again.
 #[tokio::test(flavor = "multi_thread")]
 async fn connections_past_the_caps_get_503_and_livez_still_answers() {
-    let reg = Registry::start(
+    let reg = serve(
         "",
         "max_connections = 40\nmax_connections_per_client = 15\nreserved_livez_connections = 4",
     );

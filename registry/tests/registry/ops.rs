@@ -1,52 +1,27 @@
 //! Operations against the real binary: online GC, fsck, staging cleanup, health and metrics.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{header, Client, StatusCode};
 use serde_json::json;
-use sha2::{Digest as _, Sha256};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+use crate::harness::{push_blob, sha256, Registry, OCI_MANIFEST};
 
-struct Registry {
-    child: Child,
-    base: String,
+/// A registry with the config in `dir`.
+fn serve(dir: &Path) -> Registry {
+    serve_logging(dir, "warn", Stdio::inherit())
 }
 
-impl Registry {
-    fn start(dir: &Path) -> Registry {
-        Registry::start_logging(dir, "warn", Stdio::inherit())
-    }
-
-    /// Start with the config in `dir`, logging at `level` to `stderr`.
-    fn start_logging(dir: &Path, level: &str, stderr: Stdio) -> Registry {
-        let (child, addr) = common::spawn_registry(
-            Command::new(env!("CARGO_BIN_EXE_registry"))
-                .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-                .arg(dir.join("strata.toml"))
-                .env("STRATA_LOG", level)
-                .stderr(stderr),
-        );
-        Registry {
-            child,
-            base: format!("http://{addr}"),
-        }
-    }
-
-    fn url(&self, p: &str) -> String {
-        format!("{}{p}", self.base)
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Like [`serve`], logging at `level` to `stderr`.
+fn serve_logging(dir: &Path, level: &str, stderr: Stdio) -> Registry {
+    Registry::launch(dir)
+        .args(["--config"])
+        .args([dir.join("strata.toml")])
+        .log_level(level)
+        .stderr(stderr)
+        .start()
 }
 
 /// A temp dir with a config: data inside it, the given `[gc]` settings.
@@ -76,25 +51,9 @@ fn registry_cmd(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
-}
-
 fn blob_file(data: &Path, digest: &str) -> PathBuf {
     let hex = digest.strip_prefix("sha256:").unwrap();
     data.join(format!("storage/blobs/sha256/{}/{hex}", &hex[..2]))
-}
-
-async fn push_blob(reg: &Registry, repo: &str, data: &[u8]) -> String {
-    let d = sha256(data);
-    let r = Client::new()
-        .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
-    d
 }
 
 /// Push an image with a unique config and layer; returns the manifest digest.
@@ -151,7 +110,7 @@ async fn verify_image(reg: &Registry, repo: &str, tag: &str, digest: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_dry_run_then_sweep_keeps_referenced_content() {
     let (dir, data) = setup("grace_secs = 0");
-    let reg = Registry::start(dir.path());
+    let reg = serve(dir.path());
     let image = push_image(&reg, "app", "v1", "kept").await;
     let loose = push_blob(&reg, "app", b"pushed but never referenced").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -200,7 +159,7 @@ async fn gc_dry_run_then_sweep_keeps_referenced_content() {
 #[tokio::test(flavor = "multi_thread")]
 async fn online_gc_in_a_loop_while_sixteen_clients_push_and_pull() {
     let (dir, data) = setup("interval_secs = 1\ngrace_secs = 3");
-    let reg = std::sync::Arc::new(Registry::start(dir.path()));
+    let reg = std::sync::Arc::new(serve(dir.path()));
     let deadline = Instant::now() + Duration::from_secs(8);
     let mut tasks = Vec::new();
     for client in 0..16 {
@@ -257,7 +216,7 @@ async fn online_gc_in_a_loop_while_sixteen_clients_push_and_pull() {
 #[tokio::test(flavor = "multi_thread")]
 async fn fsck_finds_corruption_and_repair_quarantines_it() {
     let (dir, data) = setup("");
-    let reg = Registry::start(dir.path());
+    let reg = serve(dir.path());
     let image = push_image(&reg, "fs", "v1", "fsck").await;
     let victim = push_blob(&reg, "fs", b"a blob that will rot on disk").await;
     drop(reg);
@@ -291,14 +250,14 @@ async fn fsck_finds_corruption_and_repair_quarantines_it() {
     std::fs::write(&path, b"stray").unwrap();
     let out = registry_cmd(dir.path(), &["fsck"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("orphan: {stray}")));
-    let reg = Registry::start(dir.path());
+    let reg = serve(dir.path());
     verify_image(&reg, "fs", "v1", &image).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_clears_staging_debris_and_health_endpoints_answer() {
     let (dir, data) = setup("");
-    let reg = Registry::start(dir.path());
+    let reg = serve(dir.path());
     let r = Client::new()
         .post(reg.url("/v2/x/blobs/uploads/"))
         .send()
@@ -315,7 +274,7 @@ async fn startup_clears_staging_debris_and_health_endpoints_answer() {
     let debris = data.join("storage/uploads/0b5d4a9e-5e7f-4f0a-9d55-3c2b1a0f9e8d/part-x");
     std::fs::create_dir_all(debris.parent().unwrap()).unwrap();
     std::fs::write(&debris, b"left by a crash").unwrap();
-    let reg = Registry::start(dir.path());
+    let reg = serve(dir.path());
     assert!(!debris.exists(), "debris removed at start-up");
     let r = Client::new().get(reg.url(&live)).send().await.unwrap();
     assert_eq!(
@@ -350,7 +309,7 @@ async fn rate_limited_clients_get_429_with_retry_after_and_logs_can_be_json() {
         "[limits]\nrate_per_second = 1\nburst = 5",
     );
     let log = dir.path().join("log");
-    let reg = Registry::start_logging(
+    let reg = serve_logging(
         dir.path(),
         "info",
         std::fs::File::create(&log).unwrap().into(),
@@ -383,7 +342,7 @@ async fn rate_limited_clients_get_429_with_retry_after_and_logs_can_be_json() {
 #[tokio::test(flavor = "multi_thread")]
 async fn gc_in_another_process_never_loses_acknowledged_pushes() {
     let (dir, _data) = setup("grace_secs = 1");
-    let reg = std::sync::Arc::new(Registry::start(dir.path()));
+    let reg = std::sync::Arc::new(serve(dir.path()));
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let gc_dir = dir.path().to_path_buf();
     let gc_stop = stop.clone();
@@ -463,7 +422,7 @@ async fn stalled_headers_and_bodies_time_out_without_starving_others() {
         "",
         "[limits]\nheader_timeout_secs = 1\nbody_idle_timeout_secs = 2",
     );
-    let reg = Registry::start(dir.path());
+    let reg = serve(dir.path());
     let addr = reg.base.strip_prefix("http://").unwrap().to_owned();
     let client = Client::new();
 

@@ -1,68 +1,22 @@
 //! Authentication, access control and TLS, against the real `registry` binary.
 
-mod common;
-
-use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
 use reqwest::{header, Client, StatusCode};
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 
-struct Registry {
-    child: Child,
-    base: String,
-    dir: tempfile::TempDir,
-}
-
-impl Registry {
-    fn start(dir: tempfile::TempDir, args: &[&str], scheme: &str) -> Registry {
-        let (child, addr) = common::spawn_registry(
-            Command::new(env!("CARGO_BIN_EXE_registry"))
-                .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-                .arg(dir.path().join("data"))
-                .args(args)
-                .current_dir(dir.path())
-                .env("STRATA_LOG", "debug")
-                .stderr(std::fs::File::create(dir.path().join("log")).unwrap()),
-        );
-        Registry {
-            child,
-            base: format!("{scheme}://{addr}"),
-            dir,
-        }
-    }
-
-    fn url(&self, p: &str) -> String {
-        format!("{}{p}", self.base)
-    }
-
-    fn log(&self) -> String {
-        let mut s = String::new();
-        std::fs::File::open(self.dir.path().join("log"))
-            .unwrap()
-            .read_to_string(&mut s)
-            .unwrap();
-        s
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::harness::{add_user, error_code, sha256, Registry};
 
 /// A temp dir with an htpasswd file for alice, bob and carol (password = name + "-pw").
 fn users() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for user in ["alice", "bob", "carol"] {
-        common::add_user(dir.path(), user);
+        add_user(dir.path(), user);
     }
     dir
 }
@@ -91,14 +45,24 @@ users = ["alice"]
 actions = ["push"]
 "#;
 
+/// A registry in `dir` (removed with it), data in `data/`, logging at
+/// `debug` to `dir/log`, with `args`, speaking `scheme`.
+fn serve(dir: tempfile::TempDir, args: &[&str], scheme: &str) -> Registry {
+    let launch = Registry::launch_owning(dir)
+        .data()
+        .args(args)
+        .log_level("debug")
+        .log_file();
+    match scheme {
+        "https" => launch.https().start(),
+        _ => launch.start(),
+    }
+}
+
 fn with_rules() -> Registry {
     let dir = users();
     std::fs::write(dir.path().join("strata.toml"), RULES).unwrap();
-    Registry::start(dir, &["--config", "strata.toml"], "http")
-}
-
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+    serve(dir, &["--config", "strata.toml"], "http")
 }
 
 async fn push_blob(reg: &Registry, repo: &str, user: (&str, &str), data: &[u8]) -> StatusCode {
@@ -128,15 +92,10 @@ async fn token(reg: &Registry, user: Option<(&str, &str)>, scope: &str) -> Strin
     v["token"].as_str().unwrap().to_owned()
 }
 
-async fn code(r: reqwest::Response) -> String {
-    let v: Value = r.json().await.unwrap();
-    v["errors"][0]["code"].as_str().unwrap().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn htpasswd_flag_alone_requires_login_and_grants_everything() {
     let dir = users();
-    let reg = Registry::start(dir, &["--htpasswd", "htpasswd"], "http");
+    let reg = serve(dir, &["--htpasswd", "htpasswd"], "http");
     let r = Client::new()
         .get(reg.url("/v2/some/repo/tags/list"))
         .send()
@@ -153,7 +112,7 @@ async fn htpasswd_flag_alone_requires_login_and_grants_everything() {
     );
     assert!(challenge.contains("service=\"strata\""));
     assert!(challenge.contains("scope=\"repository:some/repo:pull\""));
-    assert_eq!(code(r).await, "UNAUTHORIZED");
+    assert_eq!(error_code(r).await, "UNAUTHORIZED");
     assert_eq!(
         push_blob(&reg, "any/repo", ("carol", "carol-pw"), b"x").await,
         StatusCode::CREATED
@@ -237,7 +196,7 @@ async fn token_flow_grants_only_the_scopes_asked_and_permitted() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_eq!(code(r).await, "DENIED");
+    assert_eq!(error_code(r).await, "DENIED");
     // OAuth2 password form.
     let r = Client::new()
         .post(reg.url("/token"))
@@ -321,7 +280,7 @@ async fn per_repository_rules_users_groups_anonymous_and_catalog() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
-    assert_eq!(code(r).await, "DENIED");
+    assert_eq!(error_code(r).await, "DENIED");
     let catalog = |user: &str| {
         Client::new()
             .get(reg.url("/v2/_catalog"))
@@ -396,7 +355,7 @@ async fn tampered_foreign_and_expired_tokens_are_rejected() {
         StatusCode::UNAUTHORIZED
     );
     // With the real key, only an unexpired token works: the key lives in the database.
-    let data = store::StoreConfig::local(&reg.dir.path().join("data"));
+    let data = store::StoreConfig::local(&reg.dir.join("data"));
     let key = store::Store::open(&data)
         .await
         .unwrap()
@@ -531,7 +490,7 @@ async fn https_with_a_throwaway_ca() {
         ],
     );
     let ca = reqwest::Certificate::from_pem(&std::fs::read(p.join("ca.pem")).unwrap()).unwrap();
-    let reg = Registry::start(
+    let reg = serve(
         dir,
         &[
             "--tls-cert",

@@ -3,133 +3,31 @@
 //! Each test gets its own data directory and server process. Files on disk are
 //! inspected directly to prove deduplication and that rejected input leaves no trace.
 
-mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::path::Path;
 
 use reqwest::{header, Client, Method, Response, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256, Sha512};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-
-/// A registry process serving a temp data dir; killed on drop.
-struct Registry {
-    child: Child,
-    base: String,
-    dir: PathBuf,
-    _tmp: Option<tempfile::TempDir>,
-}
-
-impl Registry {
-    fn start(extra: &[&str]) -> Registry {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        let mut r = Registry::start_in(&dir, extra);
-        r._tmp = Some(tmp);
-        r
-    }
-
-    fn start_in(dir: &Path, extra: &[&str]) -> Registry {
-        let (child, addr) = common::spawn_registry(
-            Command::new(env!("CARGO_BIN_EXE_registry"))
-                .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-                .arg(dir.join("data"))
-                .args(extra)
-                .env("STRATA_LOG", "warn"),
-        );
-        Registry {
-            child,
-            base: format!("http://{addr}"),
-            dir: dir.to_path_buf(),
-            _tmp: None,
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    fn addr(&self) -> &str {
-        self.base.strip_prefix("http://").unwrap()
-    }
-
-    /// Stop with SIGKILL: what a crash looks like.
-    fn kill(mut self) -> PathBuf {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-        self._tmp
-            .take()
-            .map(|t| t.keep())
-            .unwrap_or(self.dir.clone())
-    }
-
-    /// Files under `storage/<prefix>`, recursively.
-    fn stored_files(&self, prefix: &str) -> Vec<PathBuf> {
-        fn walk(p: &Path, out: &mut Vec<PathBuf>) {
-            if let Ok(rd) = std::fs::read_dir(p) {
-                for e in rd.flatten() {
-                    let path = e.path();
-                    if path.is_dir() {
-                        walk(&path, out);
-                    } else {
-                        out.push(path);
-                    }
-                }
-            }
-        }
-        let mut out = Vec::new();
-        walk(&self.dir.join("data/storage").join(prefix), &mut out);
-        out
-    }
-
-    fn rss_peak_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn sha256(b: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(b)))
-}
+use crate::harness::{error_code, push_blob, sha256, Registry, OCI_INDEX, OCI_MANIFEST};
 
 fn sha512(b: &[u8]) -> String {
     format!("sha512:{}", hex::encode(Sha512::digest(b)))
 }
 
+/// A registry in a fresh temp dir, with `extra` flags.
+fn serve(extra: &[&str]) -> Registry {
+    Registry::launch_fresh().args(extra).start()
+}
+
+/// A registry on the data in `dir` (after a [`Registry::kill`]).
+fn serve_in(dir: &Path, extra: &[&str]) -> Registry {
+    Registry::launch(dir).data().args(extra).start()
+}
+
 fn client() -> Client {
     Client::new()
-}
-
-async fn error_code(r: Response) -> String {
-    let v: Value = r.json().await.expect("error body is JSON");
-    v["errors"][0]["code"]
-        .as_str()
-        .expect("errors[0].code")
-        .to_owned()
-}
-
-async fn push_blob(reg: &Registry, repo: &str, data: &[u8]) -> String {
-    let d = sha256(data);
-    let r = client()
-        .post(reg.url(&format!("/v2/{repo}/blobs/uploads/?digest={d}")))
-        .body(data.to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED, "push blob to {repo}");
-    d
 }
 
 /// Push a config and one layer, then an image manifest referring to them.
@@ -180,7 +78,7 @@ async fn start_upload(reg: &Registry, repo: &str) -> String {
 /// Send raw bytes on a fresh connection; return the response head and body as text.
 /// With `cut`, close the connection right after writing, as a client that dies would.
 async fn raw_request(reg: &Registry, request: &[u8], cut: bool) -> String {
-    let mut s = tokio::net::TcpStream::connect(reg.addr()).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect(reg.addr).await.unwrap();
     s.write_all(request).await.unwrap();
     if cut {
         return String::new();
@@ -192,7 +90,7 @@ async fn raw_request(reg: &Registry, request: &[u8], cut: bool) -> String {
 
 #[tokio::test]
 async fn base_endpoint_and_every_response_carry_the_api_version() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     for path in ["/v2/", "/v2", "/v2/nope/tags/list", "/not-v2", "/v2/a/b"] {
         let r = client().get(reg.url(path)).send().await.unwrap();
         assert_eq!(
@@ -207,7 +105,7 @@ async fn base_endpoint_and_every_response_carry_the_api_version() {
 
 #[tokio::test]
 async fn blob_get_head_and_range_reads() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let data: Vec<u8> = (0..2000u32).map(|i| (i % 251) as u8).collect();
     let d = push_blob(&reg, "a/b", &data).await;
     let r = client()
@@ -259,7 +157,7 @@ async fn blob_get_head_and_range_reads() {
 
 #[tokio::test]
 async fn chunked_upload_out_of_order_is_416_and_session_stays_valid() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let data = b"0123456789abcdefghij".to_vec();
     let loc = start_upload(&reg, "chunks").await;
     let r = client()
@@ -318,7 +216,7 @@ async fn chunked_upload_out_of_order_is_416_and_session_stays_valid() {
 
 #[tokio::test]
 async fn streamed_patch_then_put_and_cancel() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let data = vec![7u8; 3 * 1024 * 1024 + 17];
     let loc = start_upload(&reg, "stream").await;
     let stream = futures::stream::iter(
@@ -362,7 +260,7 @@ async fn streamed_patch_then_put_and_cancel() {
 
 #[tokio::test]
 async fn cross_repository_and_anonymous_mounts() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let d = push_blob(&reg, "src", b"shared layer").await;
     let r = client()
         .post(reg.url(&format!("/v2/dst/blobs/uploads/?mount={d}&from=src")))
@@ -414,7 +312,7 @@ async fn cross_repository_and_anonymous_mounts() {
 
 #[tokio::test]
 async fn descriptor_sizes_must_match_the_stored_content() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let cd = push_blob(&reg, "sizes", b"{}").await;
     let ld = push_blob(&reg, "sizes", b"12345").await;
     let image = |layer_size: u64| {
@@ -450,7 +348,7 @@ async fn descriptor_sizes_must_match_the_stored_content() {
 
 #[tokio::test]
 async fn blob_pushed_to_ten_repositories_is_stored_once() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let data = vec![42u8; 100_000];
     for i in 0..10 {
         push_blob(&reg, &format!("team/repo{i}"), &data).await;
@@ -464,7 +362,7 @@ async fn blob_pushed_to_ten_repositories_is_stored_once() {
 
 #[tokio::test]
 async fn manifests_by_tag_and_digest_with_tag_parameters() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let (d, bytes) = push_image(&reg, "img", "v1", "one").await;
     for reference in ["v1", d.as_str()] {
         let r = client()
@@ -546,7 +444,7 @@ async fn manifests_by_tag_and_digest_with_tag_parameters() {
 
 #[tokio::test]
 async fn manifest_referencing_missing_content_is_manifest_blob_unknown() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let cd = push_blob(&reg, "strict", b"{}").await;
     let missing = sha256(b"not pushed");
     let image = json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -597,7 +495,7 @@ async fn manifest_referencing_missing_content_is_manifest_blob_unknown() {
 
 #[tokio::test]
 async fn sparse_manifests_are_accepted_when_allowed() {
-    let reg = Registry::start(&["--allow-sparse"]);
+    let reg = serve(&["--allow-sparse"]);
     let missing = sha256(b"not pushed");
     let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX,
         "manifests": [{"mediaType": OCI_MANIFEST, "digest": missing, "size": 10}]});
@@ -614,7 +512,7 @@ async fn sparse_manifests_are_accepted_when_allowed() {
 
 #[tokio::test]
 async fn referrers_with_missing_subject_filter_and_delete() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let subject = sha256(b"subject pushed later");
     let empty = push_blob(&reg, "ref", b"{}").await;
     let mut digests = Vec::new();
@@ -679,7 +577,7 @@ async fn referrers_with_missing_subject_filter_and_delete() {
 
 #[tokio::test]
 async fn tags_and_catalog_paginate_with_link() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let (d, bytes) = push_image(&reg, "pages/img", "t0", "p").await;
     for t in ["t3", "t1", "t2", "t4"] {
         put_manifest(&reg, "pages/img", t, OCI_MANIFEST, &bytes).await;
@@ -741,7 +639,7 @@ async fn tags_and_catalog_paginate_with_link() {
 
 #[tokio::test]
 async fn blob_delete_is_immediate() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let d = push_blob(&reg, "del", b"bye").await;
     let r = client()
         .delete(reg.url(&format!("/v2/del/blobs/{d}")))
@@ -765,7 +663,7 @@ async fn blob_delete_is_immediate() {
 
 #[tokio::test]
 async fn sha512_is_supported_and_other_algorithms_are_refused() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let data = b"sha512 content";
     let d = sha512(data);
     let r = client()
@@ -793,7 +691,7 @@ async fn sha512_is_supported_and_other_algorithms_are_refused() {
 
 #[tokio::test]
 async fn digest_mismatch_is_refused_and_leaves_nothing() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let wrong = sha256(b"something else");
     let r = client()
         .post(reg.url(&format!("/v2/bad/blobs/uploads/?digest={wrong}")))
@@ -824,7 +722,7 @@ async fn digest_mismatch_is_refused_and_leaves_nothing() {
 
 #[tokio::test]
 async fn malformed_requests_get_spec_errors_and_leave_no_trace() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let d = sha256(b"x");
     let cases: Vec<(Method, String, u16, &str)> = vec![
         (
@@ -1027,7 +925,7 @@ async fn malformed_requests_get_spec_errors_and_leave_no_trace() {
 
 #[tokio::test]
 async fn chunked_upload_survives_a_registry_crash() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let data: Vec<u8> = (0..100_000u32).map(|i| (i % 253) as u8).collect();
     let loc = start_upload(&reg, "restart").await;
     let r = client()
@@ -1038,7 +936,7 @@ async fn chunked_upload_survives_a_registry_crash() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let dir = reg.kill();
-    let reg = Registry::start_in(&dir, &[]);
+    let reg = serve_in(&dir, &[]);
     let r = client().get(reg.url(&loc)).send().await.unwrap();
     assert_eq!(r.headers()["range"], "0-59999");
     let r = client()
@@ -1068,7 +966,7 @@ async fn chunked_upload_survives_a_registry_crash() {
 
 #[tokio::test]
 async fn concurrent_pushes_of_one_blob_and_one_tag_stay_consistent() {
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let data = vec![9u8; 2 * 1024 * 1024];
     let d = sha256(&data);
     let mut tasks = Vec::new();
@@ -1127,7 +1025,7 @@ async fn concurrent_pushes_of_one_blob_and_one_tag_stay_consistent() {
 async fn four_gib_push_keeps_memory_flat() {
     const SIZE: u64 = 4 << 30;
     const CHUNK: usize = 1 << 20;
-    let reg = Registry::start(&[]);
+    let reg = serve(&[]);
     let before = reg.rss_peak_kib();
     let block: Vec<u8> = (0..CHUNK).map(|i| (i * 31 % 256) as u8).collect();
     let mut hasher = Sha256::new();

@@ -1,0 +1,16 @@
+//! The registry's integration tests, one binary: the real `registry` binary
+//! on a loopback port, driven over HTTP (and raw sockets where a client
+//! would misbehave). Each test gets its own temp dir and server process,
+//! stopped by a Drop guard.
+//!
+//! Modules: `harness` (starting a registry, users, shared helpers), `api`
+//! (the distribution API, crashes, memory), `auth` (logins, tokens, rules,
+//! TLS), `ops` (GC, fsck, health, metrics, rate limits, slow clients) and
+//! `security` (the regression test of each security finding, performing
+//! the attack).
+
+mod api;
+mod auth;
+mod harness;
+mod ops;
+mod security;
