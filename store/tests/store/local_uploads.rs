@@ -8,23 +8,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use store::{Algorithm, Digest, Error, RepoName, Store, StoreConfig};
 
-fn body(parts: &[&'static [u8]]) -> impl futures::Stream<Item = std::io::Result<Bytes>> + Send {
-    futures::stream::iter(
-        parts
-            .iter()
-            .map(|p| Ok(Bytes::from_static(p)))
-            .collect::<Vec<_>>(),
-    )
-}
-
-async fn read_back(store: &Store, digest: &Digest) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut s = store.read_blob(digest, None).await.unwrap();
-    while let Some(chunk) = s.next().await {
-        out.extend_from_slice(&chunk.unwrap());
-    }
-    out
-}
+use crate::harness::{body, read_back};
 
 #[tokio::test]
 async fn chunked_upload_survives_a_failed_append_and_finishes_elsewhere() {

@@ -72,22 +72,13 @@ async fn manifest_pushes_leave_no_staging_and_crash_debris_is_swept() {
     let live = File::create(storage.join("staging/live")).unwrap();
     live.lock().unwrap();
 
-    let purged = store
-        .purge_orphans(store::now() - 3600)
-        .await
-        .unwrap();
+    let purged = store.purge_orphans(store::now() - 3600).await.unwrap();
     assert_eq!(purged, 2);
     assert_eq!(
         files_under(&storage),
         vec![blob.clone(), "staging/live".to_string()]
     );
     drop(live);
-    assert_eq!(
-        store
-            .purge_orphans(store::now() - 3600)
-            .await
-            .unwrap(),
-        1
-    );
+    assert_eq!(store.purge_orphans(store::now() - 3600).await.unwrap(), 1);
     assert_eq!(files_under(&storage), vec![blob]);
 }

@@ -1,0 +1,16 @@
+//! The store's integration tests, one binary:
+//!
+//! - `contract`: the public `Store` API, on local files + SQLite always and on
+//!   S3 + PostgreSQL when run with `--ignored` and the environment naming them
+//!   (conformance/scaleout.sh does);
+//! - `local_uploads`, `debris`: the local backend's own paths (in-place data
+//!   files, staging files, crash debris);
+//! - `tag_cache`: the per-process tag-list cache against another process's
+//!   changes;
+//! - `harness`: backends and helpers they share.
+
+mod contract;
+mod debris;
+mod harness;
+mod local_uploads;
+mod tag_cache;
