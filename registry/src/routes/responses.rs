@@ -51,21 +51,6 @@ impl IntoResponse for BlobCreated<'_> {
     }
 }
 
-/// The headers of an upload session holding `size` bytes.
-fn upload(status: StatusCode, repo: &RepoName, id: &UploadId, size: u64) -> Response {
-    response(
-        status,
-        &[
-            (
-                header::LOCATION.as_str(),
-                format!("/v2/{repo}/blobs/uploads/{id}"),
-            ),
-            (header::RANGE.as_str(), upload_range(size)),
-            (UPLOAD_UUID_HEADER, id.to_string()),
-        ],
-    )
-}
-
 /// 202: an upload session was started or took a chunk.
 pub struct UploadAccepted<'a> {
     /// The repository.
@@ -78,23 +63,28 @@ pub struct UploadAccepted<'a> {
 
 impl IntoResponse for UploadAccepted<'_> {
     fn into_response(self) -> Response {
-        upload(StatusCode::ACCEPTED, self.repo, self.id, self.size)
+        response(
+            StatusCode::ACCEPTED,
+            &[
+                (
+                    header::LOCATION.as_str(),
+                    format!("/v2/{}/blobs/uploads/{}", self.repo, self.id),
+                ),
+                (header::RANGE.as_str(), upload_range(self.size)),
+                (UPLOAD_UUID_HEADER, self.id.to_string()),
+            ],
+        )
     }
 }
 
-/// 204: where an upload session stands.
-pub struct UploadStatus<'a> {
-    /// The repository.
-    pub repo: &'a RepoName,
-    /// The session.
-    pub id: &'a UploadId,
-    /// Bytes received so far.
-    pub size: u64,
-}
+/// 204: where an upload session stands (the headers of [`UploadAccepted`]).
+pub struct UploadStatus<'a>(pub UploadAccepted<'a>);
 
 impl IntoResponse for UploadStatus<'_> {
     fn into_response(self) -> Response {
-        upload(StatusCode::NO_CONTENT, self.repo, self.id, self.size)
+        let mut r = self.0.into_response();
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        r
     }
 }
 
@@ -413,11 +403,11 @@ mod tests {
         );
         assert_eq!(headers(&r, "range"), ["0-0"]);
         assert_eq!(headers(&r, "docker-upload-uuid"), [id.to_string()]);
-        let r = UploadStatus {
+        let r = UploadStatus(UploadAccepted {
             repo: &repo,
             id: &id,
             size: 10,
-        }
+        })
         .into_response();
         assert_eq!(r.status(), StatusCode::NO_CONTENT);
         assert_eq!(headers(&r, "range"), ["0-9"]);

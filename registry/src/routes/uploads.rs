@@ -66,7 +66,7 @@ pub(super) async fn get_upload(
     id: &UploadId,
 ) -> Result<Response, ApiError> {
     let size = store.upload_offset(repo, id).await?;
-    Ok(UploadStatus { repo, id, size }.into_response())
+    Ok(UploadStatus(UploadAccepted { repo, id, size }).into_response())
 }
 
 /// The chunk's start and length from `Content-Range` and `Content-Length`, checked against each other.
