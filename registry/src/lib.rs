@@ -33,7 +33,7 @@
 //! - [`config`] is the TOML configuration; [`startup`] is the error of
 //!   loading it and starting the server.
 //!
-//! `limits`, `metrics` and `range` use no other module of the crate; `path`
+//! `conn`, `limits`, `metrics` and `range` use no other module of the crate; `path`
 //! uses only `error`; `config` only `startup`; `auth` uses `config`,
 //! `limits`, `startup`, and for `policy` `path` and `error`; `routes` uses
 //! `auth`, `path`, `range`, `error`, `limits` and `metrics`; only `server`

@@ -22,7 +22,9 @@
 //!  └── policy   one request: which (repository, action) it needs, mount
 //!               sources, and the 401/403/429 answer (HTTP and store types)
 //! ```
-//! `policy` calls the other four through [`Auth`]; they call none of it.
+//! `users` uses `limiter`; `tokens` uses `rules` (a token grants no more
+//! than the rules permit); `policy` uses the others through [`Auth`], and
+//! none of them uses `policy`.
 
 mod limiter;
 pub mod policy;
