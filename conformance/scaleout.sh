@@ -18,6 +18,11 @@
 #      one tag through all three replicas
 #   6. throughput: push and pull of a 256 MiB blob, S3+PostgreSQL replica vs
 #      a default registry (--data DIR: local files + SQLite)
+#   7. the store's contract suite (store/tests/store/contract.rs) on the same
+#      S3 server and PostgreSQL: its #[ignore]d s3_postgres cases, with their
+#      own prefix and database, run from the release build
+#      (`cargo test --release --workspace --test store -- --ignored`); fails
+#      unless every listed case ran and passed
 #
 # Results (suite report, logs, throughput.txt) in conformance/results-scaleout/.
 # Exits non-zero when any check fails. Needs root and scripts/install-deps.sh.
@@ -801,6 +806,32 @@ run_throughput() {
   sed 's/^/   /' "$RESULTS/throughput.txt"
 }
 
+# ---- 7. store contract suite -------------------------------------------------
+
+run_store_contract() {
+  local filter=contract::s3_postgres:: want got out
+  local cargo_test=(cargo test --release --workspace --test store --)
+  echo "== store contract suite on S3 (s3://$BUCKET/contract) + PostgreSQL (database strata_contract)"
+  psql_value 'CREATE DATABASE strata_contract' >/dev/null
+  # --workspace: the features of the CI build, so its test binary is reused.
+  want=$(cd "$REPO" && "${cargo_test[@]}" --ignored --list "$filter" 2>/dev/null | grep -c ': test$' || true)
+  if out=$(cd "$REPO" && STRATA_TEST_S3_URL="s3://$BUCKET/contract" \
+    STRATA_TEST_PG_URL="${DATABASE_URL%/*}/strata_contract" \
+    "${cargo_test[@]}" --ignored --test-threads=1 "$filter" 2>&1); then
+    got=$(sed -n 's/^test result: ok\. \([0-9]*\) passed.*/\1/p' <<<"$out")
+  else
+    got=failed
+  fi
+  printf '%s\n' "$out" >"$RESULTS/store-contract.txt"
+  grep -E '^test .* \.\.\. ' <<<"$out" | sed 's/^/   /' || true
+  if [ "$want" -gt 0 ] && [ "$got" = "$want" ]; then
+    echo "   ok    $got of $want contract cases passed on S3 + PostgreSQL"
+    return 0
+  fi
+  echo "   FAIL  contract cases: $want listed, result '$got' (output in $RESULTS/store-contract.txt)"
+  return 1
+}
+
 # ---- main --------------------------------------------------------------------
 
 start_postgres
@@ -813,6 +844,7 @@ failed=()
 run_conformance || { status=1; failed+=(conformance); }
 run_cross_checks || { status=1; failed+=(cross-replica); }
 run_throughput || { status=1; failed+=(throughput); }
+run_store_contract || { status=1; failed+=(store-contract); }
 
 # No replica may have logged a panic.
 if grep -l 'panicked' "$WORK"/replica-*.log >/dev/null 2>&1; then
