@@ -4,7 +4,8 @@
 //! stopped by a Drop guard.
 //!
 //! Modules: `harness` (starting a registry, users, shared helpers), `api`
-//! (the distribution API, crashes, memory), `auth` (logins, tokens, rules,
+//! (the distribution API: `api::blobs` for blobs and uploads, crashes and
+//! memory, `api::manifests` for manifests, listings and malformed requests), `auth` (logins, tokens, rules,
 //! TLS), `ops` (GC, fsck, health, metrics, rate limits, slow clients) and
 //! `security` (the regression test of each security finding, performing
 //! the attack).
