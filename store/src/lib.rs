@@ -23,6 +23,7 @@
 //!  gc      (impl Store: gc, purge_orphans, fsck) ──> meta, objects, local, layout
 //!  meta ──> manifest (ParsedManifest)
 //!  digest, names   leaf value types, used by all; Error lives here in lib.rs
+//!  fault           classifies backend errors (io, object_store, sqlx) for Error's From impls
 //! ```
 //!
 //! Nothing below `store`/`gc` calls up: `meta`, `objects`, `local`, `layout`
@@ -31,6 +32,7 @@
 
 mod cache;
 mod digest;
+pub mod fault;
 pub mod gc;
 pub(crate) mod layout;
 mod local;
@@ -41,8 +43,9 @@ pub(crate) mod objects;
 mod store;
 
 pub use digest::{Algorithm, Digest, Hasher};
+pub use fault::{Backend, Fault};
 pub use gc::{GcOptions, GcReport, Problem};
-pub use local::start_writeback;
+pub use local::{start_writeback, DiskSpace};
 pub use manifest::{Descriptor, Platform};
 pub use meta::now;
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
@@ -179,22 +182,61 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
-    /// The object store failed.
-    #[error("storage: {0}")]
-    Storage(#[from] object_store::Error),
-    /// The database failed.
-    #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    /// The object store failed; `fault` is its kind, when it is a known one.
+    #[error("storage: {source}")]
+    Storage {
+        /// What kind of failure, classified once where the error entered.
+        fault: Option<Fault>,
+        /// The backend's error.
+        source: object_store::Error,
+    },
+    /// The database failed; `fault` is its kind, when it is a known one.
+    #[error("database: {source}")]
+    Database {
+        /// What kind of failure, classified once where the error entered.
+        fault: Option<Fault>,
+        /// The backend's error.
+        source: sqlx::Error,
+    },
     /// A migration failed.
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+impl From<object_store::Error> for Error {
+    fn from(source: object_store::Error) -> Error {
+        Error::Storage {
+            fault: fault::of_storage(&source),
+            source,
+        }
+    }
+}
+
+impl From<sqlx::Error> for Error {
+    fn from(source: sqlx::Error) -> Error {
+        Error::Database {
+            fault: fault::of_database(&source),
+            source,
+        }
+    }
+}
+
 impl Error {
     pub(crate) fn from_io(e: std::io::Error) -> Error {
         match e.downcast::<object_store::Error>() {
-            Ok(e) => Error::Storage(e),
+            Ok(e) => Error::from(e),
             Err(e) => Error::BodyIncomplete { source: e },
+        }
+    }
+
+    /// Which backend failed and how, when this is a backend failure of a
+    /// known kind (see [`fault`]); `None` for everything else, including the
+    /// client's mistakes and failures of no known kind (bugs).
+    pub fn fault(&self) -> Option<(Backend, Fault)> {
+        match self {
+            Error::Storage { fault: Some(f), .. } => Some((Backend::Storage, *f)),
+            Error::Database { fault: Some(f), .. } => Some((Backend::Database, *f)),
+            _ => None,
         }
     }
 }

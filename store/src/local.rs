@@ -38,7 +38,7 @@ pub struct LockedData {
 }
 
 fn local_err(e: io::Error) -> Error {
-    Error::Storage(object_store::Error::Generic {
+    Error::from(object_store::Error::Generic {
         store: "local",
         source: Box::new(e),
     })
@@ -108,7 +108,8 @@ impl LockedData {
 
     /// Write `body` at `offset`, feeding `hasher`. Fails with `SizeMismatch`
     /// when `expected_len` is given and not met, with `BodyIncomplete` when the
-    /// body fails. Returns the file, still locked, the bytes written and the
+    /// body fails; a failed append cuts the file back to `offset`, so it holds
+    /// no bytes nobody acknowledged. Returns the file, still locked, the bytes written and the
     /// hasher. The writer thread hashes, so receiving the body, hashing it and
     /// copying it to the page cache run on two cores.
     pub async fn append<S>(
@@ -172,14 +173,27 @@ impl LockedData {
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(e) => return Err(local_err(io::Error::other(e))),
         };
-        outcome?;
-        wrote.map_err(local_err)?;
-        match expected_len {
-            Some(expected) if written != expected => Err(Error::SizeMismatch {
-                expected,
-                actual: written,
-            }),
-            _ => Ok((LockedData { file }, written, hasher)),
+        let result = outcome
+            .and(wrote.map_err(local_err))
+            .and(match expected_len {
+                Some(expected) if written != expected => Err(Error::SizeMismatch {
+                    expected,
+                    actual: written,
+                }),
+                _ => Ok(()),
+            });
+        match result {
+            Ok(()) => Ok((LockedData { file }, written, hasher)),
+            Err(e) => {
+                // A failed append leaves the file as it was: what it wrote
+                // past `offset` goes now, not when the session ends (on a
+                // full disk those bytes are what the next push needs).
+                let cut = blocking(move || file.set_len(offset)).await;
+                if let Err(cut) = cut {
+                    tracing::warn!(error = %cut, "cannot cut a failed append back");
+                }
+                Err(e)
+            }
         }
     }
 }
@@ -347,6 +361,40 @@ pub async fn sweep_partial_blobs(blobs: PathBuf) -> Result<usize> {
         Ok(swept)
     })
     .await
+}
+
+/// Space on the filesystem holding `dir`: bytes an unprivileged writer may
+/// still use (`f_bavail`), and its size.
+pub async fn disk_space(dir: PathBuf) -> Result<DiskSpace> {
+    blocking(move || {
+        let path = std::ffi::CString::new(dir.into_os_string().into_encoded_bytes())
+            .map_err(io::Error::other)?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: `path` is a NUL-terminated string that outlives the call and
+        // `st` points to writable memory the size of a statvfs; the kernel
+        // fills it, or fails and we do not read it.
+        let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: statvfs succeeded, so it initialised the whole struct.
+        let st = unsafe { st.assume_init() };
+        let block = st.f_frsize as u64;
+        Ok(DiskSpace {
+            available: st.f_bavail as u64 * block,
+            total: st.f_blocks as u64 * block,
+        })
+    })
+    .await
+}
+
+/// What [`disk_space`] measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskSpace {
+    /// Bytes an unprivileged writer may still use.
+    pub available: u64,
+    /// The filesystem's size in bytes.
+    pub total: u64,
 }
 
 /// Ask the kernel to start writing a range of `file` back without waiting

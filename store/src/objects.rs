@@ -8,6 +8,7 @@
 use std::ops::Range;
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::stream::BoxStream;
@@ -22,6 +23,25 @@ use crate::{Error, Hasher, Result};
 /// Bodies are written in parts of this size; at most `PARTS_IN_FLIGHT` are buffered.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 const PARTS_IN_FLIGHT: usize = 2;
+
+/// How S3 requests are retried: a few times, with object_store's jittered
+/// exponential backoff (100 ms doubling up to 1 s, each wait drawn at random
+/// below its bound), and none started 10 s after the first try. So a dead
+/// server fails a request within seconds (503 to the client) instead of
+/// holding it for object_store's default of 10 retries over 3 minutes. The
+/// connect (5 s) and request (30 s) timeouts stay object_store's defaults,
+/// which `AWS_CONNECT_TIMEOUT` and `AWS_TIMEOUT` override.
+fn s3_retry() -> object_store::RetryConfig {
+    object_store::RetryConfig {
+        backoff: object_store::BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            base: 2.0,
+        },
+        max_retries: 3,
+        retry_timeout: Duration::from_secs(10),
+    }
+}
 
 /// A stream of bytes read from the backend.
 pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
@@ -54,6 +74,7 @@ impl Objects {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             let s3 = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(bucket)
+                .with_retry(s3_retry())
                 .build()?;
             let prefix = prefix.trim_matches('/');
             let store: Arc<dyn ObjectStore> = if prefix.is_empty() {
@@ -99,7 +120,7 @@ impl Objects {
     pub async fn delete_if_present(&self, key: &Path) -> Result<()> {
         match self.store.delete(key).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::Storage(e)),
+            Err(e) => Err(Error::from(e)),
         }
     }
 
@@ -212,7 +233,7 @@ impl Objects {
         let mut file = match tokio::fs::File::open(&path).await {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Storage(object_store::Error::NotFound {
+                return Err(Error::from(object_store::Error::NotFound {
                     path: key.to_string(),
                     source: Box::new(e),
                 }))
@@ -286,7 +307,7 @@ impl Objects {
         .map_err(std::io::Error::other)
         .and_then(|r| r)
         .map_err(|e| {
-            Error::Storage(object_store::Error::Generic {
+            Error::from(object_store::Error::Generic {
                 store: "local",
                 source: Box::new(e),
             })
@@ -331,7 +352,7 @@ impl Objects {
             return match tokio::fs::remove_dir_all(root.join(dir.as_ref())).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(Error::Storage(object_store::Error::Generic {
+                Err(e) => Err(Error::from(object_store::Error::Generic {
                     store: "local",
                     source: Box::new(e),
                 })),

@@ -89,8 +89,12 @@ impl Meta {
             let read = pool(8).await?;
             Ok(Meta { read, write })
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            // A request waits this long for a connection: through a
+            // PostgreSQL restart (seconds), but not for a database that is
+            // down, which the caller reports as unavailable (503).
             let pool = AnyPoolOptions::new()
                 .max_connections(16)
+                .acquire_timeout(Duration::from_secs(10))
                 .connect_with(options)
                 .await?;
             POSTGRES_MIGRATIONS.run(&pool).await?;

@@ -23,6 +23,7 @@ mod uploads;
 use std::path::Path as FsPath;
 
 use crate::cache::{Hashers, ManifestBytes, TagLists};
+use crate::local::DiskSpace;
 use crate::meta::Meta;
 use crate::objects::Objects;
 use crate::{layout, Result};
@@ -101,6 +102,15 @@ impl Store {
     /// replica sharing the database gets the same value (e.g. a signing key).
     pub async fn secret(&self, name: &str, candidate: &str) -> Result<String> {
         self.meta.secret(name, candidate).await
+    }
+
+    /// Free and total bytes of the filesystem under a local store; `None` on
+    /// an object store (S3), whose space is its operator's to watch.
+    pub async fn disk_space(&self) -> Result<Option<DiskSpace>> {
+        match self.objects.local_root() {
+            Some(root) => Ok(Some(crate::local::disk_space(root.to_path_buf()).await?)),
+            None => Ok(None),
+        }
     }
 
     /// Check that the database and the object storage answer.
