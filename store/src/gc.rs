@@ -234,7 +234,7 @@ impl Store {
                     .await?;
                 self.meta.quarantine_blob(&blob.digest).await?
             } else {
-                Vec::new()
+                self.meta.blob_referrers(&blob.digest).await?
             };
             problems.push(Problem::Corrupt {
                 digest: blob.digest.clone(),

@@ -113,6 +113,15 @@ impl Meta {
         Ok(affected.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
+    /// The `(repo, manifest)` pairs whose manifests reference `digest`.
+    pub async fn blob_referrers(&self, digest: &Digest) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT repo, manifest FROM manifest_refs WHERE child = $1")
+            .bind(digest.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// Take the cluster-wide GC lock: a PostgreSQL advisory lock, held by a
     /// dedicated connection until [`GcLock::release`]. SQLite serves one node,
     /// so there the lock is always granted. `None` if another replica holds it.

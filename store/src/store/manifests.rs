@@ -124,6 +124,7 @@ impl Store {
     }
 
     /// Resolve a manifest by tag or digest; with `with_bytes`, also read its bytes.
+    /// [`Error::NameUnknown`] when the repository holds nothing at all.
     pub async fn manifest(
         &self,
         repo: &RepoName,
@@ -133,10 +134,17 @@ impl Store {
         let row = match reference {
             Reference::Tag(t) => self.meta.tagged_manifest(repo, t).await?,
             Reference::Digest(d) => self.meta.manifest(repo, d).await?,
-        }
-        .ok_or_else(|| Error::ManifestUnknown {
-            reference: reference.to_string(),
-        })?;
+        };
+        let Some(row) = row else {
+            if !self.meta.repo_exists(repo).await? {
+                return Err(Error::NameUnknown {
+                    name: repo.to_string(),
+                });
+            }
+            return Err(Error::ManifestUnknown {
+                reference: reference.to_string(),
+            });
+        };
         let bytes = if with_bytes {
             Some(self.manifest_bytes(&row.digest).await?)
         } else {
