@@ -76,6 +76,10 @@ pub struct LimitsConfig {
     pub manifest_body_budget_bytes: Option<usize>,
     /// Seconds a manifest body may take to arrive whole (default 30); then 408.
     pub manifest_body_timeout_secs: Option<u64>,
+    /// Free bytes on a local store's filesystem under which new uploads get
+    /// 507 (default: 1 GiB or 5% of the filesystem, whichever is smaller;
+    /// 0 turns it off). See [`crate::faults`].
+    pub free_space_reserve_bytes: Option<u64>,
 }
 
 impl LimitsConfig {

@@ -7,6 +7,7 @@
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use store::{Backend, Fault};
 
 /// An OCI distribution error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,6 +42,13 @@ pub enum Code {
     TooManyRequests,
     /// The service is unavailable (overloaded): retry later.
     Unavailable,
+    /// The storage (or the database) has no space left, or free space is
+    /// under the reserve: 507 (code `UNAVAILABLE`, a known one to clients).
+    StorageFull,
+    /// The storage backend cannot be reached: 503, retry later.
+    StorageUnavailable,
+    /// The database cannot be reached: 503, retry later.
+    DatabaseUnavailable,
     /// Not in the spec: an internal failure, details in the server log.
     Unknown,
 }
@@ -99,6 +107,15 @@ impl Code {
             ),
             Code::TooManyRequests => ("TOOMANYREQUESTS", S::TOO_MANY_REQUESTS, "too many requests"),
             Code::Unavailable => ("UNAVAILABLE", S::SERVICE_UNAVAILABLE, "service unavailable"),
+            Code::StorageFull => ("UNAVAILABLE", S::INSUFFICIENT_STORAGE, "storage is full"),
+            Code::StorageUnavailable => {
+                ("UNAVAILABLE", S::SERVICE_UNAVAILABLE, "storage unavailable")
+            }
+            Code::DatabaseUnavailable => (
+                "UNAVAILABLE",
+                S::SERVICE_UNAVAILABLE,
+                "database unavailable",
+            ),
             Code::Unknown => ("UNKNOWN", S::INTERNAL_SERVER_ERROR, "internal server error"),
         }
     }
@@ -182,9 +199,57 @@ pub fn body_error(code: Code, e: &std::io::Error) -> ApiError {
     error
 }
 
+/// Seconds a client is asked to wait when a backend is unavailable.
+pub const BACKEND_RETRY_AFTER_SECS: u64 = 5;
+
+/// The answer to a backend fault, logged here once with its cause (which
+/// the client never sees): 507 when there is no space, 503 with
+/// `Retry-After` when the backend is unreachable, slow or refuses us, 500
+/// when it reports corrupt data.
+fn backend_fault(backend: Backend, fault: Fault, e: &store::Error) -> ApiError {
+    let (code, log) = match (backend, fault) {
+        (_, Fault::Full) => (Code::StorageFull, "storage full: no space left for a write"),
+        (Backend::Storage, Fault::Unavailable) => (Code::StorageUnavailable, "storage unavailable"),
+        (Backend::Storage, Fault::Timeout) => {
+            (Code::StorageUnavailable, "storage unavailable: timed out")
+        }
+        (Backend::Storage, Fault::Permission) => (
+            Code::StorageUnavailable,
+            "storage unavailable: permission denied (fix the storage's permissions or credentials)",
+        ),
+        (Backend::Database, Fault::Unavailable) => {
+            (Code::DatabaseUnavailable, "database unavailable")
+        }
+        (Backend::Database, Fault::Timeout) => {
+            (Code::DatabaseUnavailable, "database unavailable: timed out")
+        }
+        (Backend::Database, Fault::Permission) => (
+            Code::DatabaseUnavailable,
+            "database unavailable: permission denied (fix the database's permissions)",
+        ),
+        (_, Fault::Corrupt) => {
+            tracing::error!(backend = backend.name(), error = %e, "backend reports corrupt data: run registry fsck");
+            return ApiError::new(Code::Unknown);
+        }
+    };
+    tracing::warn!(backend = backend.name(), fault = fault.name(), error = %e, "{log}");
+    match fault {
+        Fault::Full => ApiError::new(code).detail(match backend {
+            Backend::Storage => "no space left for the content",
+            Backend::Database => "no space left for the metadata",
+        }),
+        _ => ApiError::new(code)
+            .detail("retry later")
+            .header(header::RETRY_AFTER, BACKEND_RETRY_AFTER_SECS.to_string()),
+    }
+}
+
 impl From<store::Error> for ApiError {
     fn from(e: store::Error) -> ApiError {
         use store::Error as E;
+        if let Some((backend, fault)) = e.fault() {
+            return backend_fault(backend, fault, &e);
+        }
         let detail = e.to_string();
         let error = match &e {
             E::DigestInvalid { .. } | E::DigestUnsupported { .. } | E::DigestMismatch { .. } => {
@@ -223,6 +288,8 @@ impl IntoResponse for ApiError {
         let (code, _, message) = self.code.entry();
         let body = json!({"errors": [{"code": code, "message": message, "detail": self.detail}]});
         let mut response = (self.status, axum::Json(body)).into_response();
+        // For the middleware's counters (see crate::faults).
+        response.extensions_mut().insert(self.code);
         for (name, value) in self.headers {
             response.headers_mut().append(name, value);
         }
@@ -244,6 +311,104 @@ mod tests {
         let r = e.into_response();
         assert_eq!(r.status(), StatusCode::RANGE_NOT_SATISFIABLE);
         assert_eq!(r.headers()[header::RANGE], "0-9");
+    }
+
+    /// Status, headers and OCI error body of the answer to `e`, and the code
+    /// the middleware counts.
+    async fn answer(e: store::Error) -> (StatusCode, axum::http::HeaderMap, String, Code) {
+        let r = ApiError::from(e).into_response();
+        let (status, headers) = (r.status(), r.headers().clone());
+        let counted = *r.extensions().get::<Code>().expect("code extension");
+        let body = axum::body::to_bytes(r.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (
+            status,
+            headers,
+            String::from_utf8(body.to_vec()).unwrap(),
+            counted,
+        )
+    }
+
+    /// A loopback port nothing listens on (bound, then released).
+    fn closed_port() -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    }
+
+    #[tokio::test]
+    async fn local_enospc_and_edquot_are_507_storage_is_full() {
+        // Linux's ENOSPC and EDQUOT.
+        for errno in [28, 122] {
+            let e = store::Error::from(object_store::Error::Generic {
+                store: "local",
+                source: Box::new(std::io::Error::from_raw_os_error(errno)),
+            });
+            let (status, headers, body, counted) = answer(e).await;
+            assert_eq!(status, StatusCode::INSUFFICIENT_STORAGE, "errno {errno}");
+            assert!(body.contains(r#""message":"storage is full""#), "{body}");
+            assert!(!body.contains("os error"), "{body}");
+            assert!(!headers.contains_key(header::RETRY_AFTER));
+            assert_eq!(counted, Code::StorageFull);
+        }
+    }
+
+    #[tokio::test]
+    async fn s3_refused_connection_is_503_storage_unavailable() {
+        let port = closed_port();
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_endpoint(format!("http://127.0.0.1:{port}"))
+            .with_allow_http(true)
+            .with_bucket_name("b")
+            .with_region("us-east-1")
+            .with_access_key_id("k")
+            .with_secret_access_key("s")
+            .with_retry(object_store::RetryConfig {
+                max_retries: 0,
+                ..Default::default()
+            })
+            .build()
+            .unwrap();
+        let err = object_store::ObjectStore::head(&s3, &"blobs".into())
+            .await
+            .unwrap_err();
+        let (status, headers, body, counted) = answer(store::Error::from(err)).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(headers[header::RETRY_AFTER], "5");
+        assert!(
+            body.contains(r#""message":"storage unavailable""#),
+            "{body}"
+        );
+        assert!(
+            !body.contains("127.0.0.1") && !body.contains(&port.to_string()),
+            "{body}"
+        );
+        assert_eq!(counted, Code::StorageUnavailable);
+    }
+
+    #[tokio::test]
+    async fn postgres_pool_timeout_and_io_errors_are_503_database_unavailable() {
+        let port = closed_port();
+        let refused = sqlx::postgres::PgPoolOptions::new()
+            .acquire_timeout(std::time::Duration::from_millis(200))
+            .connect(&format!("postgres://u:p@127.0.0.1:{port}/db"))
+            .await
+            .unwrap_err();
+        let broken = sqlx::Error::Io(std::io::ErrorKind::BrokenPipe.into());
+        for e in [refused, sqlx::Error::PoolTimedOut, broken] {
+            let (status, headers, body, counted) = answer(store::Error::from(e)).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(headers[header::RETRY_AFTER], "5");
+            assert!(
+                body.contains(r#""message":"database unavailable""#),
+                "{body}"
+            );
+            assert!(
+                !body.contains("127.0.0.1") && !body.contains("pool"),
+                "{body}"
+            );
+            assert_eq!(counted, Code::DatabaseUnavailable);
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //!                  server  (router, middleware, /livez /readyz /metrics, serve loop)
 //!                 /   |   \________________________
 //!                v    v                            v
-//!            routes  conn (connection caps)    metrics, limits
+//!            routes  conn (connection caps)    metrics, limits, faults
 //!          (/v2 handlers by resource, /token)
 //!            |    \
 //!            v     v
@@ -29,14 +29,16 @@
 //!   [`auth::policy`], what one request needs;
 //! - [`path`] parses `/v2/...` paths into validated routes; [`range`] parses
 //!   `Range` and `Content-Range`;
-//! - [`error`] is the one table of OCI error codes;
+//! - [`error`] is the one table of OCI error codes, and maps the store's
+//!   backend faults onto it; [`faults`] is the low-space reserve and counts
+//!   those faults for `/metrics`;
 //! - [`config`] is the TOML configuration; [`startup`] is the error of
 //!   loading it and starting the server.
 //!
 //! `conn`, `limits`, `metrics` and `range` use no other module of the crate; `path`
 //! uses only `error`; `config` only `startup`; `auth` uses `config`,
-//! `limits`, `startup`, and for `policy` `path` and `error`; `routes` uses
-//! `auth`, `path`, `range`, `error`, `limits` and `metrics`; only `server`
+//! `limits`, `startup`, and for `policy` `path` and `error`; `faults` uses `error`; `routes` uses
+//! `auth`, `path`, `range`, `error`, `faults`, `limits` and `metrics`; only `server`
 //! uses `routes` and `conn`.
 #![deny(missing_docs)]
 
@@ -44,6 +46,7 @@ pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod faults;
 pub mod limits;
 pub mod metrics;
 pub mod path;

@@ -83,6 +83,10 @@ struct ServeArgs {
     /// TLS private key (PEM).
     #[arg(long, env = "STRATA_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Free bytes on local storage under which new uploads get 507 [default: 1 GiB or 5%
+    /// of the filesystem, whichever is smaller; 0: off].
+    #[arg(long, env = "STRATA_FREE_SPACE_RESERVE", value_name = "BYTES")]
+    free_space_reserve: Option<u64>,
     /// Log format.
     #[arg(long, env = "STRATA_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
@@ -214,6 +218,9 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(TlsConfig { cert, key });
+    }
+    if args.free_space_reserve.is_some() {
+        config.limits.free_space_reserve_bytes = args.free_space_reserve;
     }
     Ok(config)
 }

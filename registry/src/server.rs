@@ -43,9 +43,15 @@ pub fn app(state: Arc<AppState>) -> Router {
 }
 
 /// Ready means the database and the storage answer. Anonymous, so the
-/// answer is only `ok` or `not ready`; the cause goes to the log.
+/// answer is only `ok` (`ok: low space, ...` while free space is under the
+/// reserve, see [`crate::faults`]) or `not ready`; the cause goes to the log.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     match state.store.ping().await {
+        // Still ready: pulls work and uploads in flight finish; a load
+        // balancer that took the only replica out would stop those too.
+        Ok(()) if state.faults.low_space(&state.store).await => {
+            (StatusCode::OK, "ok: low space, new uploads are refused\n").into_response()
+        }
         Ok(()) => (StatusCode::OK, "ok\n").into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
@@ -82,9 +88,10 @@ async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Respon
     if state.metrics.storage_refresh_due(STORAGE_REFRESH) {
         tokio::spawn(refresh_storage_gauge(state.clone()));
     }
+    state.faults.low_space(&state.store).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        state.metrics.render() + &state.faults.render(),
     )
         .into_response()
 }
@@ -155,6 +162,9 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
         "docker-distribution-api-version",
         HeaderValue::from_static("registry/2.0"),
     );
+    if let Some(code) = response.extensions().get::<crate::error::Code>() {
+        state.faults.count(*code);
+    }
     let status = response.status().as_u16();
     let bytes_out = content_length(response.headers());
     let elapsed = started.elapsed();
@@ -199,6 +209,7 @@ pub async fn state(config: &Config) -> Result<AppState> {
             .map(|rate| crate::limits::RateLimiter::new(rate, config.limits.burst.unwrap_or(rate))),
         manifest_budget: crate::limits::ByteBudget::new(config.limits.manifest_body_budget()),
         manifest_body_timeout: config.limits.manifest_body_timeout(),
+        faults: crate::faults::Faults::new(config.limits.free_space_reserve_bytes),
     })
 }
 

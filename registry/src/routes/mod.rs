@@ -60,6 +60,8 @@ pub struct AppState {
     pub manifest_budget: crate::limits::ByteBudget,
     /// How long a manifest body may take to arrive whole.
     pub manifest_body_timeout: std::time::Duration,
+    /// The low-space reserve and the fault counters.
+    pub faults: crate::faults::Faults,
 }
 
 /// A `/v2/...` path parsed into a [`Route`] (or the error to answer), kept
@@ -140,7 +142,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         }
         Route::Blob(repo, d) if *m == Method::DELETE => blobs::delete_blob(store, &repo, &d).await,
         Route::Uploads(repo) if *m == Method::POST => {
-            uploads::post_upload(store, &access, &repo, &query, h, body).await
+            uploads::post_upload(store, &state.faults, &access, &repo, &query, h, body).await
         }
         Route::Upload(repo, id) if *m == Method::GET => {
             uploads::get_upload(store, &repo, &id).await

@@ -10,6 +10,7 @@ use super::request::{body_stream, content_length, has_body, header_str, Query};
 use super::responses::{BlobCreated, UploadAccepted, UploadStatus};
 use crate::auth::policy::Access;
 use crate::error::{ApiError, Code};
+use crate::faults::Faults;
 use crate::range;
 
 /// `POST .../blobs/uploads/`: a mount, a monolithic push, or a new session.
@@ -20,8 +21,11 @@ use crate::range;
 /// caller may read, or a `from` it may not read or that lacks the blob) the
 /// answer is a plain new session (202), the same in every case, so a mount
 /// never tells whether a digest is stored where the caller cannot look.
+/// A push or a new session, which will take space, is refused with 507 while
+/// free space is under the reserve ([`Faults::admit_upload`]); a mount takes none.
 pub(super) async fn post_upload(
     store: &Store,
+    faults: &Faults,
     access: &Access,
     repo: &RepoName,
     query: &Query,
@@ -41,6 +45,7 @@ pub(super) async fn post_upload(
         }
     } else if let Some(d) = query.get("digest") {
         let digest: Digest = d.parse()?;
+        faults.admit_upload(store).await?;
         store
             .put_blob(repo, &digest, content_length(h)?, body_stream(body))
             .await?;
@@ -50,6 +55,7 @@ pub(super) async fn post_upload(
         }
         .into_response());
     }
+    faults.admit_upload(store).await?;
     let id = store.start_upload(repo).await?;
     Ok(UploadAccepted {
         repo,
