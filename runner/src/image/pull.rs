@@ -63,6 +63,13 @@ pub enum Error {
         /// diff_ids in the config.
         diff_ids: usize,
     },
+    /// The state root's filesystem is full; what the pull had written of the
+    /// layer is removed, so freeing space is all a retry needs.
+    #[error("no space left on device under {}: free space and pull again", root.display())]
+    NoSpace {
+        /// The state root.
+        root: std::path::PathBuf,
+    },
 }
 
 /// Result alias for this module.
@@ -291,11 +298,60 @@ fn download_layers(
     }
 }
 
+/// [`download_and_unpack`], and on a full disk [`Error::NoSpace`]: the
+/// partial download goes too (kept otherwise, to resume an interrupted pull,
+/// but its bytes are what the next pull needs), as the unpack in progress does.
+fn fetch_layer(
+    root: &Root,
+    store: &ImageStore,
+    client: &Client,
+    digest: &Digest,
+    diff_id: &Digest,
+    done: &AtomicU64,
+) -> Result<()> {
+    match download_and_unpack(root, store, client, digest, diff_id, done) {
+        Err(e) if no_space(&e) => {
+            let _ = std::fs::remove_file(root.partial_download(digest));
+            Err(Error::NoSpace {
+                root: root.dir().to_path_buf(),
+            })
+        }
+        fetched => fetched,
+    }
+}
+
+/// Whether `e`, or anything it wraps, is a write that found no space left
+/// (ENOSPC, EDQUOT), in the runner's own I/O or in the store's.
+fn no_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) {
+                return true;
+            }
+            if let Some(inner) = io.get_ref() {
+                cause = Some(inner);
+                continue;
+            }
+        }
+        if let Some(e) = c.downcast_ref::<store::Error>() {
+            if matches!(e.fault(), Some((_, store::Fault::Full))) {
+                return true;
+            }
+        }
+        cause = c.source();
+    }
+    false
+}
+
 /// Downloads one layer into the store and unpacks it on the way: the bytes go
 /// to the download file and, through a bounded queue, to an unpacker thread.
 /// The unpacked layer is moved into place only once the download verified
 /// against `digest` (and the unpack against `diff_id`).
-fn fetch_layer(
+fn download_and_unpack(
     root: &Root,
     store: &ImageStore,
     client: &Client,
@@ -365,5 +421,32 @@ impl std::io::Read for QueueReader {
         buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::no_space;
+    use std::io;
+
+    #[test]
+    fn a_full_disk_is_found_through_wrappers() {
+        let enospc = io::Error::from_raw_os_error(28);
+        assert!(no_space(&enospc));
+        assert!(
+            no_space(&io::Error::other(enospc)),
+            "wrapped by a worker thread"
+        );
+        let quota = io::Error::from(io::ErrorKind::QuotaExceeded);
+        let unpack = crate::image::unpack::Error::Io {
+            layer: "sha256:0000000000000000000000000000000000000000000000000000000000000000"
+                .parse()
+                .unwrap(),
+            action: "write",
+            path: "x".into(),
+            source: quota,
+        };
+        assert!(no_space(&unpack));
+        assert!(!no_space(&io::Error::from(io::ErrorKind::PermissionDenied)));
     }
 }
