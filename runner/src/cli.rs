@@ -7,11 +7,12 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::container::RunOptions;
+use crate::image::client::Settings;
 use crate::spec::Network;
 
 /// Pull OCI images, unpack each layer once, and run them isolated.
 #[derive(Debug, Parser)]
-#[command(name = "runner", version)]
+#[command(name = "runner", version = crate::VERSION)]
 pub struct Cli {
     /// Where the runner keeps images, layers and container state.
     #[arg(long, global = true, env = "STRATA_RUNNER_ROOT", default_value = crate::paths::DEFAULT_ROOT)]
@@ -19,6 +20,10 @@ pub struct Cli {
     /// Registry host (HOST[:PORT]) to reach over plain HTTP. Loopback hosts always are.
     #[arg(long = "insecure-registry", global = true)]
     pub insecure_registries: Vec<String>,
+    /// Directory of `HOST[:PORT]/ca.crt` files trusted for registries' TLS,
+    /// instead of /etc/strata/certs.d and /etc/docker/certs.d.
+    #[arg(long, global = true, env = "STRATA_CERTS_DIR")]
+    pub certs_dir: Option<PathBuf>,
     /// The command.
     #[command(subcommand)]
     pub command: Command,
@@ -45,6 +50,15 @@ pub enum Command {
     Run(RunArgs),
     /// Write an OCI runtime bundle (config.json + rootfs) for an image.
     Bundle(BundleArgs),
+    /// Show the state root, kernel features and registries logged in to.
+    Info,
+}
+
+impl Command {
+    /// Whether the command needs root (it unpacks, mounts or owns root's files).
+    pub fn needs_root(&self) -> bool {
+        !matches!(self, Command::Info)
+    }
 }
 
 /// `runner pull`.
@@ -197,6 +211,16 @@ pub struct BundleArgs {
     /// Command and arguments (default: the image's Entrypoint + Cmd).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+impl Cli {
+    /// How registries are reached, from the global flags.
+    pub fn registry_settings(&self) -> Settings {
+        Settings {
+            insecure_registries: self.insecure_registries.clone(),
+            certs_dir: self.certs_dir.clone(),
+        }
+    }
 }
 
 impl From<&ContainerArgs> for RunOptions {

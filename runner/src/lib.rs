@@ -6,8 +6,9 @@
 //! Modules, and which may call which (arrows point down only; a module uses
 //! nothing not drawn below it). `[name]` marks a part to come, at its place:
 //! ```text
-//! main.rs (bin)  -> cli, container, image, paths   thin glue; anyhow only here
-//! cli            -> container (RunOptions), spec, paths   clap structs -> library types
+//! main.rs (bin)  -> cli, container, image, info, paths   thin glue; anyhow only here
+//! info           -> cgroup, image::auth, paths   `runner info`: host features, logins
+//! cli            -> container (RunOptions), spec, paths, image::client (Settings)   clap structs -> library types
 //! [build/]       -> container, image, paths   the Dockerfile builder: FROM through
 //!                   image::pull, each RUN in a container, layers and the image
 //!                   written through image::store
@@ -49,9 +50,18 @@ pub mod cli;
 pub mod container;
 pub mod fsutil;
 pub mod image;
+pub mod info;
 pub mod paths;
 pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
 #[allow(unsafe_code)]
 mod sys;
+
+/// The runner's version and the git commit it was built from (`build.rs`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STRATA_GIT_COMMIT"),
+    ")"
+);

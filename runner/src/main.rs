@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
+use nix::sys::signal::{SigSet, Signal};
 
 use runner::cli::{Cli, Command};
 use runner::container::{self, RunOptions, RunResult};
@@ -22,14 +23,44 @@ use runner::paths::Root;
 fn pull_options(cli: &Cli, platform: Option<&str>) -> Result<PullOptions> {
     Ok(PullOptions {
         platform: platform.map(|p| p.parse::<Platform>()).transpose()?,
-        insecure_registries: cli.insecure_registries.clone(),
+        registries: cli.registry_settings(),
     })
 }
 
+/// Makes Ctrl-C (SIGINT) end the process with "runner: interrupted" and
+/// status 130. Call before any thread starts: every thread inherits the
+/// blocked signal, and one thread waits for it. Not for `run`, whose
+/// container must not inherit a blocked SIGINT.
+fn exit_on_interrupt() -> Result<()> {
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGINT);
+    set.thread_block().context("blocking SIGINT")?;
+    std::thread::spawn(move || {
+        if set.wait().is_ok() {
+            // Unpacks in progress are removed by the next command (their lock dies with us).
+            eprintln!("runner: interrupted");
+            std::process::exit(130);
+        }
+    });
+    Ok(())
+}
+
 fn run(cli: &Cli) -> Result<i32> {
+    if matches!(cli.command, Command::Pull(_) | Command::Bundle(_)) {
+        exit_on_interrupt()?;
+    }
+    if cli.command.needs_root() && !nix::unistd::geteuid().is_root() {
+        bail!("needs root (or use --userns / rootless mode when available)");
+    }
+    if let Command::Info = cli.command {
+        print!("{}", runner::info::gather(&cli.root));
+        return Ok(0);
+    }
     let root = Root::prepare(&cli.root)?;
     state::clean_stale(&root).context("cleaning up after an earlier crash")?;
+    let abandoned = layers::remove_abandoned_unpacks(&root);
     match &cli.command {
+        Command::Info => unreachable!("handled above"),
         Command::Pull(args) => {
             let reference: Reference = args.image.parse()?;
             let options = pull_options(cli, args.platform.as_deref())?;
@@ -70,7 +101,7 @@ fn run(cli: &Cli) -> Result<i32> {
             }
             let layers = layers::remove_unused_layers(&root, &keep)?;
             let blobs = store.remove_unused_blobs()?;
-            println!("removed {layers} layers and {blobs} blobs");
+            println!("removed {layers} layers, {blobs} blobs and {abandoned} interrupted unpacks");
         }
         Command::Login(args) => {
             let password = match (&args.password, args.password_stdin) {
@@ -87,9 +118,7 @@ fn run(cli: &Cli) -> Result<i32> {
                 password,
             };
             let probe: Reference = format!("{}/library/probe", args.server).parse()?;
-            Client::new(&probe, &cli.insecure_registries, Some(creds.clone()))
-                .check_login()
-                .context("login refused")?;
+            Client::new(&probe, &cli.registry_settings(), Some(creds.clone()))?.check_login()?;
             let mut auth = AuthFile::load(&root.auth_file())?;
             auth.set(&args.server, &creds);
             auth.save(&root.auth_file())?;

@@ -402,12 +402,22 @@ impl Cgroup {
     /// The cgroup for container `name`, under the hierarchy mounted at `mount`
     /// (normally `/sys/fs/cgroup`): v2 if it is a unified mount, else v1.
     pub fn for_container(mount: &Path, name: &str) -> Result<Cgroup> {
+        match Cgroup::version(mount) {
+            Some(2) => Ok(Cgroup::V2(V2::new(mount, name))),
+            Some(_) => Ok(Cgroup::V1(V1::new(mount, name))),
+            None => Err(Error::NoHierarchy(mount.to_owned())),
+        }
+    }
+
+    /// The cgroup version mounted at `mount`: 2 for a unified mount, 1 for a
+    /// v1 (or hybrid) one with a memory controller, `None` for neither.
+    pub fn version(mount: &Path) -> Option<u8> {
         if mount.join("cgroup.controllers").exists() {
-            Ok(Cgroup::V2(V2::new(mount, name)))
+            Some(2)
         } else if mount.join("memory").join("cgroup.procs").exists() {
-            Ok(Cgroup::V1(V1::new(mount, name)))
+            Some(1)
         } else {
-            Err(Error::NoHierarchy(mount.to_owned()))
+            None
         }
     }
 

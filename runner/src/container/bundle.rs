@@ -18,8 +18,8 @@ use crate::spec::{self, ContainerSpec, Network};
 /// Errors writing a bundle.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The bundle directory already has a rootfs or config.
-    #[error("{0} already exists; choose an empty bundle directory")]
+    /// The bundle directory already has a rootfs or config not written by `runner bundle`.
+    #[error("{0} already exists and was not written by `runner bundle`; choose an empty bundle directory")]
     NotEmpty(PathBuf),
     /// Filesystem failure.
     #[error("bundle {action} {path}: {source}")]
@@ -45,7 +45,14 @@ pub enum Error {
 /// Result alias for this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Writes the bundle for `spec` from image `record` into `dir`.
+/// The file naming a bundle directory as written by `runner bundle` (it
+/// holds the image reference): a second `bundle` into the same directory
+/// replaces the rootfs and config.json next to it; without it, both are
+/// someone else's and are never touched.
+pub const MARKER: &str = ".strata-bundle";
+
+/// Writes the bundle for `spec` from image `record` into `dir`, replacing
+/// an earlier bundle written there (see [`MARKER`]).
 pub fn write_bundle(
     store: &ImageStore,
     record: &ImageRecord,
@@ -54,11 +61,7 @@ pub fn write_bundle(
 ) -> Result<()> {
     let rootfs = dir.join("rootfs");
     let config_path = dir.join("config.json");
-    for p in [&rootfs, &config_path] {
-        if p.exists() {
-            return Err(Error::NotEmpty(p.clone()));
-        }
-    }
+    let marker = dir.join(MARKER);
     let io_err = |action, path: &Path| {
         let path = path.to_owned();
         move |source| Error::Io {
@@ -67,7 +70,23 @@ pub fn write_bundle(
             source,
         }
     };
+    if marker.is_file() {
+        // Our own earlier output (complete or interrupted): replace it.
+        if rootfs.exists() {
+            fs::remove_dir_all(&rootfs).map_err(io_err("remove", &rootfs))?;
+        }
+        if config_path.exists() {
+            fs::remove_file(&config_path).map_err(io_err("remove", &config_path))?;
+        }
+    }
+    for p in [&rootfs, &config_path] {
+        if fs::symlink_metadata(p).is_ok() {
+            return Err(Error::NotEmpty(p.clone()));
+        }
+    }
     fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    // Written first, so that an interrupted bundle is recognised as ours too.
+    fs::write(&marker, format!("{}\n", record.reference)).map_err(io_err("write", &marker))?;
     // 0700: the image's set-uid-root files and device nodes land in it, and
     // the bundle may sit where every local user can walk (runc runs as root).
     // With --userns only the container's root may enter.

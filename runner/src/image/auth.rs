@@ -28,6 +28,15 @@ pub enum Error {
 /// Result alias for this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else
+/// `$HOME/.docker/config.json`), read after `runner login`'s own file.
+pub fn docker_config_file() -> Option<PathBuf> {
+    std::env::var_os("DOCKER_CONFIG")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")))
+        .map(|dir| dir.join("config.json"))
+}
+
 /// Username and password for one registry.
 #[derive(Debug, Clone)]
 pub struct Credentials {
@@ -92,6 +101,15 @@ impl AuthFile {
             username: u.to_owned(),
             password: p.to_owned(),
         })
+    }
+
+    /// The registries this file holds credentials for (names only).
+    pub fn hosts(&self) -> Vec<String> {
+        self.auths
+            .iter()
+            .filter(|(_, e)| e.auth.is_some())
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
     /// Stores credentials for `host`.

@@ -5,22 +5,29 @@
 //! Unpacking ([`super::unpack`]) goes into a private temp dir that is renamed
 //! into place only when complete and verified; a concurrent unpack of the
 //! same layer loses the rename race harmlessly. Any failure removes the temp
-//! dir.
+//! dir; one an interrupted runner left behind is removed by the next command
+//! ([`remove_abandoned_unpacks`]). An unpack in progress holds an exclusive
+//! `flock` on its directory, which dies with its process: a directory whose
+//! lock can be taken has no owner left. The directory is created under a
+//! hidden name and renamed to `unpack-*` only once locked, so no cleaner
+//! sees it unlocked.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::image::digest::Digest;
 use crate::image::store::ImageStore;
 use crate::image::unpack::{unpack_into, Error, Result, Whiteouts};
 use crate::paths::Root;
 
-/// Removes a temp dir on drop unless disarmed.
-struct TempDir(Option<PathBuf>);
+/// Removes a temp dir on drop unless disarmed; holds its lock until then.
+struct TempDir(Option<PathBuf>, Option<Flock<File>>);
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -28,6 +35,36 @@ impl Drop for TempDir {
             let _ = fs::remove_dir_all(p);
         }
     }
+}
+
+/// Locks directory `dir` exclusively without waiting; `None` if another
+/// process holds it (or it cannot be opened).
+fn try_lock_dir(dir: &Path) -> Option<Flock<File>> {
+    let file = File::open(dir).ok()?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).ok()
+}
+
+/// Removes the `tmp/unpack-*` directories of unpacks whose runner is gone
+/// (interrupted or killed), and returns how many. Unpacks in progress are
+/// locked and kept.
+pub fn remove_abandoned_unpacks(root: &Root) -> usize {
+    let Ok(entries) = fs::read_dir(root.tmp_dir()) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_unpack = entry.file_name().to_string_lossy().starts_with("unpack-");
+        if !is_unpack || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if let Some(_lock) = try_lock_dir(&path) {
+            if fs::remove_dir_all(&path).is_ok() {
+                removed += 1;
+            }
+        }
+    }
+    removed
 }
 
 static UNPACK_SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -43,12 +80,14 @@ pub struct Unpacked {
 /// Unpacks the layer stream `blob` (compressed or not) into a temporary
 /// directory, verifying it against `diff_id`.
 pub fn unpack_layer(root: &Root, blob: impl Read, diff_id: &Digest) -> Result<Unpacked> {
-    let tmp = root.tmp_dir().join(format!(
+    let name = format!(
         "unpack-{}-{}-{}",
         diff_id.hex(),
         std::process::id(),
         UNPACK_SEQ.fetch_add(1, Ordering::Relaxed)
-    ));
+    );
+    let hidden = root.tmp_dir().join(format!(".{name}"));
+    let tmp = root.tmp_dir().join(name);
     let io_err = |action, path: &Path| {
         let path = path.to_owned();
         move |source| Error::Io {
@@ -58,8 +97,14 @@ pub fn unpack_layer(root: &Root, blob: impl Read, diff_id: &Digest) -> Result<Un
             source,
         }
     };
-    fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
-    let guard = TempDir(Some(tmp.clone()));
+    fs::create_dir_all(&hidden).map_err(io_err("create", &hidden))?;
+    let mut guard = TempDir(Some(hidden.clone()), None);
+    let lock = File::open(&hidden)
+        .and_then(|f| Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e)))
+        .map_err(io_err("lock", &hidden))?;
+    guard.1 = Some(lock);
+    fs::rename(&hidden, &tmp).map_err(io_err("rename", &hidden))?;
+    guard.0 = Some(tmp.clone());
     fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).map_err(io_err("chmod", &tmp))?;
     unpack_into(blob, &tmp, diff_id, Whiteouts::Overlay)?;
     Ok(Unpacked {

@@ -3,7 +3,6 @@
 //! each layer while it downloads, and record the image in the local store.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
@@ -44,12 +43,22 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// No index entry matches the wanted platform.
-    #[error("{reference} has no image for platform {platform} (it has: {available})")]
+    #[error("no matching manifest for {platform} in the manifest list entries of {reference} (it has: {available})")]
     NoMatchingPlatform {
         /// The image.
         reference: String,
         /// Wanted platform.
         platform: Platform,
+        /// Platforms present.
+        available: String,
+    },
+    /// A single-platform image is for another platform than the wanted one.
+    #[error("{reference} is a single-platform image for {available}, not {platform}")]
+    WrongPlatform {
+        /// The image.
+        reference: String,
+        /// Wanted platform.
+        platform: String,
         /// Platforms present.
         available: String,
     },
@@ -80,8 +89,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub struct PullOptions {
     /// Platform to resolve an index to; the host's by default.
     pub platform: Option<Platform>,
-    /// Registry hosts to reach over plain HTTP.
-    pub insecure_registries: Vec<String>,
+    /// How registries are reached (plain-HTTP hosts, trusted CAs).
+    pub registries: client::Settings,
 }
 
 /// Credentials for `host`: `runner login`'s file first, then Docker's config.
@@ -89,11 +98,8 @@ pub fn credentials_for(root: &Root, host: &str) -> Result<Option<Credentials>> {
     if let Some(c) = AuthFile::load(&root.auth_file())?.get(host) {
         return Ok(Some(c));
     }
-    let docker = std::env::var_os("DOCKER_CONFIG")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker")));
-    match docker {
-        Some(dir) => Ok(AuthFile::load(&dir.join("config.json"))?.get(host)),
+    match auth::docker_config_file() {
+        Some(file) => Ok(AuthFile::load(&file)?.get(host)),
         None => Ok(None),
     }
 }
@@ -156,7 +162,7 @@ pub fn pull(
     options: &PullOptions,
 ) -> Result<ImageRecord> {
     let creds = credentials_for(root, &reference.registry)?;
-    let client = Client::new(reference, &options.insecure_registries, creds);
+    let client = Client::new(reference, &options.registries, creds)?;
     let platform = options.platform.clone().unwrap_or_else(Platform::host);
     let mut fetched = client.get_manifest(&reference.reference_str())?;
     if is_index(&fetched.media_type, &fetched.bytes) {
@@ -178,15 +184,29 @@ pub fn pull(
         fetched = client.get_manifest(&chosen.digest.to_string())?;
     }
     let manifest: Manifest = parse(&fetched.bytes, "manifest", reference)?;
-    if !store.has_blob(&manifest.config.digest)? {
-        let bytes = client.get_small_blob(&manifest.config.digest)?;
-        store.put_blob_bytes(&manifest.config.digest, &bytes)?;
+    let stored = store.has_blob(&manifest.config.digest)?;
+    let config_bytes = if stored {
+        store.read_blob(&manifest.config.digest)?
+    } else {
+        client.get_small_blob(&manifest.config.digest)?
+    };
+    let config: ImageConfig = parse(&config_bytes, "config", reference)?;
+    let image_platform = Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: None,
+    };
+    // Nothing of an image for another platform is stored.
+    if !config.os.is_empty() && !platform.matches(&image_platform) {
+        return Err(Error::WrongPlatform {
+            reference: reference.to_string(),
+            platform: platform.to_string(),
+            available: image_platform.to_string(),
+        });
     }
-    let config: ImageConfig = parse(
-        &store.read_blob(&manifest.config.digest)?,
-        "config",
-        reference,
-    )?;
+    if !stored {
+        store.put_blob_bytes(&manifest.config.digest, &config_bytes)?;
+    }
     if config.rootfs.diff_ids.len() != manifest.layers.len() {
         return Err(Error::LayerCountMismatch {
             reference: reference.to_string(),
@@ -210,11 +230,7 @@ pub fn pull(
         config: manifest.config.digest,
         layers: manifest.layers,
         diff_ids: config.rootfs.diff_ids.clone(),
-        platform: Platform {
-            os: config.os.clone(),
-            architecture: config.architecture.clone(),
-            variant: None,
-        },
+        platform: image_platform,
         image_config: config,
     })
 }

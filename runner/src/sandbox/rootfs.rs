@@ -93,9 +93,19 @@ pub(super) fn mount_volumes(spec: &ContainerSpec, rootfs: &Path) -> Result<(), C
 }
 
 /// Binds `<state>/etc/*` (hostname, hosts, resolv.conf) over the image's
-/// `/etc`, when the image has an `/etc`.
+/// `/etc`, creating `/etc` (0755, in the container's upper layer) when the
+/// image has none, as Docker does. An `/etc` that is not a directory is left
+/// alone.
 pub(super) fn mount_etc_files(state_dir: &Path, rootfs: &Path) -> Result<(), ChildError> {
     let etc = secure_join(rootfs, Path::new("/etc")).ctx(|| "resolve /etc".into())?;
+    if fs::symlink_metadata(&etc).is_err() {
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&etc)
+            .ctx(|| "create /etc".into())?;
+    }
     if !etc.is_dir() {
         return Ok(());
     }

@@ -30,6 +30,20 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::launch(tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// Stops this registry and starts another (on a new port) serving the
+    /// same data with `args` added, e.g. `--htpasswd FILE` or the TLS flags:
+    /// images are pushed in plain HTTP without auth first.
+    pub fn restart_with(mut self, args: &[&std::ffi::OsStr]) -> Registry {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let data = std::mem::replace(&mut self._data, tempfile::tempdir().unwrap());
+        Registry::launch(data, args)
+    }
+
+    fn launch(data: tempfile::TempDir, args: &[&std::ffi::OsStr]) -> Registry {
         let bin = std::env::var("STRATA_REGISTRY_BIN").expect(
             "STRATA_REGISTRY_BIN must point at the registry binary (`registry serve --listen ADDR --data DIR`)",
         );
@@ -39,13 +53,13 @@ impl Registry {
         );
         let base = 20000 + (std::process::id() % 20000) as u16;
         for attempt in 0..20u16 {
-            let data = tempfile::tempdir().unwrap();
             let seq = NEXT_PORT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let port = base.wrapping_add(seq * 7 + attempt * 131) % 40000 + 20000;
             let addr = format!("127.0.0.1:{port}");
             let mut child = Command::new(&bin)
                 .args(["serve", "--listen", &addr, "--data"])
                 .arg(data.path())
+                .args(args)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()
@@ -55,12 +69,7 @@ impl Registry {
                 if child.try_wait().unwrap().is_some() {
                     break; // port taken or startup failure: try another port
                 }
-                if ureq::get(&format!("http://{addr}/v2/")).call().is_ok()
-                    || matches!(
-                        ureq::get(&format!("http://{addr}/v2/")).call(),
-                        Err(ureq::Error::Status(..))
-                    )
-                {
+                if answers(&addr) {
                     return Registry {
                         child,
                         addr,
@@ -74,6 +83,17 @@ impl Registry {
         }
         panic!("registry did not start");
     }
+}
+
+/// Whether a server at `addr` answers a plain HTTP request with anything: an
+/// HTTP registry answers it, a TLS one answers with an alert or a 400.
+fn answers(addr: &str) -> bool {
+    let Ok(mut conn) = std::net::TcpStream::connect(addr) else {
+        return false;
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut byte = [0u8; 1];
+    conn.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n").is_ok() && matches!(conn.read(&mut byte), Ok(1))
 }
 
 pub static NEXT_PORT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);

@@ -7,6 +7,7 @@
 //! by Drop guards, so a failing test cleans up too.
 //!
 //! Modules: `harness` (shared set-up), `lifecycle`, `isolation`, `images`,
+//! `usability` (errors, TLS, interruptions: what a new user meets),
 //! and the security regression tests, one per attack: `security_container`
 //! (what a hostile image or container process tries) and `security_host`
 //! (what a hostile local user or host misconfiguration allows).
@@ -17,3 +18,4 @@ mod isolation;
 mod lifecycle;
 mod security_container;
 mod security_host;
+mod usability;
