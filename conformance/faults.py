@@ -266,7 +266,8 @@ def case_reserve(work):
         fail("b-post-refused", f"strata_storage_full_total {refused:g} did not count the refusals")
     lines = reg.log_lines(r"below the reserve")
     if not lines:
-        fail("b-log", f"no log line says free space is below the reserve; last lines: {reg.log_tail(3)}")
+        fail("b-log", "no log line says free space is below the reserve; last lines: "
+                      f"{reg.log_tail(3)}")
     else:
         ok("b-log", lines[-1][:160])
 

@@ -10,6 +10,8 @@
 #                to the release registry binary for the runner's tests)
 #   conformance  conformance/run.sh: the OCI conformance suite, three passes (full, strict, auth)
 #   scaleout     conformance/scaleout.sh: 3 replicas on S3 + PostgreSQL, suite via proxy
+#   faults       conformance/faults.py: full disk and low space (tmpfs), S3 and PostgreSQL
+#                outages, a full runner root: honest answers (507/503), nothing half-kept
 #   crash        conformance/crash.py: kill -9 under push load, pushes survive
 #   load         conformance/load.py: 200 clients, no 5xx, RSS under 300 MiB;
 #                conformance/slowloris.py: 17,000 stalled sockets, /livez and a pull answer within 1 s
@@ -33,7 +35,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance scaleout crash load interop docs fuzz)
+ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop docs fuzz)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -45,6 +47,7 @@ stage_cmd() {
     unit) cargo test --release --workspace ;;
     conformance) bash conformance/run.sh ;;
     scaleout) bash conformance/scaleout.sh ;;
+    faults) python3 conformance/faults.py ;;
     crash) python3 conformance/crash.py ;;
     load) python3 conformance/load.py && python3 conformance/slowloris.py ;;
     interop) bash conformance/interop.sh ;;
