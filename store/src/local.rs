@@ -379,10 +379,10 @@ pub async fn disk_space(dir: PathBuf) -> Result<DiskSpace> {
         }
         // SAFETY: statvfs succeeded, so it initialised the whole struct.
         let st = unsafe { st.assume_init() };
-        let block = st.f_frsize as u64;
+        let block = st.f_frsize;
         Ok(DiskSpace {
-            available: st.f_bavail as u64 * block,
-            total: st.f_blocks as u64 * block,
+            available: st.f_bavail * block,
+            total: st.f_blocks * block,
         })
     })
     .await
