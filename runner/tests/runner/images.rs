@@ -258,7 +258,7 @@ fn pull_resolves_an_index_to_the_host_platform_and_verifies_digests() {
     assert_eq!(w.ok(&["run", &w.image("multi"), "cat", "/arch"]), "amd64");
     let out = w.runner(&["pull", "--platform", "linux/s390x", &w.image("multi")]);
     assert!(
-        stderr(&out).contains("no image for platform linux/s390x"),
+        stderr(&out).contains("no matching manifest for linux/s390x"),
         "{}",
         stderr(&out)
     );

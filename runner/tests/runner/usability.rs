@@ -479,15 +479,28 @@ fn version_names_the_commit_and_info_the_host() {
     let w = World::new();
     let version = w.ok(&["--version"]);
     assert!(version.starts_with("runner 0."), "{version}");
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| stdout(&o).trim().to_owned())
-        .unwrap_or_else(|| "unknown".to_owned());
-    assert!(version.contains(&format!("(commit {commit})")), "{version}");
+    // The commit the binary was built from: this checkout's HEAD or one
+    // before it (others may commit between the build and this test).
+    let commit = version
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("no commit in {version}"));
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if git(&["rev-parse", "--git-dir"]) {
+        assert!(
+            git(&["merge-base", "--is-ancestor", commit, "HEAD"]),
+            "{commit} is not a commit of this checkout"
+        );
+    } else {
+        assert_eq!(commit, "unknown");
+    }
     let info = w
         .cmd(&["info"])
         .env("DOCKER_CONFIG", w.dir.path())
