@@ -279,6 +279,32 @@ pub fn put_manifest(
     sha256(body)
 }
 
+/// An image's config (given `rootfs` for `layers`; linux/amd64 unless it
+/// names its own architecture) and its OCI image manifest, as bytes.
+pub fn image_documents(layers: &[&Layer], config: serde_json::Value) -> (Vec<u8>, Vec<u8>) {
+    let mut config = config;
+    if config["architecture"].is_null() {
+        config["architecture"] = "amd64".into();
+    }
+    config["os"] = "linux".into();
+    config["rootfs"] = serde_json::json!({
+        "type": "layers",
+        "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
+    });
+    let config_bytes = serde_json::to_vec(&config).unwrap();
+    let descs: Vec<serde_json::Value> = layers
+        .iter()
+        .map(|l| serde_json::json!({"mediaType": l.media_type, "digest": sha256(&l.blob), "size": l.blob.len()}))
+        .collect();
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config_bytes), "size": config_bytes.len()},
+        "layers": descs,
+    });
+    (config_bytes, serde_json::to_vec(&manifest).unwrap())
+}
+
 /// Pushes an image and returns the manifest bytes' digest.
 pub fn push_image(
     reg: &Registry,
@@ -287,35 +313,17 @@ pub fn push_image(
     layers: &[&Layer],
     config: serde_json::Value,
 ) -> String {
-    let mut config = config;
-    config["architecture"] = "amd64".into();
-    config["os"] = "linux".into();
-    config["rootfs"] = serde_json::json!({
-        "type": "layers",
-        "diff_ids": layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
-    });
-    let config_bytes = serde_json::to_vec(&config).unwrap();
-    let config_digest = put_blob(reg, repo, &config_bytes);
-    let mut descs = Vec::new();
+    let (config_bytes, manifest) = image_documents(layers, config);
+    put_blob(reg, repo, &config_bytes);
     for l in layers {
-        let d = put_blob(reg, repo, &l.blob);
-        descs.push(
-            serde_json::json!({"mediaType": l.media_type, "digest": d, "size": l.blob.len()}),
-        );
+        put_blob(reg, repo, &l.blob);
     }
-    let manifest = serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
-        "layers": descs,
-    });
-    let body = serde_json::to_vec(&manifest).unwrap();
     put_manifest(
         reg,
         repo,
         tag,
         "application/vnd.oci.image.manifest.v1+json",
-        &body,
+        &manifest,
     )
 }
 

@@ -24,28 +24,13 @@ fn one_line_error(out: &std::process::Output) -> String {
     err
 }
 
-/// Pushes `layer` with a config for `arch` under `repo:tag`; returns (manifest digest, size).
+/// Pushes a busybox image for `arch` under `repo:tag`; returns its manifest's (digest, size).
 fn push_for_arch(w: &World, repo: &str, tag: &str, arch: &str) -> (String, usize) {
     let l = busybox_layer(Compression::Gzip, vec![]);
     let mut config = default_config();
-    config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": [l.diff_id]});
     config["architecture"] = arch.into();
-    config["os"] = "linux".into();
-    let config_bytes = serde_json::to_vec(&config).unwrap();
-    let config_digest = put_blob(&w.reg, repo, &config_bytes);
-    let layer_digest = put_blob(&w.reg, repo, &l.blob);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config_bytes.len()},
-        "layers": [{"mediaType": l.media_type, "digest": layer_digest, "size": l.blob.len()}],
-    }))
-    .unwrap();
-    let media = "application/vnd.oci.image.manifest.v1+json";
-    (
-        put_manifest(&w.reg, repo, tag, media, &manifest),
-        manifest.len(),
-    )
+    let (_, manifest) = image_documents(&[&l], config.clone());
+    (push_image(&w.reg, repo, tag, &[&l], config), manifest.len())
 }
 
 #[test]
@@ -319,20 +304,9 @@ fn not_root_is_told_so() {
 fn stalling_registry(layer: &Layer) -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let mut config = default_config();
-    config["architecture"] = "amd64".into();
-    config["os"] = "linux".into();
-    config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": [layer.diff_id]});
-    let config = serde_json::to_vec(&config).unwrap();
+    let (config, manifest) = image_documents(&[layer], default_config());
     let config_digest = sha256(&config);
     let layer_digest = sha256(&layer.blob);
-    let manifest = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": layer.media_type, "digest": layer_digest, "size": layer.blob.len()}],
-    }))
-    .unwrap();
     let blob = layer.blob.clone();
     std::thread::spawn(move || {
         for conn in listener.incoming() {
