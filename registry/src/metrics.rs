@@ -11,6 +11,10 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+/// Log lines the log writer dropped (a full queue or a dead log reader).
+/// Process-wide, as the log writer is; see [`crate::log`].
+pub static LOG_LINES_DROPPED: AtomicU64 = AtomicU64::new(0);
+
 /// How old the cached stored-bytes gauge may get before a scrape refreshes it.
 pub const STORAGE_REFRESH: Duration = Duration::from_secs(60);
 
@@ -123,7 +127,7 @@ impl Metrics {
         let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "strata_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "strata_request_duration_seconds_count {count}");
-        let gauges: [(&str, &str, &str, i128); 6] = [
+        let gauges: [(&str, &str, &str, i128); 7] = [
             (
                 "strata_bytes_received_total",
                 "counter",
@@ -159,6 +163,12 @@ impl Metrics {
                 "counter",
                 "Bytes freed by garbage collection.",
                 self.gc_bytes_freed.load(Ordering::Relaxed) as i128,
+            ),
+            (
+                "strata_log_lines_dropped_total",
+                "counter",
+                "Log lines dropped because the log reader was gone or too slow.",
+                LOG_LINES_DROPPED.load(Ordering::Relaxed) as i128,
             ),
         ];
         for (name, kind, help, value) in gauges {

@@ -6,6 +6,7 @@
 //! ready` (the cause goes to the log). `/metrics` takes a login when auth is
 //! on, unless `[auth] metrics_anonymous = true`.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -237,6 +238,9 @@ async fn gc_schedule(state: Arc<AppState>, config: Config, interval: Duration) {
 
 /// Serve until SIGINT or SIGTERM, then finish in-flight requests (up to 30 s).
 pub async fn serve(config: Config) -> Result<()> {
+    // The port first: a taken one must not leave a new data directory behind.
+    let listener = listen(config.listen).map_err(|e| Error::bind(config.listen, e))?;
+    let addr = listener.local_addr().map_err(Error::Listen)?;
     let state = Arc::new(state(&config).await?);
     // Staging debris from a crash is of no use to anyone: clear it now.
     let cutoff = store::now() - config.gc.grace_secs as i64;
@@ -259,16 +263,18 @@ pub async fn serve(config: Config) -> Result<()> {
     let limits = ConnLimits::new(total, per_client, reserved);
     let handle = axum_server::Handle::new();
     let shutdown = handle.clone();
+    // The handlers are installed here, before the address line is printed:
+    // a SIGTERM right after start-up must stop the server, not kill it.
+    let signals = Signals::install().map_err(Error::Serve)?;
     tokio::spawn(async move {
-        shutdown_signal().await;
+        signals.recv().await;
         shutdown.graceful_shutdown(Some(Duration::from_secs(30)));
     });
-    let listener = listen(config.listen).map_err(Error::Listen)?;
-    let addr = listener.local_addr().map_err(Error::Listen)?;
     tracing::info!(%addr, tls = config.tls.is_some(), "registry listening");
     // One machine-readable line on stdout, so scripts and tests that ask for
     // port 0 learn the real address without racing for a port.
-    println!("listening on {addr}");
+    // Written, not printed: a closed stdout must not stop the server.
+    let _ = writeln!(std::io::stdout(), "listening on {addr}");
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match &config.tls {
         Some(tls) => {
@@ -320,12 +326,27 @@ fn limit_slow_clients(
         .header_read_timeout(header_timeout);
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("install SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, listened for from the moment they are installed.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
     }
-    tracing::info!("shutting down");
+
+    /// Wait for either.
+    async fn recv(mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+        }
+        tracing::info!("shutting down");
+    }
 }
