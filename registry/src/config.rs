@@ -257,6 +257,18 @@ impl Config {
         })
     }
 
+    /// For maintenance commands (`gc`, `fsck`): the data directory must
+    /// exist when the store keeps anything in it (storage or database left
+    /// to their defaults), so a typo is refused instead of creating it.
+    pub fn require_data_dir(&self) -> Result<(), Error> {
+        if (self.storage.is_none() || self.database.is_none()) && !self.data.is_dir() {
+            return Err(Error::NoDataDir {
+                path: self.data.clone(),
+            });
+        }
+        Ok(())
+    }
+
     /// The store settings this configuration implies.
     pub fn store(&self) -> StoreConfig {
         let mut store = StoreConfig::local(&self.data);

@@ -17,6 +17,8 @@
 //!            |               |          |
 //!            v               v          v
 //!                      store::Store (facade)
+//!
+//!   log (lossy stderr writer) --> config, metrics      htpasswd (the command)
 //! ```
 //! Arrows point at what a module may use; nothing points back up. In words:
 //!
@@ -33,9 +35,12 @@
 //!   backend faults onto it; [`faults`] is the low-space reserve and counts
 //!   those faults for `/metrics`;
 //! - [`config`] is the TOML configuration; [`startup`] is the error of
-//!   loading it and starting the server.
+//!   loading it and starting the server;
+//! - [`log`] installs the subscriber whose lines never block serving (the
+//!   binary calls it); [`htpasswd`] is the `registry htpasswd` command.
 //!
-//! `conn`, `limits`, `metrics` and `range` use no other module of the crate; `path`
+//! `conn`, `htpasswd`, `limits`, `metrics` and `range` use no other module
+//! of the crate; `log` uses `config` and `metrics`; `path`
 //! uses only `error`; `config` only `startup`; `auth` uses `config`,
 //! `limits`, `startup`, and for `policy` `path` and `error`; `faults` uses `error`; `routes` uses
 //! `auth`, `path`, `range`, `error`, `faults`, `limits` and `metrics`; only `server`
@@ -47,7 +52,9 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod faults;
+pub mod htpasswd;
 pub mod limits;
+pub mod log;
 pub mod metrics;
 pub mod path;
 pub mod range;

@@ -1,6 +1,6 @@
 //! The `registry` binary: command-line parsing and nothing else.
 
-use std::io::Read;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -8,11 +8,22 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use registry::config::{AuthConfig, Config, LogFormat, TlsConfig};
 
+/// `registry --version`: the version and the git commit it was built from.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STRATA_GIT_COMMIT"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(name = "registry", version, about = "Strata: a private OCI registry")]
+#[command(name = "registry", version = VERSION, about = "Strata: a private OCI registry")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format [default: text, or the config's log_format]; colours only on a terminal.
+    #[arg(long, global = true, env = "STRATA_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
 }
 
 #[derive(Subcommand)]
@@ -36,7 +47,8 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
-    /// Add or replace a user in an htpasswd file (bcrypt); the password is read from stdin.
+    /// Add or replace a user in an htpasswd file (bcrypt). At a terminal the
+    /// password is prompted for twice, without echo; otherwise it is read from stdin.
     Htpasswd {
         /// The htpasswd file (created if missing).
         file: PathBuf,
@@ -87,57 +99,48 @@ struct ServeArgs {
     /// of the filesystem, whichever is smaller; 0: off].
     #[arg(long, env = "STRATA_FREE_SPACE_RESERVE", value_name = "BYTES")]
     free_space_reserve: Option<u64>,
-    /// Log format.
-    #[arg(long, env = "STRATA_LOG_FORMAT", value_enum)]
-    log_format: Option<LogFormat>,
-}
-
-fn init_logging(format: LogFormat) {
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("STRATA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
 }
 
 fn main() -> ExitCode {
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("registry: {e:#}");
+            // Written, not printed: a closed stderr must not turn into a panic.
+            let _ = writeln!(std::io::stderr(), "registry: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
+    let format = cli.log_format;
     match cli.command {
         Command::Serve(args) => {
-            let config = serve_config(args)?;
-            init_logging(config.log_format);
+            let config = serve_config(args, format)?;
+            let _flush = registry::log::init(config.log_format);
             Ok(tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))?)
         }
-        Command::Htpasswd { file, user } => htpasswd(&file, &user),
+        Command::Htpasswd { file, user } => Ok(registry::htpasswd::run(&file, &user)?),
         Command::Gc { store, dry_run } => {
-            let config = store_config(store)?;
-            init_logging(config.log_format);
+            let config = store_config(store, format)?;
+            config.require_data_dir()?;
+            let _flush = registry::log::init(config.log_format);
             tokio::runtime::Runtime::new()?.block_on(gc(config, dry_run))
         }
         Command::Fsck { store, repair } => {
-            let config = store_config(store)?;
-            init_logging(config.log_format);
+            let config = store_config(store, format)?;
+            config.require_data_dir()?;
+            let _flush = registry::log::init(config.log_format);
             tokio::runtime::Runtime::new()?.block_on(fsck(config, repair))
         }
     }
 }
 
-fn store_config(args: StoreArgs) -> anyhow::Result<Config> {
+fn store_config(args: StoreArgs, log_format: Option<LogFormat>) -> anyhow::Result<Config> {
     let mut config = Config::load(args.config.as_deref())?;
+    if let Some(format) = log_format {
+        config.log_format = format;
+    }
     if let Some(v) = args.data {
         config.data = v;
     }
@@ -204,17 +207,14 @@ async fn fsck(config: Config, repair: bool) -> anyhow::Result<()> {
     }
 }
 
-fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
-    let mut config = store_config(args.store)?;
+fn serve_config(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Result<Config> {
+    let mut config = store_config(args.store, log_format)?;
     if let Some(v) = args.listen {
         config.listen = v;
     }
     config.allow_sparse |= args.allow_sparse;
     if let Some(file) = args.htpasswd {
         config.auth.get_or_insert_with(AuthConfig::default).htpasswd = Some(file);
-    }
-    if let Some(format) = args.log_format {
-        config.log_format = format;
     }
     if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
         config.tls = Some(TlsConfig { cert, key });
@@ -223,28 +223,4 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
         config.limits.free_space_reserve_bytes = args.free_space_reserve;
     }
     Ok(config)
-}
-
-fn htpasswd(file: &std::path::Path, user: &str) -> anyhow::Result<()> {
-    if user.is_empty() || user.contains(':') {
-        anyhow::bail!("user names must be non-empty and free of ':'");
-    }
-    let mut password = String::new();
-    std::io::stdin().read_to_string(&mut password)?;
-    let password = password.trim_end_matches(['\n', '\r']);
-    if password.is_empty() {
-        anyhow::bail!("empty password on stdin");
-    }
-    let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST)?;
-    let existing = std::fs::read_to_string(file).unwrap_or_default();
-    let mut lines: Vec<String> = existing
-        .lines()
-        .filter(|l| l.split(':').next() != Some(user))
-        .map(str::to_owned)
-        .collect();
-    lines.push(format!("{user}:{hash}"));
-    let tmp = file.with_extension("tmp");
-    std::fs::write(&tmp, lines.join("\n") + "\n")?;
-    std::fs::rename(&tmp, file)?;
-    Ok(())
 }

@@ -59,6 +59,33 @@ pub enum Error {
     /// The listening socket cannot be bound or set up.
     #[error(transparent)]
     Listen(std::io::Error),
+    /// Another process listens on the address already.
+    #[error(
+        "{addr} is already in use: another process listens there; stop it or pass --listen ADDR"
+    )]
+    InUse {
+        /// The address.
+        addr: std::net::SocketAddr,
+    },
+    /// The address cannot be bound (not local, not permitted, ...).
+    #[error("cannot listen on {addr}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A maintenance command was pointed at a data directory that does not
+    /// exist (a typo would otherwise create an empty registry).
+    #[error(
+        "data directory {} does not exist; pass --data DIR of an existing registry",
+        shown(path)
+    )]
+    NoDataDir {
+        /// The directory, as given.
+        path: PathBuf,
+    },
     /// The TLS certificate or key cannot be loaded.
     #[error("cannot load TLS certificate or key")]
     Tls(#[source] std::io::Error),
@@ -67,5 +94,51 @@ pub enum Error {
     Serve(std::io::Error),
 }
 
+impl Error {
+    /// The error of binding `addr`: [`Error::InUse`] when it is taken.
+    pub fn bind(addr: std::net::SocketAddr, source: std::io::Error) -> Error {
+        if source.kind() == std::io::ErrorKind::AddrInUse {
+            Error::InUse { addr }
+        } else {
+            Error::Bind { addr, source }
+        }
+    }
+}
+
+/// A relative path as `./path`, so it reads as one.
+fn shown(path: &std::path::Path) -> String {
+    if path.is_relative() && !path.starts_with(".") && !path.starts_with("..") {
+        format!("./{}", path.display())
+    } else {
+        path.display().to_string()
+    }
+}
+
 /// A result whose error is [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_dir_errors_show_relative_paths_as_such() {
+        let e = Error::NoDataDir {
+            path: "typo".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "data directory ./typo does not exist; pass --data DIR of an existing registry"
+        );
+        assert!(Error::NoDataDir {
+            path: "/srv/x".into()
+        }
+        .to_string()
+        .contains(" /srv/x "));
+        assert!(Error::NoDataDir {
+            path: "../x".into()
+        }
+        .to_string()
+        .contains(" ../x "));
+    }
+}
