@@ -9,6 +9,9 @@
 //! gets the same 503. Held connections are still bounded in time by the
 //! header-read and body-idle timeouts, so slow clients (slowloris) cycle
 //! through at most their share of the cap.
+//!
+//! On a TLS listener a connection whose first byte is not a TLS handshake
+//! gets a plain-HTTP `400` saying the port speaks HTTPS, then is closed.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -180,6 +183,10 @@ impl<S: Send + 'static> Accept<TcpStream, S> for CapAcceptor {
             stream.set_nodelay(true)?;
             let ip = stream.peer_addr()?.ip();
             if let Some(permit) = limits.admit(ip) {
+                if !plain && !speaks_tls(&stream).await {
+                    refuse_plain_http(stream).await;
+                    return Err(io::Error::other("plain HTTP on the TLS port"));
+                }
                 return Ok((
                     Capped {
                         stream,
@@ -221,6 +228,59 @@ async fn refuse(limits: &ConnLimits, mut stream: TcpStream) {
             drop(drain);
         });
     }
+}
+
+/// How long a new connection to the TLS port may take to send its first byte.
+const FIRST_BYTE: Duration = Duration::from_secs(10);
+
+/// Whether a connection to the TLS port starts with a TLS handshake record
+/// (0x16). A client that sends nothing in time is left to the handshake
+/// timeout.
+async fn speaks_tls(stream: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(FIRST_BYTE, stream.peek(&mut first)).await {
+        Ok(Ok(1)) => first[0] == 0x16,
+        _ => true,
+    }
+}
+
+/// Answer plain HTTP on the TLS port with a plain `400` saying so, then close.
+async fn refuse_plain_http(mut stream: TcpStream) {
+    let mut head = [0u8; 4096];
+    let n = tokio::time::timeout(RESERVED_READ, read_head(&mut stream, &mut head))
+        .await
+        .map_or(0, |r| r.unwrap_or(0));
+    let local = stream
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let answer = plain_http_answer(&head[..n], &local);
+    let _ = tokio::io::AsyncWriteExt::write_all(&mut stream, answer.as_bytes()).await;
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+}
+
+/// The `400` for plain HTTP on the TLS port, naming the URL to use: the
+/// request's `Host` when it looks like a host name, else the local address.
+fn plain_http_answer(head: &[u8], local: &str) -> String {
+    let host = String::from_utf8_lossy(head)
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("host"))
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|h| {
+            !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c))
+        })
+        .unwrap_or_else(|| local.to_owned());
+    let message = format!("this port speaks HTTPS: use https://{host}");
+    let body = serde_json::json!({"errors": [{"code": "UNSUPPORTED", "message": message, "detail": null}]})
+        .to_string();
+    format!(
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
 }
 
 /// Read until the end of the request head, the buffer is full, or EOF.
@@ -276,6 +336,20 @@ mod tests {
         assert!(!is_livez(b"GET /livezz HTTP/1.1\r\n"));
         assert!(!is_livez(b"GET /v2/ HTTP/1.1\r\n"));
         assert!(!is_livez(b"POST /livez HTTP/1.1\r\n"));
+    }
+
+    #[test]
+    fn plain_http_on_the_tls_port_is_told_the_https_url() {
+        let answer = plain_http_answer(
+            b"GET /v2/ HTTP/1.1\r\nhost: reg.example:5000\r\n\r\n",
+            "127.0.0.1:5000",
+        );
+        assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+        assert!(answer.contains("this port speaks HTTPS: use https://reg.example:5000"));
+        let odd = plain_http_answer(b"GET / HTTP/1.1\r\nHost: a\"b\r\n\r\n", "127.0.0.1:5000");
+        assert!(odd.contains("use https://127.0.0.1:5000\""), "{odd}");
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
     }
 
     #[test]
