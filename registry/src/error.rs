@@ -127,6 +127,7 @@ pub struct ApiError {
     code: Code,
     status: StatusCode,
     detail: Option<String>,
+    message: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
 }
 
@@ -137,6 +138,7 @@ impl ApiError {
             code,
             status: code.entry().1,
             detail: None,
+            message: None,
             headers: Vec::new(),
         }
     }
@@ -144,6 +146,13 @@ impl ApiError {
     /// Override the status.
     pub fn status(mut self, status: StatusCode) -> ApiError {
         self.status = status;
+        self
+    }
+
+    /// Replace the code's standard message: clients such as `docker login`
+    /// show only `code: message`.
+    pub fn message(mut self, message: impl Into<String>) -> ApiError {
+        self.message = Some(message.into());
         self
     }
 
@@ -286,6 +295,7 @@ impl From<store::Error> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, _, message) = self.code.entry();
+        let message = self.message.as_deref().unwrap_or(message);
         let body = json!({"errors": [{"code": code, "message": message, "detail": self.detail}]});
         let mut response = (self.status, axum::Json(body)).into_response();
         // For the middleware's counters (see crate::faults).

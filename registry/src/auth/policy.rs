@@ -135,10 +135,20 @@ pub async fn authorize(
                 (true, NARROW_TOKEN) => Some("insufficient_scope"),
                 (true, _) => Some("invalid_token"),
             };
-            ApiError::new(Code::Unauthorized).detail(reason).header(
-                header::WWW_AUTHENTICATE,
-                auth.challenge(req.host, tls, scope_with(source).as_deref(), error),
-            )
+            // With credentials sent, say what was wrong with them in the
+            // message too: `docker login` shows only the message.
+            let message = if req.sent_credentials {
+                reason
+            } else {
+                "authentication required"
+            };
+            ApiError::new(Code::Unauthorized)
+                .message(message)
+                .detail(reason)
+                .header(
+                    header::WWW_AUTHENTICATE,
+                    auth.challenge(req.host, tls, scope_with(source).as_deref(), error),
+                )
         }
     };
     let refuse = |r: Refusal| refuse_with(r, mount_source(req));

@@ -68,6 +68,7 @@ async fn issue_token(state: &AppState, request: Request) -> Result<Response, Api
         .map_err(|r| match r {
             Refusal::Throttled { retry_after } => throttled(retry_after),
             _ => ApiError::new(Code::Unauthorized)
+                .message("invalid username or password")
                 .detail("invalid username or password")
                 .header(header::WWW_AUTHENTICATE, "Basic realm=\"strata\""),
         })?;
