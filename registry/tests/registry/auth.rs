@@ -1,5 +1,6 @@
 //! Authentication, access control and TLS, against the real `registry` binary.
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -385,9 +386,35 @@ async fn tampered_foreign_and_expired_tokens_are_rejected() {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 }
 
+/// A wrong password says so in the error's message, which is all `docker
+/// login` shows (`unauthorized: invalid username or password`).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_password_is_named_in_the_error_message() {
+    let reg = with_rules();
+    let message = |r: reqwest::Response| async move {
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let v: Value = r.json().await.unwrap();
+        v["errors"][0]["message"].as_str().unwrap().to_owned()
+    };
+    let r = Client::new().get(reg.url("/v2/")).send().await.unwrap();
+    assert_eq!(message(r).await, "authentication required");
+    for path in [
+        "/v2/",
+        "/token?service=strata&scope=repository:team/app:pull",
+    ] {
+        let r = Client::new()
+            .get(reg.url(path))
+            .basic_auth("alice", Some("not-her-password"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(message(r).await, "invalid username or password", "{path}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn secrets_never_reach_the_log() {
-    let reg = with_rules();
+    let mut reg = with_rules();
     let t = token(
         &reg,
         Some(("alice", "alice-pw")),
@@ -406,6 +433,7 @@ async fn secrets_never_reach_the_log() {
         .send()
         .await
         .unwrap();
+    assert!(reg.terminate().success());
     let log = reg.log();
     assert!(
         log.contains("/v2/team/app/tags/list"),
@@ -524,4 +552,17 @@ async fn https_with_a_throwaway_ca() {
     assert_eq!(r.status(), StatusCode::CREATED);
     // A client that does not trust the CA refuses the connection.
     assert!(Client::new().get(reg.url("/v2/")).send().await.is_err());
+    // Plain HTTP to the TLS port gets a plain 400 naming the https:// URL.
+    let mut conn = std::net::TcpStream::connect(reg.addr).unwrap();
+    write!(conn, "GET /v2/ HTTP/1.1\r\nHost: {}\r\n\r\n", reg.addr).unwrap();
+    conn.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+    let wanted = format!("this port speaks HTTPS: use https://{}", reg.addr);
+    assert!(answer.contains(&wanted), "{answer}");
+    // And the port still speaks TLS.
+    let r = client.get(reg.url("/v2/")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
 }

@@ -60,6 +60,31 @@ impl Launch {
         self
     }
 
+    /// Start with stderr closed (through `sh`: `exec 2>&-`).
+    pub fn close_stderr(self) -> Launch {
+        let mut command = Command::new("sh");
+        command
+            .args(["-c", "exec 2>&-; exec \"$0\" \"$@\""])
+            .arg(self.command.get_program())
+            .args(self.command.get_args());
+        if let Some(dir) = self.command.get_current_dir() {
+            command.current_dir(dir);
+        }
+        for (name, value) in self.command.get_envs() {
+            match value {
+                Some(v) => command.env(name, v),
+                None => command.env_remove(name),
+            };
+        }
+        Launch { command, ..self }
+    }
+
+    /// Set an environment variable.
+    pub fn env(mut self, name: &str, value: &str) -> Launch {
+        self.command.env(name, value);
+        self
+    }
+
     /// Send the log to `<dir>/log` (read it with [`Registry::log`]).
     pub fn log_file(self) -> Launch {
         let file = std::fs::File::create(self.dir.join("log")).unwrap();
@@ -131,7 +156,8 @@ impl Registry {
         format!("{}{path}", self.base)
     }
 
-    /// What it logged to `<dir>/log` (see [`Launch::log_file`]).
+    /// What it logged to `<dir>/log` (see [`Launch::log_file`]); complete
+    /// once it stopped ([`Registry::terminate`]).
     pub fn log(&self) -> String {
         let mut s = String::new();
         std::fs::File::open(self.dir.join("log"))
@@ -139,6 +165,29 @@ impl Registry {
             .read_to_string(&mut s)
             .unwrap();
         s
+    }
+
+    /// Close our end of a piped stderr (see [`Launch::stderr`]): the
+    /// registry's log reader is gone.
+    pub fn close_stderr_pipe(&mut self) {
+        drop(self.child.stderr.take().expect("stderr was piped"));
+    }
+
+    /// Stop with SIGTERM and wait for the exit (a minute at most: a
+    /// registry that ignores SIGTERM fails the test rather than hanging it).
+    /// The log is complete afterwards (lines are written by a thread of
+    /// their own, flushed at exit).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("the registry did not stop within a minute of SIGTERM");
     }
 
     /// Stop with SIGKILL, what a crash looks like, and keep the directory:

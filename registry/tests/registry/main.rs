@@ -6,12 +6,14 @@
 //! Modules: `harness` (starting a registry, users, shared helpers), `api`
 //! (the distribution API: `api::blobs` for blobs and uploads, crashes and
 //! memory, `api::manifests` for manifests, listings and malformed requests), `auth` (logins, tokens, rules,
-//! TLS), `ops` (GC, fsck, health, metrics, rate limits, slow clients) and
+//! TLS), `cli` (the command line: log pipes, SIGTERM, data dirs, the
+//! htpasswd prompt, log formats, `--version`), `ops` (GC, fsck, health, metrics, rate limits, slow clients) and
 //! `security` (the regression test of each security finding, performing
 //! the attack).
 
 mod api;
 mod auth;
+mod cli;
 mod harness;
 mod ops;
 mod security;

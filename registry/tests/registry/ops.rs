@@ -254,6 +254,40 @@ async fn fsck_finds_corruption_and_repair_quarantines_it() {
     verify_image(&reg, "fs", "v1", &image).await;
 }
 
+/// A corrupt layer is listed with the manifest that references it, with
+/// and without `--repair` (the docs promise both).
+#[tokio::test(flavor = "multi_thread")]
+async fn fsck_names_the_manifests_a_corrupt_layer_breaks_with_and_without_repair() {
+    let (dir, data) = setup("");
+    let reg = serve(dir.path());
+    let image = push_image(&reg, "broken/app", "v1", "rot").await;
+    let m: serde_json::Value = Client::new()
+        .get(reg.url(&format!("/v2/broken/app/manifests/{image}")))
+        .header(header::ACCEPT, OCI_MANIFEST)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let layer = m["layers"][0]["digest"].as_str().unwrap().to_owned();
+    drop(reg);
+    std::fs::write(blob_file(&data, &layer), b"rotten").unwrap();
+    for args in [&["fsck"][..], &["fsck", "--repair"]] {
+        let out = registry_cmd(dir.path(), args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(
+            text.contains(&format!("corrupt: {layer}")),
+            "{args:?}: {text}"
+        );
+        assert!(
+            text.contains(&format!("  affects manifest broken/app@{image}")),
+            "{args:?}: {text}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn startup_clears_staging_debris_and_health_endpoints_answer() {
     let (dir, data) = setup("");
@@ -309,7 +343,7 @@ async fn rate_limited_clients_get_429_with_retry_after_and_logs_can_be_json() {
         "[limits]\nrate_per_second = 1\nburst = 5",
     );
     let log = dir.path().join("log");
-    let reg = serve_logging(
+    let mut reg = serve_logging(
         dir.path(),
         "info",
         std::fs::File::create(&log).unwrap().into(),
@@ -326,7 +360,7 @@ async fn rate_limited_clients_get_429_with_retry_after_and_logs_can_be_json() {
     }
     assert_eq!(&statuses[..5], &[200; 5]);
     assert!(statuses[5..].contains(&429), "{statuses:?}");
-    drop(reg);
+    assert!(reg.terminate().success());
     let logged = std::fs::read_to_string(&log).unwrap();
     let request_line = logged
         .lines()

@@ -308,6 +308,17 @@ async fn tags_and_catalog_paginate_with_link() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "NAME_UNKNOWN");
+    // A manifest of a repository that holds nothing: NAME_UNKNOWN, by tag
+    // or digest; once the repository holds a blob, MANIFEST_UNKNOWN.
+    let absent = sha256(b"no such manifest");
+    for reference in ["latest", absent.as_str()] {
+        let url = reg.url(&format!("/v2/nothing/here/manifests/{reference}"));
+        let r = client().get(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert_eq!(error_code(r).await, "NAME_UNKNOWN", "GET {reference}");
+        let r = client().head(&url).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "HEAD {reference}");
+    }
     for repo in ["c", "a", "b"] {
         push_blob(&reg, repo, b"x").await;
     }
@@ -333,6 +344,13 @@ async fn tags_and_catalog_paginate_with_link() {
         r.json::<Value>().await.unwrap()["repositories"],
         json!(["c", "pages/img"])
     );
+    push_blob(&reg, "only/blobs", b"a blob, no manifest").await;
+    let r = client()
+        .get(reg.url("/v2/only/blobs/manifests/latest"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await, "MANIFEST_UNKNOWN");
 }
 
 #[tokio::test]
