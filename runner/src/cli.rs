@@ -55,9 +55,14 @@ pub enum Command {
 }
 
 impl Command {
-    /// Whether the command needs root (it unpacks, mounts or owns root's files).
+    /// Whether the command needs root: it unpacks layers (keeping their
+    /// owners), mounts, or removes what those made. The others need only a
+    /// state root they can use.
     pub fn needs_root(&self) -> bool {
-        !matches!(self, Command::Info)
+        matches!(
+            self,
+            Command::Pull(_) | Command::Run(_) | Command::Bundle(_) | Command::Prune
+        )
     }
 }
 

@@ -18,7 +18,7 @@ use runner::image::oci::Platform;
 use runner::image::pull::{self, PullOptions};
 use runner::image::reference::Reference;
 use runner::image::store::{with_store, ImageStore};
-use runner::paths::Root;
+use runner::paths::{self, Root};
 
 fn pull_options(cli: &Cli, platform: Option<&str>) -> Result<PullOptions> {
     Ok(PullOptions {
@@ -45,18 +45,40 @@ fn exit_on_interrupt() -> Result<()> {
     Ok(())
 }
 
+/// Whether `e` or one of its causes is a refused permission (EACCES, EPERM).
+fn denied(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
+}
+
 fn run(cli: &Cli) -> Result<i32> {
     if matches!(cli.command, Command::Pull(_) | Command::Bundle(_)) {
         exit_on_interrupt()?;
     }
-    if cli.command.needs_root() && !nix::unistd::geteuid().is_root() {
-        bail!("needs root (or use --userns / rootless mode when available)");
+    const NEEDS_ROOT: &str = "needs root (or use --userns / rootless mode when available)";
+    let is_root = nix::unistd::geteuid().is_root();
+    if cli.command.needs_root() && !is_root {
+        bail!(NEEDS_ROOT);
     }
     if let Command::Info = cli.command {
         print!("{}", runner::info::gather(&cli.root));
         return Ok(0);
     }
-    let root = Root::prepare(&cli.root)?;
+    let root = match Root::prepare(&cli.root) {
+        // A root made by root (the default one is): say so rather than EACCES or chown.
+        Err(e) if !is_root && (denied(&e) || matches!(e, paths::Error::Owner { owner: 0, .. })) => {
+            bail!(NEEDS_ROOT)
+        }
+        other => other?,
+    };
     state::clean_stale(&root).context("cleaning up after an earlier crash")?;
     let abandoned = layers::remove_abandoned_unpacks(&root);
     match &cli.command {

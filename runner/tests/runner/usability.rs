@@ -286,10 +286,12 @@ fn a_tls_registry_is_pulled_with_its_ca_in_the_certs_dir() {
 fn not_root_is_told_so() {
     let w = World::new();
     let image = w.push_busybox("app", vec![]);
+    w.ok(&["images"]); // the state root exists, root's and private
     for args in [
         vec!["pull", &image],
         vec!["run", &image, "true"],
         vec!["prune"],
+        vec!["images"],
     ] {
         let out = w.cmd(&args).uid(65534).gid(65534).output().unwrap();
         assert_eq!(
