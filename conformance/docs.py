@@ -117,10 +117,19 @@ def session_script(blocks):
         "set -euo pipefail",
         "__block() { printf '\\n@@docs-test block %s\\n' \"$1\"; }",
         # wait_url URL PID: until URL answers (any status below 500) or PID dies.
+        # __free_url URL: nothing may answer there yet, or the test would talk to it.
+        "__free_url() {",
+        "  if curl -s -o /dev/null --max-time 2 \"$1\"; then",
+        "    echo \"something already answers at $1: stop it, the docs start their own server there\" >&2; return 1",
+        "  fi",
+        "}",
         "__wait_url() {",
         f"  for _ in $(seq 1 {BACKGROUND_WAIT_SECS * 2}); do",
         "    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \"$1\" || true)",
-        "    if [ \"${code:-000}\" != 000 ] && [ \"$code\" -lt 500 ]; then return 0; fi",
+        "    if [ \"${code:-000}\" != 000 ] && [ \"$code\" -lt 500 ]; then",
+        "      kill -0 \"$2\" 2>/dev/null && return 0",
+        "      echo \"the server exited; something else answers at $1\" >&2; return 1",
+        "    fi",
         "    kill -0 \"$2\" 2>/dev/null || { echo \"server exited before $1 answered\" >&2; return 1; }",
         "    sleep 0.5",
         "  done",
@@ -136,7 +145,8 @@ def session_script(blocks):
         if block.mode == "background":
             # The docs show `server ... &`; the test backgrounds it itself.
             code = block.code.rstrip().removesuffix("&")
-            out += ["{", code, "} &", f"__wait_url {sh_quote(block.arg)} $!"]
+            url = sh_quote(block.arg)
+            out += [f"__free_url {url}", "{", code, "} &", f"__wait_url {url} $!"]
         else:
             out += [expect_prints(line) for line in block.code.splitlines()]
     out.append("__block done")
@@ -211,6 +221,9 @@ def run_file(path, tmp):
 
 
 def main():
+    # A kill of this script (a CI timeout) must still stop what it started.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda signum, _frame: sys.exit(128 + signum))
     files = sys.argv[1:] or DEFAULT_FILES
     for tool in ["registry", "runner"]:
         if not (REPO / "target/release" / tool).exists():
