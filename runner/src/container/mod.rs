@@ -74,6 +74,9 @@ pub enum Error {
     /// A `--memory` value is malformed.
     #[error("invalid memory size {0:?}")]
     Memory(String),
+    /// The Ctrl-C handler for the pull could not be installed.
+    #[error("installing the Ctrl-C handler: {0}")]
+    Signals(std::io::Error),
     /// Preparing a file or directory in the container's state dir failed.
     #[error("preparing {path}: {source}")]
     Prepare {
@@ -135,6 +138,8 @@ pub fn prepare(
     options: &RunOptions,
     command: &[String],
 ) -> Result<Prepared> {
+    // Ctrl-C while pulling and unpacking says so (the default comes back before the sandbox).
+    let _interrupt = crate::sys::proc::ExitOnInterrupt::install().map_err(Error::Signals)?;
     let image = ensure_image(root, store, reference, pull)?;
     let exec = image.image_config.config.clone().unwrap_or_default();
     let spec = build_spec(options, &exec, command, new_id())?;

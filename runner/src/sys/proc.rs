@@ -95,3 +95,44 @@ pub(crate) fn getrandom(buf: &mut [u8]) -> isize {
     // SAFETY: getrandom writes at most `buf.len()` bytes into `buf`.
     unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) }
 }
+
+/// While held, Ctrl-C (SIGINT) prints "runner: interrupted" and ends the
+/// process with status 130 at once; dropping it restores the default
+/// disposition. For `run`'s pull and unpack, which cannot block SIGINT in a
+/// waiting thread: the sandbox needs a single-threaded process, and the
+/// container must not inherit the block. What an interrupted unpack leaves
+/// is removed by the next command (its lock dies with the process).
+pub(crate) struct ExitOnInterrupt(());
+
+extern "C" fn say_interrupted_and_exit(_signal: libc::c_int) {
+    const MESSAGE: &[u8] = b"runner: interrupted\n";
+    // SAFETY: write(2) and _exit(2) are async-signal-safe; the buffer is static.
+    unsafe {
+        libc::write(2, MESSAGE.as_ptr().cast(), MESSAGE.len());
+        libc::_exit(130);
+    }
+}
+
+impl ExitOnInterrupt {
+    pub(crate) fn install() -> io::Result<ExitOnInterrupt> {
+        set_sigint(nix::sys::signal::SigHandler::Handler(
+            say_interrupted_and_exit,
+        ))?;
+        Ok(ExitOnInterrupt(()))
+    }
+}
+
+impl Drop for ExitOnInterrupt {
+    fn drop(&mut self) {
+        let _ = set_sigint(nix::sys::signal::SigHandler::SigDfl);
+    }
+}
+
+fn set_sigint(handler: nix::sys::signal::SigHandler) -> io::Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction};
+    let action = SigAction::new(handler, SaFlags::SA_RESTART, SigSet::empty());
+    // SAFETY: the handler only calls async-signal-safe functions.
+    unsafe { sigaction(Signal::SIGINT, &action) }
+        .map(drop)
+        .map_err(io::Error::from)
+}

@@ -404,6 +404,35 @@ fn ctrl_c_in_a_pull_says_interrupted_and_prune_removes_only_abandoned_unpacks() 
 }
 
 #[test]
+fn ctrl_c_while_run_pulls_says_interrupted() {
+    let w = World::new();
+    let layer = busybox_layer(Compression::Gzip, vec![]);
+    let addr = stalling_registry(&layer);
+    let image = format!("{addr}/app:latest");
+    let run = w
+        .cmd(&["--insecure-registry", &addr, "run", &image, "true"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while unpack_dirs(&w.root()).is_empty() {
+        assert!(Instant::now() < deadline, "the run never started unpacking");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = run.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert_eq!(stderr(&out), "runner: interrupted\n");
+    let out = w.ok(&["prune"]);
+    assert!(out.contains("1 interrupted unpacks"), "{out}");
+}
+
+#[test]
 fn an_image_without_etc_gets_hostname_hosts_and_resolv_conf() {
     let w = World::new();
     let busybox = fs::read(BUSYBOX).unwrap();
