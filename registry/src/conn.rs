@@ -183,9 +183,19 @@ impl<S: Send + 'static> Accept<TcpStream, S> for CapAcceptor {
             stream.set_nodelay(true)?;
             let ip = stream.peer_addr()?.ip();
             if let Some(permit) = limits.admit(ip) {
-                if !plain && !speaks_tls(&stream).await {
-                    refuse_plain_http(stream).await;
-                    return Err(io::Error::other("plain HTTP on the TLS port"));
+                if !plain {
+                    match first_byte(&stream).await {
+                        FirstByte::Tls => {}
+                        FirstByte::Other => {
+                            refuse_plain_http(stream).await;
+                            return Err(io::Error::other("plain HTTP on the TLS port"));
+                        }
+                        // Closed at once: the handshake timeout must not add
+                        // a second wait to the slot it holds.
+                        FirstByte::Nothing => {
+                            return Err(io::Error::other("nothing sent to the TLS port"))
+                        }
+                    }
                 }
                 return Ok((
                     Capped {
@@ -233,14 +243,22 @@ async fn refuse(limits: &ConnLimits, mut stream: TcpStream) {
 /// How long a new connection to the TLS port may take to send its first byte.
 const FIRST_BYTE: Duration = Duration::from_secs(10);
 
-/// Whether a connection to the TLS port starts with a TLS handshake record
-/// (0x16). A client that sends nothing in time is left to the handshake
-/// timeout.
-async fn speaks_tls(stream: &TcpStream) -> bool {
+/// What a new connection to the TLS port sent first.
+enum FirstByte {
+    /// A TLS handshake record (0x16).
+    Tls,
+    /// Anything else: plain HTTP, most likely.
+    Other,
+    /// Nothing within [`FIRST_BYTE`], or the connection closed.
+    Nothing,
+}
+
+async fn first_byte(stream: &TcpStream) -> FirstByte {
     let mut first = [0u8; 1];
     match tokio::time::timeout(FIRST_BYTE, stream.peek(&mut first)).await {
-        Ok(Ok(1)) => first[0] == 0x16,
-        _ => true,
+        Ok(Ok(1)) if first[0] == 0x16 => FirstByte::Tls,
+        Ok(Ok(1)) => FirstByte::Other,
+        _ => FirstByte::Nothing,
     }
 }
 

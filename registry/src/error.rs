@@ -213,7 +213,8 @@ pub const BACKEND_RETRY_AFTER_SECS: u64 = 5;
 
 /// The answer to a backend fault, logged here once with its cause (which
 /// the client never sees): 507 when there is no space, 503 with
-/// `Retry-After` when the backend is unreachable, slow or refuses us, 500
+/// `Retry-After` when the backend is unreachable or slow (503 without it
+/// when it refuses our permissions: retrying cannot help), 500
 /// when it reports corrupt data.
 fn backend_fault(backend: Backend, fault: Fault, e: &store::Error) -> ApiError {
     let (code, log) = match (backend, fault) {
@@ -247,6 +248,11 @@ fn backend_fault(backend: Backend, fault: Fault, e: &store::Error) -> ApiError {
             Backend::Storage => "no space left for the content",
             Backend::Database => "no space left for the metadata",
         }),
+        // Only an operator can fix a refused permission: no Retry-After that
+        // would keep clients retrying.
+        _ if !fault.transient() => {
+            ApiError::new(code).detail("the operator must fix its permissions")
+        }
         _ => ApiError::new(code)
             .detail("retry later")
             .header(header::RETRY_AFTER, BACKEND_RETRY_AFTER_SECS.to_string()),
@@ -360,6 +366,22 @@ mod tests {
             assert!(!body.contains("os error"), "{body}");
             assert!(!headers.contains_key(header::RETRY_AFTER));
             assert_eq!(counted, Code::StorageFull);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_permission_is_503_without_retry_after() {
+        // EACCES and EROFS: nothing a client's retry can fix.
+        for errno in [13, 30] {
+            let e = store::Error::from(object_store::Error::Generic {
+                store: "local",
+                source: Box::new(std::io::Error::from_raw_os_error(errno)),
+            });
+            let (status, headers, body, counted) = answer(e).await;
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "errno {errno}");
+            assert!(!headers.contains_key(header::RETRY_AFTER), "errno {errno}");
+            assert!(!body.contains("os error"), "{body}");
+            assert_eq!(counted, Code::StorageUnavailable);
         }
     }
 

@@ -27,6 +27,15 @@ pub enum Error {
     /// The password cannot be read (or the terminal set up for it).
     #[error("cannot read the password")]
     Read(#[source] std::io::Error),
+    /// The htpasswd file exists but cannot be read (it is left as it is).
+    #[error("cannot read {}; nothing changed", path.display())]
+    ReadFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The htpasswd file cannot be written.
     #[error("cannot write {}", path.display())]
     Write {
@@ -122,7 +131,17 @@ fn prompt(mut tty: &File, text: &str) -> std::io::Result<String> {
 /// whole to a temporary file and renamed over it.
 pub fn add_user(file: &Path, user: &str, password: &str) -> Result<(), Error> {
     let hash = bcrypt::hash(password, bcrypt::DEFAULT_COST)?;
-    let existing = std::fs::read_to_string(file).unwrap_or_default();
+    // A file that exists but cannot be read must not be rewritten as if empty.
+    let existing = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(source) => {
+            return Err(Error::ReadFile {
+                path: file.to_path_buf(),
+                source,
+            })
+        }
+    };
     let mut lines: Vec<String> = existing
         .lines()
         .filter(|l| l.split(':').next() != Some(user))
@@ -138,4 +157,27 @@ pub fn add_user(file: &Path, user: &str, password: &str) -> Result<(), Error> {
     };
     write(&tmp, std::fs::write(&tmp, lines.join("\n") + "\n"))?;
     write(file, std::fs::rename(&tmp, file))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_cannot_be_read_is_never_rewritten_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("htpasswd");
+        // Not UTF-8: read_to_string fails. Its other users must survive.
+        let before = b"alice:$2y$05$abc\nbob:\xff\xfe\n".to_vec();
+        std::fs::write(&file, &before).unwrap();
+        let err = add_user(&file, "carol", "pw").unwrap_err();
+        assert!(matches!(err, Error::ReadFile { .. }), "{err}");
+        assert_eq!(std::fs::read(&file).unwrap(), before);
+        // A missing file is created.
+        let new = dir.path().join("new");
+        add_user(&new, "carol", "pw").unwrap();
+        assert!(std::fs::read_to_string(&new)
+            .unwrap()
+            .starts_with("carol:$2"));
+    }
 }

@@ -20,6 +20,10 @@ use crate::metrics::LOG_LINES_DROPPED;
 /// Lines waiting for the writer thread at most.
 const QUEUE: usize = 1024;
 
+/// A line longer than this (a request path near hyper's head limit) is cut,
+/// so the queue holds at most `QUEUE * MAX_LINE` bytes (8 MiB).
+const MAX_LINE: usize = 8 * 1024;
+
 /// How long [`Flush`] waits for the queued lines to be written at exit.
 const FLUSH_WAIT: Duration = Duration::from_secs(2);
 
@@ -44,7 +48,12 @@ impl<'a> MakeWriter<'a> for Lossy {
 
 impl Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if self.0.try_send(Msg::Line(buf.to_vec())).is_err() {
+        let line = if buf.len() > MAX_LINE {
+            [&buf[..MAX_LINE], b"...\n"].concat()
+        } else {
+            buf.to_vec()
+        };
+        if self.0.try_send(Msg::Line(line)).is_err() {
             LOG_LINES_DROPPED.fetch_add(1, Ordering::Relaxed);
         }
         Ok(buf.len())
@@ -135,6 +144,18 @@ mod tests {
         fn flush(&mut self) -> std::io::Result<()> {
             Err(std::io::ErrorKind::BrokenPipe.into())
         }
+    }
+
+    #[test]
+    fn a_huge_line_is_cut_so_the_queue_stays_bounded() {
+        let (tx, rx) = sync_channel(1);
+        let mut line = Line(&tx);
+        assert_eq!(line.write(&vec![b'a'; 400_000]).unwrap(), 400_000);
+        let Ok(Msg::Line(queued)) = rx.try_recv() else {
+            panic!("nothing queued")
+        };
+        assert_eq!(queued.len(), MAX_LINE + 4);
+        assert!(queued.ends_with(b"...\n"));
     }
 
     #[test]

@@ -54,8 +54,19 @@ pub fn remove_abandoned_unpacks(root: &Root) -> usize {
     let mut removed = 0;
     for entry in entries.flatten() {
         let path = entry.path();
-        let is_unpack = entry.file_name().to_string_lossy().starts_with("unpack-");
-        if !is_unpack || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        // `.unpack-HEX-PID-SEQ` lives unlocked for a moment before its rename:
+        // only its owner's death makes it abandoned.
+        if let Some(rest) = name.strip_prefix(".unpack-") {
+            if !owner_alive(rest) && fs::remove_dir_all(&path).is_ok() {
+                removed += 1;
+            }
+            continue;
+        }
+        if !name.starts_with("unpack-") {
             continue;
         }
         if let Some(_lock) = try_lock_dir(&path) {
@@ -65,6 +76,22 @@ pub fn remove_abandoned_unpacks(root: &Root) -> usize {
         }
     }
     removed
+}
+
+/// Whether the process named in `HEX-PID-SEQ` still runs (or the name is
+/// not ours to judge).
+fn owner_alive(hex_pid_seq: &str) -> bool {
+    let pid = hex_pid_seq
+        .split('-')
+        .nth(1)
+        .and_then(|p| p.parse::<i32>().ok());
+    match pid {
+        Some(pid) if pid > 0 => !matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        ),
+        _ => true,
+    }
 }
 
 static UNPACK_SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -226,4 +253,28 @@ pub fn remove_unused_layers(
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hidden_unpack_is_removed_only_once_its_owner_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::prepare(dir.path().join("root")).unwrap();
+        fs::create_dir_all(root.tmp_dir()).unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let abandoned = root.tmp_dir().join(format!(".unpack-ab12-{dead}-0"));
+        let live = root
+            .tmp_dir()
+            .join(format!(".unpack-ab12-{}-0", std::process::id()));
+        fs::create_dir(&abandoned).unwrap();
+        fs::create_dir(&live).unwrap();
+        assert_eq!(remove_abandoned_unpacks(&root), 1);
+        assert!(!abandoned.exists());
+        assert!(live.exists(), "its owner (this test) still runs");
+    }
 }

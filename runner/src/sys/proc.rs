@@ -97,12 +97,15 @@ pub(crate) fn getrandom(buf: &mut [u8]) -> isize {
 }
 
 /// While held, Ctrl-C (SIGINT) prints "runner: interrupted" and ends the
-/// process with status 130 at once; dropping it restores the default
-/// disposition. For `run`'s pull and unpack, which cannot block SIGINT in a
-/// waiting thread: the sandbox needs a single-threaded process, and the
-/// container must not inherit the block. What an interrupted unpack leaves
-/// is removed by the next command (its lock dies with the process).
-pub(crate) struct ExitOnInterrupt(());
+/// process with status 130 at once; dropping it puts back the disposition
+/// found (a runner started with SIGINT ignored keeps ignoring it). For
+/// `run`'s pull and unpack, which cannot block SIGINT in a waiting thread:
+/// the sandbox needs a single-threaded process, and the container must not
+/// inherit the block. What an interrupted unpack leaves is removed by the
+/// next command (its lock dies with the process).
+pub(crate) struct ExitOnInterrupt {
+    previous: Option<nix::sys::signal::SigAction>,
+}
 
 extern "C" fn say_interrupted_and_exit(_signal: libc::c_int) {
     const MESSAGE: &[u8] = b"runner: interrupted\n";
@@ -115,24 +118,40 @@ extern "C" fn say_interrupted_and_exit(_signal: libc::c_int) {
 
 impl ExitOnInterrupt {
     pub(crate) fn install() -> io::Result<ExitOnInterrupt> {
-        set_sigint(nix::sys::signal::SigHandler::Handler(
-            say_interrupted_and_exit,
-        ))?;
-        Ok(ExitOnInterrupt(()))
+        use nix::sys::signal::SigHandler;
+        let previous = set_sigint(SigHandler::Handler(say_interrupted_and_exit))?;
+        if previous.handler() == SigHandler::SigIgn {
+            set_sigint_action(&previous)?;
+            return Ok(ExitOnInterrupt { previous: None });
+        }
+        Ok(ExitOnInterrupt {
+            previous: Some(previous),
+        })
     }
 }
 
 impl Drop for ExitOnInterrupt {
     fn drop(&mut self) {
-        let _ = set_sigint(nix::sys::signal::SigHandler::SigDfl);
+        if let Some(previous) = self.previous.take() {
+            let _ = set_sigint_action(&previous);
+        }
     }
 }
 
-fn set_sigint(handler: nix::sys::signal::SigHandler) -> io::Result<()> {
-    use nix::sys::signal::{sigaction, SaFlags, SigAction};
-    let action = SigAction::new(handler, SaFlags::SA_RESTART, SigSet::empty());
-    // SAFETY: the handler only calls async-signal-safe functions.
-    unsafe { sigaction(Signal::SIGINT, &action) }
-        .map(drop)
-        .map_err(io::Error::from)
+fn set_sigint(handler: nix::sys::signal::SigHandler) -> io::Result<nix::sys::signal::SigAction> {
+    use nix::sys::signal::{SaFlags, SigAction};
+    set_sigint_action(&SigAction::new(
+        handler,
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    ))
+}
+
+/// Sets SIGINT's action, returning the one it replaces.
+fn set_sigint_action(
+    action: &nix::sys::signal::SigAction,
+) -> io::Result<nix::sys::signal::SigAction> {
+    // SAFETY: the handlers set here only call async-signal-safe functions
+    // (or are the previous disposition, put back as found).
+    unsafe { nix::sys::signal::sigaction(Signal::SIGINT, action) }.map_err(io::Error::from)
 }

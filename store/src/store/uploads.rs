@@ -126,8 +126,20 @@ impl Store {
         let up = self.upload(repo, id).await?;
         check_start(start, &up)?;
         let hasher = self.hashers.take(id, up.size);
-        let (_data, written, hasher) = data.append(up.size, body, hasher, len).await?;
-        if written > 0 && !self.meta.append_part(id, &up, DATA_PART, written).await? {
+        let (data, written, hasher) = data.append(up.size, body, hasher, len).await?;
+        let recorded = match written {
+            0 => Ok(true),
+            _ => self.meta.append_part(id, &up, DATA_PART, written).await,
+        };
+        if let Err(e) = recorded {
+            // The chunk is not acknowledged: give its bytes back at once (a full
+            // disk needs them), unless the database did record it after all.
+            if matches!(self.upload(repo, id).await, Ok(now) if now.size == up.size) {
+                let _ = data.truncate(up.size).await;
+            }
+            return Err(e);
+        }
+        if !recorded? {
             return Err(Error::UploadOutOfOrder {
                 start: up.size,
                 offset: self.upload(repo, id).await?.size,

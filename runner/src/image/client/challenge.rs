@@ -89,8 +89,7 @@ impl Client {
                     Ok(resp) => resp,
                     Err(ureq::Error::Status(401 | 403, _)) => return Err(self.credentials_error()),
                     Err(ureq::Error::Status(status, resp)) => {
-                        let body = read_body(resp, realm).unwrap_or_default();
-                        let e = super::errors::OciError::parse(&body);
+                        let e = super::errors::OciError::parse(&super::read_error_body(resp));
                         return Err(auth_err(format!(
                             "the token endpoint answered {status}: {}",
                             e.summary()

@@ -163,6 +163,24 @@ pub struct OciError {
     pub message: String,
 }
 
+/// At most this much of what a registry says is shown to the user.
+const MAX_SHOWN: usize = 200;
+
+/// What a (possibly hostile) registry said, made safe to print: one line,
+/// no control characters (no terminal escapes), at most [`MAX_SHOWN`] chars.
+fn one_line(text: &str) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut line = clean.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = line.char_indices().nth(MAX_SHOWN) {
+        line.truncate(cut);
+        line.push_str("...");
+    }
+    line
+}
+
 impl OciError {
     /// Reads an error body.
     pub fn parse(body: &[u8]) -> OciError {
@@ -180,17 +198,14 @@ impl OciError {
             Ok(b) if !b.errors.is_empty() => {
                 let e = b.errors.into_iter().next().expect("not empty");
                 OciError {
-                    code: e.code,
-                    message: e.message,
+                    code: one_line(&e.code),
+                    message: one_line(&e.message),
                 }
             }
-            _ => {
-                let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
-                OciError {
-                    code: String::new(),
-                    message: text.split_whitespace().collect::<Vec<_>>().join(" "),
-                }
-            }
+            _ => OciError {
+                code: String::new(),
+                message: one_line(&String::from_utf8_lossy(&body[..body.len().min(MAX_SHOWN)])),
+            },
         }
     }
 
@@ -278,6 +293,24 @@ fn reason(t: &ureq::Transport) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_registrys_message_is_printed_as_one_short_line_without_escapes() {
+        let body = format!(
+            r#"{{"errors":[{{"code":"DENIED\u001b[2J","message":"line one\nline two \u001b]0;pwned\u0007{}"}}]}}"#,
+            "x".repeat(500)
+        );
+        let e = OciError::parse(body.as_bytes());
+        assert!(
+            !e.summary().chars().any(char::is_control),
+            "{:?}",
+            e.summary()
+        );
+        assert!(e.message.starts_with("line one line two"));
+        assert!(e.message.chars().count() <= MAX_SHOWN + 3);
+        assert_eq!(e.code, "DENIED [2J");
+    }
+
     use super::*;
 
     #[test]

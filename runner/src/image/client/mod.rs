@@ -53,6 +53,13 @@ pub struct FetchedManifest {
     pub digest: Digest,
 }
 
+/// The first 64 KiB of an error answer: all that is ever shown of it.
+fn read_error_body(resp: ureq::Response) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    let _ = resp.into_reader().take(64 << 10).read_to_end(&mut bytes);
+    bytes
+}
+
 fn read_body(resp: ureq::Response, url: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     resp.into_reader()
@@ -174,8 +181,7 @@ impl Client {
             Err(e) => match *e {
                 ureq::Error::Status(401, _) => Err(self.credentials_error()),
                 ureq::Error::Status(status, resp) => {
-                    let body = read_body(resp, url).unwrap_or_default();
-                    let oci = OciError::parse(&body);
+                    let oci = OciError::parse(&read_error_body(resp));
                     if status == 403 || oci.code == "DENIED" {
                         return Err(Error::Denied {
                             host: self.registry.clone(),
