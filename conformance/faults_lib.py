@@ -12,6 +12,7 @@ import hashlib
 import http.client
 import json
 import os
+import random
 import re
 import select
 import shutil
@@ -222,16 +223,32 @@ def stop_pid(proc, secs=10):
 
 
 def free_ports(n):
-    """`n` distinct loopback ports nobody listens on now."""
+    """`n` distinct free loopback ports below the kernel's ephemeral range, so
+    no outgoing connection (ours or a server's) takes one between this pick
+    and the server's listen. A trial bind without SO_REUSEADDR fails on any
+    socket using the port, a client's TIME_WAIT included."""
+    try:
+        lo, hi = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    span = range(10000, lo) if lo > 15000 else range(hi + 1, 65536)
     ports, socks = [], []
-    while len(ports) < n:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+    try:
+        for port in random.sample(span, len(span)):
+            if len(ports) == n:
+                return ports
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            socks.append(s)
+            ports.append(port)
+    finally:
+        for s in socks:
+            s.close()
+    raise Failed(f"no {n} free loopback ports")
 
 
 class Registry:

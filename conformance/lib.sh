@@ -35,16 +35,26 @@ require_tool() {
   done
 }
 
-# port_is_free PORT: true when nothing listens on 127.0.0.1:PORT.
+# port_is_free PORT: true when no TCP socket of any state uses PORT. A
+# client's TIME_WAIT or open connection on a port refuses a later listen
+# there too, even with SO_REUSEADDR.
 port_is_free() {
-  [ -z "$(ss -Htln "sport = :$1" 2>/dev/null)" ]
+  [ -z "$(ss -Htan "sport = :$1" 2>/dev/null)" ]
 }
 
-# pick_port: prints a random port in 20000..59999 that nobody listens on now.
+# pick_port: prints a random free port below the kernel's ephemeral range
+# (ip_local_port_range), so the outgoing connections of earlier stages and of
+# the servers we start cannot take it between our pick and their listen.
 pick_port() {
-  local port i
+  local port i lo hi base span
+  read -r lo hi </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || { lo=32768 hi=60999; }
+  if [ "$lo" -gt 15000 ]; then
+    base=10000 span=$((lo - 10000))
+  else
+    base=$((hi + 1)) span=$((65535 - hi))
+  fi
   for i in $(seq 1 50); do
-    port=$((20000 + RANDOM % 40000))
+    port=$((base + (RANDOM * 32768 + RANDOM) % span))
     if port_is_free "$port"; then
       echo "$port"
       return 0
