@@ -2,6 +2,8 @@
 //! library's own types ([`RunOptions`]); the work happens elsewhere.
 //! Flags follow Docker's so people's habits carry over.
 
+pub mod containers;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -52,6 +54,45 @@ pub enum Command {
     Bundle(BundleArgs),
     /// Show the state root, kernel features and registries logged in to.
     Info,
+    /// List containers.
+    Ps(containers::PsArgs),
+    /// Show a container's output.
+    Logs(containers::LogsArgs),
+    /// Stop containers: the stop signal, then SIGKILL after a timeout.
+    Stop(containers::StopArgs),
+    /// Send a signal to containers (default SIGKILL).
+    Kill(containers::KillArgs),
+    /// Wait for containers to end and print their exit codes.
+    Wait {
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Start stopped containers.
+    Start {
+        /// Containers.
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop, then start containers.
+    Restart(containers::StopArgs),
+    /// Remove containers.
+    Rm(containers::RmArgs),
+    /// Show containers or images as JSON.
+    Inspect {
+        /// Containers or images.
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(containers::ContainerCommand),
+    /// The monitor of a detached container (started by `run -d` and `start`).
+    #[command(name = "__monitor", hide = true)]
+    Monitor {
+        /// Container id.
+        id: String,
+    },
 }
 
 impl Command {
@@ -61,7 +102,17 @@ impl Command {
     pub fn needs_root(&self) -> bool {
         matches!(
             self,
-            Command::Pull(_) | Command::Run(_) | Command::Bundle(_) | Command::Prune
+            Command::Pull(_)
+                | Command::Run(_)
+                | Command::Bundle(_)
+                | Command::Prune
+                | Command::Stop(_)
+                | Command::Kill(_)
+                | Command::Start { .. }
+                | Command::Restart(_)
+                | Command::Rm(_)
+                | Command::Container(_)
+                | Command::Monitor { .. }
         )
     }
 }
@@ -196,6 +247,9 @@ pub struct RunArgs {
     /// Container options.
     #[command(flatten)]
     pub options: ContainerArgs,
+    /// Options of containers that live on (`-d`).
+    #[command(flatten)]
+    pub detach: containers::DetachArgs,
     /// Image reference.
     pub image: String,
     /// Command and arguments (default: the image's Entrypoint + Cmd).

@@ -1,6 +1,9 @@
 //! The `runner` binary: parses the command line and calls the library.
 #![forbid(unsafe_code)]
 
+#[path = "cmd/containers.rs"]
+mod containers;
+
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -81,6 +84,9 @@ fn run(cli: &Cli) -> Result<i32> {
     };
     state::clean_stale(&root).context("cleaning up after an earlier crash")?;
     let abandoned = layers::remove_abandoned_unpacks(&root);
+    if let Some(result) = containers::dispatch(&root, &cli.command) {
+        return result;
+    }
     match &cli.command {
         Command::Info => unreachable!("handled above"),
         Command::Pull(args) => {
@@ -146,6 +152,10 @@ fn run(cli: &Cli) -> Result<i32> {
             auth.save(&root.auth_file())?;
             println!("Login Succeeded");
         }
+        Command::Run(args) if args.detach.detach => {
+            let pull = pull_options(cli, args.options.platform.as_deref())?;
+            return containers::run_detached(&root, args, &pull);
+        }
         Command::Run(args) => {
             let reference: Reference = args.image.parse()?;
             let pull = pull_options(cli, args.options.platform.as_deref())?;
@@ -193,6 +203,7 @@ fn run(cli: &Cli) -> Result<i32> {
             })?;
             println!("{}", args.dir.display());
         }
+        _ => unreachable!("container commands are dispatched above"),
     }
     Ok(0)
 }

@@ -15,8 +15,15 @@
 //! lifecycle to come (create/start/stop/list) belongs here too.
 
 pub mod bundle;
+pub mod clock;
+pub mod control;
+pub mod detached;
+pub mod logs;
+pub mod monitor;
 mod options;
+pub mod records;
 pub mod state;
+pub mod view;
 
 pub use options::RunOptions;
 
@@ -71,6 +78,12 @@ pub enum Error {
     /// A `--security-opt` is unknown.
     #[error("unknown --security-opt {0:?}")]
     SecurityOpt(String),
+    /// A `--restart` value is malformed.
+    #[error("invalid restart policy {0:?}: use no, on-failure[:N], always or unless-stopped")]
+    Restart(String),
+    /// A `--log-opt` is unknown or malformed.
+    #[error("invalid --log-opt {0:?}: use max-size=SIZE or max-file=N")]
+    LogOpt(String),
     /// A `--memory` value is malformed.
     #[error("invalid memory size {0:?}")]
     Memory(String),
@@ -169,11 +182,11 @@ pub fn parse_memory(text: &str) -> Result<u64> {
         .ok_or_else(|| Error::Memory(text.to_owned()))
 }
 
-/// A fresh random container id (16 hex digits).
+/// A fresh random container id (64 hex digits, as Docker's).
 pub fn new_id() -> String {
-    let mut bytes = [0u8; 8];
+    let mut bytes = [0u8; 32];
     let n = crate::sys::proc::getrandom(&mut bytes);
-    assert_eq!(n, 8, "getrandom failed");
+    assert_eq!(n, 32, "getrandom failed");
     hex::encode(bytes)
 }
 
@@ -290,6 +303,36 @@ fn write_etc_files(dir: &Path, spec: &ContainerSpec) -> Result<()> {
     Ok(())
 }
 
+/// Prepares a container's state directory for a run: the `/etc` files, and
+/// with `--userns` the owners and id-mapped layer mount points.
+pub(crate) fn prepare_state_dir(dir: &Path, spec: &ContainerSpec, layers: usize) -> Result<()> {
+    write_etc_files(dir, spec)?;
+    if let Some(map) = spec.userns {
+        chown(dir, Some(map.host_start), Some(map.host_start)).map_err(|source| {
+            Error::Prepare {
+                path: dir.to_owned(),
+                source,
+            }
+        })?;
+        for sub in ["upper", "work", "rootfs"] {
+            let path = dir.join(sub);
+            chown(&path, Some(map.host_start), Some(map.host_start))
+                .map_err(|source| Error::Prepare { path, source })?;
+        }
+        for name in ETC_FILES {
+            let path = dir.join("etc").join(name);
+            chown(&path, Some(map.host_start), Some(map.host_start))
+                .map_err(|source| Error::Prepare { path, source })?;
+        }
+        // Mount points for the id-mapped layers the sandbox attaches.
+        for i in 0..layers {
+            let path = dir.join("lower").join(i.to_string());
+            std::fs::create_dir_all(&path).map_err(|source| Error::Prepare { path, source })?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs a prepared container and waits for it to end. The image store must
 /// be closed by now: the sandbox refuses to start from a multi-threaded process.
 pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
@@ -314,40 +357,33 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
             owner_start: state::process_start_time(std::process::id() as i32).unwrap_or(0),
             cgroup: cgroup.clone(),
             layers: record.diff_ids.clone(),
+            detached: false,
+            life: state::Life {
+                created: state::now_ms(),
+                started_at: state::now_ms(),
+                command: spec.args.clone(),
+                ..state::Life::default()
+            },
         },
     )?;
     cgroup.create(&spec.limits)?;
-    write_etc_files(container.dir(), spec)?;
-    if let Some(map) = spec.userns {
-        chown(container.dir(), Some(map.host_start), Some(map.host_start)).map_err(|source| {
-            Error::Prepare {
-                path: container.dir().to_owned(),
-                source,
-            }
-        })?;
-        for sub in ["upper", "work", "rootfs"] {
-            let path = container.dir().join(sub);
-            chown(&path, Some(map.host_start), Some(map.host_start))
-                .map_err(|source| Error::Prepare { path, source })?;
-        }
-        for name in ETC_FILES {
-            let path = container.dir().join("etc").join(name);
-            chown(&path, Some(map.host_start), Some(map.host_start))
-                .map_err(|source| Error::Prepare { path, source })?;
-        }
-        // Mount points for the id-mapped layers the sandbox attaches.
-        for i in 0..layers.len() {
-            let path = container.dir().join("lower").join(i.to_string());
-            std::fs::create_dir_all(&path).map_err(|source| Error::Prepare { path, source })?;
-        }
-    }
-    let outcome = sandbox::run(&Launch {
-        spec,
-        layers,
-        state_dir: container.dir(),
-        seccomp_bpf: bpf.as_deref(),
-        cgroup: &cgroup,
-    })?;
+    prepare_state_dir(container.dir(), spec, layers.len())?;
+    let record_pid = |pid: i32| {
+        let _ = records::update(root, &spec.id, |s| s.life.pid = pid);
+    };
+    let outcome = sandbox::run_with(
+        &Launch {
+            spec,
+            layers,
+            state_dir: container.dir(),
+            seccomp_bpf: bpf.as_deref(),
+            cgroup: &cgroup,
+        },
+        &sandbox::Hooks {
+            output: None,
+            started: Some(&record_pid),
+        },
+    )?;
     let oom_killed = cgroup.oom_killed();
     drop(container);
     Ok(RunResult {

@@ -7,7 +7,8 @@
 use crate::spec::Network;
 
 /// Options for `run` and `bundle`, as given (Docker's flags and defaults).
-#[derive(Debug, Clone)]
+/// Serializable: a detached container keeps them in its `config.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunOptions {
     /// Name of the container.
     pub name: Option<String>,

@@ -1,11 +1,14 @@
 //! Per-container state on disk, and cleanup of containers whose runner died.
 //!
-//! Each running container has `<root>/containers/<id>/state.json` naming the
+//! Each container has `<root>/containers/<id>/state.json` naming the
 //! runner process that owns it (pid plus its start time, so a recycled pid is
 //! not mistaken for the owner), its cgroup and the layers it uses. Mounts need
 //! no record: they live only in the container's own mount namespace and
 //! vanish with it. Every runner invocation calls [`clean_stale`], which kills
-//! and removes the cgroup and state of any container whose owner is gone.
+//! and removes the cgroup and state of any foreground container whose owner
+//! is gone; a detached one (`run -d`) whose monitor is gone is marked dead
+//! and its cgroup removed, its record kept for `ps -a`, `logs` and `rm`
+//! (see [`crate::container::records`]).
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -60,12 +63,125 @@ pub struct State {
     pub cgroup: Cgroup,
     /// diff_ids of the layers in use.
     pub layers: Vec<Digest>,
+    /// Whether the container lives on (`run -d`): its directory stays after
+    /// it exits, until `rm`. A foreground `run` removes its own.
+    #[serde(default)]
+    pub detached: bool,
+    /// What it is doing now, and how it ended (see [`Life`]).
+    #[serde(default, flatten)]
+    pub life: Life,
 }
 
-/// Start time of a process in clock ticks since boot, if it exists.
+/// A container's status, Docker's words.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Recorded, never started.
+    Created,
+    /// Its PID 1 runs (or is being set up).
+    #[default]
+    Running,
+    /// Between two runs, waiting out the restart back-off.
+    Restarting,
+    /// Ended.
+    Exited,
+    /// Its monitor vanished without recording the end (killed, or the host rebooted).
+    Dead,
+}
+
+impl Status {
+    /// Docker's name for it (`running`, `exited`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Restarting => "restarting",
+            Status::Exited => "exited",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+/// The changing part of a container's record. Times are Unix milliseconds (0: never).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Life {
+    /// Status.
+    #[serde(default)]
+    pub status: Status,
+    /// When the container was created.
+    #[serde(default)]
+    pub created: u64,
+    /// Host pid of its PID 1 while it runs (0 otherwise).
+    #[serde(default)]
+    pub pid: i32,
+    /// Exit status of the last run (128+signal when killed).
+    #[serde(default)]
+    pub exit_code: i32,
+    /// When the last run started.
+    #[serde(default)]
+    pub started_at: u64,
+    /// When the last run ended.
+    #[serde(default)]
+    pub finished_at: u64,
+    /// How many times the restart policy restarted it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// The memory cgroup OOM-killed something in the last run.
+    #[serde(default)]
+    pub oom_killed: bool,
+    /// `stop`, `rm -f` or `restart` asked it to end: no restart policy applies.
+    #[serde(default)]
+    pub stop_requested: bool,
+    /// Why the last run failed to start, or why the record is dead.
+    #[serde(default)]
+    pub error: String,
+    /// The command it runs (argv), for `ps`.
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Health-check state, when the container has a check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<Health>,
+}
+
+/// A health check's state (`State.Health` in `inspect`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Health {
+    /// `starting`, `healthy` or `unhealthy`.
+    pub status: String,
+    /// Consecutive failures.
+    pub failing_streak: u32,
+    /// The last results, oldest first (at most five).
+    pub log: Vec<HealthResult>,
+}
+
+/// One health-check run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HealthResult {
+    /// Start, Unix milliseconds.
+    pub start: u64,
+    /// End, Unix milliseconds.
+    pub end: u64,
+    /// Exit code (0 healthy, anything else unhealthy; -1 timed out).
+    pub exit_code: i32,
+    /// The start of its output.
+    pub output: String,
+}
+
+/// Now, in Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Start time of a process in clock ticks since boot, if it exists and has
+/// not exited (a zombie waiting for its parent does not count).
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after_comm = &stat[stat.rfind(')')? + 2..];
+    if after_comm.starts_with(['Z', 'X']) {
+        return None;
+    }
     after_comm.split(' ').nth(19)?.parse().ok()
 }
 
@@ -77,12 +193,14 @@ fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     }
 }
 
-fn read_states(root: &Root) -> Vec<(PathBuf, Option<State>)> {
+/// Every container directory and its record (`None`: unreadable or not yet written).
+pub fn read_states(root: &Root) -> Vec<(PathBuf, Option<State>)> {
     let Ok(entries) = fs::read_dir(root.containers_dir()) else {
         return Vec::new();
     };
     entries
         .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
         .map(|e| {
             let dir = e.path();
             let state = fs::read(dir.join("state.json"))
@@ -93,7 +211,9 @@ fn read_states(root: &Root) -> Vec<(PathBuf, Option<State>)> {
         .collect()
 }
 
-fn is_live(state: &State) -> bool {
+/// Whether the process that owns the container (its monitor, or the
+/// foreground runner) still runs: same pid and same start time.
+pub fn is_live(state: &State) -> bool {
     process_start_time(state.owner_pid) == Some(state.owner_start)
 }
 
@@ -113,6 +233,11 @@ pub fn clean_stale(root: &Root) -> Result<Vec<String>> {
     for (dir, state) in read_states(root) {
         match state {
             Some(s) if is_live(&s) => {}
+            Some(s) if s.detached => {
+                if crate::container::records::mark_dead(root, &s.id)? {
+                    cleaned.push(s.id);
+                }
+            }
             Some(s) => {
                 s.cgroup.destroy()?;
                 remove_dir(&dir)?;
@@ -140,7 +265,7 @@ pub fn layers_in_use(root: &Root) -> BTreeSet<Digest> {
     read_states(root)
         .into_iter()
         .filter_map(|(_, s)| s)
-        .filter(is_live)
+        .filter(|s| s.detached || is_live(s))
         .flat_map(|s| s.layers)
         .collect()
 }
@@ -156,12 +281,9 @@ impl ContainerState {
     /// Creates the state directory (0700, with `upper/`, `work/`, `rootfs/`)
     /// and records `state`, checking the name is free.
     pub fn create(root: &Root, state: State) -> Result<ContainerState> {
+        let _names = crate::container::records::NamesLock::take(root)?;
         if let Some(name) = &state.name {
-            let taken = read_states(root)
-                .into_iter()
-                .filter_map(|(_, s)| s)
-                .any(|s| s.name.as_deref() == Some(name) && is_live(&s));
-            if taken {
+            if crate::container::records::name_taken(root, name) {
                 return Err(Error::NameInUse(name.clone()));
             }
         }

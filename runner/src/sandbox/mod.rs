@@ -52,6 +52,7 @@ use crate::spec::{ContainerSpec, Network};
 use crate::sys;
 use child::ChildContext;
 use stdio::Streams;
+pub use stdio::{OutputSink, Stream};
 
 /// Errors on the runner's side of starting or supervising a container.
 #[derive(Debug, thiserror::Error)]
@@ -179,9 +180,24 @@ pub fn wait_single_threaded(wait: Duration) -> Result<()> {
     }
 }
 
+/// What a caller other than the foreground `run` hooks into: a detached
+/// container's monitor sends the output to its log and records PID 1.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Where the container's output goes instead of the runner's stdout and stderr.
+    pub output: Option<std::sync::Arc<dyn OutputSink>>,
+    /// Called with PID 1's host pid once it runs the workload.
+    pub started: Option<&'a dyn Fn(i32)>,
+}
+
 /// Starts the container and supervises it until it exits. The process must
 /// be single-threaded (see [`wait_single_threaded`]).
 pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
+    run_with(launch, &Hooks::default())
+}
+
+/// [`run`], with the [`Hooks`] a monitor needs.
+pub fn run_with(launch: &Launch<'_>, hooks: &Hooks<'_>) -> Result<Outcome> {
     wait_single_threaded(THREAD_EXIT_WAIT)?;
     let spec = launch.spec;
     let (sync_r, sync_w) =
@@ -259,7 +275,10 @@ pub fn run(launch: &Launch<'_>) -> Result<Outcome> {
         });
     }
 
-    let relay = streams.relay(spec.stdin);
+    if let Some(started) = hooks.started {
+        started(pid.as_raw());
+    }
+    let relay = streams.relay(spec.stdin, hooks.output.clone());
     let code = supervise(pid, spec, &signals, relay.master());
     relay.finish();
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);

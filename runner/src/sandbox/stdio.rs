@@ -20,6 +20,7 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use nix::fcntl::OFlag;
@@ -27,6 +28,24 @@ use nix::pty::OpenptyResult;
 
 use super::child::{ChildError, Context};
 use crate::sys;
+
+/// Which of the container's output streams bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// fd 1 (and everything, with a terminal).
+    Stdout,
+    /// fd 2.
+    Stderr,
+}
+
+/// Takes a container's output instead of the runner's stdout and stderr
+/// (a detached container's log). Called from the copying threads.
+pub trait OutputSink: Send + Sync {
+    /// Bytes the container wrote on `stream`.
+    fn write(&self, stream: Stream, bytes: &[u8]);
+    /// `stream` reached its end (the container is gone).
+    fn end(&self, stream: Stream);
+}
 
 /// The runner's side of the container's streams, before and while it runs.
 pub struct Streams {
@@ -120,8 +139,8 @@ impl Streams {
 
     /// Once the container runs: closes the container's ends here (so that
     /// the copies see EOF when the container is gone) and starts copying
-    /// between the runner's stdio and the container's.
-    pub fn relay(self, stdin: bool) -> Relay {
+    /// between the runner's stdio and the container's, or into `sink`.
+    pub fn relay(self, stdin: bool, sink: Option<Arc<dyn OutputSink>>) -> Relay {
         match self.kind {
             Kind::Pty { pty, .. } => {
                 drop(pty.slave);
@@ -131,7 +150,10 @@ impl Streams {
                 }
                 let mut output = Vec::new();
                 if let Ok(out) = pty.master.try_clone() {
-                    output.push(copy_thread(out, io::stdout().as_fd()));
+                    output.push(match &sink {
+                        Some(sink) => sink_thread(out, sink.clone(), Stream::Stdout),
+                        None => copy_thread(out, io::stdout().as_fd()),
+                    });
                 }
                 if stdin {
                     if let Ok(input) = pty.master.try_clone() {
@@ -149,10 +171,16 @@ impl Streams {
                 stdout,
                 stderr,
             } => {
-                let output = vec![
-                    copy_thread(stdout.0, io::stdout().as_fd()),
-                    copy_thread(stderr.0, io::stderr().as_fd()),
-                ];
+                let output = match &sink {
+                    Some(sink) => vec![
+                        sink_thread(stdout.0, sink.clone(), Stream::Stdout),
+                        sink_thread(stderr.0, sink.clone(), Stream::Stderr),
+                    ],
+                    None => vec![
+                        copy_thread(stdout.0, io::stdout().as_fd()),
+                        copy_thread(stderr.0, io::stderr().as_fd()),
+                    ],
+                };
                 if let Some((_, input)) = stdin_pipe {
                     copy_stdin_thread(input);
                 }
@@ -178,6 +206,22 @@ fn copy_thread(from: OwnedFd, to: std::os::fd::BorrowedFd<'_>) -> JoinHandle<()>
                 break;
             }
         }
+    })
+}
+
+/// Hands what `from` yields to `sink` until EOF or an error (EIO from a pty
+/// master whose slave closed).
+fn sink_thread(from: OwnedFd, sink: Arc<dyn OutputSink>, stream: Stream) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut from = fs::File::from(from);
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            sink.write(stream, &buf[..n]);
+        }
+        sink.end(stream);
     })
 }
 

@@ -211,7 +211,7 @@ impl std::fmt::Display for ContainerName {
 }
 
 /// Network mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Network {
     /// A new network namespace with only `lo`.
     None,

@@ -155,3 +155,40 @@ fn set_sigint_action(
     // (or are the previous disposition, put back as found).
     unsafe { nix::sys::signal::sigaction(Signal::SIGINT, action) }.map_err(io::Error::from)
 }
+
+/// A pidfd for `pid` (`pidfd_open`): readable once the process has exited,
+/// and never names a recycled pid.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor.
+    let fd = super::check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
+    // SAFETY: a fresh descriptor that we own.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Waits until `fd` is readable (a pidfd: its process exited) or `timeout`
+/// passes (`None`: no limit). True if it became readable.
+pub(crate) fn wait_readable(
+    fd: &std::os::fd::OwnedFd,
+    timeout: Option<Duration>,
+) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let ms = timeout.map_or(-1, |t| t.as_millis().min(i32::MAX as u128) as libc::c_int);
+    let mut pfd = libc::pollfd {
+        fd: fd.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd, for the length given.
+        let rc = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        return Ok(rc > 0);
+    }
+}

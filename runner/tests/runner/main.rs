@@ -6,12 +6,14 @@
 //! runner state root. Registries are stopped, and any leftover cgroup removed,
 //! by Drop guards, so a failing test cleans up too.
 //!
-//! Modules: `harness` (shared set-up), `lifecycle`, `isolation`, `images`,
+//! Modules: `harness` (shared set-up), `lifecycle`, `containers` (`run -d`,
+//! the monitor and the commands on containers that live on), `isolation`, `images`,
 //! `usability` (errors, TLS, interruptions: what a new user meets),
 //! and the security regression tests, one per attack: `security_container`
 //! (what a hostile image or container process tries) and `security_host`
 //! (what a hostile local user or host misconfiguration allows).
 
+mod containers;
 mod harness;
 mod images;
 mod isolation;

@@ -1,0 +1,215 @@
+//! The per-container monitor (`runner __monitor ID`, like podman's conmon):
+//! one small process per detached container, no central daemon. A crash of
+//! one monitor loses only its own container.
+//!
+//! [`main`]: a new session (no terminal, away from the CLI that started
+//! it); the record names it as owner (pid + start time); then, for each run:
+//! build the spec from `config.json`, create the cgroup, start PID 1 through
+//! the sandbox (so the monitor is its parent and reaps it), with its stdout
+//! and stderr going to the log ([`super::logs::LogWriter`]); record the
+//! host pid, then the exit code and times; apply the restart policy with
+//! Docker's back-off (100 ms, doubled each restart, at most a minute, back
+//! to 100 ms after a run of 10 s or more). `stop`, `rm -f` and `restart`
+//! set `stop_requested` in the record first, so no policy restarts a
+//! container stopped by hand.
+//!
+//! No async runtime and no store: the monitor stays a few MiB of RSS.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::detached::{self, Config};
+use super::logs::LogWriter;
+use super::records;
+use super::state::{self, Status};
+use super::{build_spec, prepare_state_dir, Error, Result};
+use crate::cgroup::{Cgroup, CgroupManager};
+use crate::paths::Root;
+use crate::sandbox::{self, Hooks, Launch};
+use crate::seccomp;
+
+/// Shortest and longest wait before a restart, and the run length that resets it.
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+const BACKOFF_RESET: Duration = Duration::from_secs(10);
+
+/// Writes the monitor's one line for the command that started it, then
+/// points stdout at /dev/null so that nothing more goes there.
+fn report(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+    drop(out);
+    if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 1);
+    }
+}
+
+/// The monitor's life: runs container `id` until it ends for good. Returns
+/// the monitor's exit status (0; non-zero only when it could not set up).
+pub fn main(root: &Root, id: &str) -> Result<i32> {
+    // A session of its own: no terminal can hang it up, the CLI's group
+    // can be signalled without touching it.
+    let _ = nix::unistd::setsid();
+    let _ = nix::unistd::chdir("/");
+    let config = match detached::load_config(root, id) {
+        Ok(c) => c,
+        Err(e) => {
+            report(&format!("error 125 {e}"));
+            return Ok(1);
+        }
+    };
+    let me = std::process::id() as i32;
+    let owner_start = state::process_start_time(me).unwrap_or(0);
+    records::update(root, id, |s| {
+        s.owner_pid = me;
+        s.owner_start = owner_start;
+        s.life.status = Status::Running;
+        s.life.stop_requested = false;
+        s.life.error.clear();
+    })?;
+    sandbox::block_forwarded_signals()?;
+    let log = Arc::new(
+        LogWriter::open(&detached::log_path(root, id), config.log).map_err(|source| {
+            Error::Prepare {
+                path: detached::log_path(root, id),
+                source,
+            }
+        })?,
+    );
+    let mut reported = false;
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let began = Instant::now();
+        let (code, setup_error) = match run_once(root, &config, &log, &mut reported) {
+            Ok(outcome) => outcome,
+            Err(e) => (125, Some(e.to_string())),
+        };
+        let after = records::update(root, id, |s| {
+            s.life.status = Status::Exited;
+            s.life.pid = 0;
+            s.life.exit_code = code;
+            s.life.finished_at = state::now_ms();
+            if let Some(e) = &setup_error {
+                s.life.error = e.clone();
+            }
+        })?;
+        if !reported {
+            let message = setup_error.unwrap_or_else(|| "the container did not start".into());
+            report(&format!("error {code} {}", message.replace('\n', " ")));
+            break;
+        }
+        let Some(after) = after else { break };
+        if after.life.stop_requested
+            || setup_error.is_some()
+            || !config.restart.restarts(code, after.life.restart_count)
+        {
+            break;
+        }
+        if began.elapsed() >= BACKOFF_RESET {
+            backoff = BACKOFF_MIN;
+        }
+        records::update(root, id, |s| s.life.status = Status::Restarting)?;
+        if !wait_unless_stopped(root, id, backoff) {
+            records::update(root, id, |s| s.life.status = Status::Exited)?;
+            break;
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+        records::update(root, id, |s| {
+            s.life.restart_count += 1;
+            s.life.status = Status::Running;
+        })?;
+    }
+    records::update(root, id, |s| {
+        s.owner_pid = 0;
+        s.owner_start = 0;
+    })?;
+    Ok(0)
+}
+
+/// Sleeps `wait` in small steps; false as soon as a stop is requested.
+fn wait_unless_stopped(root: &Root, id: &str, wait: Duration) -> bool {
+    let deadline = Instant::now() + wait;
+    loop {
+        if records::load(root, id).is_none_or(|s| s.life.stop_requested) {
+            return false;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return true;
+        }
+        std::thread::sleep(left.min(Duration::from_millis(100)));
+    }
+}
+
+/// One run of PID 1, from a fresh cgroup to its exit: (exit status, why it
+/// did not start).
+fn run_once(
+    root: &Root,
+    config: &Config,
+    log: &Arc<LogWriter>,
+    reported: &mut bool,
+) -> Result<(i32, Option<String>)> {
+    let id = &config.id;
+    let spec = build_spec(
+        &config.options,
+        &config.exec,
+        &config.command,
+        config.id.clone(),
+    )?;
+    let bpf = match &spec.seccomp {
+        Some(profile) => Some(seccomp::cached_filter(root, profile, &spec.capabilities)?),
+        None => None,
+    };
+    let cgroup = Cgroup::for_container(Path::new("/sys/fs/cgroup"), id)?;
+    cgroup.create(&spec.limits)?;
+    let dir = root.container(id);
+    // A `volatile` overlay leaves work/work/incompat/volatile behind, which
+    // makes the next mount on the same work dir fail: start each run with
+    // a fresh one (the upper layer, the container's changes, stays).
+    let work = dir.join("work");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir(&work).map_err(|source| Error::Prepare { path: work, source })?;
+    prepare_state_dir(&dir, &spec, config.layers.len())?;
+    records::update(root, id, |s| {
+        s.life.started_at = state::now_ms();
+        s.life.oom_killed = false;
+        s.life.error.clear();
+        s.cgroup = cgroup.clone();
+    })?;
+    let first = !*reported;
+    let started = |pid: i32| {
+        let _ = records::update(root, id, |s| s.life.pid = pid);
+        if first {
+            report("ok");
+        }
+    };
+    let outcome = sandbox::run_with(
+        &Launch {
+            spec: &spec,
+            layers: &config.layers,
+            state_dir: &dir,
+            seccomp_bpf: bpf.as_deref(),
+            cgroup: &cgroup,
+        },
+        &Hooks {
+            output: Some(log.clone()),
+            started: Some(&started),
+        },
+    );
+    if outcome.as_ref().is_ok_and(|o| o.setup_error.is_none()) {
+        *reported = true;
+    }
+    let oom = cgroup.oom_killed();
+    let destroyed = cgroup.destroy();
+    let outcome = outcome?;
+    destroyed?;
+    if oom {
+        records::update(root, id, |s| s.life.oom_killed = true)?;
+    }
+    Ok((outcome.code, outcome.setup_error))
+}
