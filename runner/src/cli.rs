@@ -84,6 +84,8 @@ pub enum Command {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Run a command in a running container.
+    Exec(containers::ExecArgs),
     /// Manage containers.
     #[command(subcommand)]
     Container(containers::ContainerCommand),
@@ -112,6 +114,7 @@ impl Command {
                 | Command::Restart(_)
                 | Command::Rm(_)
                 | Command::Container(_)
+                | Command::Exec(_)
                 | Command::Monitor { .. }
         )
     }

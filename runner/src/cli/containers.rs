@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use clap::{Args, Subcommand};
 
 use crate::container::detached::{DetachOptions, HealthCheck, RestartPolicy};
+use crate::container::exec::ExecOptions;
 use crate::container::logs::Rotation;
 use crate::container::{self, Error};
 
@@ -129,6 +130,43 @@ pub struct RmArgs {
     /// Containers.
     #[arg(required = true)]
     pub containers: Vec<String>,
+}
+
+/// `runner exec`.
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Keep stdin attached.
+    #[arg(short = 'i', long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short = 't', long)]
+    pub tty: bool,
+    /// Set an environment variable (KEY=value, or KEY to copy the host's).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
+    /// User (name|uid[:group|gid]).
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// The container (id, id prefix or name).
+    pub container: String,
+    /// Command and arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+impl From<&ExecArgs> for ExecOptions {
+    fn from(a: &ExecArgs) -> ExecOptions {
+        ExecOptions {
+            interactive: a.interactive,
+            tty: a.tty,
+            env: a.env.clone(),
+            workdir: a.workdir.clone(),
+            user: a.user.clone(),
+        }
+    }
 }
 
 /// `runner container ...`.

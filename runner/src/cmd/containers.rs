@@ -7,6 +7,7 @@ use anyhow::{bail, Result};
 
 use runner::cli::containers::ContainerCommand;
 use runner::cli::{Command, RunArgs};
+use runner::container::exec::ExecOptions;
 use runner::container::{self, clock, control, detached, logs, records, view, RunOptions};
 use runner::image::pull::PullOptions;
 use runner::image::reference::Reference;
@@ -163,6 +164,18 @@ pub fn dispatch(root: &Root, command: &Command) -> Option<Result<i32>> {
             Ok(())
         }),
         Command::Inspect { names } => inspect(root, names),
+        Command::Exec(args) => (|| {
+            let result = container::exec::exec(
+                root,
+                &args.container,
+                &args.command,
+                &ExecOptions::from(args),
+            )?;
+            if let Some(message) = result.setup_error {
+                eprintln!("runner: {message}");
+            }
+            Ok(result.code)
+        })(),
         Command::Container(ContainerCommand::Prune { .. }) => (|| {
             println!("Deleted Containers:");
             for id in control::prune(root)? {

@@ -87,7 +87,7 @@ pub fn parse_since(text: &str, now: u128) -> Option<u128> {
         return Some(t);
     }
     if let Ok(secs) = text.parse::<f64>() {
-        return (secs >= 0.0).then(|| (secs * 1e9) as u128);
+        return (secs >= 0.0).then_some((secs * 1e9) as u128);
     }
     let mut total: u128 = 0;
     let mut number = String::new();

@@ -18,6 +18,7 @@ pub mod bundle;
 pub mod clock;
 pub mod control;
 pub mod detached;
+pub mod exec;
 pub mod logs;
 pub mod monitor;
 mod options;

@@ -190,7 +190,7 @@ pub fn all(root: &Root) -> Vec<State> {
         .into_iter()
         .filter_map(|(_, s)| s)
         .collect();
-    v.sort_by(|a, b| b.life.created.cmp(&a.life.created));
+    v.sort_by_key(|s| std::cmp::Reverse(s.life.created));
     v
 }
 

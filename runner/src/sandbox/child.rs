@@ -59,7 +59,7 @@ pub(super) fn main(ctx: &ChildContext<'_>) -> isize {
     sys::proc::report_and_exit(ctx.err_w, report.as_bytes(), code)
 }
 
-enum Never {}
+pub(super) enum Never {}
 
 /// Wait for the runner's go (this process is in its cgroup then, and its id
 /// maps are written), and take a cgroup namespace rooted at that cgroup.
@@ -155,7 +155,21 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     }
     rootfs::mount_cgroups(&rootfs, &own_cgroups)?;
     rootfs::pivot_into(&rootfs)?;
-    ctx.streams.install()?;
+    become_workload(spec, &ctx.streams, launch.seccomp_bpf, ctx.err_w)
+}
+
+/// The last steps of every container process, PID 1 or one `exec` starts,
+/// once it is inside the container's namespaces, root and cgroup: its
+/// stdio and session, user and working directory, environment; every
+/// descriptor but the error pipe closed; bounding set, groups, user,
+/// capabilities, `no_new_privs` and seccomp; then exec.
+pub(super) fn become_workload(
+    spec: &crate::spec::ContainerSpec,
+    streams: &ChildStreams,
+    seccomp_bpf: Option<&[u8]>,
+    err_w: RawFd,
+) -> Result<Never, ChildError> {
+    streams.install()?;
     let user = crate::spec::user::resolve_user(&spec.user, Path::new("/"))
         .map_err(|e| ChildError(125, e.to_string()))?;
     enter_working_dir(&spec.cwd, &user)?;
@@ -170,14 +184,14 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     let argv = resolve_argv(&spec.args, &env)?;
     // Nothing of the runner's may enter the container: close (not merely
     // mark) every descriptor but the error pipe, which is close-on-exec.
-    sys::fd::close_fds_except(ctx.err_w).ctx(|| "close inherited descriptors".into())?;
+    sys::fd::close_fds_except(err_w).ctx(|| "close inherited descriptors".into())?;
     let init = if spec.init {
         Some(Init::load().ctx(|| "load the init program".into())?)
     } else {
         None
     };
 
-    if let (Some(bpf), false) = (launch.seccomp_bpf, spec.no_new_privileges) {
+    if let (Some(bpf), false) = (seccomp_bpf, spec.no_new_privileges) {
         seccomp::load(bpf).ctx(|| "seccomp".into())?;
     }
     caps::limit_bounding(&spec.capabilities).ctx(|| "capability bounding set".into())?;
@@ -210,11 +224,11 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
         nix::sys::prctl::set_no_new_privs()
             .map_err(io::Error::from)
             .ctx(|| "no_new_privs".into())?;
-        if let Some(bpf) = launch.seccomp_bpf {
+        if let Some(bpf) = seccomp_bpf {
             seccomp::load(bpf).ctx(|| "seccomp".into())?;
         }
     }
-    exec(&argv, &env, init.as_ref(), ctx.err_w)
+    exec(&argv, &env, init.as_ref(), err_w)
 }
 
 /// Enters the working directory, creating it (owned by the user) when

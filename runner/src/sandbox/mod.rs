@@ -24,12 +24,14 @@
 //! way PID 1 is a fresh image holding nothing of the runner's.
 //!
 //! Files: this module is the parent side; [`child`] is the child side up to
-//! exec, with [`overlay`] and [`rootfs`] (its mounts), [`stdio`] (both
+//! exec; [`exec`] starts one more process in a running container (`runner
+//! exec`), ending through the same child code, with [`overlay`] and [`rootfs`] (its mounts), [`stdio`] (both
 //! ends of the container's stdio) and [`init`]. Every raw (`unsafe`) system
 //! call of the sandbox is a small safe wrapper in [`crate::sys`]; nothing
 //! here calls libc.
 
 mod child;
+mod exec;
 mod init;
 mod overlay;
 mod rootfs;
@@ -51,6 +53,7 @@ use crate::cgroup::{Cgroup, CgroupManager};
 use crate::spec::{ContainerSpec, Network};
 use crate::sys;
 use child::ChildContext;
+pub use exec::{exec, Join};
 use stdio::Streams;
 pub use stdio::{OutputSink, Stream};
 
@@ -81,6 +84,9 @@ pub enum Error {
     /// The process's threads could not be counted.
     #[error("counting threads in /proc/self/task: {0}")]
     CountThreads(io::Error),
+    /// The namespaces of a running container could not be opened (`exec`).
+    #[error("joining the container (PID {0}): {1}")]
+    Join(i32, io::Error),
     /// Writing the user-namespace id maps failed.
     #[error("writing {path}: {source}")]
     IdMap {

@@ -328,3 +328,62 @@ fn a_foreground_run_shows_in_ps_while_it_runs() {
         "a foreground container is removed when it ends"
     );
 }
+
+#[test]
+fn exec_joins_the_container_with_its_confinement() {
+    let w = World::new();
+    let _c = Containers(&w);
+    let img = w.push_busybox("busybox", vec![]);
+    let id = detached(&w, &["--name", "box", &img, "sleep", "600"]);
+    // PID 1 is the container's, and so is the hostname.
+    assert_eq!(
+        w.ok(&["exec", "box", "cat", "/proc/1/cmdline"]),
+        "sleep\0600\0"
+    );
+    assert_eq!(w.ok(&["exec", "box", "hostname"]).trim(), &id[..12]);
+    let status = w.ok(&["exec", "box", "cat", "/proc/self/status"]);
+    let field = |s: &str, k: &str| {
+        s.lines()
+            .find(|l| l.starts_with(k))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let pid1 = fs::read_to_string(format!(
+        "/proc/{}/status",
+        json(&w.root().join("containers").join(&id).join("state.json"))["pid"]
+    ))
+    .unwrap();
+    assert_eq!(field(&status, "Seccomp:"), "Seccomp:\t2", "{status}");
+    assert_eq!(field(&status, "NoNewPrivs:"), "NoNewPrivs:\t1");
+    assert_eq!(field(&status, "CapEff:"), field(&pid1, "CapEff:"));
+    assert_eq!(field(&status, "CapBnd:"), field(&pid1, "CapBnd:"));
+    // The seccomp filter refuses what it refuses PID 1.
+    let out = w.runner(&["exec", "box", "unshare", "-m", "true"]);
+    assert_ne!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Exit codes, environment, working directory and user.
+    let out = w.runner(&["exec", "box", "sh", "-c", "exit 5"]);
+    assert_eq!(out.status.code(), Some(5));
+    let out = w.ok(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "-u",
+        "1000",
+        "box",
+        "sh",
+        "-c",
+        "echo $FOO $(pwd) $(id -u)",
+    ]);
+    assert_eq!(out, "bar /tmp 1000\n");
+    // Nothing of the runner's descriptors: only 0, 1, 2 (and the one ls opens).
+    let fds = w.ok(&["exec", "box", "ls", "/proc/self/fd"]);
+    assert_eq!(
+        fds.split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"],
+        "{fds}"
+    );
+    let out = w.runner(&["exec", "nothere", "true"]);
+    assert_eq!(stderr(&out).trim(), "runner: No such container: nothere");
+}

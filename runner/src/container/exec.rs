@@ -1,0 +1,72 @@
+//! `runner exec`: a command in a running detached container, with the
+//! container's environment (plus `-e`), its user or `-u`, its working
+//! directory or `-w`, and exactly its confinement: its namespaces and
+//! cgroup, capabilities, `no_new_privs` and seccomp filter (rebuilt from
+//! its `config.json` as its monitor does). The sandbox does the joining
+//! ([`crate::sandbox::exec`]).
+
+use super::control::{self, running};
+use super::detached;
+use super::records;
+use super::{build_spec, Error, RunResult};
+use crate::paths::Root;
+use crate::sandbox::{self, Join};
+use crate::seccomp;
+
+/// What `exec` asks for besides the container and the command.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    /// Keep stdin attached.
+    pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    pub tty: bool,
+    /// More environment, `KEY=value` (or `KEY` to copy the runner's).
+    pub env: Vec<String>,
+    /// Working directory.
+    pub workdir: Option<String>,
+    /// User.
+    pub user: Option<String>,
+}
+
+/// Runs `command` in container `what` and waits for it.
+pub fn exec(
+    root: &Root,
+    what: &str,
+    command: &[String],
+    options: &ExecOptions,
+) -> Result<RunResult, control::Error> {
+    let s = records::find(root, what)?;
+    let config = match detached::load_config(root, &s.id) {
+        Ok(c) if running(&s) && s.life.pid > 0 => c,
+        _ => return Err(control::Error::NotRunning(what.to_owned())),
+    };
+    let mut run = config.options.clone();
+    run.env.extend(options.env.iter().cloned());
+    run.workdir = options.workdir.clone().or(run.workdir);
+    run.user = options.user.clone().or(run.user);
+    run.tty = options.tty;
+    run.interactive = options.interactive;
+    run.init = false;
+    let mut spec =
+        build_spec(&run, &config.exec, &config.command, s.id.clone()).map_err(Box::new)?;
+    spec.args = command.to_vec();
+    let bpf = match &spec.seccomp {
+        Some(p) => Some(
+            seccomp::cached_filter(root, p, &spec.capabilities)
+                .map_err(|e| Box::new(Error::from(e)))?,
+        ),
+        None => None,
+    };
+    let outcome = sandbox::exec(&Join {
+        spec: &spec,
+        pid: s.life.pid,
+        seccomp_bpf: bpf.as_deref(),
+        cgroup: &s.cgroup,
+    })
+    .map_err(|e| Box::new(Error::from(e)))?;
+    Ok(RunResult {
+        code: outcome.code,
+        oom_killed: false,
+        setup_error: outcome.setup_error,
+    })
+}
