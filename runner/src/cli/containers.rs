@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use clap::{Args, Subcommand};
 
-use crate::container::detached::{DetachOptions, HealthCheck, RestartPolicy};
+use crate::container::detached::{DetachOptions, HealthFlags, RestartPolicy};
 use crate::container::exec::ExecOptions;
 use crate::container::logs::Rotation;
 use crate::container::{self, Error};
@@ -27,6 +27,55 @@ pub struct DetachArgs {
     /// Log options: max-size=SIZE (default 10m), max-file=N (default 3) (with -d).
     #[arg(long = "log-opt")]
     pub log_opts: Vec<String>,
+    /// Command that checks the container's health, run with /bin/sh -c (with -d).
+    #[arg(long)]
+    pub health_cmd: Option<String>,
+    /// Time between health checks (30s, 500ms, 1m; default 30s).
+    #[arg(long)]
+    pub health_interval: Option<String>,
+    /// Longest a health check may run (default 30s).
+    #[arg(long)]
+    pub health_timeout: Option<String>,
+    /// Failures in a row that make the container unhealthy (default 3).
+    #[arg(long)]
+    pub health_retries: Option<u32>,
+    /// Time after start during which failures do not count (default 0s).
+    #[arg(long)]
+    pub health_start_period: Option<String>,
+    /// Disable the image's HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+}
+
+/// `500ms`, `30s`, `1m`, `1h`, `1m30s` in milliseconds.
+fn duration_ms(flag: &str, text: &str) -> Result<u64, Error> {
+    let bad = || Error::Duration(flag.to_owned(), text.to_owned());
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() {
+            number.push(c);
+            continue;
+        }
+        let n: u64 = number.parse().map_err(|_| bad())?;
+        number.clear();
+        let unit = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            's' => 1000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            _ => return Err(bad()),
+        };
+        total += n * unit;
+    }
+    if !number.is_empty() || total == 0 {
+        return Err(bad());
+    }
+    Ok(total)
 }
 
 impl DetachArgs {
@@ -58,7 +107,26 @@ impl DetachArgs {
             restart: self.restart.parse::<RestartPolicy>()?,
             labels,
             log,
-            health: None::<HealthCheck>,
+            health: HealthFlags {
+                cmd: self.health_cmd.clone(),
+                interval_ms: self
+                    .health_interval
+                    .as_deref()
+                    .map(|t| duration_ms("--health-interval", t))
+                    .transpose()?,
+                timeout_ms: self
+                    .health_timeout
+                    .as_deref()
+                    .map(|t| duration_ms("--health-timeout", t))
+                    .transpose()?,
+                retries: self.health_retries,
+                start_period_ms: self
+                    .health_start_period
+                    .as_deref()
+                    .map(|t| duration_ms("--health-start-period", t))
+                    .transpose()?,
+                disabled: self.no_healthcheck,
+            },
         })
     }
 }

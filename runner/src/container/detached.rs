@@ -96,6 +96,61 @@ pub struct HealthCheck {
     pub start_period_ms: u64,
 }
 
+/// The `--health-*` flags, each overriding the image's HEALTHCHECK field.
+#[derive(Debug, Clone, Default)]
+pub struct HealthFlags {
+    /// `--health-cmd` (run with `/bin/sh -c`).
+    pub cmd: Option<String>,
+    /// `--health-interval`, ms.
+    pub interval_ms: Option<u64>,
+    /// `--health-timeout`, ms.
+    pub timeout_ms: Option<u64>,
+    /// `--health-retries`.
+    pub retries: Option<u32>,
+    /// `--health-start-period`, ms.
+    pub start_period_ms: Option<u64>,
+    /// `--no-healthcheck`.
+    pub disabled: bool,
+}
+
+impl HealthFlags {
+    /// The check a container gets: the image's, with the flags over it;
+    /// none with `--no-healthcheck`, or when the test is `NONE` (which
+    /// disables one a base image set) or empty.
+    pub fn resolve(&self, image: Option<&crate::image::oci::Healthcheck>) -> Option<HealthCheck> {
+        if self.disabled {
+            return None;
+        }
+        let ns_to_ms = |ns: u64| (ns > 0).then_some(ns / 1_000_000);
+        let test = match &self.cmd {
+            Some(cmd) => vec!["CMD-SHELL".to_owned(), cmd.clone()],
+            None => image.map(|h| h.test.clone()).unwrap_or_default(),
+        };
+        if test.is_empty() || test[0] == "NONE" {
+            return None;
+        }
+        Some(HealthCheck {
+            test,
+            interval_ms: self
+                .interval_ms
+                .or(image.and_then(|h| ns_to_ms(h.interval)))
+                .unwrap_or(30_000),
+            timeout_ms: self
+                .timeout_ms
+                .or(image.and_then(|h| ns_to_ms(h.timeout)))
+                .unwrap_or(30_000),
+            retries: self
+                .retries
+                .or(image.map(|h| h.retries).filter(|r| *r > 0))
+                .unwrap_or(3),
+            start_period_ms: self
+                .start_period_ms
+                .or(image.and_then(|h| ns_to_ms(h.start_period)))
+                .unwrap_or(0),
+        })
+    }
+}
+
 /// What `run -d` asks beyond [`RunOptions`].
 #[derive(Debug, Clone, Default)]
 pub struct DetachOptions {
@@ -105,8 +160,8 @@ pub struct DetachOptions {
     pub labels: BTreeMap<String, String>,
     /// Log rotation.
     pub log: Rotation,
-    /// The health check, if any (`None`: none, or `--no-healthcheck`).
-    pub health: Option<HealthCheck>,
+    /// The `--health-*` flags.
+    pub health: HealthFlags,
 }
 
 /// A detached container's `config.json`: everything its monitor needs to
@@ -241,7 +296,14 @@ pub fn create(
         restart: detach.restart,
         labels: detach.labels.clone(),
         log: detach.log,
-        health: detach.health.clone(),
+        health: detach.health.resolve(
+            prepared
+                .image
+                .image_config
+                .config
+                .as_ref()
+                .and_then(|c| c.healthcheck.as_ref()),
+        ),
         args: spec.args.clone(),
         env: spec.env.clone(),
         hostname: spec.hostname.clone(),

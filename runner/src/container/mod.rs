@@ -19,6 +19,7 @@ pub mod clock;
 pub mod control;
 pub mod detached;
 pub mod exec;
+pub mod health;
 pub mod logs;
 pub mod monitor;
 mod options;
@@ -82,6 +83,9 @@ pub enum Error {
     /// A `--restart` value is malformed.
     #[error("invalid restart policy {0:?}: use no, on-failure[:N], always or unless-stopped")]
     Restart(String),
+    /// A duration flag is malformed.
+    #[error("invalid {0} {1:?}: use a duration like 500ms, 30s, 1m or 1h")]
+    Duration(String, String),
     /// A `--log-opt` is unknown or malformed.
     #[error("invalid --log-opt {0:?}: use max-size=SIZE or max-file=N")]
     LogOpt(String),

@@ -11,7 +11,8 @@
 //! Docker's back-off (100 ms, doubled each restart, at most a minute, back
 //! to 100 ms after a run of 10 s or more). `stop`, `rm -f` and `restart`
 //! set `stop_requested` in the record first, so no policy restarts a
-//! container stopped by hand.
+//! container stopped by hand. A health check runs from a thread of the
+//! monitor while PID 1 runs ([`super::health`]).
 //!
 //! No async runtime and no store: the monitor stays a few MiB of RSS.
 
@@ -182,11 +183,15 @@ fn run_once(
         s.cgroup = cgroup.clone();
     })?;
     let first = !*reported;
+    // Started once PID 1 runs (the sandbox clones single-threaded), joined
+    // when this returns.
+    let health = std::cell::RefCell::new(None);
     let started = |pid: i32| {
         let _ = records::update(root, id, |s| s.life.pid = pid);
         if first {
             report("ok");
         }
+        *health.borrow_mut() = super::health::Checker::start(root, config);
     };
     let outcome = sandbox::run_with(
         &Launch {
@@ -201,6 +206,7 @@ fn run_once(
             started: Some(&started),
         },
     );
+    drop(health.take());
     if outcome.as_ref().is_ok_and(|o| o.setup_error.is_none()) {
         *reported = true;
     }

@@ -58,6 +58,30 @@ pub struct ExecConfig {
     /// Signal that stops the container (`SIGTERM`, `15`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// The health check (Docker's `HEALTHCHECK`; not in the OCI spec).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<Healthcheck>,
+}
+
+/// Docker's `Healthcheck` of an image config; durations in nanoseconds, 0 for the default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Healthcheck {
+    /// `["CMD", argv...]`, `["CMD-SHELL", "command"]` or `["NONE"]`.
+    #[serde(default)]
+    pub test: Vec<String>,
+    /// Between checks.
+    #[serde(default)]
+    pub interval: u64,
+    /// Longest a check may take.
+    #[serde(default)]
+    pub timeout: u64,
+    /// Failures before the container is unhealthy.
+    #[serde(default)]
+    pub retries: u32,
+    /// Time after start when failures do not count.
+    #[serde(default)]
+    pub start_period: u64,
 }
 
 /// The root filesystem section of an image config.

@@ -387,3 +387,56 @@ fn exec_joins_the_container_with_its_confinement() {
     let out = w.runner(&["exec", "nothere", "true"]);
     assert_eq!(stderr(&out).trim(), "runner: No such container: nothere");
 }
+
+#[test]
+fn health_checks_turn_healthy_and_unhealthy() {
+    let w = World::new();
+    let _c = Containers(&w);
+    let l = busybox_layer(Compression::Gzip, vec![]);
+    let check = serde_json::json!({"Test": ["CMD-SHELL", "test -e /tmp/ok"], "Interval": 200_000_000u64, "Timeout": 5_000_000_000u64, "Retries": 2});
+    let config = serde_json::json!({"config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"], "Healthcheck": check}});
+    push_image(&w.reg, "checked", "latest", &[&l], config);
+    let img = w.image("checked");
+    // The image's check: fails until /tmp/ok exists, then healthy.
+    let good = detached(
+        &w,
+        &[&img, "sh", "-c", "sleep 1; touch /tmp/ok; exec sleep 600"],
+    );
+    eventually("healthy", || {
+        inspect(&w, &good)["State"]["Health"]["Status"] == "healthy"
+    });
+    let ps = w.ok(&["ps"]);
+    assert!(ps.contains("(healthy)"), "{ps}");
+    let health = &inspect(&w, &good)["State"]["Health"];
+    assert_eq!(health["FailingStreak"], 0);
+    assert_eq!(
+        health["Log"].as_array().unwrap().last().unwrap()["ExitCode"],
+        0
+    );
+    // A check that always fails: unhealthy after its retries, with its output logged.
+    let bad = detached(
+        &w,
+        &[
+            "--health-cmd",
+            "echo nope; exit 1",
+            "--health-interval",
+            "200ms",
+            "--health-retries",
+            "2",
+            &img,
+            "sleep",
+            "600",
+        ],
+    );
+    eventually("unhealthy", || {
+        inspect(&w, &bad)["State"]["Health"]["Status"] == "unhealthy"
+    });
+    let health = &inspect(&w, &bad)["State"]["Health"];
+    assert!(health["FailingStreak"].as_u64().unwrap() >= 2, "{health}");
+    assert_eq!(health["Log"][0]["Output"], "nope\n");
+    assert_eq!(health["Log"][0]["ExitCode"], 1);
+    // --no-healthcheck drops the image's.
+    let none = detached(&w, &["--no-healthcheck", &img, "sleep", "600"]);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(inspect(&w, &none)["State"]["Health"].is_null());
+}
