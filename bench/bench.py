@@ -512,6 +512,11 @@ class Bench:
             D.stop(remove=False)
             log("runner rows (distribution stopped)")
             self.runner_rows(S)
+            if self.bins.get("runner"):
+                log("container rows (run -d, exec, monitor RSS; bench/containers.py)")
+                import containers
+                containers.container_rows(self, f"{S.host}/bench/busybox:latest",
+                                          os.path.join(self.work, "containers"), stats)
             S.stop()
             log("storage row")
             self.storage_row()

@@ -8,20 +8,25 @@
 //! ```text
 //! main.rs (bin)  -> cli, container, image, info, paths   thin glue; anyhow only here
 //! info           -> cgroup, image::auth, paths   `runner info`: host features, logins
-//! cli            -> container (RunOptions), spec, paths, image::client (Settings)   clap structs -> library types
+//! cli            -> container (RunOptions, detached, exec, logs), spec, paths,
+//!                   image::client (Settings)   clap structs -> library types
+//!                   (cli/containers: the container commands' flags)
 //! [build/]       -> container, image, paths   the Dockerfile builder: FROM through
 //!                   image::pull, each RUN in a container, layers and the image
 //!                   written through image::store
 //! container/     -> image, sandbox, [net/], seccomp, cgroup, spec, caps, paths,
-//!                   fsutil, sys   run (mod.rs), RunOptions, state (records, stale
-//!                   cleanup), bundle; [the lifecycle: create/start/stop, the
-//!                   detached monitor, ps, logs, exec (joins a running sandbox)]
+//!                   fsutil, sys   run (mod.rs), RunOptions, state (the record,
+//!                   stale cleanup), records (locks, lookups), bundle; detached
+//!                   (`run -d`: config, monitor start), monitor (the per-container
+//!                   process), logs, health, control (stop/kill/wait/start/rm),
+//!                   exec, view (ps, inspect), clock
 //! [net/]         -> spec, paths, sys   bridge, veth, NAT and addresses for
 //!                   `Network` modes beyond none/host; container sets it up and
 //!                   hands the sandbox only a namespace to join (sandbox never
 //!                   calls net)
 //! sandbox/       -> spec, seccomp (load), cgroup (join), caps, fsutil, sys
-//!                   parent side (mod.rs), child side, rootfs, overlay, stdio, init
+//!                   parent side (mod.rs), child side, exec (joins a running
+//!                   container), rootfs, overlay, stdio, init
 //! spec/          -> seccomp (Profile), cgroup (Limits), caps, image::oci, fsutil
 //!                   ContainerSpec: what container hands sandbox (and bundle);
 //!                   user: `-u` against the image's passwd and group

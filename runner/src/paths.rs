@@ -8,9 +8,16 @@
 //!     storage/ registry.db         the store's own layout: bytes and SQLite metadata
 //!     open.lock                    held while a runner opens (and migrates) the store
 //!   layers/<alg>/<hex of diff_id>/ each layer unpacked once, shared by every image (layers/ 0700)
-//!   containers/<id>/               per-container state, removed when the container ends (0700;
-//!                                  owned by the container's root with --userns)
-//!     state.json                   owner pid + start time, cgroup, layers in use
+//!   containers.lock                flock: held while a name is checked and a container dir made
+//!   containers/<id>/               per-container state (0700; owned by the container's root
+//!                                  with --userns); a foreground run's is removed when it ends,
+//!                                  a detached one's (`run -d`) by `rm`
+//!     state.json                   the record: owner (monitor or runner) pid + start time,
+//!                                  cgroup, layers, status, exit code, times, health
+//!     lock                         flock: held while state.json is changed
+//!     config.json                  a detached container's configuration (written once)
+//!     container.log[.N]            a detached container's output, JSON lines, rotated
+//!     monitor.log                  its monitor's own errors
 //!     upper/ work/ rootfs/         overlay upper, work and mount point
 //!     etc/                         hostname, hosts, resolv.conf bound into the container
 //!     lower/<n>/                   id-mapped layer mount points (--userns only)

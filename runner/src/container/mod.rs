@@ -9,10 +9,14 @@
 //!    sandbox; report the outcome (including OOM kills); clean up on every
 //!    path. `run` gets no store, so it cannot reopen one by mistake.
 //!
-//! Submodules: [`state`] (each running container's record on disk, and
-//! cleanup after a runner that died) and [`bundle`] (`runner bundle`: the
-//! same container written out as an OCI runtime bundle). The container
-//! lifecycle to come (create/start/stop/list) belongs here too.
+//! Submodules: [`state`] (each container's record on disk, and cleanup
+//! after a runner or monitor that died), [`records`] (locks, lookups by id,
+//! prefix or name), [`bundle`] (`runner bundle`: the same container written
+//! out as an OCI runtime bundle), and the containers that live on:
+//! [`detached`] (`run -d`: the config, starting the monitor), [`monitor`]
+//! (the per-container process that owns PID 1), [`logs`], [`health`],
+//! [`control`] (stop, kill, wait, start, restart, rm, prune), [`exec`],
+//! [`view`] (`ps`, `inspect`) and [`clock`] (times as they are shown).
 
 pub mod bundle;
 pub mod clock;

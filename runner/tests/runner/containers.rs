@@ -338,7 +338,7 @@ fn exec_joins_the_container_with_its_confinement() {
     // PID 1 is the container's, and so is the hostname.
     assert_eq!(
         w.ok(&["exec", "box", "cat", "/proc/1/cmdline"]),
-        "sleep\0600\0"
+        "sleep\x00600\x00"
     );
     assert_eq!(w.ok(&["exec", "box", "hostname"]).trim(), &id[..12]);
     let status = w.ok(&["exec", "box", "cat", "/proc/self/status"]);
