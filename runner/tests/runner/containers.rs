@@ -440,3 +440,44 @@ fn health_checks_turn_healthy_and_unhealthy() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(inspect(&w, &none)["State"]["Health"].is_null());
 }
+
+#[test]
+fn kill_start_restart_and_the_always_policy() {
+    let w = World::new();
+    let _c = Containers(&w);
+    let img = w.push_busybox("busybox", vec![]);
+    let script = "echo started; trap 'exit 9' USR2; while true; do sleep 0.1; done";
+    let id = detached(&w, &[&img, "sh", "-c", script]);
+    let (wr, idr) = (&w, &id);
+    let starts = |n: usize| move || wr.ok(&["logs", idr]).matches("started").count() == n;
+    eventually("the first start", starts(1));
+    w.ok(&["kill", "-s", "USR2", &id[..12]]);
+    assert_eq!(w.ok(&["wait", &id]).trim(), "9");
+    w.ok(&["start", &id]);
+    eventually("the second start", starts(2));
+    assert_eq!(inspect(&w, &id)["State"]["Status"], "running");
+    w.ok(&["restart", "-t", "1", &id]);
+    eventually("the third start", starts(3));
+    assert_eq!(inspect(&w, &id)["State"]["Running"], true);
+    // always: a kill brings it back, a stop does not.
+    let always = detached(
+        &w,
+        &[
+            "--restart",
+            "always",
+            &img,
+            "sh",
+            "-c",
+            "echo up; exec sleep 600",
+        ],
+    );
+    let alr = &always;
+    let ups = |n: usize| move || wr.ok(&["logs", alr]).matches("up").count() == n;
+    eventually("the first run", ups(1));
+    w.ok(&["kill", &always]);
+    eventually("a restart after kill", ups(2));
+    assert_eq!(inspect(&w, &always)["RestartCount"], 1);
+    w.ok(&["stop", "-t", "1", &always]);
+    assert_eq!(inspect(&w, &always)["State"]["Status"], "exited");
+    assert_eq!(w.ok(&["wait", &always]).trim(), "137");
+}
