@@ -481,3 +481,33 @@ fn kill_start_restart_and_the_always_policy() {
     assert_eq!(inspect(&w, &always)["State"]["Status"], "exited");
     assert_eq!(w.ok(&["wait", &always]).trim(), "137");
 }
+
+#[test]
+fn concurrent_runs_with_one_name_make_one_container() {
+    let w = World::new();
+    let _c = Containers(&w);
+    let img = w.push_busybox("busybox", vec![]);
+    w.ok(&["pull", &img]);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            w.cmd(&["run", "-d", "--name", "dup", &img, "sleep", "600"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let outs: Vec<_> = children
+        .into_iter()
+        .map(|c| c.wait_with_output().unwrap())
+        .collect();
+    let won = outs.iter().filter(|o| o.status.success()).count();
+    assert_eq!(won, 1, "{:?}", outs.iter().map(stderr).collect::<Vec<_>>());
+    for o in outs.iter().filter(|o| !o.status.success()) {
+        assert!(stderr(o).contains("already in use"), "{}", stderr(o));
+    }
+    let ps = w.ok(&["ps", "-a", "-q"]);
+    assert_eq!(ps.lines().count(), 1, "{ps}");
+    // Every record still reads.
+    assert_eq!(inspect(&w, "dup")["State"]["Running"], true);
+}
