@@ -260,6 +260,11 @@ pub fn create(
     detach: &DetachOptions,
 ) -> Result<Config> {
     let spec = &prepared.spec;
+    // Compiled here, so the monitor finds the filter cached: compiling it
+    // there would leave libseccomp's heap in a process that lives on.
+    if let Some(profile) = &spec.seccomp {
+        crate::seccomp::cached_filter(root, profile, &spec.capabilities)?;
+    }
     let _names = NamesLock::take(root)?;
     let name = match &spec.name {
         Some(n) if records::name_taken(root, &n.to_string()) => {
