@@ -36,6 +36,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Log format: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// Mirrored registries (`[[upstream]]` tables), see `docs/mirror.md`.
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<crate::mirror::config::UpstreamConfig>,
 }
 
 /// How log lines are written.
@@ -167,6 +170,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             limits: LimitsConfig::default(),
             log_format: LogFormat::Text,
+            upstreams: Vec::new(),
         }
     }
 }

@@ -99,6 +99,10 @@ struct ServeArgs {
     /// of the filesystem, whichever is smaller; 0: off].
     #[arg(long, env = "STRATA_FREE_SPACE_RESERVE", value_name = "BYTES")]
     free_space_reserve: Option<u64>,
+    /// Mirror an upstream registry under the path prefix NAME (repeatable;
+    /// `[[upstream]]` in the config file for the other settings).
+    #[arg(long, value_name = "NAME=URL")]
+    upstream: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -221,6 +225,12 @@ fn serve_config(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Resul
     }
     if args.free_space_reserve.is_some() {
         config.limits.free_space_reserve_bytes = args.free_space_reserve;
+    }
+    for flag in &args.upstream {
+        let upstream = registry::mirror::config::UpstreamConfig::from_flag(flag)
+            .map_err(anyhow::Error::msg)?;
+        config.upstreams.retain(|u| u.name != upstream.name);
+        config.upstreams.push(upstream);
     }
     Ok(config)
 }

@@ -92,7 +92,7 @@ async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Respon
     state.faults.low_space(&state.store).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render() + &state.faults.render(),
+        state.metrics.render() + &state.faults.render() + &state.mirror.render_metrics(),
     )
         .into_response()
 }
@@ -211,6 +211,7 @@ pub async fn state(config: &Config) -> Result<AppState> {
         manifest_budget: crate::limits::ByteBudget::new(config.limits.manifest_body_budget()),
         manifest_body_timeout: config.limits.manifest_body_timeout(),
         faults: crate::faults::Faults::new(config.limits.free_space_reserve_bytes),
+        mirror: crate::mirror::Mirror::new(&config.upstreams).map_err(Error::Upstream)?,
     })
 }
 
