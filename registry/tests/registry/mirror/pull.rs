@@ -200,3 +200,52 @@ async fn a_layer_pushed_and_mirrored_is_stored_once() {
         assert_eq!(files.len(), 1, "{digest}: {files:?}");
     }
 }
+
+#[tokio::test]
+async fn upstream_behind_a_login_is_pulled_with_the_token_dance() {
+    let upstream = Registry::launch_fresh().start();
+    let image = push_image(&upstream, "team/app", "v1", vec![bytes_of("private", 4000)]).await;
+    let dir = upstream.kill();
+    let _cleanup = Cleanup(dir.clone());
+    crate::harness::add_user(&dir, "puller");
+    let upstream = Registry::launch(&dir)
+        .data()
+        .args(["--htpasswd", "htpasswd"])
+        .start();
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "puller-pw\n").unwrap();
+    let config = format!(
+        "[[upstream]]\nname = \"up\"\nurl = \"UPSTREAM\"\nusername = \"puller\"\npassword_file = \"{}\"\n",
+        secret.path().display()
+    );
+    let mut mirror = mirror_with(&upstream.base, &config);
+    let (status, _, body) = get(&mirror, "/v2/up/team/app/manifests/v1").await;
+    assert_eq!((status, body), (StatusCode::OK, image.manifest.clone()));
+    for (digest, bytes) in &image.layers {
+        let (status, _, body) = get(&mirror, &format!("/v2/up/team/app/blobs/{digest}")).await;
+        assert_eq!((status, &body), (StatusCode::OK, bytes));
+    }
+    mirror.terminate();
+    assert!(!mirror.log().contains("puller-pw"));
+
+    // Without credentials the upstream refuses: DENIED, naming the upstream only.
+    let anonymous = Registry::launch_fresh()
+        .args(["--upstream", &format!("up={}", upstream.base)])
+        .start();
+    let (status, _, body) = get(&anonymous, "/v2/up/team/app/manifests/v1").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("DENIED") && !text.contains(&upstream.base),
+        "{text}"
+    );
+}
+
+/// Removes a directory a killed registry left behind.
+struct Cleanup(std::path::PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
