@@ -318,6 +318,31 @@ mod tests {
     }
 
     #[test]
+    fn parses_upstream_tables() {
+        let c: Config = toml::from_str(
+            r#"
+            [[upstream]]
+            name = "hub"
+            url = "https://registry-1.docker.io"
+            registry = "docker.io"
+            default = true
+            tag_ttl = "10m"
+            [[upstream]]
+            name = "ghcr"
+            url = "https://ghcr.io"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(c.upstreams[0].tag_ttl(), Duration::from_secs(600));
+        assert!(c.upstreams[0].default && !c.upstreams[1].default);
+        assert!(toml::from_str::<Config>(
+            "[[upstream]]\nname = \"a\"\nurl = \"http://h\"\ntag_ttl = \"5y\""
+        )
+        .is_err());
+    }
+
+    #[test]
     fn rejects_unknown_keys() {
         assert!(toml::from_str::<Config>("lisen = \"x\"").is_err());
     }
