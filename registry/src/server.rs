@@ -215,6 +215,30 @@ pub async fn state(config: &Config) -> Result<AppState> {
     })
 }
 
+/// Sync `upstream` at start-up and then every `interval`, logging progress.
+async fn sync_schedule(
+    state: Arc<AppState>,
+    upstream: Arc<crate::mirror::Upstream>,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        let holder: crate::mirror::blobs::StoreHolder = state.clone();
+        let progress = |line: String| tracing::info!("{line}");
+        match state
+            .mirror
+            .sync_upstream(&holder, &upstream, false, &progress)
+            .await
+        {
+            Ok(r) => {
+                tracing::info!(upstream = %upstream.name, tags = r.tags, failed = r.failed, "sync done")
+            }
+            Err(e) => tracing::warn!(upstream = %upstream.name, error = %e, "sync failed"),
+        }
+    }
+}
+
 /// Run GC every `interval`, logging each run.
 async fn gc_schedule(state: Arc<AppState>, config: Config, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
@@ -255,6 +279,9 @@ pub async fn serve(config: Config) -> Result<()> {
             config.clone(),
             Duration::from_secs(secs.max(1)),
         ));
+    }
+    for (upstream, interval) in state.mirror.scheduled() {
+        tokio::spawn(sync_schedule(state.clone(), upstream, interval));
     }
     if state.metrics.storage_refresh_due(STORAGE_REFRESH) {
         tokio::spawn(refresh_storage_gauge(state.clone()));

@@ -47,6 +47,15 @@ pub enum BlobSource {
 /// handlers' state): a fetch task keeps it alive.
 pub type StoreHolder = Arc<dyn AsRef<Store> + Send + Sync>;
 
+/// A store on its own as a [`StoreHolder`] (for `registry sync`).
+pub struct OwnedStore(pub Store);
+
+impl AsRef<Store> for OwnedStore {
+    fn as_ref(&self) -> &Store {
+        &self.0
+    }
+}
+
 impl Mirror {
     /// Make `digest` of `t` readable, fetching it when missing; with `tee`,
     /// a fetch this call leads streams to the caller.

@@ -97,7 +97,8 @@ impl UpstreamClient {
         method: Method,
     ) -> UpstreamResult<reqwest::Response> {
         let path = format!("/v2/{repo}/manifests/{reference}");
-        self.send(method, repo, &path, Some(MANIFEST_ACCEPT)).await
+        self.send(method, &pull_scope(repo), &path, Some(MANIFEST_ACCEPT))
+            .await
     }
 
     /// `GET`/`HEAD` a blob.
@@ -108,7 +109,54 @@ impl UpstreamClient {
         method: Method,
     ) -> UpstreamResult<reqwest::Response> {
         let path = format!("/v2/{repo}/blobs/{digest}");
-        self.send(method, repo, &path, None).await
+        self.send(method, &pull_scope(repo), &path, None).await
+    }
+
+    /// The names of a listing, `tags/list` of `repo` or (`None`) the
+    /// `_catalog`, following `Link: <...>; rel="next"` on the same upstream,
+    /// at most `max` names.
+    pub async fn list(&self, repo: Option<&str>, max: usize) -> UpstreamResult<Vec<String>> {
+        let (scope, key, mut path) = match repo {
+            Some(repo) => (
+                pull_scope(repo),
+                "tags",
+                format!("/v2/{repo}/tags/list?n=1000"),
+            ),
+            None => (
+                "registry:catalog:*".to_owned(),
+                "repositories",
+                "/v2/_catalog?n=1000".to_owned(),
+            ),
+        };
+        let mut names = Vec::new();
+        loop {
+            let response = self.send(Method::GET, &scope, &path, None).await?;
+            let next = response
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| next_link(v, &self.base));
+            let body = read_bounded(response, 4 << 20).await?;
+            let page: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|_| UpstreamError::Invalid {
+                    what: "a listing is not JSON".into(),
+                })?;
+            let page = page
+                .get(key)
+                .and_then(|v| v.as_array())
+                .cloned()
+                .unwrap_or_default();
+            if page.is_empty() {
+                break;
+            }
+            names.extend(page.iter().filter_map(|v| v.as_str().map(str::to_owned)));
+            match next {
+                Some(n) if names.len() < max => path = n,
+                _ => break,
+            }
+        }
+        names.truncate(max);
+        Ok(names)
     }
 
     /// Send a request, answering one authentication challenge; any status
@@ -116,7 +164,7 @@ impl UpstreamClient {
     async fn send(
         &self,
         method: Method,
-        repo: &str,
+        scope: &str,
         path: &str,
         accept: Option<&str>,
     ) -> UpstreamResult<reqwest::Response> {
@@ -127,7 +175,7 @@ impl UpstreamClient {
             if let Some(accept) = accept {
                 request = request.header(ACCEPT, accept);
             }
-            if let Some(auth) = self.authorization(repo).await? {
+            if let Some(auth) = self.authorization(scope).await? {
                 request = request.header(AUTHORIZATION, auth);
             }
             let response = request.send().await.map_err(UpstreamError::from_reqwest)?;
@@ -139,7 +187,7 @@ impl UpstreamClient {
                 if let Some(scheme) = challenge(response.headers()) {
                     retried = true;
                     drain(response).await;
-                    self.tokens.lock().expect("tokens lock").remove(repo);
+                    self.tokens.lock().expect("tokens lock").remove(scope);
                     *self.scheme.lock().expect("scheme lock") = scheme;
                     continue;
                 }
@@ -149,25 +197,25 @@ impl UpstreamClient {
         }
     }
 
-    /// The `Authorization` header for a request about `repo`, fetching a
+    /// The `Authorization` header for a request needing `scope`, fetching a
     /// token first when the upstream asked for Bearer and none is cached.
-    async fn authorization(&self, repo: &str) -> UpstreamResult<Option<String>> {
+    async fn authorization(&self, scope: &str) -> UpstreamResult<Option<String>> {
         let scheme = self.scheme.lock().expect("scheme lock").clone();
         match scheme {
             Scheme::Anonymous => Ok(None),
             Scheme::Basic => Ok(self.basic()),
             Scheme::Bearer { realm, service } => {
-                if let Some(t) = self.tokens.lock().expect("tokens lock").get(repo) {
+                if let Some(t) = self.tokens.lock().expect("tokens lock").get(scope) {
                     if t.until > Instant::now() {
                         return Ok(Some(format!("Bearer {}", t.value)));
                     }
                 }
-                let token = self.fetch_token(&realm, service.as_deref(), repo).await?;
+                let token = self.fetch_token(&realm, service.as_deref(), scope).await?;
                 let header = format!("Bearer {}", token.value);
                 self.tokens
                     .lock()
                     .expect("tokens lock")
-                    .insert(repo.to_owned(), token);
+                    .insert(scope.to_owned(), token);
                 Ok(Some(header))
             }
         }
@@ -183,15 +231,14 @@ impl UpstreamClient {
         })
     }
 
-    /// The token service's answer for a pull of `repo`.
+    /// The token service's answer for `scope`.
     async fn fetch_token(
         &self,
         realm: &str,
         service: Option<&str>,
-        repo: &str,
+        scope: &str,
     ) -> UpstreamResult<Token> {
-        let scope = format!("repository:{repo}:pull");
-        let mut query = vec![("scope", scope.as_str())];
+        let mut query = vec![("scope", scope)];
         if let Some(service) = service {
             query.push(("service", service));
         }
@@ -234,6 +281,22 @@ impl UpstreamClient {
             until: Instant::now() + Duration::from_secs(life),
         })
     }
+}
+
+fn pull_scope(repo: &str) -> String {
+    format!("repository:{repo}:pull")
+}
+
+/// The path of a `Link: <...>; rel="next"` header, when it stays on `base`
+/// (a relative `/v2/...` path, or an absolute URL under `base`).
+fn next_link(link: &str, base: &str) -> Option<String> {
+    let (target, params) = link.split_once(';')?;
+    if !params.contains("rel=\"next\"") {
+        return None;
+    }
+    let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+    let path = target.strip_prefix(base).unwrap_or(target);
+    (path.starts_with("/v2/") && !path.contains("://")).then(|| path.to_owned())
 }
 
 /// The scheme a 401's `WWW-Authenticate` asks for.
@@ -321,6 +384,23 @@ mod tests {
             }
             _ => panic!("not a bearer challenge"),
         }
+    }
+
+    #[test]
+    fn next_links_stay_on_the_upstream() {
+        let base = "http://up:5000";
+        let link = "</v2/_catalog?last=b&n=2>; rel=\"next\"";
+        assert_eq!(
+            next_link(link, base).as_deref(),
+            Some("/v2/_catalog?last=b&n=2")
+        );
+        let absolute = "<http://up:5000/v2/a/tags/list?last=x>; rel=\"next\"";
+        assert_eq!(
+            next_link(absolute, base).as_deref(),
+            Some("/v2/a/tags/list?last=x")
+        );
+        assert_eq!(next_link("<http://evil/v2/x>; rel=\"next\"", base), None);
+        assert_eq!(next_link("</v2/x>; rel=\"prev\"", base), None);
     }
 
     #[test]

@@ -12,6 +12,10 @@
 //! password_file = "/etc/strata/hub.password"
 //! tag_ttl = "5m"                       # a tag is re-checked upstream after this
 //! timeout = "30s"                      # connect and between two reads
+//! repositories = ["library/alpine", "myorg/**"]  # what `registry sync` pre-fetches
+//! tags = "^v?[0-9]"                    # regex on tag names (all tags when absent)
+//! exclude = ["myorg/old-*"]            # repository globs left out
+//! sync_interval = "6h"                 # `serve` syncs this often (never when absent)
 //! ```
 
 use std::path::PathBuf;
@@ -46,6 +50,19 @@ pub struct UpstreamConfig {
     /// Connect timeout, and the longest wait between two reads; default 30 s.
     #[serde(default, deserialize_with = "duration::option")]
     pub timeout: Option<Duration>,
+    /// Repositories `registry sync` pre-fetches: names, or globs (`*`
+    /// within a component, `**` across) matched against the upstream's catalog.
+    #[serde(default)]
+    pub repositories: Vec<String>,
+    /// Tags synced: a regular expression on the tag name (all when absent).
+    #[serde(default)]
+    pub tags: Option<String>,
+    /// Repository globs left out of the sync.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Sync inside `serve` this often (never when absent).
+    #[serde(default, deserialize_with = "duration::option")]
+    pub sync_interval: Option<Duration>,
 }
 
 impl UpstreamConfig {
@@ -63,6 +80,10 @@ impl UpstreamConfig {
             password_file: None,
             tag_ttl: None,
             timeout: None,
+            repositories: Vec::new(),
+            tags: None,
+            exclude: Vec::new(),
+            sync_interval: None,
         })
     }
 
@@ -102,6 +123,10 @@ impl UpstreamConfig {
                 "upstream {}: the URL must be scheme://host[:port] only (credentials go in username/password_file)",
                 self.name
             ));
+        }
+        if let Some(tags) = &self.tags {
+            regex_automata::meta::Regex::new(tags)
+                .map_err(|e| format!("upstream {}: tags {tags:?}: {e}", self.name))?;
         }
         if self.password_file.is_some() && self.username.is_none() {
             return Err(format!(

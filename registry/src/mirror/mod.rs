@@ -6,6 +6,7 @@
 //! mirror (Mirror: the upstreams, which request goes where, tag freshness, metrics)
 //!  ├── manifests  a manifest through the mirror: tag TTL, HEAD first, stale on outage
 //!  ├── blobs      a blob through the mirror: tee to the client while stored, verified
+//!  ├── sync       `registry sync` and `sync_interval`: pre-fetch what the filters select
 //!  ├── flight     single flight: one upstream fetch per missing blob or manifest
 //!  ├── client     the HTTP client of one upstream: Basic / Bearer token dance, bounds
 //!  ├── config     the `[[upstream]]` tables and `--upstream NAME=URL`
@@ -21,7 +22,8 @@
 //! upstream's URL comes only from the configuration: a client chooses among
 //! configured upstreams, never a host.
 //!
-//! The mirror uses only `store::Store`; `routes` calls it and answers the
+//! The mirror uses only `store::Store` (and, for `sync`'s repository globs,
+//! `auth::glob_match`); `routes` calls it and answers the
 //! client from the store once it returns.
 
 pub mod blobs;
@@ -30,6 +32,7 @@ pub mod config;
 pub mod error;
 pub mod flight;
 pub mod manifests;
+pub mod sync;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -82,6 +85,15 @@ pub struct Upstream {
     tag_ttl: Duration,
     client: UpstreamClient,
     metrics: UpstreamMetrics,
+    sync: SyncFilter,
+}
+
+/// What `registry sync` pre-fetches from one upstream.
+struct SyncFilter {
+    repositories: Vec<String>,
+    tags: Option<regex_automata::meta::Regex>,
+    exclude: Vec<String>,
+    interval: Option<Duration>,
 }
 
 /// A request mapped onto an upstream.
@@ -120,6 +132,18 @@ impl Mirror {
                 tag_ttl: c.tag_ttl(),
                 client: UpstreamClient::new(c)?,
                 metrics: UpstreamMetrics::default(),
+                sync: SyncFilter {
+                    repositories: c.repositories.clone(),
+                    tags: match &c.tags {
+                        Some(t) => Some(
+                            regex_automata::meta::Regex::new(t)
+                                .map_err(|e| format!("upstream {}: tags: {e}", c.name))?,
+                        ),
+                        None => None,
+                    },
+                    exclude: c.exclude.clone(),
+                    interval: c.sync_interval,
+                },
             }));
         }
         if upstreams.iter().filter(|u| u.default).count() > 1 {
@@ -129,6 +153,14 @@ impl Mirror {
             upstreams,
             ..Mirror::default()
         })
+    }
+
+    /// The upstreams synced on a schedule, with their interval.
+    pub fn scheduled(&self) -> Vec<(Arc<Upstream>, Duration)> {
+        self.upstreams
+            .iter()
+            .filter_map(|u| u.sync.interval.map(|i| (u.clone(), i)))
+            .collect()
     }
 
     /// Whether any upstream is configured.

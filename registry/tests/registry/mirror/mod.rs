@@ -4,10 +4,12 @@
 //!
 //! `pull` holds the ways in (path prefix, `?ns=`, default upstream), tag
 //! TTLs, read-only mirrored repositories and dedup; `failures` the outage,
-//! hostile-upstream and single-flight tests. The helpers they share are here.
+//! hostile-upstream and single-flight tests; `sync` the pre-fetch command.
+//! The helpers they share are here.
 
 mod failures;
 mod pull;
+mod sync;
 
 use reqwest::{header, Client, StatusCode};
 use serde_json::json;
