@@ -249,3 +249,59 @@ impl Drop for Cleanup {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+#[tokio::test]
+async fn an_index_brings_only_the_platform_manifests_pulled() {
+    let mut upstream = Registry::launch_fresh().start();
+    let amd = push_image(&upstream, "team/multi", "amd64", vec![bytes_of("amd", 100)]).await;
+    let arm = push_image(&upstream, "team/multi", "arm64", vec![bytes_of("arm", 100)]).await;
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": crate::harness::OCI_INDEX,
+        "manifests": [
+            {"mediaType": crate::harness::OCI_MANIFEST, "digest": amd.digest, "size": amd.manifest.len(),
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": crate::harness::OCI_MANIFEST, "digest": arm.digest, "size": arm.manifest.len(),
+             "platform": {"architecture": "arm64", "os": "linux"}},
+        ],
+    }))
+    .unwrap();
+    let r = Client::new()
+        .put(upstream.url("/v2/team/multi/manifests/latest"))
+        .header("content-type", crate::harness::OCI_INDEX)
+        .body(index.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mirror = Registry::launch_fresh()
+        .args(["--upstream", &format!("up={}", upstream.base)])
+        .start();
+    let r = Client::new()
+        .get(mirror.url("/v2/up/team/multi/manifests/latest"))
+        .header("accept", crate::harness::OCI_INDEX)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.bytes().await.unwrap().to_vec(), index);
+    let (status, _, _) = get(
+        &mirror,
+        &format!("/v2/up/team/multi/manifests/{}", amd.digest),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // The upstream gone: the platform pulled is there, the other never was.
+    upstream.terminate();
+    let (status, _, body) = get(
+        &mirror,
+        &format!("/v2/up/team/multi/manifests/{}", amd.digest),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, amd.manifest));
+    let (status, _, _) = get(
+        &mirror,
+        &format!("/v2/up/team/multi/manifests/{}", arm.digest),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
