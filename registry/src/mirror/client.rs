@@ -112,6 +112,22 @@ impl UpstreamClient {
         self.send(method, &pull_scope(repo), &path, None).await
     }
 
+    /// `GET` the referrers index of `digest` (OCI 1.1's referrers API).
+    pub async fn referrers(
+        &self,
+        repo: &str,
+        digest: &store::Digest,
+    ) -> UpstreamResult<reqwest::Response> {
+        let path = format!("/v2/{repo}/referrers/{digest}");
+        self.send(
+            Method::GET,
+            &pull_scope(repo),
+            &path,
+            Some("application/vnd.oci.image.index.v1+json"),
+        )
+        .await
+    }
+
     /// The names of a listing, `tags/list` of `repo` or (`None`) the
     /// `_catalog`, following `Link: <...>; rel="next"` on the same upstream,
     /// at most `max` names.

@@ -86,6 +86,62 @@ impl Mirror {
         }
     }
 
+    /// Fetch the referrers of `subject` from the upstream (the referrers
+    /// API, else the `sha256-<hex>` tag schema), storing each referrer
+    /// manifest so the store's referrers index lists it. Asked again after
+    /// the tag TTL; when the upstream cannot answer, what is stored stands.
+    pub async fn referrers(
+        &self,
+        store: &Store,
+        t: &Target,
+        subject: &Digest,
+    ) -> Result<(), MirrorError> {
+        let key = format!("referrers {subject}");
+        if self.is_fresh(t, &key) {
+            return Ok(());
+        }
+        let up = &t.upstream;
+        let listed = match up.client.referrers(&t.remote, subject).await {
+            Ok(r) => Ok(r),
+            Err(UpstreamError::NotFound) => {
+                let tag = subject.to_string().replacen(':', "-", 1);
+                up.client.manifest(&t.remote, &tag, Method::GET).await
+            }
+            Err(e) => Err(e),
+        };
+        let body = match listed {
+            Ok(r) => read_bounded(r, store::manifest::MAX_MANIFEST_SIZE).await,
+            Err(e) => Err(e),
+        };
+        let body = match body {
+            Ok(b) => b,
+            Err(UpstreamError::NotFound) => {
+                self.mark_fresh(t, &key);
+                return Ok(());
+            }
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(upstream = %up.name, repository = %t.local, subject = %subject,
+                    reason = %e, "mirror: serving the stored referrers");
+                return Ok(());
+            }
+            Err(e) => return Err(up.failed(e)),
+        };
+        let index: serde_json::Value = serde_json::from_slice(&body).map_err(|_| {
+            up.failed(UpstreamError::Invalid {
+                what: "the referrers index is not JSON".into(),
+            })
+        })?;
+        let listed = index["manifests"].as_array().cloned().unwrap_or_default();
+        for d in listed.iter().take(1000) {
+            let Some(digest) = d["digest"].as_str().and_then(|d| d.parse::<Digest>().ok()) else {
+                continue;
+            };
+            self.manifest(store, t, &Reference::Digest(digest)).await?;
+        }
+        self.mark_fresh(t, &key);
+        Ok(())
+    }
+
     /// Ask the upstream about `reference` and store what changed.
     async fn refresh(
         &self,

@@ -56,7 +56,7 @@ pub(super) async fn resolve(
 }
 
 /// Answer a request for a mirrored repository; `None` leaves it to the
-/// local handlers (tag lists, referrers: what the store holds).
+/// local handlers (tag lists; referrers, once fetched: what the store holds).
 pub(super) async fn serve(
     state: &Arc<AppState>,
     target: &Target,
@@ -70,9 +70,14 @@ pub(super) async fn serve(
             manifest(&state.store, state, target, repo, r, *m == Method::GET).await
         }
         Route::Blob(repo, d) if read => blob(state, target, repo, d, h, *m == Method::GET).await,
-        Route::Tags(_) | Route::Referrers(..) | Route::BadManifestReference(..) if read => {
-            return None
+        Route::Referrers(_, subject) if read => {
+            let ready = state.mirror.referrers(&state.store, target, subject).await;
+            match ready {
+                Ok(()) => return None,
+                Err(e) => Err(client_error(e, Code::ManifestUnknown)),
+            }
         }
+        Route::Tags(_) | Route::BadManifestReference(..) if read => return None,
         _ => Err(ApiError::new(Code::Denied).detail(format!(
             "{} is a mirror of upstream {}: it is read-only",
             target.local, target.upstream.name

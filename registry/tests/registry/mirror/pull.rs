@@ -305,3 +305,55 @@ async fn an_index_brings_only_the_platform_manifests_pulled() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn referrers_of_a_mirrored_manifest_are_fetched_on_demand() {
+    let upstream = Registry::launch_fresh().start();
+    let image = push_image(&upstream, "team/app", "v1", vec![bytes_of("signed", 100)]).await;
+    let empty = push_blob(&upstream, "team/app", b"{}").await;
+    let sig = push_blob(&upstream, "team/app", b"signature").await;
+    let referrer = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2, "mediaType": crate::harness::OCI_MANIFEST,
+        "artifactType": "application/vnd.example.signature",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": sig, "size": 9}],
+        "subject": {"mediaType": crate::harness::OCI_MANIFEST, "digest": image.digest, "size": image.manifest.len()},
+    }))
+    .unwrap();
+    let referrer_digest = sha256(&referrer);
+    let r = Client::new()
+        .put(upstream.url(&format!("/v2/team/app/manifests/{referrer_digest}")))
+        .header("content-type", crate::harness::OCI_MANIFEST)
+        .body(referrer)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let mirror = Registry::launch_fresh()
+        .args(["--upstream", &format!("up={}", upstream.base)])
+        .start();
+    let (status, _, body) = get(
+        &mirror,
+        &format!("/v2/up/team/app/referrers/{}", image.digest),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let index: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let listed: Vec<_> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["digest"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(listed, std::slice::from_ref(&referrer_digest));
+    assert_eq!(
+        index["manifests"][0]["artifactType"],
+        "application/vnd.example.signature"
+    );
+    let (status, _, _) = get(
+        &mirror,
+        &format!("/v2/up/team/app/manifests/{referrer_digest}"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+}
