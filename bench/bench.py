@@ -520,6 +520,10 @@ class Bench:
             S.stop()
             log("storage row")
             self.storage_row()
+            log("mirror rows")
+            sys.modules.setdefault("bench", sys.modules[__name__])
+            import mirror
+            mirror.mirror_rows(self)
             self.info["load_after"] = open("/proc/loadavg").read().split()[:3]
         finally:
             stop_all()

@@ -17,6 +17,8 @@
 #                conformance/slowloris.py: 17,000 stalled sockets, /livez and a pull answer within 1 s
 #   interop      conformance/interop.sh: real clients round-trip images, plain
 #                and then with --htpasswd + TLS (throwaway CA), logged in
+#   mirror       conformance/mirror.sh: skopeo, crane, ctr (hosts.toml ?ns=), dockerd
+#                --registry-mirror and runner pull through the pull-through mirror
 #   docs         conformance/docs.py: every ```sh block of README.md, docs/runner.md and
 #                docs/operations.md, run as written (marked exceptions are counted)
 #   fuzz         fuzz/run.sh: every cargo-fuzz target (nightly), STRATA_FUZZ_SECONDS
@@ -35,7 +37,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop docs fuzz)
+ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror docs fuzz)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -51,6 +53,7 @@ stage_cmd() {
     crash) python3 conformance/crash.py ;;
     load) python3 conformance/load.py && python3 conformance/slowloris.py ;;
     interop) bash conformance/interop.sh ;;
+    mirror) bash conformance/mirror.sh ;;
     docs) python3 conformance/docs.py ;;
     fuzz) STRATA_FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-60}" bash fuzz/run.sh ;;
     *)

@@ -36,6 +36,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Log format: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// Mirrored registries (`[[upstream]]` tables), see `docs/mirror.md`.
+    #[serde(rename = "upstream")]
+    pub upstreams: Vec<crate::mirror::config::UpstreamConfig>,
 }
 
 /// How log lines are written.
@@ -167,6 +170,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             limits: LimitsConfig::default(),
             log_format: LogFormat::Text,
+            upstreams: Vec::new(),
         }
     }
 }
@@ -311,6 +315,31 @@ mod tests {
         let auth = c.auth.unwrap();
         assert_eq!(auth.token_ttl, 300);
         assert_eq!(auth.rules[0].groups, ["devs"]);
+    }
+
+    #[test]
+    fn parses_upstream_tables() {
+        let c: Config = toml::from_str(
+            r#"
+            [[upstream]]
+            name = "hub"
+            url = "https://registry-1.docker.io"
+            registry = "docker.io"
+            default = true
+            tag_ttl = "10m"
+            [[upstream]]
+            name = "ghcr"
+            url = "https://ghcr.io"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(c.upstreams[0].tag_ttl(), Duration::from_secs(600));
+        assert!(c.upstreams[0].default && !c.upstreams[1].default);
+        assert!(toml::from_str::<Config>(
+            "[[upstream]]\nname = \"a\"\nurl = \"http://h\"\ntag_ttl = \"5y\""
+        )
+        .is_err());
     }
 
     #[test]

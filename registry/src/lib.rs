@@ -6,9 +6,9 @@
 //!                v    v                            v
 //!            routes  conn (connection caps)    metrics, limits, faults
 //!          (/v2 handlers by resource, /token)
-//!            |    \
-//!            v     v
-//!          auth   path, range  (request parsing)
+//!            |    \         \
+//!            v     v          v
+//!          auth   path, range  mirror/ (pull-through: upstreams, flights, client)
 //!  (users, limiter, rules,
 //!   tokens, policy)
 //!            |
@@ -34,6 +34,10 @@
 //! - [`error`] is the one table of OCI error codes, and maps the store's
 //!   backend faults onto it; [`faults`] is the low-space reserve and counts
 //!   those faults for `/metrics`;
+//! - [`mirror`] is the pull-through cache of upstream registries: which
+//!   request goes to which upstream, tag TTLs, single flight, the upstream
+//!   client; `routes::mirrored` calls it, and it uses only `store` (and its
+//!   own `config` table, which [`config`] embeds);
 //! - [`config`] is the TOML configuration; [`startup`] is the error of
 //!   loading it and starting the server;
 //! - [`log`] installs the subscriber whose lines never block serving (the
@@ -43,7 +47,7 @@
 //! of the crate; `log` uses `config` and `metrics`; `path`
 //! uses only `error`; `config` only `startup`; `auth` uses `config`,
 //! `limits`, `startup`, and for `policy` `path` and `error`; `faults` uses `error`; `routes` uses
-//! `auth`, `path`, `range`, `error`, `faults`, `limits` and `metrics`; only `server`
+//! `auth`, `path`, `range`, `error`, `faults`, `limits`, `metrics` and `mirror`; only `server`
 //! uses `routes` and `conn`.
 #![deny(missing_docs)]
 
@@ -56,6 +60,7 @@ pub mod htpasswd;
 pub mod limits;
 pub mod log;
 pub mod metrics;
+pub mod mirror;
 pub mod path;
 pub mod range;
 pub mod routes;

@@ -47,6 +47,17 @@ enum Command {
         #[arg(long)]
         repair: bool,
     },
+    /// Pre-fetch from upstreams what their filters select (`repositories`,
+    /// `tags`, `exclude` in `[[upstream]]`); resumes where a run stopped.
+    Sync {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only list the tags that would be fetched.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this upstream (all with `repositories` otherwise).
+        name: Option<String>,
+    },
     /// Add or replace a user in an htpasswd file (bcrypt). At a terminal the
     /// password is prompted for twice, without echo; otherwise it is read from stdin.
     Htpasswd {
@@ -99,6 +110,10 @@ struct ServeArgs {
     /// of the filesystem, whichever is smaller; 0: off].
     #[arg(long, env = "STRATA_FREE_SPACE_RESERVE", value_name = "BYTES")]
     free_space_reserve: Option<u64>,
+    /// Mirror an upstream registry under the path prefix NAME (repeatable;
+    /// `[[upstream]]` in the config file for the other settings).
+    #[arg(long, value_name = "NAME=URL")]
+    upstream: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -121,6 +136,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))?)
         }
         Command::Htpasswd { file, user } => Ok(registry::htpasswd::run(&file, &user)?),
+        Command::Sync {
+            store,
+            dry_run,
+            name,
+        } => {
+            let config = store_config(store, format)?;
+            let _flush = registry::log::init(config.log_format);
+            tokio::runtime::Runtime::new()?.block_on(sync(config, name, dry_run))
+        }
         Command::Gc { store, dry_run } => {
             let config = store_config(store, format)?;
             config.require_data_dir()?;
@@ -179,6 +203,31 @@ async fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn sync(config: Config, name: Option<String>, dry_run: bool) -> anyhow::Result<()> {
+    let mirror = registry::mirror::Mirror::new(&config.upstreams).map_err(anyhow::Error::msg)?;
+    let store = store::Store::open(&config.store()).await?;
+    let holder = std::sync::Arc::new(registry::mirror::blobs::OwnedStore(store));
+    let progress = |line: String| {
+        let _ = writeln!(std::io::stdout(), "{line}");
+    };
+    let report = mirror
+        .sync(holder.clone(), name.as_deref(), dry_run, &progress)
+        .await?;
+    holder.0.close().await;
+    let verb = if dry_run { "would fetch" } else { "synced" };
+    println!(
+        "sync: {verb} {} tags, {} failed",
+        report.tags, report.failed
+    );
+    if report.failed > 0 {
+        anyhow::bail!(
+            "sync: {} tag(s) failed; run it again to resume",
+            report.failed
+        );
+    }
+    Ok(())
+}
+
 async fn fsck(config: Config, repair: bool) -> anyhow::Result<()> {
     let store = store::Store::open(&config.store()).await?;
     let problems = store.fsck(repair).await?;
@@ -221,6 +270,12 @@ fn serve_config(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Resul
     }
     if args.free_space_reserve.is_some() {
         config.limits.free_space_reserve_bytes = args.free_space_reserve;
+    }
+    for flag in &args.upstream {
+        let upstream = registry::mirror::config::UpstreamConfig::from_flag(flag)
+            .map_err(anyhow::Error::msg)?;
+        config.upstreams.retain(|u| u.name != upstream.name);
+        config.upstreams.push(upstream);
     }
     Ok(config)
 }

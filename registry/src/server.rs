@@ -92,7 +92,7 @@ async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Respon
     state.faults.low_space(&state.store).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render() + &state.faults.render(),
+        state.metrics.render() + &state.faults.render() + &state.mirror.render_metrics(),
     )
         .into_response()
 }
@@ -211,7 +211,32 @@ pub async fn state(config: &Config) -> Result<AppState> {
         manifest_budget: crate::limits::ByteBudget::new(config.limits.manifest_body_budget()),
         manifest_body_timeout: config.limits.manifest_body_timeout(),
         faults: crate::faults::Faults::new(config.limits.free_space_reserve_bytes),
+        mirror: crate::mirror::Mirror::new(&config.upstreams).map_err(Error::Upstream)?,
     })
+}
+
+/// Sync `upstream` at start-up and then every `interval`, logging progress.
+async fn sync_schedule(
+    state: Arc<AppState>,
+    upstream: Arc<crate::mirror::Upstream>,
+    interval: Duration,
+) {
+    let mut tick = tokio::time::interval(interval.max(Duration::from_secs(1)));
+    loop {
+        tick.tick().await;
+        let holder: crate::mirror::blobs::StoreHolder = state.clone();
+        let progress = |line: String| tracing::info!("{line}");
+        match state
+            .mirror
+            .sync_upstream(&holder, &upstream, false, &progress)
+            .await
+        {
+            Ok(r) => {
+                tracing::info!(upstream = %upstream.name, tags = r.tags, failed = r.failed, "sync done")
+            }
+            Err(e) => tracing::warn!(upstream = %upstream.name, error = %e, "sync failed"),
+        }
+    }
 }
 
 /// Run GC every `interval`, logging each run.
@@ -254,6 +279,9 @@ pub async fn serve(config: Config) -> Result<()> {
             config.clone(),
             Duration::from_secs(secs.max(1)),
         ));
+    }
+    for (upstream, interval) in state.mirror.scheduled() {
+        tokio::spawn(sync_schedule(state.clone(), upstream, interval));
     }
     if state.metrics.storage_refresh_due(STORAGE_REFRESH) {
         tokio::spawn(refresh_storage_gauge(state.clone()));

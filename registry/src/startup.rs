@@ -92,6 +92,9 @@ pub enum Error {
     /// The server stopped with an error.
     #[error(transparent)]
     Serve(std::io::Error),
+    /// An `[[upstream]]` table (or `--upstream`) is not valid.
+    #[error("{0}")]
+    Upstream(String),
 }
 
 impl Error {

@@ -13,6 +13,7 @@
 //!  │              GET/PATCH/PUT/DELETE  .../blobs/uploads/<id>
 //!  ├── manifests  GET/HEAD/PUT/DELETE   /v2/<name>/manifests/<reference>
 //!  ├── listings   tags/list, _catalog, referrers/<digest>
+//!  ├── mirrored   mirrored repositories: reads through crate::mirror, writes DENIED
 //!  ├── token      GET/POST /token (outside /v2)
 //!  ├── request    query, headers, body streams and limits (used by all of the above)
 //!  └── responses  the success responses as types (used by all of the above)
@@ -21,6 +22,7 @@
 mod blobs;
 mod listings;
 mod manifests;
+mod mirrored;
 mod request;
 pub mod responses;
 mod token;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub manifest_body_timeout: std::time::Duration,
     /// The low-space reserve and the fault counters.
     pub faults: crate::faults::Faults,
+    /// The upstreams mirrored (none: every repository is local).
+    pub mirror: crate::mirror::Mirror,
 }
 
 /// A `/v2/...` path parsed into a [`Route`] (or the error to answer), kept
@@ -89,7 +93,7 @@ pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> R
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn route(state: &AppState, request: Request) -> Result<Response, ApiError> {
+async fn route(state: &Arc<AppState>, request: Request) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let body = idle_timeout(body, state.body_idle_timeout);
     // Parsed by the middleware; a router built without it parses here.
@@ -98,6 +102,7 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         None => path::parse(parts.uri.path()),
     }?;
     let query = Query::parse(&parts.uri)?;
+    let (route, mirrored) = mirrored::resolve(state, route, &query, &parts.method).await?;
     let store = &state.store;
     let h = &parts.headers;
     let m = &parts.method;
@@ -115,6 +120,11 @@ async fn route(state: &AppState, request: Request) -> Result<Response, ApiError>
         peer: peer_ip(&parts),
     };
     let access = policy::authorize(state.auth.as_ref(), state.tls, store, &asked).await?;
+    if let Some(target) = &mirrored {
+        if let Some(answer) = mirrored::serve(state, target, &route, m, h).await {
+            return answer;
+        }
+    }
     match route {
         Route::Base if is_read(m) => Ok(axum::Json(json!({})).into_response()),
         Route::Catalog if *m == Method::GET => {

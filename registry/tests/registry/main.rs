@@ -15,5 +15,6 @@ mod api;
 mod auth;
 mod cli;
 mod harness;
+mod mirror;
 mod ops;
 mod security;

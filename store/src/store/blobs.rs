@@ -17,6 +17,11 @@ impl Store {
         Ok(self.meta.blob_size(digest).await?.is_some())
     }
 
+    /// Whether `repo` exists: holds a manifest, a tag or a blob.
+    pub async fn repo_exists(&self, repo: &RepoName) -> Result<bool> {
+        self.meta.repo_exists(repo).await
+    }
+
     /// Size of a blob in `repo`.
     pub async fn blob_size(&self, repo: &RepoName, digest: &Digest) -> Result<u64> {
         self.meta

@@ -42,6 +42,40 @@ impl Store {
         bytes: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PutManifest> {
+        self.store_manifest(
+            repo,
+            reference,
+            content_type,
+            bytes,
+            extra_tags,
+            !self.allow_sparse,
+        )
+        .await
+    }
+
+    /// Store a manifest fetched from an upstream registry (a mirror's copy):
+    /// validated and verified like a push, but the blobs and child manifests
+    /// it references may come later, one by one, as clients ask for them.
+    pub async fn put_mirrored_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+    ) -> Result<PutManifest> {
+        self.store_manifest(repo, reference, content_type, bytes, &[], false)
+            .await
+    }
+
+    async fn store_manifest(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        extra_tags: &[Tag],
+        require_refs: bool,
+    ) -> Result<PutManifest> {
         if bytes.len() > manifest::MAX_MANIFEST_SIZE {
             return Err(Error::ManifestTooLarge {
                 size: bytes.len(),
@@ -62,8 +96,7 @@ impl Store {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
         };
-        self.check_refs(repo, &parsed.refs, !self.allow_sparse)
-            .await?;
+        self.check_refs(repo, &parsed.refs, require_refs).await?;
         let mut tags: Vec<Tag> = extra_tags.to_vec();
         if let Reference::Tag(t) = reference {
             tags.insert(0, t.clone());
@@ -78,7 +111,7 @@ impl Store {
                 bytes.len() as u64,
                 &parsed,
                 &tags,
-                !self.allow_sparse,
+                require_refs,
             )
             .await?;
         Ok(PutManifest {
