@@ -52,6 +52,14 @@ pub enum Command {
     Bundle(BundleArgs),
     /// Show the state root, kernel features and registries logged in to.
     Info,
+    /// Build an image from a Dockerfile.
+    Build(crate::cli_build::BuildArgs),
+    /// Manage the build cache.
+    Builder {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::cli_build::BuilderCommand,
+    },
 }
 
 impl Command {
@@ -61,7 +69,12 @@ impl Command {
     pub fn needs_root(&self) -> bool {
         matches!(
             self,
-            Command::Pull(_) | Command::Run(_) | Command::Bundle(_) | Command::Prune
+            Command::Pull(_)
+                | Command::Run(_)
+                | Command::Bundle(_)
+                | Command::Prune
+                | Command::Build(_)
+                | Command::Builder { .. }
         )
     }
 }

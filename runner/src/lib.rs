@@ -9,9 +9,12 @@
 //! main.rs (bin)  -> cli, container, image, info, paths   thin glue; anyhow only here
 //! info           -> cgroup, image::auth, paths   `runner info`: host features, logins
 //! cli            -> container (RunOptions), spec, paths, image::client (Settings)   clap structs -> library types
-//! [build/]       -> container, image, paths   the Dockerfile builder: FROM through
-//!                   image::pull, each RUN in a container, layers and the image
-//!                   written through image::store
+//! cli_build      -> build (BuildOptions), cli   `build` and `builder` flags -> BuildOptions
+//! build/         -> container, sandbox, seccomp, cgroup, image, spec, paths, sys
+//!                   `runner build`: Dockerfile parser and expansion, stages, the
+//!                   step cache, COPY/ADD layers, RUN through the sandbox, the
+//!                   snapshot of its upper dir, the image into image::store
+//!                   (drawn in build/mod.rs)
 //! container/     -> image, sandbox, [net/], seccomp, cgroup, spec, caps, paths,
 //!                   fsutil, sys   run (mod.rs), RunOptions, state (records, stale
 //!                   cleanup), bundle; [the lifecycle: create/start/stop, the
@@ -44,9 +47,11 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod build;
 pub mod caps;
 pub mod cgroup;
 pub mod cli;
+pub mod cli_build;
 pub mod container;
 pub mod fsutil;
 pub mod image;

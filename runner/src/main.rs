@@ -176,6 +176,29 @@ fn run(cli: &Cli) -> Result<i32> {
             }
             return Ok(code);
         }
+        Command::Build(args) => {
+            let options = args
+                .options(cli.registry_settings())
+                .map_err(anyhow::Error::msg)?;
+            let built = runner::build::build(&root, &options)?;
+            if options.progress != runner::build::Progress::Quiet {
+                eprintln!(
+                    "built {} ({} steps run, {} cached)",
+                    built.config, built.ran, built.cached
+                );
+                for t in &options.tags {
+                    eprintln!("naming to {t}");
+                }
+            }
+            println!("{}", built.manifest);
+        }
+        Command::Builder {
+            command: runner::cli_build::BuilderCommand::Prune,
+        } => {
+            let n = runner::build::remove_cache(&root)?;
+            let blobs = ImageStore::open(&root)?.remove_unused_blobs()?;
+            println!("removed {n} build cache records and {blobs} blobs");
+        }
         Command::Bundle(args) => {
             let reference: Reference = args.image.parse()?;
             let pull = pull_options(cli, args.options.platform.as_deref())?;
