@@ -81,3 +81,182 @@ fn built_image_runs_with_config_and_layers() {
     assert_eq!(again.matches("CACHED").count(), 8, "{again}");
     assert!(again.contains("0 steps run"), "{again}");
 }
+
+fn stamp(w: &World, image: &str, file: &str) -> String {
+    w.ok(&["run", image, "cat", file])
+}
+
+#[test]
+fn cache_rules_each_shown_by_a_timestamp() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "cache",
+        "FROM base\nCOPY src/*.txt /in/\nRUN cat /proc/sys/kernel/random/uuid > /stamp\nARG V\nRUN echo $V > /v; cat /proc/sys/kernel/random/uuid > /stamp2\n",
+        &[
+            ("src/a.txt", "a"),
+            ("src/ignored.txt", "i"),
+            ("other.md", "not copied"),
+            (".dockerignore", "src/ignored.txt\n"),
+        ],
+    );
+    let t = ["-t", "local/cache"];
+    build_ok(&w, &dir, &t);
+    let first = stamp(&w, "local/cache", "/stamp");
+    // Unchanged: cached.
+    build_ok(&w, &dir, &t);
+    assert_eq!(stamp(&w, "local/cache", "/stamp"), first);
+    // An ignored file and a file no step copies: still cached.
+    fs::write(dir.join("src/ignored.txt"), "changed").unwrap();
+    fs::write(dir.join("other.md"), "changed").unwrap();
+    let log = build_ok(&w, &dir, &t);
+    assert_eq!(stamp(&w, "local/cache", "/stamp"), first, "{log}");
+    // A file renamed under the glob: the COPY and what follows run again.
+    fs::rename(dir.join("src/a.txt"), dir.join("src/b.txt")).unwrap();
+    build_ok(&w, &dir, &t);
+    let renamed = stamp(&w, "local/cache", "/stamp");
+    assert_ne!(renamed, first);
+    assert_eq!(w.ok(&["run", "local/cache", "ls", "/in"]), "b.txt\n");
+    // A changed mode.
+    let b = dir.join("src/b.txt");
+    std::process::Command::new("chmod")
+        .arg("600")
+        .arg(&b)
+        .status()
+        .unwrap();
+    build_ok(&w, &dir, &t);
+    let chmodded = stamp(&w, "local/cache", "/stamp");
+    assert_ne!(chmodded, renamed);
+    // Same content rewritten (new mtime, same bytes): cached.
+    fs::write(&b, "a").unwrap();
+    build_ok(&w, &dir, &t);
+    assert_eq!(stamp(&w, "local/cache", "/stamp"), chmodded);
+    // A build arg only the second RUN sees: the first stays cached.
+    let before2 = stamp(&w, "local/cache", "/stamp2");
+    build_ok(&w, &dir, &["-t", "local/cache", "--build-arg", "V=1"]);
+    assert_eq!(stamp(&w, "local/cache", "/stamp"), chmodded);
+    assert_ne!(stamp(&w, "local/cache", "/stamp2"), before2);
+    assert_eq!(stamp(&w, "local/cache", "/v"), "1\n");
+    // --no-cache runs everything.
+    build_ok(
+        &w,
+        &dir,
+        &["-t", "local/cache", "--build-arg", "V=1", "--no-cache"],
+    );
+    assert_ne!(stamp(&w, "local/cache", "/stamp"), chmodded);
+}
+
+#[test]
+fn snapshot_keeps_whiteouts_opaque_dirs_links_and_special_files() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "snap",
+        "FROM base\nRUN mkdir -p /d/old /o && echo 1 > /d/gone && echo 2 > /o/old\n\
+         RUN rm /d/gone && rm -rf /o && mkdir /o && echo new > /o/new \
+         && echo h > /h1 && ln /h1 /h2 && mkfifo /fifo && mknod /null2 c 1 3 \
+         && cp /bin/busybox /suid && chmod 4755 /suid && chown 1:2 /h1 && ln -s /h1 /sym\n",
+        &[],
+    );
+    build_ok(&w, &dir, &["-t", "local/snap"]);
+    let out = w.ok(&[
+        "run",
+        "local/snap",
+        "sh",
+        "-c",
+        "ls -A /d /o; [ $(stat -c %i /h1) = $(stat -c %i /h2) ] && echo linked; \
+         stat -c '%F %a %u:%g' /fifo /null2 /suid /h1; readlink /sym; \
+         stat -c '%t,%T' /null2; ls -A / | grep -c -e '^proc$' -e '^dev$' -e '^sys$'",
+    ]);
+    assert_eq!(
+        out,
+        "/d:\nold\n\n/o:\nnew\nlinked\nfifo 644 0:0\ncharacter special file 644 0:0\nregular file 4755 0:0\nregular file 644 1:2\n/h1\n1,3\n3\n"
+    );
+}
+
+#[test]
+fn multi_stage_builds_only_what_the_target_needs() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "multi",
+        "ARG BASE=base\nFROM base AS builder\nRUN echo built > /artifact\n\
+         FROM base AS unused\nRUN exit 7\n\
+         FROM scratch AS final\nCOPY --from=builder /artifact /bin/busybox /\nCMD [\"/busybox\", \"cat\", \"/artifact\"]\n",
+        &[],
+    );
+    build_ok(&w, &dir, &["-t", "local/multi"]);
+    assert_eq!(w.ok(&["run", "local/multi"]), "built\n");
+    build_ok(&w, &dir, &["-t", "local/builder", "--target", "builder"]);
+    assert_eq!(
+        w.ok(&["run", "local/builder", "cat", "/artifact"]),
+        "built\n"
+    );
+}
+
+/// A failing build: the message names the file and line, the exit status is
+/// not 0, and the tag does not exist.
+fn fails(w: &World, name: &str, dockerfile: &str, files: &[(&str, &str)], expected: &[&str]) {
+    let dir = context(w, name, dockerfile, files);
+    let tag = format!("local/{name}");
+    let out = build(w, &dir, &["-t", &tag]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{name}: {err}");
+    for e in expected {
+        assert!(err.contains(e), "{name}: expected {e:?} in:\n{err}");
+    }
+    let images = w.ok(&["images"]);
+    assert!(!images.contains(&tag), "{name}: tagged anyway:\n{images}");
+}
+
+#[test]
+fn bad_input_is_one_clear_message_and_tags_nothing() {
+    let w = World::new();
+    fails(
+        &w,
+        "syntax",
+        "FROM base\nRUN true\nCOPY [\"a\"\n",
+        &[],
+        &["Dockerfile:3: COPY", "at least two arguments"],
+    );
+    fails(
+        &w,
+        "unknown",
+        "FROM base\n\nFROBNICATE x\n",
+        &[],
+        &["Dockerfile:3: unknown instruction: FROBNICATE"],
+    );
+    fails(
+        &w,
+        "missing",
+        "FROM base\nCOPY nothere /x\n",
+        &[],
+        &["Dockerfile:2: COPY nothere /x: nothere: not found in the build context"],
+    );
+    fails(
+        &w,
+        "runfails",
+        "FROM base\nRUN echo first line; echo to stderr >&2; exit 3\n",
+        &[],
+        &[
+            "Dockerfile:2: RUN",
+            "exit code: 3",
+            "> first line",
+            "> to stderr",
+        ],
+    );
+    fails(
+        &w,
+        "outside",
+        "FROM base\nCOPY ../secret /x\n",
+        &[],
+        &["Dockerfile:2:", "outside the build context"],
+    );
+    fails(
+        &w,
+        "nostage",
+        "FROM base\nCOPY --from=nosuch /a /b\n",
+        &[],
+        &["Dockerfile:2:", "--from=nosuch: not a stage"],
+    );
+}
