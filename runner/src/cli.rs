@@ -54,6 +54,23 @@ pub enum Command {
     Info,
     /// Build an image from a Dockerfile.
     Build(crate::cli_build::BuildArgs),
+    /// Push a local image to its registry.
+    Push {
+        /// Image reference.
+        image: String,
+    },
+    /// Name a local image also DST.
+    Tag {
+        /// The local image.
+        src: String,
+        /// The new name.
+        dst: String,
+    },
+    /// Show an image's history: its layers with their instruction and size.
+    History {
+        /// Image reference.
+        image: String,
+    },
     /// Manage the build cache.
     Builder {
         /// What to do.
@@ -75,6 +92,8 @@ impl Command {
                 | Command::Prune
                 | Command::Build(_)
                 | Command::Builder { .. }
+                | Command::Push { .. }
+                | Command::Tag { .. }
         )
     }
 }

@@ -1,4 +1,5 @@
-//! Command-line definitions of `runner build` and `runner builder`, and
+//! Command-line definitions of `runner build` and `runner builder` (push,
+//! tag and history are plain subcommands of `cli.rs`), and
 //! their conversion into [`BuildOptions`] (kept apart from `cli.rs` so the
 //! build flags stay in one place).
 
@@ -48,6 +49,9 @@ pub struct BuildArgs {
     /// Print only the image digest.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Push every -t reference to its registry after the build.
+    #[arg(long)]
+    pub push: bool,
     /// The build context directory.
     pub context: PathBuf,
 }

@@ -67,3 +67,28 @@ pub fn remove_all(root: &Root) -> io::Result<usize> {
     }
     Ok(n)
 }
+
+/// Removes the records whose layer `exists` says is gone; returns how many.
+pub fn remove_dangling(root: &Root, exists: impl Fn(&Digest) -> bool) -> usize {
+    let dir = root.dir().join("build/cache");
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in entries.flatten() {
+        let record = fs::read(e.path())
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Record>(&b).ok());
+        let gone = match record {
+            Some(Record {
+                layer: Some((d, _)),
+            }) => !exists(&d),
+            Some(_) => false,
+            None => true,
+        };
+        if gone && fs::remove_file(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    n
+}

@@ -46,6 +46,9 @@ struct StageDef {
     body: Vec<Instruction>,
 }
 
+/// A base image: its config, layers (descriptor, diff_id) and manifest digest.
+type BaseImage = (Value, Vec<(Descriptor, Digest)>, Digest);
+
 /// A stage as it grows: its image config, layers (descriptor, diff_id) and key.
 #[derive(Clone)]
 struct State {
@@ -284,7 +287,7 @@ impl Builder<'_> {
             .or_else(|| name.parse::<usize>().ok().filter(|n| *n < before))
     }
 
-    fn from_name(&self, s: usize) -> Result<String, Error> {
+    fn base_name(&self, s: usize) -> Result<String, Error> {
         let def = &self.stages[s];
         let image = expand::raw_words(&def.from.text, self.escape)[0].clone();
         self.expand_with(&image, &self.meta_args, &def.from)
@@ -295,7 +298,7 @@ impl Builder<'_> {
         if order.contains(&s) {
             return Ok(());
         }
-        if let Some(dep) = self.stage_index(&self.from_name(s)?, s) {
+        if let Some(dep) = self.stage_index(&self.base_name(s)?, s) {
             self.needed(dep, order)?;
         }
         for i in &self.stages[s].body {
@@ -353,7 +356,7 @@ impl Builder<'_> {
 
     /// The base of stage `s`: scratch, an earlier stage, or an image.
     fn base(&mut self, s: usize) -> Result<State, Error> {
-        let name = self.from_name(s)?;
+        let name = self.base_name(s)?;
         let from = self.stages[s].from.clone();
         let args = Vec::new();
         let shell = vec!["/bin/sh".to_owned(), "-c".to_owned()];
@@ -404,11 +407,7 @@ impl Builder<'_> {
     }
 
     /// A base image by reference: its config, layers and manifest digest.
-    fn image(
-        &self,
-        name: &str,
-        at: &Instruction,
-    ) -> Result<(Value, Vec<(Descriptor, Digest)>, Digest), Error> {
+    fn image(&self, name: &str, at: &Instruction) -> Result<BaseImage, Error> {
         let reference: Reference = name
             .parse()
             .map_err(|e| self.err(at, format!("{name}: {e}")))?;

@@ -15,6 +15,7 @@
 //! step      -> container, sandbox, seccomp, cgroup   a RUN in the sandbox
 //! snapshot  -> view, layer     the RUN's overlay upper dir -> a layer tar
 //! cache                        step key -> the layer it made (<root>/build/cache)
+//! history                      `runner history`: the table
 //! view                         a stack of unpacked layers read as overlayfs shows it
 //! layer                        reproducible layer tars, hashed as written
 //! ```
@@ -28,6 +29,7 @@ pub mod context;
 pub mod copy;
 pub mod exec;
 pub mod expand;
+pub mod history;
 pub mod ignore;
 pub mod layer;
 pub mod parse;

@@ -279,7 +279,7 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, ParseError> {
             break;
         }
         let mut instruction =
-            parse_instruction(&logical, first + 1, escape).map_err(|m| err(first + 1, m))?;
+            parse_instruction(&logical, first + 1).map_err(|m| err(first + 1, m))?;
         // Heredocs: their bodies follow the instruction's last line.
         let words = heredoc_words(&logical, instruction.keyword, &instruction.nested);
         for (name, expand, strip_tabs) in words {
@@ -330,7 +330,7 @@ fn directive(line: &str) -> Option<(String, String)> {
     Some((name.to_ascii_lowercase(), value.trim().to_owned()))
 }
 
-fn parse_instruction(logical: &str, line: usize, escape: char) -> Result<Instruction, String> {
+fn parse_instruction(logical: &str, line: usize) -> Result<Instruction, String> {
     let text = logical.trim_start();
     let (word, rest) = text
         .split_once(|c: char| c.is_whitespace())
@@ -356,7 +356,7 @@ fn parse_instruction(logical: &str, line: usize, escape: char) -> Result<Instruc
         if rest.is_empty() {
             return Err("ONBUILD needs an instruction".into());
         }
-        let inner = parse_instruction(rest, line, escape)?;
+        let inner = parse_instruction(rest, line)?;
         if matches!(
             inner.keyword,
             Keyword::Onbuild | Keyword::From | Keyword::Maintainer

@@ -260,3 +260,91 @@ fn bad_input_is_one_clear_message_and_tags_nothing() {
         &["Dockerfile:2:", "--from=nosuch: not a stage"],
     );
 }
+
+#[test]
+fn built_image_pushed_to_our_registry_runs_elsewhere() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "push",
+        "FROM base\nCOPY hello.txt /\nRUN echo ran > /ran\nCMD [\"cat\", \"/hello.txt\", \"/ran\"]\n",
+        &[("hello.txt", "hello\n")],
+    );
+    let remote = format!("{}/built/app:1", w.reg.addr);
+    let log = build_ok(&w, &dir, &["-t", &remote, "--push"]);
+    // The base layer is mounted from the base image's repository; the COPY
+    // and RUN layers and the config are uploaded.
+    assert!(
+        log.contains("3 uploaded, 1 mounted, 0 already there"),
+        "{log}"
+    );
+    let again = w.ok(&["push", &remote]);
+    assert_eq!(again, "");
+    let second = w.runner(&["push", &remote]);
+    assert!(
+        stderr(&second).contains("0 uploaded, 0 mounted, 4 already there"),
+        "{}",
+        stderr(&second)
+    );
+    // Another state root pulls it from the registry and runs it.
+    let other = w.dir.path().join("other-root");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_runner"))
+        .arg("--root")
+        .arg(&other)
+        .args(["run", &remote])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "hello\nran\n", "{}", stderr(&out));
+    // tag and history.
+    w.ok(&["tag", &remote, "local/copy:2"]);
+    assert_eq!(w.ok(&["run", "local/copy:2"]), "hello\nran\n");
+    let history = w.ok(&["history", "local/copy:2"]);
+    let lines: Vec<&str> = history.lines().collect();
+    assert!(lines[0].starts_with("CREATED"), "{history}");
+    assert!(
+        lines[1].contains("CMD [\"cat\",\"/hello.txt\",\"/ran\"]"),
+        "{history}"
+    );
+    assert!(
+        lines[2].contains("RUN /bin/sh -c echo ran > /ran # buildkit"),
+        "{history}"
+    );
+    assert!(
+        lines[3].contains("COPY hello.txt / # buildkit"),
+        "{history}"
+    );
+}
+
+#[test]
+fn prune_and_builder_prune_remove_build_cache() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "prune",
+        "FROM base\nRUN cat /proc/sys/kernel/random/uuid > /stamp\n",
+        &[],
+    );
+    build_ok(&w, &dir, &["-t", "local/p"]);
+    let first = stamp(&w, "local/p", "/stamp");
+    // The image uses the layer: prune keeps its cache.
+    w.ok(&["prune"]);
+    build_ok(&w, &dir, &["-t", "local/p"]);
+    assert_eq!(stamp(&w, "local/p", "/stamp"), first);
+    // builder prune removes all of it.
+    assert!(w.ok(&["builder", "prune"]).starts_with("removed "));
+    build_ok(&w, &dir, &["-t", "local/p"]);
+    let second = stamp(&w, "local/p", "/stamp");
+    assert_ne!(second, first);
+    // An image gone: prune removes the cache only it used.
+    w.ok(&["rmi", "local/p"]);
+    // The store counts a blob's idleness in whole seconds (see ImageStore::remove_unused_blobs).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    w.ok(&["prune"]);
+    assert!(fs::read_dir(w.root().join("build/cache"))
+        .unwrap()
+        .all(|e| {
+            let r: serde_json::Value =
+                serde_json::from_slice(&fs::read(e.unwrap().path()).unwrap()).unwrap();
+            r["layer"].is_null()
+        }));
+}
