@@ -84,6 +84,7 @@ pub fn plan(
     target: &LayerView,
     owner: Option<(u32, u32)>,
     chmod: Option<u32>,
+    extract: bool,
 ) -> Result<Plan, PlanError> {
     let (uid, gid) = owner.unwrap_or((0, 0));
     // Resolve every source to (relative path, is_dir) lists first.
@@ -240,6 +241,39 @@ pub fn plan(
                     add(
                         &mut plan, sources, to, &path, &m, uid, gid, chmod, rel, &sub,
                     )?;
+                }
+            } else if extract && meta.is_file() {
+                match super::archive::entries(&real, &dest_rel)
+                    .map_err(|e| format!("{rel}: {e}"))?
+                {
+                    Some(entries) => {
+                        let digest = match sources {
+                            Sources::Context(ctx) => {
+                                ctx.digest(rel).map_err(|e| format!("{rel}: {e}"))?
+                            }
+                            Sources::View(_) => String::new(),
+                        };
+                        plan.summary.push(format!(
+                            "{dest_rel} archive {rel} {digest} {uid}:{gid} {chmod:?} {owner:?}"
+                        ));
+                        for (mut m, d) in entries {
+                            if let Some((u, g)) = owner {
+                                (m.uid, m.gid) = (u, g);
+                            }
+                            plan.entries.insert(m.path.clone(), (m, d));
+                        }
+                    }
+                    None => {
+                        let name = rel.rsplit('/').next().unwrap_or(rel);
+                        let to = if dest_is_dir {
+                            join(&dest_rel, name)
+                        } else {
+                            dest_rel.clone()
+                        };
+                        add(
+                            &mut plan, sources, to, &real, &meta, uid, gid, chmod, rel, "",
+                        )?;
+                    }
                 }
             } else {
                 let name = rel.rsplit('/').next().unwrap_or(rel);

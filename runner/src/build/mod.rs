@@ -11,7 +11,8 @@
 //! expand                       $v ${v:-w} ... and word splitting, Docker's lexer
 //! ignore                       .dockerignore patterns
 //! context   -> ignore          the context listed once, hashed via a stat cache
-//! copy      -> context, view, layer   COPY/ADD planned (cache summary), then written
+//! copy      -> context, view, layer, archive   COPY/ADD planned (cache summary), then written
+//! archive                      ADD of a local tar: its entries under the destination
 //! step      -> container, sandbox, seccomp, cgroup   a RUN in the sandbox
 //! snapshot  -> view, layer     the RUN's overlay upper dir -> a layer tar
 //! cache                        step key -> the layer it made (<root>/build/cache)
@@ -23,6 +24,7 @@
 //! after. Nothing is tagged until every stage succeeded: a failed build
 //! leaves at most untagged blobs, which `runner prune` removes.
 
+pub mod archive;
 pub mod cache;
 pub mod config;
 pub mod context;

@@ -348,3 +348,76 @@ fn prune_and_builder_prune_remove_build_cache() {
             r["layer"].is_null()
         }));
 }
+
+fn tar_bytes(entries: &[(&str, &[u8], u32, u64)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data, mode, owner) in entries {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(*mode);
+        h.set_uid(*owner);
+        h.set_gid(*owner);
+        h.set_mtime(1_600_000_000);
+        h.set_entry_type(tar::EntryType::Regular);
+        // Written raw: the tar crate refuses `..`, which a hostile archive has.
+        h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn add_extracts_local_archives_unless_told_not_to() {
+    use std::io::Write;
+    let w = World::new();
+    let dir = context(
+        &w,
+        "add",
+        "FROM base\nADD a.tar.gz /ex/\nADD b.tar.zst /\nADD --unpack=false a.tar.gz /raw/\nADD plain.txt /p.txt\n",
+        &[("plain.txt", "plain\n")],
+    );
+    let raw = tar_bytes(&[
+        ("d/x.txt", b"x\n", 0o640, 5),
+        ("../../escape.txt", b"e\n", 0o644, 0),
+    ]);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&raw).unwrap();
+    fs::write(dir.join("a.tar.gz"), gz.finish().unwrap()).unwrap();
+    let zst = zstd::encode_all(&tar_bytes(&[("z.txt", b"z\n", 0o600, 0)])[..], 3).unwrap();
+    fs::write(dir.join("b.tar.zst"), zst).unwrap();
+    build_ok(&w, &dir, &["-t", "local/add"]);
+    let out = w.ok(&[
+        "run",
+        "local/add",
+        "sh",
+        "-c",
+        "cat /ex/d/x.txt /ex/escape.txt /z.txt /p.txt; stat -c '%a %u:%g' /ex/d/x.txt; ls /raw",
+    ]);
+    assert_eq!(out, "x\ne\nz\nplain\n640 5:5\na.tar.gz\n");
+}
+
+#[test]
+fn source_date_epoch_makes_builds_reproducible() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "repro",
+        "FROM base\nCOPY f /f\nRUN mkdir /out && echo same > /out/file && touch /out/new\nENV A=1\n",
+        &[("f", "f\n")],
+    );
+    let digest = || {
+        let d = dir.to_str().unwrap();
+        let out = w
+            .cmd(&["build", "-q", "--no-cache", d])
+            .env("SOURCE_DATE_EPOCH", "1700000000")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert_eq!(stderr(&out), "", "-q prints only the digest");
+        stdout(&out)
+    };
+    let first = digest();
+    assert!(first.starts_with("sha256:"), "{first}");
+    assert_eq!(digest(), first);
+}

@@ -384,16 +384,7 @@ impl Builder<'_> {
             None
         } else {
             let dir = StepDir::create(self.root)?;
-            let plan = copy::plan(
-                &mut Sources::View(&LayerView::default()),
-                &[],
-                &format!("{new}/"),
-                &view,
-                None,
-                None,
-            )
-            .map_err(|m| self.err(i, m))?;
-            let mut plan = plan;
+            let mut plan = copy::Plan::default();
             // Only the directories themselves: plan() adds the missing parents of its entries.
             let rel = new.trim_start_matches('/').to_owned();
             plan.entries.insert(
@@ -490,6 +481,12 @@ impl Builder<'_> {
             None => None,
         };
         let from = i.flag("from").map(|f| self.word(f, st, i)).transpose()?;
+        let extract = i.keyword == Keyword::Add
+            && !matches!(i.flag("unpack"), Some("false"))
+            && !i
+                .flags
+                .iter()
+                .any(|(n, v)| n == "unpack" && v.as_deref() == Some("false"));
         let (plan, from_key) = match &from {
             Some(f) => {
                 let (src_view, key) = self.sources_for_from(f, s, i)?;
@@ -500,6 +497,7 @@ impl Builder<'_> {
                     &view,
                     owner,
                     chmod,
+                    extract,
                 )
                 .map_err(|m| self.err(i, m))?;
                 (plan, key.to_string())
@@ -513,6 +511,7 @@ impl Builder<'_> {
                     &view,
                     owner,
                     chmod,
+                    extract,
                 );
                 (plan.map_err(|m| self.err(i, m))?, String::new())
             }
