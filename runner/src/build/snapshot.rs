@@ -10,7 +10,8 @@
 //! that wrote nothing), directories copied up only as parents of such
 //! entries, and the mount points the sandbox itself created (`/proc`,
 //! `/sys`, `/dev`, `/etc/{hostname,hosts,resolv.conf}`) when the layers
-//! below did not have them and they are still empty.
+//! below did not have them and they are still empty (and a new `/etc`
+//! holding only those).
 
 use std::collections::HashMap;
 use std::ffi::CString;
@@ -110,6 +111,11 @@ fn walk(
                 ));
             }
             let below_any = walk(&full, &format!("{rel}/"), below, out, links)?;
+            // A new /etc holding only the sandbox's mount points is the sandbox's too.
+            if rel == "etc" && lower.is_none() && !below_any && only_mount_points(&full) {
+                out.truncate(at);
+                continue;
+            }
             if !changed && !below_any {
                 out.truncate(at);
             } else {
@@ -149,6 +155,17 @@ fn walk(
         any = true;
     }
     Ok(any)
+}
+
+/// Whether directory `etc` holds nothing but empty mount-point files.
+fn only_mount_points(etc: &Path) -> bool {
+    fs::read_dir(etc).is_ok_and(|d| {
+        d.flatten().all(|e| {
+            let name = e.file_name();
+            MOUNT_POINTS.contains(&format!("etc/{}", name.to_string_lossy()).as_str())
+                && e.metadata().is_ok_and(|m| is_empty(&e.path(), &m))
+        })
+    })
 }
 
 fn is_empty(path: &Path, meta: &fs::Metadata) -> bool {

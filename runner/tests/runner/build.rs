@@ -421,3 +421,24 @@ fn source_date_epoch_makes_builds_reproducible() {
     assert!(first.starts_with("sha256:"), "{first}");
     assert_eq!(digest(), first);
 }
+
+#[test]
+fn sandbox_mount_points_stay_out_of_the_layer() {
+    let w = World::new();
+    let dir = w.dir.path().join("scratch");
+    fs::create_dir_all(&dir).unwrap();
+    fs::copy(BUSYBOX, dir.join("busybox")).unwrap();
+    fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"/bin/busybox echo hi > /hi\"]\n",
+    )
+    .unwrap();
+    build_ok(&w, &dir, &["-t", "local/scratch"]);
+    // No /etc, /proc, /sys or /dev made by the sandbox, only /hi.
+    let out = w.ok(&["history", "local/scratch"]);
+    let run = out.lines().find(|l| l.contains("RUN")).unwrap();
+    assert!(
+        run.contains(" 2.0kB "),
+        "one file's header and data and the end blocks: {run}"
+    );
+}
