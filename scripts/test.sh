@@ -19,6 +19,8 @@
 #                and then with --htpasswd + TLS (throwaway CA), logged in
 #   mirror       conformance/mirror.sh: skopeo, crane, ctr (hosts.toml ?ns=), dockerd
 #                --registry-mirror and runner pull through the pull-through mirror
+#   build-compare conformance/build_compare.sh: Dockerfiles built by runner build and by
+#                docker build give the same file trees and configs; pushed, run by docker
 #   docs         conformance/docs.py: every ```sh block of README.md, docs/runner.md and
 #                docs/operations.md, run as written (marked exceptions are counted)
 #   fuzz         fuzz/run.sh: every cargo-fuzz target (nightly), STRATA_FUZZ_SECONDS
@@ -37,7 +39,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror docs fuzz)
+ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror build-compare docs fuzz)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -54,6 +56,7 @@ stage_cmd() {
     load) python3 conformance/load.py && python3 conformance/slowloris.py ;;
     interop) bash conformance/interop.sh ;;
     mirror) bash conformance/mirror.sh ;;
+    build-compare) bash conformance/build_compare.sh ;;
     docs) python3 conformance/docs.py ;;
     fuzz) STRATA_FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-60}" bash fuzz/run.sh ;;
     *)

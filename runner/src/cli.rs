@@ -54,6 +54,30 @@ pub enum Command {
     Bundle(BundleArgs),
     /// Show the state root, kernel features and registries logged in to.
     Info,
+    /// Build an image from a Dockerfile.
+    Build(crate::cli_build::BuildArgs),
+    /// Push a local image to its registry.
+    Push {
+        /// Image reference.
+        image: String,
+    },
+    /// Name a local image also DST.
+    Tag {
+        /// The local image.
+        src: String,
+        /// The new name.
+        dst: String,
+    },
+    /// Show an image's history: its layers with their instruction and size.
+    History {
+        /// Image reference.
+        image: String,
+    },
+    /// Manage the build cache.
+    Builder {
+        /// What to do.
+        #[command(subcommand)]
+        command: crate::cli_build::BuilderCommand,
     /// List containers.
     Ps(containers::PsArgs),
     /// Show a container's output.
@@ -108,6 +132,10 @@ impl Command {
                 | Command::Run(_)
                 | Command::Bundle(_)
                 | Command::Prune
+                | Command::Build(_)
+                | Command::Builder { .. }
+                | Command::Push { .. }
+                | Command::Tag { .. }
                 | Command::Stop(_)
                 | Command::Kill(_)
                 | Command::Start { .. }

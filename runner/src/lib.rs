@@ -11,9 +11,12 @@
 //! cli            -> container (RunOptions, detached, exec, logs), spec, paths,
 //!                   image::client (Settings)   clap structs -> library types
 //!                   (cli/containers: the container commands' flags)
-//! [build/]       -> container, image, paths   the Dockerfile builder: FROM through
-//!                   image::pull, each RUN in a container, layers and the image
-//!                   written through image::store
+//! cli_build      -> build (BuildOptions), cli   `build` and `builder` flags -> BuildOptions
+//! build/         -> container, sandbox, seccomp, cgroup, image, spec, paths, sys
+//!                   `runner build`: Dockerfile parser and expansion, stages, the
+//!                   step cache, COPY/ADD layers, RUN through the sandbox, the
+//!                   snapshot of its upper dir, the image into image::store
+//!                   (drawn in build/mod.rs)
 //! container/     -> image, sandbox, [net/], seccomp, cgroup, spec, caps, paths,
 //!                   fsutil, sys   run (mod.rs), RunOptions, state (the record,
 //!                   stale cleanup), records (locks, lookups), bundle; detached
@@ -49,9 +52,11 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod build;
 pub mod caps;
 pub mod cgroup;
 pub mod cli;
+pub mod cli_build;
 pub mod container;
 pub mod fsutil;
 pub mod image;

@@ -129,7 +129,10 @@ fn run(cli: &Cli) -> Result<i32> {
             }
             let layers = layers::remove_unused_layers(&root, &keep)?;
             let blobs = store.remove_unused_blobs()?;
-            println!("removed {layers} layers, {blobs} blobs and {abandoned} interrupted unpacks");
+            // Build cache no image uses went with its blobs: drop its records.
+            let records =
+                runner::build::cache::remove_dangling(&root, |d| store.has_blob(d).unwrap_or(true));
+            println!("removed {layers} layers, {blobs} blobs, {records} build cache records and {abandoned} interrupted unpacks");
         }
         Command::Login(args) => {
             let password = match (&args.password, args.password_stdin) {
@@ -186,6 +189,59 @@ fn run(cli: &Cli) -> Result<i32> {
             }
             return Ok(code);
         }
+        Command::Build(args) => {
+            let options = args
+                .options(cli.registry_settings())
+                .map_err(anyhow::Error::msg)?;
+            let built = runner::build::build(&root, &options)?;
+            if options.progress != runner::build::Progress::Quiet {
+                eprintln!(
+                    "built {} ({} steps run, {} cached)",
+                    built.config, built.ran, built.cached
+                );
+                for t in &options.tags {
+                    eprintln!("naming to {t}");
+                }
+            }
+            if args.push {
+                with_store(&root, |store| -> Result<()> {
+                    for t in &options.tags {
+                        push_one(&root, store, t, &cli.registry_settings(), options.progress)?;
+                    }
+                    Ok(())
+                })?;
+            }
+            println!("{}", built.manifest);
+        }
+        Command::Push { image } => {
+            let reference: Reference = image.parse()?;
+            with_store(&root, |store| {
+                push_one(
+                    &root,
+                    store,
+                    &reference,
+                    &cli.registry_settings(),
+                    runner::build::Progress::Plain,
+                )
+            })?;
+        }
+        Command::Tag { src, dst } => {
+            let (src, dst): (Reference, Reference) = (src.parse()?, dst.parse()?);
+            with_store(&root, |store| runner::image::push::tag(store, &src, &dst))?;
+        }
+        Command::History { image } => {
+            let reference: Reference = image.parse()?;
+            let record = with_store(&root, |store| store.get_image(&reference))?
+                .ok_or_else(|| anyhow::anyhow!("no such image: {reference}"))?;
+            print!("{}", runner::build::history::table(&record));
+        }
+        Command::Builder {
+            command: runner::cli_build::BuilderCommand::Prune,
+        } => {
+            let n = runner::build::remove_cache(&root)?;
+            let blobs = ImageStore::open(&root)?.remove_unused_blobs()?;
+            println!("removed {n} build cache records and {blobs} blobs");
+        }
         Command::Bundle(args) => {
             let reference: Reference = args.image.parse()?;
             let pull = pull_options(cli, args.options.platform.as_deref())?;
@@ -206,6 +262,24 @@ fn run(cli: &Cli) -> Result<i32> {
         _ => unreachable!("container commands are dispatched above"),
     }
     Ok(0)
+}
+
+/// Pushes one local image, printing what happened to its blobs.
+fn push_one(
+    root: &Root,
+    store: &ImageStore,
+    reference: &Reference,
+    settings: &runner::image::client::Settings,
+    progress: runner::build::Progress,
+) -> Result<()> {
+    let pushed = runner::image::push::push(root, store, reference, reference, settings)?;
+    if progress != runner::build::Progress::Quiet {
+        eprintln!(
+            "pushed {reference}: {} uploaded, {} mounted, {} already there",
+            pushed.uploaded, pushed.mounted, pushed.existing
+        );
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

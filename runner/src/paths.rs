@@ -22,6 +22,8 @@
 //!     etc/                         hostname, hosts, resolv.conf bound into the container
 //!     lower/<n>/                   id-mapped layer mount points (--userns only)
 //!   seccomp/<sha256>.bpf           compiled seccomp filters, built once
+//!   build/cache/<hex of key>.json  `runner build`'s step cache: the layer a step made
+//!   build/stat/<hex>.json          `runner build`'s stat cache of one context dir
 //!   tmp/                           downloads in progress (*.partial) and unpacks in progress
 //!   auth.json                      credentials stored by `runner login` (0600)
 //! ```
@@ -268,6 +270,20 @@ impl Root {
             digest.algorithm().name(),
             digest.hex()
         ))
+    }
+
+    /// `runner build`'s step cache: one record per step key.
+    pub fn build_cache(&self, key: &Digest) -> PathBuf {
+        self.dir
+            .join("build/cache")
+            .join(format!("{}.json", key.hex()))
+    }
+
+    /// `runner build`'s stat cache for the context directory whose path hashes to `key`.
+    pub fn build_stat_cache(&self, key: &Digest) -> PathBuf {
+        self.dir
+            .join("build/stat")
+            .join(format!("{}.json", key.hex()))
     }
 
     /// Credentials written by `runner login`.

@@ -4,6 +4,7 @@
 //! ```text
 //! pull      -> client, auth, store, layers,   resolve, download, unpack, record
 //!              unpack, reference, oci, digest
+//! push      -> client, pull, store, reference  push (HEAD, mount, upload) and tag
 //! client    -> auth, reference, oci, digest   the OCI distribution HTTP client
 //! auth                                        the auth file, Docker's config.json
 //! layers    -> unpack, store, digest          layers/<alg>/<hex>/, each unpacked once
@@ -23,6 +24,7 @@ pub mod digest;
 pub mod layers;
 pub mod oci;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod store;
 pub mod unpack;

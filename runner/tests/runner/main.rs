@@ -13,6 +13,7 @@
 //! (what a hostile image or container process tries) and `security_host`
 //! (what a hostile local user or host misconfiguration allows).
 
+mod build;
 mod containers;
 mod harness;
 mod images;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! mod.rs     -> tls, errors, challenge   Client: requests, manifests, blobs
+//! push       -> errors                   blob HEAD, mounts, uploads, manifest PUT
 //! challenge  -> errors                   401 challenges: Basic, Bearer tokens
 //! tls        -> errors                   scheme per host, trusted CAs (certs.d)
 //! errors                                 Error, registry/transport answers sorted
@@ -10,6 +11,7 @@
 
 mod challenge;
 mod errors;
+mod push;
 mod tls;
 
 use std::fs::{self, File, OpenOptions};

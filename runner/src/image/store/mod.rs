@@ -426,6 +426,29 @@ impl ImageStore {
         }
     }
 
+    /// The stored manifest of a local image: its media type and bytes.
+    pub fn manifest_bytes(&self, reference: &Reference) -> Result<Option<(String, Vec<u8>)>> {
+        let (repo, tag) = locate(reference)?;
+        let found = self.block_on(
+            self.store
+                .manifest(&repo, &store::Reference::Tag(tag), true),
+        );
+        match found {
+            Ok(m) => {
+                let bytes = m.bytes.unwrap_or_default();
+                let media_type = serde_json::from_slice::<Manifest>(&bytes)
+                    .ok()
+                    .and_then(|p| p.media_type)
+                    .unwrap_or_else(|| store::manifest::OCI_MANIFEST.to_owned());
+                Ok(Some((media_type, bytes.to_vec())))
+            }
+            Err(store::Error::ManifestUnknown { .. } | store::Error::NameUnknown { .. }) => {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Looks up a local image, with its config.
     pub fn get_image(&self, reference: &Reference) -> Result<Option<ImageRecord>> {
         let (repo, tag) = locate(reference)?;

@@ -1,0 +1,176 @@
+#!/usr/bin/env python3
+"""Build rows: `runner build` against `docker build` (classic builder; BuildKit
+when the buildx plugin is installed) and `buildah bud`, same machine, same
+run, same Dockerfiles and contexts (a static busybox copied into scratch, so
+nothing comes from the internet).
+
+(buildah runs with --isolation chroot, which cannot drop the network.)
+Usage: python3 bench/build.py --runner target/release/runner [--runs 3]
+Needs root, dockerd (Debian's docker.io) and buildah. Prints one line per row
+as `name | ours s | peer s ... | ratio` and writes bench/build_results.json.
+"""
+import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
+
+BUSYBOX = "/bin/busybox"
+
+
+def sh(cmd, env=None, check=True):
+    r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"{cmd}: {r.returncode}\n{r.stderr.decode()[-2000:]}")
+    return r
+
+
+def timed(cmd, env=None):
+    t = time.monotonic()
+    sh(cmd, env=env)
+    return time.monotonic() - t
+
+
+def write_context(d, big_mib=0, small_files=0):
+    os.makedirs(d, exist_ok=True)
+    shutil.copy(BUSYBOX, os.path.join(d, "busybox"))
+    if big_mib:
+        with open(os.path.join(d, "big.bin"), "wb") as f:
+            for _ in range(big_mib):
+                f.write(os.urandom(1 << 20))
+    if small_files:
+        sd = os.path.join(d, "files")
+        os.makedirs(sd, exist_ok=True)
+        for i in range(small_files):
+            with open(os.path.join(sd, f"f{i}"), "w") as f:
+                f.write(f"file {i}\n")
+
+
+THREE_STEP = """FROM scratch
+COPY busybox /bin/busybox
+COPY . /ctx
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox echo hi > /hi"]
+ENV DONE=1
+"""
+
+SNAPSHOT = """FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "sh", "-c", "/bin/busybox mkdir /f && i=0; while [ $i -lt 10000 ]; do echo $i > /f/$i; i=$((i+1)); done"]
+"""
+
+
+class Docker:
+    def __init__(self, work):
+        self.dir = os.path.join(work, "docker")
+        os.makedirs(self.dir)
+        self.sock = os.path.join(self.dir, "docker.sock")
+        self.proc = subprocess.Popen(
+            ["dockerd", "--iptables=false", "--ip6tables=false", "--bridge=none",
+             "--storage-driver=overlay2", "--data-root", os.path.join(self.dir, "data"),
+             "--exec-root", os.path.join(self.dir, "exec"), "-H", f"unix://{self.sock}",
+             "--pidfile", os.path.join(self.dir, "docker.pid")],
+            stdout=open(os.path.join(self.dir, "dockerd.log"), "w"), stderr=subprocess.STDOUT)
+        for _ in range(300):
+            if sh(["docker", "-H", f"unix://{self.sock}", "version"], check=False).returncode == 0:
+                return
+            time.sleep(0.1)
+        raise RuntimeError("dockerd did not start")
+
+    def build(self, ctx, tag, buildkit=False, extra=()):
+        env = dict(os.environ, DOCKER_BUILDKIT="1" if buildkit else "0", DOCKER_CONFIG=self.dir)
+        return ["docker", "-H", f"unix://{self.sock}", "build", "-q", "--network", "none", "-t", tag, *extra, ctx], env
+
+    def buildkit_available(self):
+        return sh(["docker", "buildx", "version"], check=False).returncode == 0
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runner", required=True)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "build_results.json"))
+    a = ap.parse_args()
+    work = tempfile.mkdtemp(prefix="strata-build-bench-")
+    docker = Docker(work)
+    results = []
+    try:
+        peers = {"runner": None, "docker classic": None, "buildah": None}
+        if docker.buildkit_available():
+            peers["docker buildkit"] = None
+        storage = os.path.join(work, "buildah")
+
+        def cmd(peer, ctx, tag, root, extra=()):
+            if peer == "runner":
+                return [a.runner, "--root", root, "build", "-q", "-t", tag, *extra, ctx], None
+            if peer.startswith("docker"):
+                return docker.build(ctx, tag, buildkit=peer == "docker buildkit", extra=extra)
+            return ["buildah", "--root", storage, "--runroot", storage + "-run", "bud", "-q",
+                    "--isolation", "chroot", "--layers", "-t", tag, *extra, ctx], None
+
+        def reset(peer, root):
+            if peer == "runner":
+                shutil.rmtree(root, ignore_errors=True)
+            elif peer.startswith("docker"):
+                sh(["docker", "-H", f"unix://{docker.sock}", "builder", "prune", "-af"], check=False)
+                sh(["docker", "-H", f"unix://{docker.sock}", "image", "prune", "-af"], check=False)
+            else:
+                sh(["buildah", "--root", storage, "--runroot", storage + "-run", "rmi", "-af"], check=False)
+
+        big = os.path.join(work, "big")
+        write_context(big, big_mib=64)
+        open(os.path.join(big, "Dockerfile"), "w").write(THREE_STEP)
+        many = os.path.join(work, "many")
+        write_context(many, small_files=10000)
+        open(os.path.join(many, "Dockerfile"), "w").write(THREE_STEP)
+        snap = os.path.join(work, "snap")
+        write_context(snap)
+        open(os.path.join(snap, "Dockerfile"), "w").write(SNAPSHOT)
+        rows = {k: {p: [] for p in peers} for k in ["cold", "cached", "one-changed", "snapshot"]}
+        for run in range(a.runs):
+            for peer in peers:
+                root = os.path.join(work, f"runner-root-{run}")
+                try:
+                    reset(peer, root)
+                    c, env = cmd(peer, big, "bench/big:1", root)
+                    rows["cold"][peer].append(timed(c, env))
+                    rows["cached"][peer].append(timed(c, env))
+                    c, env = cmd(peer, many, "bench/many:1", root)
+                    timed(c, env)
+                    with open(os.path.join(many, "files", "f77"), "a") as f:
+                        f.write(f"changed {run} {peer}\n")
+                    rows["one-changed"][peer].append(timed(c, env))
+                    c, env = cmd(peer, snap, "bench/snap:1", root, extra=["--no-cache"])
+                    rows["snapshot"][peer].append(timed(c, env))
+                except RuntimeError as e:
+                    print(f"{peer}: {e}", file=sys.stderr)
+                    peers[peer] = str(e).splitlines()[0]
+                print(f"run {run} {peer}: " + ", ".join(f"{k} {v[peer][-1]:.3f}s" for k, v in rows.items() if v[peer]),
+                      file=sys.stderr)
+        names = {
+            "cold": "cold build, 3 steps (COPY busybox, COPY 64 MiB context, RUN), scratch base",
+            "cached": "fully cached rebuild of the same",
+            "one-changed": "rebuild after one changed file in a 10,000-file context (COPY . and RUN re-run)",
+            "snapshot": "RUN writing 10,000 small files, --no-cache (run + snapshot + commit)",
+        }
+        for k, by in rows.items():
+            med = {p: statistics.median(v) for p, v in by.items() if v}
+            ours = med.get("runner")
+            line = {"name": names[k], "median_s": med}
+            for p, v in med.items():
+                if p != "runner" and ours:
+                    line[f"ratio vs {p}"] = round(v / ours, 2)
+            results.append(line)
+            print(f"{names[k]} | " + " | ".join(f"{p} {v:.3f}s" for p, v in med.items())
+                  + " | " + " | ".join(f"{p}/runner {v / ours:.2f}x" for p, v in med.items() if p != 'runner' and ours))
+        json.dump({"rows": results, "runs": a.runs, "not_measured": {p: v for p, v in peers.items() if v},
+                   "buildkit": "docker buildkit" in peers}, open(a.out, "w"), indent=2)
+    finally:
+        docker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

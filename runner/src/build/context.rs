@@ -1,0 +1,158 @@
+//! The build context: the directory tree a build may copy from, after
+//! `.dockerignore`, listed once (lstat only), with file contents hashed on
+//! demand through a stat cache: a file whose size, mtime, ctime and inode
+//! are those recorded is not read again (git's index does the same).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::ignore::Ignore;
+use crate::image::digest::{Algorithm, Digest};
+
+/// One context entry (lstat of it).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Its metadata.
+    pub meta: fs::Metadata,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Stat {
+    size: u64,
+    mtime: i64,
+    mtime_ns: i64,
+    ctime: i64,
+    ctime_ns: i64,
+    ino: u64,
+    sha256: String,
+}
+
+impl Stat {
+    fn matches(&self, m: &fs::Metadata) -> bool {
+        self.size == m.len()
+            && self.mtime == m.mtime()
+            && self.mtime_ns == m.mtime_nsec()
+            && self.ctime == m.ctime()
+            && self.ctime_ns == m.ctime_nsec()
+            && self.ino == m.ino()
+    }
+}
+
+/// A listed context.
+#[derive(Debug)]
+pub struct Context {
+    dir: PathBuf,
+    /// Relative path (`a/b`) -> entry, sorted; directories included.
+    pub entries: BTreeMap<String, Entry>,
+    stats: HashMap<String, Stat>,
+    cache_file: PathBuf,
+    dirty: bool,
+    /// Files read (not found in the stat cache) in this build.
+    pub hashed: usize,
+}
+
+impl Context {
+    /// Lists `dir` without what `ignore` excludes; `cache_file` holds the stat cache.
+    pub fn open(dir: &Path, ignore: &Ignore, cache_file: PathBuf) -> io::Result<Context> {
+        let mut entries = BTreeMap::new();
+        walk(dir, "", ignore, &mut entries)?;
+        let stats = fs::read(&cache_file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        Ok(Context {
+            dir: dir.to_owned(),
+            entries,
+            stats,
+            cache_file,
+            dirty: false,
+            hashed: 0,
+        })
+    }
+
+    /// The absolute path of context path `rel`.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        if rel.is_empty() {
+            self.dir.clone()
+        } else {
+            self.dir.join(rel)
+        }
+    }
+
+    /// The SHA-256 of regular file `rel`, from the stat cache when it is fresh.
+    pub fn digest(&mut self, rel: &str) -> io::Result<String> {
+        let meta = fs::symlink_metadata(self.path(rel))?;
+        if let Some(s) = self.stats.get(rel).filter(|s| s.matches(&meta)) {
+            return Ok(s.sha256.clone());
+        }
+        let mut hasher = Algorithm::Sha256.hasher();
+        let mut f = File::open(self.path(rel))?;
+        let mut buf = vec![0u8; 1 << 16];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let d: Digest = hasher.finish();
+        self.hashed += 1;
+        self.stats.insert(
+            rel.to_owned(),
+            Stat {
+                size: meta.len(),
+                mtime: meta.mtime(),
+                mtime_ns: meta.mtime_nsec(),
+                ctime: meta.ctime(),
+                ctime_ns: meta.ctime_nsec(),
+                ino: meta.ino(),
+                sha256: d.hex().to_owned(),
+            },
+        );
+        self.dirty = true;
+        Ok(d.hex().to_owned())
+    }
+
+    /// Writes the stat cache back if it changed (entries of files gone are dropped).
+    pub fn save(&self) -> io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let live: HashMap<&String, &Stat> = self
+            .stats
+            .iter()
+            .filter(|(k, _)| self.entries.contains_key(*k))
+            .collect();
+        if let Some(parent) = self.cache_file.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        crate::fsutil::write_atomic(&self.cache_file, &serde_json::to_vec(&live)?)
+    }
+}
+
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    ignore: &Ignore,
+    out: &mut BTreeMap<String, Entry>,
+) -> io::Result<()> {
+    for e in fs::read_dir(dir)? {
+        let e = e?;
+        let name = e.file_name().to_string_lossy().into_owned();
+        let rel = format!("{prefix}{name}");
+        let meta = e.metadata()?;
+        let excluded = ignore.excluded(&rel);
+        if meta.is_dir() && (!excluded || ignore.may_reinclude_under(&rel)) {
+            walk(&e.path(), &format!("{rel}/"), ignore, out)?;
+        }
+        if !excluded {
+            out.insert(rel, Entry { meta });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,536 @@
+//! Running a build: the stages the target needs, in order, instruction by
+//! instruction, each step's key chained from its parent's, and the final
+//! image written to the store and tagged only once everything succeeded.
+//! Submodules: `instr` (one instruction), `helpers` (cache lookups, layers
+//! into the store, the final image, `COPY --from` sources).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::cache::{self, Record};
+use super::config::{self as cfg, DEFAULT_PATH};
+use super::context::Context;
+
+use super::expand;
+use super::layer::LAYER_MEDIA_TYPE;
+use super::parse::{self, Instruction, Keyword};
+use super::step;
+use super::{BuildOptions, Built, Error, Progress};
+use crate::container;
+use crate::image::digest::{sha256_of, Digest};
+use crate::image::layers;
+use crate::image::oci::{Descriptor, Platform};
+use crate::image::pull::PullOptions;
+use crate::image::reference::Reference;
+use crate::image::store::with_store;
+use crate::paths::Root;
+
+/// Build args usable without an ARG line (Docker's predefined proxy args).
+const PROXY_ARGS: [&str; 8] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
+struct StageDef {
+    name: Option<String>,
+    from: Instruction,
+    body: Vec<Instruction>,
+}
+
+/// A base image: its config, layers (descriptor, diff_id) and manifest digest.
+type BaseImage = (Value, Vec<(Descriptor, Digest)>, Digest);
+
+/// A stage as it grows: its image config, layers (descriptor, diff_id) and key.
+#[derive(Clone)]
+struct State {
+    image: Value,
+    layers: Vec<(Descriptor, Digest)>,
+    key: Digest,
+    args: Vec<(String, Option<String>)>,
+    shell: Vec<String>,
+    cmd_set: bool,
+}
+
+struct Builder<'a> {
+    root: &'a Root,
+    opts: &'a BuildOptions,
+    escape: char,
+    meta_args: Vec<(String, Option<String>)>,
+    context: Option<Context>,
+    stages: Vec<StageDef>,
+    done: HashMap<usize, State>,
+    step: usize,
+    ran: usize,
+    cached: usize,
+    platform: Platform,
+    meta_cached: bool,
+}
+
+fn platform_string(p: &Platform) -> String {
+    match &p.variant {
+        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+        None => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// Builds the image `opts` describes; tags it only when every step succeeded.
+pub fn build(root: &Root, opts: &BuildOptions) -> Result<Built, Error> {
+    let df = parse::parse(&opts.dockerfile_name, &opts.dockerfile)?;
+    let mut meta = Vec::new();
+    let mut stages: Vec<StageDef> = Vec::new();
+    for i in df.instructions {
+        if i.keyword == Keyword::From {
+            let words: Vec<String> = expand::raw_words(&i.text, df.escape);
+            let name = match words.as_slice() {
+                [_, as_, n] if as_.eq_ignore_ascii_case("as") => Some(n.to_ascii_lowercase()),
+                [_] => None,
+                _ => {
+                    return Err(step_err(
+                        &opts.dockerfile_name,
+                        &i,
+                        "FROM takes an image and optionally AS name".into(),
+                    ))
+                }
+            };
+            stages.push(StageDef {
+                name,
+                from: i,
+                body: Vec::new(),
+            });
+        } else if let Some(s) = stages.last_mut() {
+            s.body.push(i);
+        } else if i.keyword == Keyword::Arg {
+            meta.push(i);
+        } else {
+            return Err(step_err(
+                &opts.dockerfile_name,
+                &i,
+                "no FROM before this instruction (only ARG may come first)".into(),
+            ));
+        }
+    }
+    if stages.is_empty() {
+        return Err(Error::Usage(format!(
+            "{}: no FROM instruction",
+            opts.dockerfile_name
+        )));
+    }
+    let platform = opts.platform.clone().unwrap_or_else(Platform::host);
+    let mut b = Builder {
+        root,
+        opts,
+        escape: df.escape,
+        meta_args: Vec::new(),
+        context: None,
+        stages,
+        done: HashMap::new(),
+        step: 0,
+        ran: 0,
+        cached: 0,
+        platform,
+        meta_cached: false,
+    };
+    b.meta_args = b.platform_args();
+    for i in &meta {
+        let vars = b.meta_args.clone();
+        for (k, v) in expand::key_values(&i.text, b.escape, false).map_err(|m| b.err(i, m))? {
+            let value = match b.build_arg(&k) {
+                Some(v) => Some(v),
+                None => v.map(|v| b.expand_with(&v, &vars, i)).transpose()?,
+            };
+            b.meta_args.retain(|(n, _)| n != &k);
+            b.meta_args.push((k, value));
+        }
+    }
+    let target = match &opts.target {
+        Some(t) => b
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(t.to_ascii_lowercase().as_str()))
+            .ok_or_else(|| Error::Usage(format!("target stage {t:?} could not be found")))?,
+        None => b.stages.len() - 1,
+    };
+    let mut order = Vec::new();
+    b.needed(target, &mut order)?;
+    for s in order {
+        let state = b.run_stage(s)?;
+        b.done.insert(s, state);
+    }
+    if let Some(ctx) = &b.context {
+        ctx.save()
+            .map_err(|e| Error::io("write stat cache for", &opts.context, e))?;
+    }
+    let mut state = b.done.remove(&target).expect("the target was built");
+    for (k, v) in &opts.labels {
+        let labels = cfg::exec_mut(&mut state.image)
+            .entry("Labels")
+            .or_insert(json!({}));
+        labels[k] = json!(v);
+    }
+    let (manifest, config) = b.store_image(&state)?;
+    Ok(Built {
+        manifest,
+        config,
+        ran: b.ran,
+        cached: b.cached,
+    })
+}
+
+fn step_err(file: &str, i: &Instruction, message: String) -> Error {
+    let mut instruction = format!("{} {}", i.keyword, i.text);
+    if instruction.len() > 60 {
+        let mut cut = 57;
+        while !instruction.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        instruction.truncate(cut);
+        instruction.push_str("...");
+    }
+    Error::Step {
+        file: file.to_owned(),
+        line: i.line,
+        instruction,
+        message,
+    }
+}
+
+impl Builder<'_> {
+    fn err(&self, i: &Instruction, message: String) -> Error {
+        step_err(&self.opts.dockerfile_name, i, message)
+    }
+
+    fn build_arg(&self, name: &str) -> Option<String> {
+        self.opts
+            .build_args
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }
+
+    fn platform_args(&self) -> Vec<(String, Option<String>)> {
+        let t = &self.platform;
+        let h = Platform::host();
+        vec![
+            ("TARGETPLATFORM".into(), Some(platform_string(t))),
+            ("TARGETOS".into(), Some(t.os.clone())),
+            ("TARGETARCH".into(), Some(t.architecture.clone())),
+            (
+                "TARGETVARIANT".into(),
+                Some(t.variant.clone().unwrap_or_default()),
+            ),
+            ("BUILDPLATFORM".into(), Some(platform_string(&h))),
+            ("BUILDOS".into(), Some(h.os.clone())),
+            ("BUILDARCH".into(), Some(h.architecture.clone())),
+            (
+                "BUILDVARIANT".into(),
+                Some(h.variant.clone().unwrap_or_default()),
+            ),
+        ]
+    }
+
+    fn expand_with(
+        &self,
+        text: &str,
+        vars: &[(String, Option<String>)],
+        i: &Instruction,
+    ) -> Result<String, Error> {
+        let lookup = |n: &str| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| v.clone())
+        };
+        expand::word(text, self.escape, &lookup).map_err(|e| self.err(i, e.to_string()))
+    }
+
+    /// What `$name` means in a stage: ENV wins over ARG.
+    fn vars(&self, s: &State) -> Vec<(String, Option<String>)> {
+        let mut v: Vec<(String, Option<String>)> = s.args.clone();
+        v.extend(
+            cfg::env(&s.image)
+                .into_iter()
+                .map(|(k, val)| (k, Some(val))),
+        );
+        v
+    }
+
+    fn word(&self, text: &str, s: &State, i: &Instruction) -> Result<String, Error> {
+        self.expand_with(text, &self.vars(s), i)
+    }
+
+    fn words(&self, text: &str, s: &State, i: &Instruction) -> Result<Vec<String>, Error> {
+        let vars = self.vars(s);
+        let lookup = |n: &str| {
+            vars.iter()
+                .rev()
+                .find(|(k, _)| k == n)
+                .and_then(|(_, v)| v.clone())
+        };
+        expand::words(text, self.escape, &lookup).map_err(|e| self.err(i, e.to_string()))
+    }
+
+    fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        self.stages[..before]
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+            .or_else(|| name.parse::<usize>().ok().filter(|n| *n < before))
+    }
+
+    fn base_name(&self, s: usize) -> Result<String, Error> {
+        let def = &self.stages[s];
+        let image = expand::raw_words(&def.from.text, self.escape)[0].clone();
+        self.expand_with(&image, &self.meta_args, &def.from)
+    }
+
+    /// The stages `s` needs, dependencies first.
+    fn needed(&self, s: usize, order: &mut Vec<usize>) -> Result<(), Error> {
+        if order.contains(&s) {
+            return Ok(());
+        }
+        if let Some(dep) = self.stage_index(&self.base_name(s)?, s) {
+            self.needed(dep, order)?;
+        }
+        for i in &self.stages[s].body {
+            let i = i.nested.as_deref().filter(|_| false).unwrap_or(i);
+            if matches!(i.keyword, Keyword::Copy | Keyword::Add) {
+                if let Some(from) = i.flag("from") {
+                    let from = self.expand_with(from, &self.meta_args, i)?;
+                    if let Some(dep) = self.stage_index(&from, s) {
+                        self.needed(dep, order)?;
+                    }
+                }
+            }
+        }
+        order.push(s);
+        Ok(())
+    }
+
+    fn announce(&mut self, stage: usize, i: &Instruction) -> (usize, Instant) {
+        self.step += 1;
+        if self.opts.progress == Progress::Plain {
+            let name = self.stages[stage]
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("stage-{stage}"));
+            let text = match &i.nested {
+                Some(_) => i.text.clone(),
+                None => i.text.clone(),
+            };
+            eprintln!(
+                "#{} [{name}] {} {}",
+                self.step,
+                i.keyword,
+                text.replace('\n', " ")
+            );
+        }
+        (self.step, Instant::now())
+    }
+
+    fn finish_step(&self, n: usize, started: Instant, cached: bool) {
+        if self.opts.progress == Progress::Plain {
+            if cached {
+                eprintln!("#{n} CACHED");
+            } else {
+                eprintln!("#{n} DONE {}", step::seconds(started.elapsed()));
+            }
+        }
+    }
+
+    fn pull_options(&self) -> PullOptions {
+        PullOptions {
+            platform: Some(self.platform.clone()),
+            registries: self.opts.registries.clone(),
+        }
+    }
+
+    /// The base of stage `s`: scratch, an earlier stage, or an image.
+    fn base(&mut self, s: usize) -> Result<State, Error> {
+        let name = self.base_name(s)?;
+        let from = self.stages[s].from.clone();
+        let args = Vec::new();
+        let shell = vec!["/bin/sh".to_owned(), "-c".to_owned()];
+        if let Some(dep) = self.stage_index(&name, s) {
+            let mut st = self.done[&dep].clone();
+            st.args = args;
+            st.cmd_set = false;
+            return Ok(st);
+        }
+        if name == "scratch" {
+            let image = json!({
+                "architecture": self.platform.architecture,
+                "os": self.platform.os,
+                "config": {"Env": [format!("PATH={DEFAULT_PATH}")]},
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "history": [],
+            });
+            return Ok(State {
+                image,
+                layers: Vec::new(),
+                key: sha256_of(b"scratch"),
+                args,
+                shell,
+                cmd_set: false,
+            });
+        }
+        let (image, layers, digest) = self.image(&name, &from)?;
+        let shell = image["config"]["Shell"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or(shell);
+        let mut image = image;
+        if cfg::env(&image).iter().all(|(k, _)| k != "PATH") {
+            cfg::set_env(&mut image, "PATH", DEFAULT_PATH);
+        }
+        Ok(State {
+            image,
+            layers,
+            key: digest,
+            args,
+            shell,
+            cmd_set: false,
+        })
+    }
+
+    /// A base image by reference: its config, layers and manifest digest.
+    fn image(&self, name: &str, at: &Instruction) -> Result<BaseImage, Error> {
+        let reference: Reference = name
+            .parse()
+            .map_err(|e| self.err(at, format!("{name}: {e}")))?;
+        let record = with_store(self.root, |store| -> Result<_, Error> {
+            let record = if self.opts.pull {
+                crate::image::pull::pull(self.root, store, &reference, &self.pull_options())
+                    .map_err(container::Error::from)?
+            } else {
+                container::ensure_image(self.root, store, &reference, &self.pull_options())?
+            };
+            let raw: Value = serde_json::from_slice(&store.read_blob(&record.config)?)
+                .map_err(|e| self.err(at, format!("{name}: config: {e}")))?;
+            Ok((record, raw))
+        })
+        .map_err(|e| match e {
+            Error::Container(c) => self.err(at, format!("{name}: {c}")),
+            other => other,
+        })?;
+        let (record, raw) = record;
+        let mut image = json!({
+            "architecture": raw["architecture"],
+            "os": raw["os"],
+            "config": raw.get("config").cloned().unwrap_or(json!({})),
+            "rootfs": {"type": "layers", "diff_ids": raw["rootfs"]["diff_ids"]},
+            "history": raw.get("history").cloned().unwrap_or(json!([])),
+        });
+        if let Some(v) = raw.get("variant") {
+            image["variant"] = v.clone();
+        }
+        let layers = record
+            .layers
+            .iter()
+            .cloned()
+            .zip(record.diff_ids.iter().cloned())
+            .map(|(mut d, id)| {
+                d.media_type = oci_layer_type(&d.media_type);
+                (d, id)
+            })
+            .collect();
+        Ok((image, layers, record.manifest))
+    }
+
+    /// Unpacked directories of `layers` (unpacking what is missing).
+    fn layer_dirs(&self, layers: &[(Descriptor, Digest)]) -> Result<Vec<PathBuf>, Error> {
+        if layers.iter().all(|(_, id)| self.root.layer(id).is_dir()) {
+            return Ok(layers.iter().map(|(_, id)| self.root.layer(id)).collect());
+        }
+        let pairs: Vec<(Digest, Digest)> = layers
+            .iter()
+            .map(|(d, id)| (d.digest.clone(), id.clone()))
+            .collect();
+        Ok(with_store(self.root, |store| {
+            layers::ensure_layers(self.root, store, &pairs).map_err(crate::container::Error::from)
+        })?)
+    }
+
+    fn run_stage(&mut self, s: usize) -> Result<State, Error> {
+        let from = self.stages[s].from.clone();
+        let (n, t) = self.announce(s, &from);
+        let mut st = self.base(s)?;
+        st.key = cache::key(&st.key, &["FROM", &platform_string(&self.platform)]);
+        let cached = !self.opts.no_cache && cache::get(self.root, &st.key).is_some();
+        if !cached {
+            let _ = cache::put(self.root, &st.key, &Record { layer: None });
+        }
+        self.finish_step(n, t, cached);
+        // The base's ONBUILD triggers run first.
+        let triggers: Vec<String> = st.image["config"]["OnBuild"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !triggers.is_empty() {
+            cfg::exec_mut(&mut st.image).insert("OnBuild".into(), Value::Null);
+        }
+        let mut body = Vec::new();
+        for t in &triggers {
+            let parsed = parse::parse(
+                &format!("{} (ONBUILD of the base)", self.opts.dockerfile_name),
+                t,
+            )?;
+            body.extend(parsed.instructions.into_iter().map(|mut i| {
+                i.line = from.line;
+                i
+            }));
+        }
+        body.extend(self.stages[s].body.clone());
+        for i in &body {
+            let (n, t) = self.announce(s, i);
+            let cached = self.instruction(s, &mut st, i)?;
+            self.finish_step(n, t, cached);
+        }
+        Ok(st)
+    }
+}
+
+/// The OCI media type for a layer of media type `t`.
+fn oci_layer_type(t: &str) -> String {
+    match t {
+        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
+            "application/vnd.oci.image.layer.v1.tar+gzip".into()
+        }
+        "application/vnd.docker.image.rootfs.diff.tar" => LAYER_MEDIA_TYPE.into(),
+        other => other.to_owned(),
+    }
+}
+
+/// A path joined onto the working directory.
+fn join_workdir(workdir: &str, path: &str) -> String {
+    if path.starts_with('/') {
+        return path.to_owned();
+    }
+    let base = if workdir.is_empty() { "/" } else { workdir };
+    let trailing = path.ends_with('/');
+    let mut joined = Path::new(base).join(path).to_string_lossy().into_owned();
+    if trailing && !joined.ends_with('/') {
+        joined.push('/');
+    }
+    joined
+}
+
+mod helpers;
+mod instr;

@@ -1,0 +1,213 @@
+//! The builder's helpers around layers: the context (opened once), the
+//! cache lookups and records, moving written layers into the store, the
+//! final image, `COPY --from` sources, and a failing RUN's message.
+
+use std::path::PathBuf;
+
+use serde_json::json;
+
+use super::super::cache::{self, Record};
+use super::super::config as cfg;
+use super::super::context::Context;
+use super::super::ignore::Ignore;
+use super::super::layer::LAYER_MEDIA_TYPE;
+use super::super::parse::Instruction;
+use super::super::step::StepDir;
+use super::super::view::LayerView;
+use super::super::Error;
+use super::{Builder, State, PROXY_ARGS};
+use crate::image::digest::{sha256_of, Digest};
+use crate::image::oci::{Descriptor, OCI_MANIFEST};
+use crate::image::store::{with_store, ImageStore};
+
+/// Lines kept from a failing RUN's output.
+const TAIL_LINES: usize = 10;
+
+impl Builder<'_> {
+    pub(super) fn context(&mut self) -> Result<&mut Context, Error> {
+        if self.context.is_none() {
+            let ignore = Ignore::parse(self.opts.dockerignore.as_deref().unwrap_or(""));
+            let dir = std::fs::canonicalize(&self.opts.context)
+                .map_err(|e| Error::io("open context", &self.opts.context, e))?;
+            let key = sha256_of(dir.as_os_str().as_encoded_bytes());
+            let ctx = Context::open(&dir, &ignore, self.root.build_stat_cache(&key))
+                .map_err(|e| Error::io("list context", &dir, e))?;
+            self.context = Some(ctx);
+        }
+        Ok(self.context.as_mut().expect("just opened"))
+    }
+
+    /// Adds a layer made (or found) by a step; an empty one is only history.
+    pub(super) fn add_layer(
+        &self,
+        st: &mut State,
+        layer: Option<(Digest, u64)>,
+        created_by: String,
+    ) {
+        match layer {
+            Some((digest, size)) => {
+                st.image["rootfs"]["diff_ids"]
+                    .as_array_mut()
+                    .expect("diff_ids")
+                    .push(json!(digest.to_string()));
+                st.layers.push((
+                    Descriptor::new(LAYER_MEDIA_TYPE, digest.clone(), size),
+                    digest,
+                ));
+                cfg::history(&mut st.image, created_by, false);
+            }
+            None => cfg::history(&mut st.image, created_by, true),
+        }
+    }
+
+    /// A cached record for `key` whose layer is still stored.
+    pub(super) fn cached(&self, key: &Digest) -> Result<Option<Record>, Error> {
+        if self.opts.no_cache {
+            return Ok(None);
+        }
+        let Some(r) = cache::get(self.root, key) else {
+            return Ok(None);
+        };
+        match &r.layer {
+            None => Ok(Some(r)),
+            Some((d, _)) => {
+                let have = with_store(self.root, |store: &ImageStore| store.has_blob(d))?;
+                Ok(have.then_some(r))
+            }
+        }
+    }
+
+    /// Moves a written layer into the store and records it for `key`.
+    pub(super) fn keep_layer(
+        &self,
+        key: &Digest,
+        written: Option<super::super::layer::Written>,
+    ) -> Result<Option<(Digest, u64)>, Error> {
+        let layer = match written {
+            Some(w) if w.entries > 0 => {
+                with_store(self.root, |store| store.put_blob_file(&w.digest, &w.path))?;
+                Some((w.digest, w.size))
+            }
+            _ => None,
+        };
+        cache::put(
+            self.root,
+            key,
+            &Record {
+                layer: layer.clone(),
+            },
+        )
+        .map_err(|e| Error::io("write", &self.root.build_cache(key), e))?;
+        Ok(layer)
+    }
+
+    /// The final image into the store, under every tag.
+    pub(super) fn store_image(&self, st: &State) -> Result<(Digest, Digest), Error> {
+        let mut image = st.image.clone();
+        image["created"] = json!(cfg::created());
+        let config = serde_json::to_vec(&image).expect("json");
+        let config_digest = sha256_of(&config);
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": Descriptor::new(store::manifest::OCI_CONFIG, config_digest.clone(), config.len() as u64),
+            "layers": st.layers.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(),
+        });
+        let manifest = serde_json::to_vec(&manifest).expect("json");
+        let manifest_digest = sha256_of(&manifest);
+        with_store(self.root, |store| -> Result<(), Error> {
+            store.put_blob_bytes(&config_digest, &config)?;
+            for r in &self.opts.tags {
+                store.put_image(r, &manifest)?;
+            }
+            Ok(())
+        })?;
+        Ok((manifest_digest, config_digest))
+    }
+
+    pub(super) fn view(&self, st: &State) -> Result<LayerView, Error> {
+        Ok(LayerView::new(self.layer_dirs(&st.layers)?))
+    }
+
+    /// The empty layer directory (for RUN on scratch).
+    pub(super) fn empty_layer_dir(&self) -> Result<PathBuf, Error> {
+        let id = sha256_of(&[0u8; 1024]);
+        let dir = self.root.layer(&id);
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("create", &dir, e))?;
+        Ok(dir)
+    }
+
+    pub(super) fn visible_args(&self, st: &State) -> Vec<String> {
+        let env = cfg::env(&st.image);
+        let mut out: Vec<String> = st
+            .args
+            .iter()
+            .filter(|(k, v)| v.is_some() && env.iter().all(|(e, _)| e != k))
+            .map(|(k, v)| format!("{k}={}", v.clone().unwrap_or_default()))
+            .collect();
+        for p in PROXY_ARGS {
+            if let Some(v) = self.build_arg(p) {
+                out.push(format!("{p}={v}"));
+            }
+        }
+        out
+    }
+
+    pub(super) fn sources_for_from(
+        &mut self,
+        from: &str,
+        s: usize,
+        i: &Instruction,
+    ) -> Result<(LayerView, Digest), Error> {
+        if let Some(dep) = self.stage_index(from, s) {
+            let st = self
+                .done
+                .get(&dep)
+                .cloned()
+                .ok_or_else(|| self.err(i, format!("stage {from} is not built")))?;
+            return Ok((self.view(&st)?, st.key));
+        }
+        let names: Vec<String> = self.stages[..s]
+            .iter()
+            .filter_map(|d| d.name.clone())
+            .collect();
+        let (_, layers, digest) = self.image(from, i).map_err(|e| {
+            self.err(
+                i,
+                format!(
+                    "--from={from}: not a stage of this Dockerfile (stages before: {}) and not an image that could be pulled: {e}",
+                    if names.is_empty() { "none".into() } else { names.join(", ") }
+                ),
+            )
+        })?;
+        Ok((LayerView::new(self.layer_dirs(&layers)?), digest))
+    }
+
+    pub(super) fn run_failed(
+        &self,
+        i: &Instruction,
+        dir: &StepDir,
+        argv: &[String],
+        code: i32,
+        setup: Option<String>,
+    ) -> Error {
+        let log = std::fs::read_to_string(dir.log()).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(TAIL_LINES)..];
+        let mut message = format!(
+            "process {:?} did not complete successfully: exit code: {code}",
+            argv.join(" ")
+        );
+        if let Some(s) = setup {
+            message.push_str(&format!(" ({s})"));
+        }
+        if !tail.is_empty() {
+            message.push_str("\nlast output lines:");
+            for l in tail {
+                message.push_str("\n  > ");
+                message.push_str(l);
+            }
+        }
+        self.err(i, message)
+    }
+}

@@ -1,0 +1,295 @@
+//! The snapshot: a RUN's overlay upper directory turned into a layer tar.
+//!
+//! Walked in sorted order. A 0:0 character device (overlay's whiteout)
+//! becomes an empty `.wh.NAME`; a directory marked opaque gets a
+//! `.wh..wh..opq` entry first; files with several links become one file
+//! and hard links to it; owners, modes, set-id bits, devices, FIFOs,
+//! symlinks and xattrs (but overlay's own `trusted.overlay.*`) are kept.
+//! Left out: files overlay copied up that are byte- and metadata-identical
+//! to the layer below (a `chmod` to the same mode, an open for writing
+//! that wrote nothing), directories copied up only as parents of such
+//! entries, and the mount points the sandbox itself created (`/proc`,
+//! `/sys`, `/dev`, `/etc/{hostname,hosts,resolv.conf}`) when the layers
+//! below did not have them and they are still empty (and a new `/etc`
+//! holding only those).
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use super::layer::{Kind, LayerWriter, Meta, Written};
+use super::view::{is_opaque, is_whiteout, LayerView};
+
+/// Paths the sandbox creates as mount points.
+const MOUNT_POINTS: [&str; 6] = [
+    "proc",
+    "sys",
+    "dev",
+    "etc/hostname",
+    "etc/hosts",
+    "etc/resolv.conf",
+];
+
+/// Writes the layer for `upper` (over `below`) to `out`.
+pub fn snapshot(upper: &Path, below: &LayerView, out: &Path) -> io::Result<Written> {
+    let mut entries = Vec::new();
+    let mut links = HashMap::new();
+    walk(upper, "", below, &mut entries, &mut links)?;
+    let mut w = LayerWriter::create(out)?;
+    for (meta, source) in entries {
+        let mut file = match (&meta.kind, source) {
+            (Kind::File(_), Some(src)) => Some(File::open(src)?),
+            _ => None,
+        };
+        w.add(&meta, file.as_mut().map(|f| f as &mut dyn Read))?;
+    }
+    w.finish()
+}
+
+type Entries = Vec<(Meta, Option<std::path::PathBuf>)>;
+
+/// Walks directory `dir` (layer path `prefix`); returns whether anything
+/// under it was added.
+fn walk(
+    dir: &Path,
+    prefix: &str,
+    below: &LayerView,
+    out: &mut Entries,
+    links: &mut HashMap<(u64, u64), String>,
+) -> io::Result<bool> {
+    let mut names: Vec<_> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<_>>()?;
+    names.sort();
+    let mut any = false;
+    for name in names {
+        let full = dir.join(&name);
+        let name = name.to_string_lossy().into_owned();
+        let rel = format!("{prefix}{name}");
+        let meta = fs::symlink_metadata(&full)?;
+        let lower = below.lookup(Path::new(&rel));
+        if is_whiteout(&meta) {
+            // Overlay only whites out what the layers below have.
+            if lower.is_some() {
+                out.push((
+                    plain(format!("{prefix}.wh.{name}"), &meta, Kind::File(0)),
+                    None,
+                ));
+                any = true;
+            }
+            continue;
+        }
+        if MOUNT_POINTS.contains(&rel.as_str()) && lower.is_none() && is_empty(&full, &meta) {
+            continue;
+        }
+        let ft = meta.file_type();
+        if ft.is_dir() {
+            let opaque = is_opaque(&full);
+            let changed = opaque
+                || match &lower {
+                    Some((_, m)) => {
+                        !m.is_dir()
+                            || !same_header(&meta, m)
+                            || xattrs(&full)? != xattrs_of(m, &lower)?
+                    }
+                    None => true,
+                };
+            let at = out.len();
+            let mut header = header(rel.clone(), &meta, Kind::Dir, &full)?;
+            header
+                .xattrs
+                .retain(|(n, _)| !n.starts_with("trusted.overlay."));
+            out.push((header, None));
+            if opaque {
+                out.push((
+                    plain(format!("{rel}/.wh..wh..opq"), &meta, Kind::File(0)),
+                    None,
+                ));
+            }
+            let below_any = walk(&full, &format!("{rel}/"), below, out, links)?;
+            // A new /etc holding only the sandbox's mount points is the sandbox's too.
+            if rel == "etc" && lower.is_none() && !below_any && only_mount_points(&full) {
+                out.truncate(at);
+                continue;
+            }
+            if !changed && !below_any {
+                out.truncate(at);
+            } else {
+                any = true;
+            }
+            continue;
+        }
+        let kind = if ft.is_file() {
+            if meta.nlink() > 1 {
+                if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
+                    out.push((plain(rel, &meta, Kind::Hardlink(first.clone())), None));
+                    any = true;
+                    continue;
+                }
+                links.insert((meta.dev(), meta.ino()), rel.clone());
+            }
+            Kind::File(meta.len())
+        } else if ft.is_symlink() {
+            Kind::Symlink(fs::read_link(&full)?.to_string_lossy().into_owned())
+        } else if ft.is_char_device() {
+            Kind::Char(major(meta.rdev()), minor(meta.rdev()))
+        } else if ft.is_block_device() {
+            Kind::Block(major(meta.rdev()), minor(meta.rdev()))
+        } else if ft.is_fifo() {
+            Kind::Fifo
+        } else {
+            // Sockets are not archived (as Docker does).
+            continue;
+        };
+        let entry = header(rel, &meta, kind, &full)?;
+        if let Some((lpath, lmeta)) = &lower {
+            if unchanged(&entry, &full, &meta, lpath, lmeta)? {
+                continue;
+            }
+        }
+        out.push((entry, ft.is_file().then_some(full)));
+        any = true;
+    }
+    Ok(any)
+}
+
+/// Whether directory `etc` holds nothing but empty mount-point files.
+fn only_mount_points(etc: &Path) -> bool {
+    fs::read_dir(etc).is_ok_and(|d| {
+        d.flatten().all(|e| {
+            let name = e.file_name();
+            MOUNT_POINTS.contains(&format!("etc/{}", name.to_string_lossy()).as_str())
+                && e.metadata().is_ok_and(|m| is_empty(&e.path(), &m))
+        })
+    })
+}
+
+fn is_empty(path: &Path, meta: &fs::Metadata) -> bool {
+    if meta.is_dir() {
+        fs::read_dir(path).is_ok_and(|mut d| d.next().is_none())
+    } else {
+        meta.is_file() && meta.len() == 0
+    }
+}
+
+fn major(dev: u64) -> u32 {
+    (((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0x0000_0fff)) as u32
+}
+
+fn minor(dev: u64) -> u32 {
+    (((dev >> 12) & 0xffff_ff00) | (dev & 0x0000_00ff)) as u32
+}
+
+fn plain(path: String, meta: &fs::Metadata, kind: Kind) -> Meta {
+    let mode = if matches!(kind, Kind::File(0)) && path.contains(".wh.") {
+        0o644
+    } else {
+        meta.mode() & 0o7777
+    };
+    Meta {
+        path,
+        kind,
+        mode,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        mtime: meta.mtime(),
+        xattrs: Vec::new(),
+    }
+}
+
+fn header(path: String, meta: &fs::Metadata, kind: Kind, full: &Path) -> io::Result<Meta> {
+    let mut m = plain(path, meta, kind);
+    m.xattrs = xattrs(full)?;
+    Ok(m)
+}
+
+/// The xattrs of `path` the layer carries (not overlay's own).
+fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let c = CString::new(path.as_os_str().as_bytes())?;
+    let names = match crate::sys::fs::llistxattr(&c) {
+        Ok(n) => n,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        let text = String::from_utf8_lossy(&name).into_owned();
+        if text.starts_with("trusted.overlay.") {
+            continue;
+        }
+        let cname = CString::new(name)?;
+        if let Ok(v) = crate::sys::fs::lgetxattr(&c, &cname) {
+            out.push((text, v));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn xattrs_of(
+    _: &fs::Metadata,
+    lower: &Option<(std::path::PathBuf, fs::Metadata)>,
+) -> io::Result<Vec<(String, Vec<u8>)>> {
+    match lower {
+        Some((p, _)) => xattrs(p),
+        None => Ok(Vec::new()),
+    }
+}
+
+fn same_header(a: &fs::Metadata, b: &fs::Metadata) -> bool {
+    a.mode() == b.mode() && a.uid() == b.uid() && a.gid() == b.gid()
+}
+
+/// Whether the upper entry is an unchanged copy-up of the lower one.
+fn unchanged(
+    entry: &Meta,
+    full: &Path,
+    meta: &fs::Metadata,
+    lpath: &Path,
+    lmeta: &fs::Metadata,
+) -> io::Result<bool> {
+    if !same_header(meta, lmeta) || meta.mtime() != lmeta.mtime() || meta.rdev() != lmeta.rdev() {
+        return Ok(false);
+    }
+    if entry.xattrs != xattrs(lpath)? {
+        return Ok(false);
+    }
+    let ft = meta.file_type();
+    if ft.is_symlink() {
+        return Ok(fs::read_link(full)? == fs::read_link(lpath)?);
+    }
+    if ft.is_file() {
+        return Ok(meta.len() == lmeta.len() && same_bytes(full, lpath)?);
+    }
+    Ok(true)
+}
+
+fn same_bytes(a: &Path, b: &Path) -> io::Result<bool> {
+    let (mut fa, mut fb) = (File::open(a)?, File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let na = read_full(&mut fa, &mut ba)?;
+        let nb = read_full(&mut fb, &mut bb)?;
+        if na != nb || ba[..na] != bb[..nb] {
+            return Ok(false);
+        }
+        if na == 0 {
+            return Ok(true);
+        }
+    }
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
