@@ -2,6 +2,7 @@
 //! library's own types ([`RunOptions`]); the work happens elsewhere.
 //! Flags follow Docker's so people's habits carry over.
 
+pub mod build;
 pub mod containers;
 
 use std::path::PathBuf;
@@ -55,7 +56,7 @@ pub enum Command {
     /// Show the state root, kernel features and registries logged in to.
     Info,
     /// Build an image from a Dockerfile.
-    Build(crate::cli_build::BuildArgs),
+    Build(crate::cli::build::BuildArgs),
     /// Push a local image to its registry.
     Push {
         /// Image reference.
@@ -77,7 +78,8 @@ pub enum Command {
     Builder {
         /// What to do.
         #[command(subcommand)]
-        command: crate::cli_build::BuilderCommand,
+        command: crate::cli::build::BuilderCommand,
+    },
     /// List containers.
     Ps(containers::PsArgs),
     /// Show a container's output.

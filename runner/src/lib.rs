@@ -8,10 +8,10 @@
 //! ```text
 //! main.rs (bin)  -> cli, container, image, info, paths   thin glue; anyhow only here
 //! info           -> cgroup, image::auth, paths   `runner info`: host features, logins
-//! cli            -> container (RunOptions, detached, exec, logs), spec, paths,
+//! cli            -> container (RunOptions, detached, exec, logs), build, spec, paths,
 //!                   image::client (Settings)   clap structs -> library types
-//!                   (cli/containers: the container commands' flags)
-//! cli_build      -> build (BuildOptions), cli   `build` and `builder` flags -> BuildOptions
+//!                   (cli/containers: the container commands' flags; cli/build:
+//!                   `build` and `builder` flags -> build::BuildOptions)
 //! build/         -> container, sandbox, seccomp, cgroup, image, spec, paths, sys
 //!                   `runner build`: Dockerfile parser and expansion, stages, the
 //!                   step cache, COPY/ADD layers, RUN through the sandbox, the
@@ -56,7 +56,6 @@ pub mod build;
 pub mod caps;
 pub mod cgroup;
 pub mod cli;
-pub mod cli_build;
 pub mod container;
 pub mod fsutil;
 pub mod image;

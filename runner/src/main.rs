@@ -236,7 +236,7 @@ fn run(cli: &Cli) -> Result<i32> {
             print!("{}", runner::build::history::table(&record));
         }
         Command::Builder {
-            command: runner::cli_build::BuilderCommand::Prune,
+            command: runner::cli::build::BuilderCommand::Prune,
         } => {
             let n = runner::build::remove_cache(&root)?;
             let blobs = ImageStore::open(&root)?.remove_unused_blobs()?;

@@ -119,6 +119,7 @@ pub fn run(root: &Root, dir: &StepDir, step: &RunStep<'_>) -> Result<Outcome, Er
         cmd: None,
         working_dir: step.workdir.clone(),
         stop_signal: None,
+        healthcheck: None,
     };
     let spec = container::build_spec(&options, &exec, &step.argv, id.clone())?;
     let etc = dir.dir.join("etc");
