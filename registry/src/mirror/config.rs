@@ -15,6 +15,7 @@
 //! repositories = ["library/alpine", "myorg/**"]  # what `registry sync` pre-fetches
 //! tags = "^v?[0-9]"                    # regex on tag names (all tags when absent)
 //! exclude = ["myorg/old-*"]            # repository globs left out
+//! platforms = ["linux/amd64"]          # of an index, sync only these (all when absent)
 //! sync_interval = "6h"                 # `serve` syncs this often (never when absent)
 //! ```
 
@@ -60,6 +61,10 @@ pub struct UpstreamConfig {
     /// Repository globs left out of the sync.
     #[serde(default)]
     pub exclude: Vec<String>,
+    /// Platforms (`os/arch[/variant]`) of an index that `registry sync`
+    /// fetches; every platform when empty. Pulls always get what they ask.
+    #[serde(default)]
+    pub platforms: Vec<String>,
     /// Sync inside `serve` this often (never when absent).
     #[serde(default, deserialize_with = "duration::option")]
     pub sync_interval: Option<Duration>,
@@ -83,6 +88,7 @@ impl UpstreamConfig {
             repositories: Vec::new(),
             tags: None,
             exclude: Vec::new(),
+            platforms: Vec::new(),
             sync_interval: None,
         })
     }
@@ -90,6 +96,17 @@ impl UpstreamConfig {
     /// The tag lifetime.
     pub fn tag_ttl(&self) -> Duration {
         self.tag_ttl.unwrap_or(Duration::from_secs(300))
+    }
+
+    /// The platforms `registry sync` keeps of an index (empty: all).
+    pub fn platforms(&self) -> Result<Vec<store::manifest::Platform>, String> {
+        self.platforms
+            .iter()
+            .map(|p| {
+                p.parse()
+                    .map_err(|e| format!("upstream {}: platforms: {e}", self.name))
+            })
+            .collect()
     }
 
     /// The network timeout.
@@ -128,6 +145,7 @@ impl UpstreamConfig {
             regex_automata::meta::Regex::new(tags)
                 .map_err(|e| format!("upstream {}: tags {tags:?}: {e}", self.name))?;
         }
+        self.platforms()?;
         if self.password_file.is_some() && self.username.is_none() {
             return Err(format!(
                 "upstream {}: password_file needs username",
@@ -194,6 +212,12 @@ mod tests {
         assert!(u.validate().is_err());
         u.url = "ftp://host".into();
         assert!(u.validate().is_err());
+        u.url = "http://127.0.0.1:5000".into();
+        u.platforms = vec!["linux/amd64".into(), "linux/arm64/v8".into()];
+        assert!(u.validate().is_ok());
+        u.platforms = vec!["amd64".into()];
+        assert!(u.validate().unwrap_err().contains("platforms"));
+        u.platforms.clear();
         u.url = "http://127.0.0.1:5000".into();
         u.name = "a/b".into();
         assert!(u.validate().is_err());

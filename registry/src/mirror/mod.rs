@@ -93,6 +93,8 @@ struct SyncFilter {
     repositories: Vec<String>,
     tags: Option<regex_automata::meta::Regex>,
     exclude: Vec<String>,
+    /// Of an index, the platforms fetched (all when empty).
+    platforms: Vec<store::manifest::Platform>,
     interval: Option<Duration>,
 }
 
@@ -142,6 +144,7 @@ impl Mirror {
                         None => None,
                     },
                     exclude: c.exclude.clone(),
+                    platforms: c.platforms()?,
                     interval: c.sync_interval,
                 },
             }));

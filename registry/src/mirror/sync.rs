@@ -5,9 +5,14 @@
 //! `tags`: the manifest through [`Mirror::manifest`], then every child
 //! manifest and blob through [`Mirror::blob`], the same paths as a client's
 //! pull. What is stored already is skipped, so a run that stopped resumes
-//! where it was; each tag done is reported as a progress line.
+//! where it was; each tag done is reported as a progress line. Of an index,
+//! only the entries whose platform is in `platforms` are fetched (all when
+//! the list is empty); a client's pull of another platform still works,
+//! through the mirror as usual.
 
-use store::manifest::RefKind;
+use std::collections::HashSet;
+
+use store::manifest::{Descriptor, Platform, RefKind};
 use store::{Digest, Reference, Store, Tag};
 
 use super::blobs::StoreHolder;
@@ -147,8 +152,10 @@ impl Mirror {
             let m = store.manifest(&t.local, &reference, true).await?;
             let bytes = m.bytes.unwrap_or_default();
             let parsed = store::manifest::parse(Some(&m.media_type), &bytes)?;
+            let skipped = other_platforms(&bytes, &t.upstream.sync.platforms);
             for (digest, kind, _) in parsed.refs {
                 match kind {
+                    RefKind::Manifest if skipped.contains(&digest) => {}
                     RefKind::Manifest => todo.push(Reference::Digest(digest)),
                     RefKind::Blob => {
                         self.sync_blob(holder, t, &digest).await?;
@@ -170,5 +177,57 @@ impl Mirror {
         self.blob(holder.clone(), t, digest, false)
             .await
             .map(|_| ())
+    }
+}
+
+/// The entries of an index whose platform is none of `wanted` (nothing
+/// when `wanted` is empty, or the manifest is not an index). An entry that
+/// names no platform is kept.
+fn other_platforms(manifest: &[u8], wanted: &[Platform]) -> HashSet<Digest> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        #[serde(default)]
+        manifests: Vec<Descriptor>,
+    }
+    if wanted.is_empty() {
+        return HashSet::new();
+    }
+    let Ok(index) = serde_json::from_slice::<Index>(manifest) else {
+        return HashSet::new();
+    };
+    index
+        .manifests
+        .into_iter()
+        .filter(|d| {
+            d.platform
+                .as_ref()
+                .is_some_and(|p| !wanted.iter().any(|w| w.matches(p)))
+        })
+        .map(|d| d.digest)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_wanted_platforms_of_an_index_are_kept() {
+        let (amd, arm, art) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+            format!("sha256:{}", "c".repeat(64)),
+        );
+        let index = serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "m", "digest": amd, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "m", "digest": arm, "size": 1, "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"mediaType": "m", "digest": art, "size": 1},
+        ]})
+        .to_string();
+        let wanted: Vec<Platform> = vec!["linux/amd64".parse().unwrap()];
+        let skipped = other_platforms(index.as_bytes(), &wanted);
+        assert_eq!(skipped, HashSet::from([arm.parse().unwrap()]));
+        assert!(other_platforms(index.as_bytes(), &[]).is_empty());
+        assert!(other_platforms(b"{\"layers\": []}", &wanted).is_empty());
     }
 }

@@ -58,6 +58,36 @@ pub async fn push_image(reg: &Registry, repo: &str, tag: &str, layers: Vec<Vec<u
     }
 }
 
+/// Push an index of `images` (each with its architecture, os linux) to
+/// `repo:tag` of `reg`; the index bytes.
+pub async fn push_index(
+    reg: &Registry,
+    repo: &str,
+    tag: &str,
+    images: &[(&Image, &str)],
+) -> Vec<u8> {
+    let manifests: Vec<_> = images
+        .iter()
+        .map(|(i, arch)| {
+            json!({"mediaType": OCI_MANIFEST, "digest": i.digest, "size": i.manifest.len(),
+                                "platform": {"architecture": arch, "os": "linux"}})
+        })
+        .collect();
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": crate::harness::OCI_INDEX, "manifests": manifests,
+    }))
+    .unwrap();
+    let r = Client::new()
+        .put(reg.url(&format!("/v2/{repo}/manifests/{tag}")))
+        .header(header::CONTENT_TYPE, crate::harness::OCI_INDEX)
+        .body(index.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED, "push index {repo}:{tag}");
+    index
+}
+
 /// A mirror of `upstream` with this configuration (`UPSTREAM` in it
 /// replaced by the upstream's URL), logging to its `log` file.
 pub fn mirror_with(upstream: &str, config: &str) -> Registry {

@@ -3,7 +3,7 @@
 
 use reqwest::{Client, StatusCode};
 
-use super::{bytes_of, get, metric, mirror_with, push_image};
+use super::{bytes_of, get, metric, mirror_with, push_image, push_index};
 use crate::harness::{error_code, push_blob, sha256, Registry};
 
 #[tokio::test]
@@ -255,24 +255,13 @@ async fn an_index_brings_only_the_platform_manifests_pulled() {
     let mut upstream = Registry::launch_fresh().start();
     let amd = push_image(&upstream, "team/multi", "amd64", vec![bytes_of("amd", 100)]).await;
     let arm = push_image(&upstream, "team/multi", "arm64", vec![bytes_of("arm", 100)]).await;
-    let index = serde_json::to_vec(&serde_json::json!({
-        "schemaVersion": 2, "mediaType": crate::harness::OCI_INDEX,
-        "manifests": [
-            {"mediaType": crate::harness::OCI_MANIFEST, "digest": amd.digest, "size": amd.manifest.len(),
-             "platform": {"architecture": "amd64", "os": "linux"}},
-            {"mediaType": crate::harness::OCI_MANIFEST, "digest": arm.digest, "size": arm.manifest.len(),
-             "platform": {"architecture": "arm64", "os": "linux"}},
-        ],
-    }))
-    .unwrap();
-    let r = Client::new()
-        .put(upstream.url("/v2/team/multi/manifests/latest"))
-        .header("content-type", crate::harness::OCI_INDEX)
-        .body(index.clone())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::CREATED);
+    let index = push_index(
+        &upstream,
+        "team/multi",
+        "latest",
+        &[(&amd, "amd64"), (&arm, "arm64")],
+    )
+    .await;
     let mirror = Registry::launch_fresh()
         .args(["--upstream", &format!("up={}", upstream.base)])
         .start();

@@ -1,12 +1,13 @@
 //! `registry sync`: the filters select what is pre-fetched, `--dry-run`
 //! stores nothing, a second run fetches nothing again, and the synced
-//! content is served with the upstream gone (an air-gapped site).
+//! content is served with the upstream gone (an air-gapped site); of an
+//! index, only the configured platforms are synced.
 
 use std::process::Command;
 
 use reqwest::StatusCode;
 
-use super::{bytes_of, get, metric, push_image};
+use super::{bytes_of, get, metric, push_image, push_index};
 use crate::harness::Registry;
 
 fn sync(dir: &std::path::Path, extra: &[&str]) -> (bool, String) {
@@ -88,4 +89,79 @@ async fn sync_fetches_what_the_filters_select_and_serves_it_offline() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let (status, _, _) = get(&mirror, "/v2/up/team/b/manifests/v1").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test]
+async fn sync_of_an_index_fetches_only_the_configured_platforms() {
+    let mut upstream = Registry::launch_fresh().start();
+    let amd = push_image(
+        &upstream,
+        "team/multi",
+        "amd64",
+        vec![bytes_of("p-amd", 3000)],
+    )
+    .await;
+    let arm = push_image(
+        &upstream,
+        "team/multi",
+        "arm64",
+        vec![bytes_of("p-arm", 3000)],
+    )
+    .await;
+    let index = push_index(
+        &upstream,
+        "team/multi",
+        "v1",
+        &[(&amd, "amd64"), (&arm, "arm64")],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("config.toml"),
+        format!(
+            "[[upstream]]\nname = \"up\"\nurl = \"{}\"\nrepositories = [\"team/multi\"]\ntags = \"^v1$\"\nplatforms = [\"linux/amd64\"]\n",
+            upstream.base
+        ),
+    )
+    .unwrap();
+    let (ok, out) = sync(dir.path(), &[]);
+    assert!(ok && out.contains("synced 1 tags, 0 failed"), "{out}");
+
+    upstream.terminate();
+    let mirror = Registry::launch(dir.path())
+        .data()
+        .args([
+            "--config".as_ref(),
+            dir.path().join("config.toml").as_os_str(),
+        ])
+        .start();
+    let (status, _, body) = get(&mirror, "/v2/up/team/multi/manifests/v1").await;
+    assert_eq!((status, body), (StatusCode::OK, index));
+    let (status, _, body) = get(
+        &mirror,
+        &format!("/v2/up/team/multi/manifests/{}", amd.digest),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::OK, amd.manifest.clone()));
+    for (digest, bytes) in &amd.layers {
+        let (status, _, body) = get(&mirror, &format!("/v2/up/team/multi/blobs/{digest}")).await;
+        assert_eq!((status, &body), (StatusCode::OK, bytes));
+    }
+    let (status, _, _) = get(
+        &mirror,
+        &format!("/v2/up/team/multi/manifests/{}", arm.digest),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the arm64 manifest was not synced"
+    );
+    let (digest, _) = &arm.layers[0];
+    let (status, _, _) = get(&mirror, &format!("/v2/up/team/multi/blobs/{digest}")).await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the arm64 layer was not synced"
+    );
 }
