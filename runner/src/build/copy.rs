@@ -297,7 +297,11 @@ pub fn plan(
             if plan.entries.contains_key(&ds) || target.lookup(d).is_some() {
                 break;
             }
-            plan.entries.insert(ds.clone(), (dir_meta(ds), Data::None));
+            // As BuildKit: `--chmod` is for the copied entries, not for the
+            // directories made to hold them.
+            let mut meta = dir_meta(ds.clone());
+            meta.mode = 0o755;
+            plan.entries.insert(ds, (meta, Data::None));
             parent = d.parent();
         }
     }
