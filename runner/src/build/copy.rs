@@ -45,6 +45,8 @@ pub enum Src {
     Path(String),
     /// A heredoc: file name and content.
     Heredoc(String, Vec<u8>),
+    /// A fetched URL (`ADD <url>`) and the file holding its body.
+    Url(super::fetch::Fetched, PathBuf),
 }
 
 /// The plan: layer path -> (header, data).
@@ -92,6 +94,7 @@ pub fn plan(
     for src in srcs {
         match src {
             Src::Heredoc(name, _) => resolved.push((None, vec![name.clone()])),
+            Src::Url(f, _) => resolved.push((None, vec![f.name.clone()])),
             Src::Path(p) => {
                 let rel = match sources {
                     Sources::Context(_) => clean_source(p)
@@ -196,6 +199,27 @@ pub fn plan(
             ));
             plan.entries
                 .insert(path, (meta, Data::Bytes(bytes.clone())));
+            continue;
+        }
+        if let Src::Url(f, file) = src {
+            let path = if dest_is_dir {
+                join(&dest_rel, &f.name)
+            } else {
+                dest_rel.clone()
+            };
+            // Docker: a URL's file is 0600 unless --chmod.
+            let meta = Meta {
+                path: path.clone(),
+                kind: Kind::File(f.size),
+                mode: chmod.unwrap_or(0o600),
+                uid,
+                gid,
+                mtime: f.mtime,
+                xattrs: Vec::new(),
+            };
+            plan.summary
+                .push(format!("{path} f {:o} {uid}:{gid} {}", meta.mode, f.digest));
+            plan.entries.insert(path, (meta, Data::File(file.clone())));
             continue;
         }
         for rel in matches {
