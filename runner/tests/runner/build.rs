@@ -355,7 +355,7 @@ fn prune_and_builder_prune_remove_build_cache() {
         }));
 }
 
-fn tar_bytes(entries: &[(&str, &[u8], u32, u64)]) -> Vec<u8> {
+pub(crate) fn tar_bytes(entries: &[(&str, &[u8], u32, u64)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data, mode, owner) in entries {
         let mut h = tar::Header::new_ustar();

@@ -1,8 +1,9 @@
 //! `runner build`'s ADD beyond plain files: URLs fetched from a loopback
 //! HTTP server the test runs (name, 0600, `--chmod`, Last-Modified as the
-//! mtime, the size bound, a failed fetch's message).
+//! mtime, the size bound, a failed fetch's message); bzip2 and xz tars
+//! (made with the real `bzip2` and `xz` tools) extracted.
 
-use crate::build::{build_ok, context, fails};
+use crate::build::{build_ok, context, fails, tar_bytes};
 use crate::harness::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -53,7 +54,8 @@ fn answer(mut c: TcpStream) -> std::io::Result<()> {
     let mut r = BufReader::new(c.try_clone()?);
     let mut line = String::new();
     r.read_line(&mut line)?;
-    let path = line.split_whitespace().nth(1).unwrap_or("").to_owned();
+    let target = line.split_whitespace().nth(1).unwrap_or("");
+    let path = target.split('?').next().unwrap_or("").to_owned();
     loop {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 || h == "\r\n" {
@@ -167,3 +169,46 @@ fn add_url_failures_name_the_line() {
     );
 }
 
+/// `data` through `tool -c` (bzip2, xz).
+fn compressed(tool: &str, data: &[u8]) -> Vec<u8> {
+    use std::process::{Command, Stdio};
+    let mut c = Command::new(tool)
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    c.stdin.take().unwrap().write_all(data).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(out.status.success(), "{tool} failed");
+    out.stdout
+}
+
+#[test]
+fn add_extracts_bzip2_and_xz_tars() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "addbzxz",
+        "FROM base\nADD a.tar.bz2 /bz/\nADD b.tar.xz /xz/\nADD --unpack=false b.tar.xz /raw/\nADD notatar.xz /nt/\n",
+        &[],
+    );
+    let bz = compressed("bzip2", &tar_bytes(&[("d/x.txt", b"bz\n", 0o640, 5)]));
+    std::fs::write(dir.join("a.tar.bz2"), bz).unwrap();
+    let xz = compressed("xz", &tar_bytes(&[("y.txt", b"xz\n", 0o600, 7)]));
+    std::fs::write(dir.join("b.tar.xz"), xz).unwrap();
+    // xz data that is not a tar: copied as the file it is.
+    std::fs::write(dir.join("notatar.xz"), compressed("xz", b"just text\n")).unwrap();
+    build_ok(&w, &dir, &["-t", "local/addbzxz"]);
+    let out = w.ok(&[
+        "run",
+        "local/addbzxz",
+        "sh",
+        "-c",
+        "cat /bz/d/x.txt /xz/y.txt; stat -c '%n %a %u:%g' /bz/d/x.txt /xz/y.txt; ls /raw; ls /nt",
+    ]);
+    assert_eq!(
+        out,
+        "bz\nxz\n/bz/d/x.txt 640 5:5\n/xz/y.txt 600 7:7\nb.tar.xz\nnotatar.xz\n"
+    );
+}
