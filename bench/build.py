@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Build rows: `runner build` against `docker build` (classic builder; BuildKit
-when the buildx plugin is installed) and `buildah bud`, same machine, same
+"""Build rows: `runner build` against `docker build` (the classic builder and
+BuildKit, with Debian's docker.io 20.10 CLI at /usr/bin/docker, whose BuildKit
+is built in: DOCKER_BUILDKIT=1, no buildx plugin) and `buildah bud`, same machine, same
 run, same Dockerfiles and contexts (a static busybox copied into scratch, so
 nothing comes from the internet).
 
@@ -12,6 +13,7 @@ as `name | ours s | peer s ... | ratio` and writes bench/build_results.json.
 import argparse, json, os, shutil, signal, statistics, subprocess, sys, tempfile, time
 
 BUSYBOX = "/bin/busybox"
+DOCKER = "/usr/bin/docker" if os.access("/usr/bin/docker", os.X_OK) else "docker"
 
 
 def sh(cmd, env=None, check=True):
@@ -67,17 +69,23 @@ class Docker:
              "--pidfile", os.path.join(self.dir, "docker.pid")],
             stdout=open(os.path.join(self.dir, "dockerd.log"), "w"), stderr=subprocess.STDOUT)
         for _ in range(300):
-            if sh(["docker", "-H", f"unix://{self.sock}", "version"], check=False).returncode == 0:
+            if sh([DOCKER, "-H", f"unix://{self.sock}", "version"], check=False).returncode == 0:
                 return
             time.sleep(0.1)
         raise RuntimeError("dockerd did not start")
 
     def build(self, ctx, tag, buildkit=False, extra=()):
         env = dict(os.environ, DOCKER_BUILDKIT="1" if buildkit else "0", DOCKER_CONFIG=self.dir)
-        return ["docker", "-H", f"unix://{self.sock}", "build", "-q", "--network", "none", "-t", tag, *extra, ctx], env
+        return [DOCKER, "-H", f"unix://{self.sock}", "build", "-q", "--network", "none", "-t", tag, *extra, ctx], env
 
-    def buildkit_available(self):
-        return sh(["docker", "buildx", "version"], check=False).returncode == 0
+    def buildkit_available(self, work):
+        """A BuildKit build of an empty Dockerfile works (with --bridge=none a
+        RUN needs --network none: BuildKit's default network wants the bridge)."""
+        d = os.path.join(work, "probe")
+        os.makedirs(d, exist_ok=True)
+        open(os.path.join(d, "Dockerfile"), "w").write("FROM scratch\n")
+        c, env = self.build(d, "bench/probe:1", buildkit=True)
+        return sh(c, env=env, check=False).returncode == 0
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -98,7 +106,7 @@ def main():
     results = []
     try:
         peers = {"runner": None, "docker classic": None, "buildah": None}
-        if docker.buildkit_available():
+        if docker.buildkit_available(work):
             peers["docker buildkit"] = None
         storage = os.path.join(work, "buildah")
 
@@ -114,8 +122,8 @@ def main():
             if peer == "runner":
                 shutil.rmtree(root, ignore_errors=True)
             elif peer.startswith("docker"):
-                sh(["docker", "-H", f"unix://{docker.sock}", "builder", "prune", "-af"], check=False)
-                sh(["docker", "-H", f"unix://{docker.sock}", "image", "prune", "-af"], check=False)
+                sh([DOCKER, "-H", f"unix://{docker.sock}", "builder", "prune", "-af"], check=False)
+                sh([DOCKER, "-H", f"unix://{docker.sock}", "image", "prune", "-af"], check=False)
             else:
                 sh(["buildah", "--root", storage, "--runroot", storage + "-run", "rmi", "-af"], check=False)
 

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # Builds a set of Dockerfiles with `runner build` and with `docker build`
-# (Debian's docker.io; the classic builder, or BuildKit when the buildx plugin
-# is installed) and compares the results: the final file trees (type, mode,
+# (Debian's docker.io: both the classic builder and BuildKit) and compares the results: the final file trees (type, mode,
 # owner, content, link target, from `docker export`) and the image configs.
 # The runner's image goes through our registry (`runner build --push`, then
 # `docker pull`) and is run with `docker run`. Bases are a static busybox
@@ -35,19 +34,23 @@ dockerd --iptables=false --ip6tables=false --bridge=none --storage-driver=overla
   --pidfile "$d/docker.pid" >"$d/dockerd.log" 2>&1 &
 DOCKERD_PID=$!
 export DOCKER_CONFIG=$d
-DOCKER=(docker -H "unix://$d/docker.sock")
+# Debian's docker.io 20.10 CLI (/usr/bin/docker) has BuildKit built in
+# (DOCKER_BUILDKIT=1, no buildx plugin needed); a newer CLI first in PATH may
+# not. Under --bridge=none a BuildKit RUN needs --network none (or host): its
+# default network asks dockerd for the bridge ("network bridge not found").
+DOCKER_CLI=${DOCKER_CLI:-docker}
+[ ! -x /usr/bin/docker ] || DOCKER_CLI=/usr/bin/docker
+DOCKER=("$DOCKER_CLI" -H "unix://$d/docker.sock")
 for _ in $(seq 1 300); do "${DOCKER[@]}" version >/dev/null 2>&1 && break; sleep 0.1; done
 "${DOCKER[@]}" version >/dev/null || die "dockerd did not start"
-if docker buildx version >/dev/null 2>&1; then export DOCKER_BUILDKIT=1; else export DOCKER_BUILDKIT=0; fi
-echo "build_compare: docker build with DOCKER_BUILDKIT=$DOCKER_BUILDKIT"
-# The classic builder has no COPY --chmod and builds every stage: those parts
-# are only compared against BuildKit.
-CHMOD="" UNUSED=""
-if [ "$DOCKER_BUILDKIT" = 1 ]; then
-  CHMOD="--chmod=0600"
-  UNUSED=$'FROM tools AS unused\nRUN exit 9'
-fi
-
+mkdir -p "$WORK/probe"
+printf 'FROM scratch\n' >"$WORK/probe/Dockerfile"
+DOCKER_BUILDKIT=1 "${DOCKER[@]}" build -q --network none "$WORK/probe" >"$WORK/probe.log" 2>&1 ||
+  die "BuildKit is not usable with $DOCKER_CLI: $(tail -1 "$WORK/probe.log")"
+# Every case is built by both builders; a few lines only BuildKit has (COPY
+# --chmod; an unused stage, which it skips and the classic builder builds)
+# are in the BuildKit variant only. Where the two differ the runner follows
+# BuildKit.
 case_dir() { # NAME: the context of case NAME in $WORK/NAME, Dockerfile from stdin
   local c=$WORK/$1
   mkdir -p "$c/src/sub" "$c/ignored"
@@ -64,7 +67,13 @@ B='FROM scratch
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]'
 
-case_dir config <<DOCKERFILE
+make_cases() { # BUILDER (classic or buildkit): the cases' contexts for BUILDER
+local CHMOD="" UNUSED=""
+if [ "$1" = buildkit ]; then
+  CHMOD="--chmod=0600"
+  UNUSED=$'FROM tools AS unused\nRUN exit 9'
+fi
+case_dir "config.$1" <<DOCKERFILE
 $B
 RUN mkdir -p /etc && echo 'root:x:0:0:root:/root:/bin/sh' > /etc/passwd && echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd && echo 'root:x:0:' > /etc/group && echo 'app:x:1000:' >> /etc/group
 ARG WHO=world
@@ -86,13 +95,13 @@ ENTRYPOINT ["/bin/sh", "-c"]
 CMD ["echo \$GREETING"]
 DOCKERFILE
 
-case_dir snapshot <<DOCKERFILE
+case_dir "snapshot.$1" <<DOCKERFILE
 $B
 RUN mkdir -p /d/keep /o/sub && echo 1 > /d/gone && echo 2 > /o/sub/old && echo 3 > /d/keep/k && echo h > /h1
 RUN rm /d/gone && rm -rf /o && mkdir /o && echo new > /o/new && ln /h1 /h2 && mkfifo /fifo && mknod /null2 c 1 3 && cp /bin/busybox /suid && chmod 4755 /suid && chmod 2755 /d/keep && chown 1:2 /h1 && ln -s ../h1 /d/rel
 DOCKERFILE
 
-case_dir multistage <<DOCKERFILE
+case_dir "multistage.$1" <<DOCKERFILE
 FROM scratch AS tools
 COPY busybox /bin/busybox
 RUN ["/bin/busybox", "--install", "-s", "/bin"]
@@ -105,26 +114,34 @@ COPY --from=tools /bin/busybox /bin/busybox
 COPY . /ctx/
 CMD ["/bin/busybox", "cat", "/result/artifact"]
 DOCKERFILE
+}
+make_cases classic
+make_cases buildkit
 
 fail=0
-for name in config snapshot multistage; do
-  c=$WORK/$name
-  "${DOCKER[@]}" build -q --network none -t "cmp/$name:docker" "$c" >"$WORK/$name.docker.log" 2>&1 ||
-    { echo "build_compare: docker build of $name failed" >&2; fail=1; continue; }
-  "$RUNNER_BIN" --root "$WORK/runner-root" build -q -t "$REG_ADDR/cmp/$name:runner" --push "$c" >/dev/null ||
-    { echo "build_compare: runner build of $name failed" >&2; fail=1; continue; }
-  "${DOCKER[@]}" pull -q "$REG_ADDR/cmp/$name:runner" >/dev/null
-  for who in docker runner; do
-    img="cmp/$name:docker"
-    [ $who = docker ] || img="$REG_ADDR/cmp/$name:runner"
-    id=$("${DOCKER[@]}" create "$img" /bin/busybox true)
-    "${DOCKER[@]}" export "$id" >"$WORK/$name.$who.tar"
-    "${DOCKER[@]}" rm "$id" >/dev/null
-    "${DOCKER[@]}" image inspect -f '{{json .Config}}' "$img" >"$WORK/$name.$who.json"
+for builder in classic buildkit; do
+  bk=0
+  [ $builder = classic ] || bk=1
+  for name in config snapshot multistage; do
+    c=$WORK/$name.$builder
+    DOCKER_BUILDKIT=$bk "${DOCKER[@]}" build -q --network none -t "cmp/$name:$builder" "$c" \
+      >"$c.docker.log" 2>&1 ||
+      { echo "build_compare: docker build ($builder) of $name failed" >&2; fail=1; continue; }
+    "$RUNNER_BIN" --root "$WORK/runner-root" build -q -t "$REG_ADDR/cmp/$name:$builder" --push "$c" >/dev/null ||
+      { echo "build_compare: runner build of $name ($builder variant) failed" >&2; fail=1; continue; }
+    "${DOCKER[@]}" pull -q "$REG_ADDR/cmp/$name:$builder" >/dev/null
+    for who in docker runner; do
+      img="cmp/$name:$builder"
+      [ $who = docker ] || img="$REG_ADDR/cmp/$name:$builder"
+      id=$("${DOCKER[@]}" create "$img" /bin/busybox true)
+      "${DOCKER[@]}" export "$id" >"$c.$who.tar"
+      "${DOCKER[@]}" rm "$id" >/dev/null
+      "${DOCKER[@]}" image inspect -f '{{json .Config}}' "$img" >"$c.$who.json"
+    done
+    python3 "$here/build_compare.py" "$c" || fail=1
   done
-  python3 "$here/build_compare.py" "$WORK/$name" || fail=1
 done
 # The runner-built image runs under docker too.
-out=$("${DOCKER[@]}" run --rm --network none "$REG_ADDR/cmp/multistage:runner")
+out=$("${DOCKER[@]}" run --rm --network none "$REG_ADDR/cmp/multistage:buildkit")
 [ "$out" = built ] || { echo "build_compare: docker run of the runner's image printed '$out'" >&2; fail=1; }
 exit $fail

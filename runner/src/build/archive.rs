@@ -1,11 +1,11 @@
-//! ADD's local archives: a tar (plain, gzip or zstd, detected from its
-//! bytes as the layer unpacker does) is extracted into the destination
-//! rather than copied. Entries keep their archive owners, modes and mtimes;
-//! paths are cleaned and cannot climb out of the destination. bzip2 and xz
-//! archives are not recognised (copied as files).
+//! ADD's local archives: a tar (plain, gzip, zstd, bzip2 or xz, detected
+//! from its bytes as Docker does: gzip and zstd by the layer unpacker's
+//! rule, bzip2 and xz here) is extracted into the destination rather than
+//! copied. Entries keep their archive owners, modes and mtimes; paths are
+//! cleaned and cannot climb out of the destination.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Component, Path};
 
 use super::copy::Data;
@@ -14,7 +14,7 @@ use super::layer::{Kind, Meta};
 /// The entries of archive `path` placed under `dest` (layer-relative), or
 /// `None` if `path` is not a tar archive.
 pub fn entries(path: &Path, dest: &str) -> io::Result<Option<Vec<(Meta, Data)>>> {
-    let reader = crate::image::unpack::decompress(File::open(path)?)?;
+    let reader = decompress(File::open(path)?)?;
     let mut archive = tar::Archive::new(reader);
     let mut out = Vec::new();
     let iter = match archive.entries() {
@@ -94,6 +94,22 @@ pub fn entries(path: &Path, dest: &str) -> io::Result<Option<Vec<(Meta, Data)>>>
         out.push((meta, data));
     }
     Ok(if out.is_empty() { None } else { Some(out) })
+}
+
+/// The bytes of `file`, decompressed when they start with the bzip2 or xz
+/// magic, else as the layer unpacker reads them (gzip, zstd, plain).
+fn decompress(file: File) -> io::Result<Box<dyn Read>> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, file);
+    let head = buffered.fill_buf()?;
+    if head.starts_with(b"BZh") {
+        Ok(Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Ok(Box::new(xz2::bufread::XzDecoder::new_multi_decoder(
+            buffered,
+        )))
+    } else {
+        crate::image::unpack::decompress(buffered)
+    }
 }
 
 fn entry_link(h: &tar::Header) -> io::Result<Option<String>> {

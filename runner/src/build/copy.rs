@@ -45,6 +45,8 @@ pub enum Src {
     Path(String),
     /// A heredoc: file name and content.
     Heredoc(String, Vec<u8>),
+    /// A fetched URL (`ADD <url>`) and the file holding its body.
+    Url(super::fetch::Fetched, PathBuf),
 }
 
 /// The plan: layer path -> (header, data).
@@ -92,6 +94,7 @@ pub fn plan(
     for src in srcs {
         match src {
             Src::Heredoc(name, _) => resolved.push((None, vec![name.clone()])),
+            Src::Url(f, _) => resolved.push((None, vec![f.name.clone()])),
             Src::Path(p) => {
                 let rel = match sources {
                     Sources::Context(_) => clean_source(p)
@@ -198,6 +201,27 @@ pub fn plan(
                 .insert(path, (meta, Data::Bytes(bytes.clone())));
             continue;
         }
+        if let Src::Url(f, file) = src {
+            let path = if dest_is_dir {
+                join(&dest_rel, &f.name)
+            } else {
+                dest_rel.clone()
+            };
+            // Docker: a URL's file is 0600 unless --chmod.
+            let meta = Meta {
+                path: path.clone(),
+                kind: Kind::File(f.size),
+                mode: chmod.unwrap_or(0o600),
+                uid,
+                gid,
+                mtime: f.mtime,
+                xattrs: Vec::new(),
+            };
+            plan.summary
+                .push(format!("{path} f {:o} {uid}:{gid} {}", meta.mode, f.digest));
+            plan.entries.insert(path, (meta, Data::File(file.clone())));
+            continue;
+        }
         for rel in matches {
             let (real, meta) = match sources {
                 Sources::Context(ctx) => {
@@ -297,7 +321,11 @@ pub fn plan(
             if plan.entries.contains_key(&ds) || target.lookup(d).is_some() {
                 break;
             }
-            plan.entries.insert(ds.clone(), (dir_meta(ds), Data::None));
+            // As BuildKit: `--chmod` is for the copied entries, not for the
+            // directories made to hold them.
+            let mut meta = dir_meta(ds.clone());
+            meta.mode = 0o755;
+            plan.entries.insert(ds, (meta, Data::None));
             parent = d.parent();
         }
     }

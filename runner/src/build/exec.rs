@@ -370,7 +370,8 @@ impl Builder<'_> {
             let image = json!({
                 "architecture": self.platform.architecture,
                 "os": self.platform.os,
-                "config": {"Env": [format!("PATH={DEFAULT_PATH}")]},
+                // As BuildKit's empty image: `/` as the working directory.
+                "config": {"Env": [format!("PATH={DEFAULT_PATH}")], "WorkingDir": "/"},
                 "rootfs": {"type": "layers", "diff_ids": []},
                 "history": [],
             });

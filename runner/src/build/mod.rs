@@ -5,7 +5,7 @@
 //! ```text
 //! mod.rs    -> exec            BuildOptions, Error, build(): parse, pick the
 //!                              stages the target needs, run them, store the image
-//! exec      -> parse, expand, copy, step, snapshot, view, context, cache
+//! exec      -> parse, expand, copy, fetch, step, snapshot, view, context, cache
 //!                              one stage, instruction by instruction
 //! parse                        Dockerfile text -> instructions (no expansion)
 //! expand                       $v ${v:-w} ... and word splitting, Docker's lexer
@@ -13,6 +13,7 @@
 //! context   -> ignore          the context listed once, hashed via a stat cache
 //! copy      -> context, view, layer, archive   COPY/ADD planned (cache summary), then written
 //! archive                      ADD of a local tar: its entries under the destination
+//! fetch                        ADD of a URL: one bounded GET (the image client's ureq)
 //! step      -> container, sandbox, seccomp, cgroup   a RUN in the sandbox
 //! snapshot  -> view, layer     the RUN's overlay upper dir -> a layer tar
 //! cache                        step key -> the layer it made (<root>/build/cache)
@@ -31,6 +32,7 @@ pub mod context;
 pub mod copy;
 pub mod exec;
 pub mod expand;
+pub mod fetch;
 pub mod history;
 pub mod ignore;
 pub mod layer;

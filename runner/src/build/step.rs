@@ -44,6 +44,11 @@ impl StepDir {
         self.dir.join("log")
     }
 
+    /// A file `name` in the scratch dir.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
     /// Where a layer tar may be written before it moves into the store.
     pub fn layer_file(&self) -> PathBuf {
         self.dir.join("layer.tar")

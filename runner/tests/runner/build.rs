@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 /// A context dir with `files` (path, content) and a Dockerfile whose
 /// `FROM base` is replaced by the busybox image.
-fn context(w: &World, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn context(w: &World, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> PathBuf {
     let dir = w.dir.path().join(name);
     fs::create_dir_all(&dir).unwrap();
     let base = base_image(w);
@@ -34,7 +34,7 @@ fn base_image(w: &World) -> String {
     image
 }
 
-fn build(w: &World, dir: &Path, extra: &[&str]) -> std::process::Output {
+pub(crate) fn build(w: &World, dir: &Path, extra: &[&str]) -> std::process::Output {
     let mut args = vec!["build", "--progress", "plain"];
     args.extend(extra);
     let d = dir.to_str().unwrap().to_owned();
@@ -42,7 +42,7 @@ fn build(w: &World, dir: &Path, extra: &[&str]) -> std::process::Output {
     w.runner(&args)
 }
 
-fn build_ok(w: &World, dir: &Path, extra: &[&str]) -> String {
+pub(crate) fn build_ok(w: &World, dir: &Path, extra: &[&str]) -> String {
     let out = build(w, dir, extra);
     assert!(
         out.status.success(),
@@ -196,7 +196,13 @@ fn multi_stage_builds_only_what_the_target_needs() {
 
 /// A failing build: the message names the file and line, the exit status is
 /// not 0, and the tag does not exist.
-fn fails(w: &World, name: &str, dockerfile: &str, files: &[(&str, &str)], expected: &[&str]) {
+pub(crate) fn fails(
+    w: &World,
+    name: &str,
+    dockerfile: &str,
+    files: &[(&str, &str)],
+    expected: &[&str],
+) {
     let dir = context(w, name, dockerfile, files);
     let tag = format!("local/{name}");
     let out = build(w, &dir, &["-t", &tag]);
@@ -349,7 +355,7 @@ fn prune_and_builder_prune_remove_build_cache() {
         }));
 }
 
-fn tar_bytes(entries: &[(&str, &[u8], u32, u64)]) -> Vec<u8> {
+pub(crate) fn tar_bytes(entries: &[(&str, &[u8], u32, u64)]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (path, data, mode, owner) in entries {
         let mut h = tar::Header::new_ustar();

@@ -14,6 +14,7 @@
 //! (what a hostile local user or host misconfiguration allows).
 
 mod build;
+mod build_add;
 mod containers;
 mod harness;
 mod images;

@@ -10,6 +10,7 @@ use super::super::cache;
 use super::super::config as cfg;
 use super::super::copy::{self, Sources, Src};
 use super::super::expand;
+use super::super::fetch;
 use super::super::parse::{Args, Instruction, Keyword};
 use super::super::snapshot;
 use super::super::step::{self, RunStep, StepDir};
@@ -449,6 +450,8 @@ impl Builder<'_> {
         let dest = join_workdir(&workdir, dest);
         let mut heredocs = i.heredocs.iter();
         let mut sources = Vec::new();
+        // Holds the fetched URLs' bodies until the layer is written.
+        let mut fetch_dir: Option<StepDir> = None;
         for src in srcs {
             if src.starts_with("<<") {
                 let h = heredocs
@@ -463,7 +466,14 @@ impl Builder<'_> {
             } else if i.keyword == Keyword::Add
                 && (src.starts_with("http://") || src.starts_with("https://"))
             {
-                return Err(self.err(i, format!("{src}: ADD of a URL is not supported yet")));
+                if fetch_dir.is_none() {
+                    fetch_dir = Some(StepDir::create(self.root)?);
+                }
+                let dir = fetch_dir.as_ref().expect("just made");
+                let file = dir.file(&format!("fetch-{}", sources.len()));
+                let f = fetch::fetch(src, &self.opts.registries, &file, fetch::max_bytes())
+                    .map_err(|m| self.err(i, m))?;
+                sources.push(Src::Url(f, file));
             } else {
                 sources.push(Src::Path(src.clone()));
             }
