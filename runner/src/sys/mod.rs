@@ -21,7 +21,9 @@
 //! - [`caps`]: bounding and ambient sets, `capset`;
 //! - [`bpf`]: loading a seccomp filter, loading and attaching a cgroup
 //!   device program;
-//! - [`term`]: terminal ioctls; [`net`]: bringing up `lo`.
+//! - [`term`]: terminal ioctls; [`net`]: bringing up `lo`;
+//! - [`mem`]: dropping the clean file pages a long-lived process touched
+//!   once (the monitor, after setting its container up).
 //!
 //! A leaf: it uses nothing of the crate, and knows no policy.
 
@@ -29,6 +31,7 @@ pub(crate) mod bpf;
 pub(crate) mod caps;
 pub(crate) mod fd;
 pub(crate) mod fs;
+pub(crate) mod mem;
 pub(crate) mod mount;
 pub(crate) mod net;
 pub(crate) mod proc;
