@@ -301,6 +301,20 @@ fn not_root_is_told_so() {
     }
 }
 
+/// `cmd` with SIGINT at its default action, whatever this test process
+/// inherited: a background job of a non-interactive shell starts with
+/// SIGINT ignored, and the runner rightly keeps an inherited SIG_IGN.
+fn interruptible(mut cmd: Command) -> Command {
+    // SAFETY: signal(2) is async-signal-safe, and nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::signal(libc::SIGINT, libc::SIG_DFL);
+            Ok(())
+        });
+    }
+    cmd
+}
+
 /// A registry speaking just enough HTTP to serve `app:latest`, whose layer
 /// download stops halfway and stays open until the client goes away.
 fn stalling_registry(layer: &Layer) -> String {
@@ -371,8 +385,7 @@ fn ctrl_c_in_a_pull_says_interrupted_and_prune_removes_only_abandoned_unpacks() 
     let layer = busybox_layer(Compression::Gzip, vec![]);
     let addr = stalling_registry(&layer);
     let image = format!("{addr}/app:latest");
-    let pull = w
-        .cmd(&["--insecure-registry", &addr, "pull", &image])
+    let pull = interruptible(w.cmd(&["--insecure-registry", &addr, "pull", &image]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -409,8 +422,7 @@ fn ctrl_c_while_run_pulls_says_interrupted() {
     let layer = busybox_layer(Compression::Gzip, vec![]);
     let addr = stalling_registry(&layer);
     let image = format!("{addr}/app:latest");
-    let run = w
-        .cmd(&["--insecure-registry", &addr, "run", &image, "true"])
+    let run = interruptible(w.cmd(&["--insecure-registry", &addr, "run", &image, "true"]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
