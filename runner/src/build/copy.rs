@@ -167,6 +167,15 @@ pub fn plan(
             format!("{base}/{name}")
         }
     };
+    // Where one source file goes: into the destination directory under its
+    // own name, or the destination itself.
+    let file_dest = |rel: &str| {
+        if dest_is_dir {
+            join(&dest_rel, rel.rsplit('/').next().unwrap_or(rel))
+        } else {
+            dest_rel.clone()
+        }
+    };
     let dir_meta = |path: String| Meta {
         path,
         kind: Kind::Dir,
@@ -288,26 +297,32 @@ pub fn plan(
                         }
                     }
                     None => {
-                        let name = rel.rsplit('/').next().unwrap_or(rel);
-                        let to = if dest_is_dir {
-                            join(&dest_rel, name)
-                        } else {
-                            dest_rel.clone()
-                        };
                         add(
-                            &mut plan, sources, to, &real, &meta, uid, gid, chmod, rel, "",
+                            &mut plan,
+                            sources,
+                            file_dest(rel),
+                            &real,
+                            &meta,
+                            uid,
+                            gid,
+                            chmod,
+                            rel,
+                            "",
                         )?;
                     }
                 }
             } else {
-                let name = rel.rsplit('/').next().unwrap_or(rel);
-                let to = if dest_is_dir {
-                    join(&dest_rel, name)
-                } else {
-                    dest_rel.clone()
-                };
                 add(
-                    &mut plan, sources, to, &real, &meta, uid, gid, chmod, rel, "",
+                    &mut plan,
+                    sources,
+                    file_dest(rel),
+                    &real,
+                    &meta,
+                    uid,
+                    gid,
+                    chmod,
+                    rel,
+                    "",
                 )?;
             }
         }
