@@ -502,3 +502,20 @@ fn images_with_more_layers_than_one_mount_option_holds_run() {
         "079"
     );
 }
+
+/// rmi and prune right after a pull leave the blobs' bytes (the store keeps a
+/// blob idle for less than a second) but no link to them: running the image
+/// again must pull it again, not fail with "blob ... is not in the local store".
+#[test]
+fn an_image_removed_and_pruned_at_once_is_pulled_again_by_run() {
+    let w = World::new();
+    let base = busybox_layer(Compression::Gzip, vec![]);
+    let a = layer(Compression::Gzip, &[file("a.txt", b"again")]);
+    push_image(&w.reg, "again", "latest", &[&base, &a], default_config());
+    w.ok(&["pull", &w.image("again")]);
+    w.ok(&["rmi", &w.image("again")]);
+    w.ok(&["prune"]);
+    assert!(!w.ok(&["images"]).contains("/again:"));
+    assert_eq!(w.ok(&["run", &w.image("again"), "cat", "/a.txt"]), "again");
+    assert!(w.ok(&["images"]).contains("/again:latest"));
+}

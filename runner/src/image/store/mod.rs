@@ -253,9 +253,16 @@ impl ImageStore {
         self.runtime.block_on(f)
     }
 
-    /// Whether the blob is stored.
+    /// Whether the blob is stored where an image can use it: linked in some
+    /// repository (an image's, or [`PULLING`]'s). A blob whose last image
+    /// went within the store's GC grace period still has its bytes but no
+    /// link; it counts as absent, so a pull fetches (and links) it again.
     pub fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        Ok(self.block_on(self.store.has_blob(digest))?)
+        Ok(!self.linked_in(digest, 1)?.is_empty())
+    }
+
+    fn linked_in(&self, digest: &Digest, limit: u32) -> Result<Vec<RepoName>> {
+        Ok(self.block_on(self.store.repos_holding_blob(digest, limit))?)
     }
 
     /// Opens a stored blob for reading; its bytes stream from the store.
@@ -364,8 +371,8 @@ impl ImageStore {
 
     /// Makes stored blob `digest` visible in `repo`. The store mounts only
     /// from a named repository: [`PULLING`] first (a fresh download), then
-    /// the other images' repositories (a layer they share, not downloaded
-    /// again). The runner owns every repository of its store.
+    /// a repository that holds it (a layer shared with another image, not
+    /// downloaded again). The runner owns every repository of its store.
     fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
         if self.block_on(self.store.blob_size(repo, digest)).is_ok() {
             return Ok(());
@@ -373,8 +380,7 @@ impl ImageStore {
         if self.block_on(self.store.mount_blob(repo, digest, &pulling()))? {
             return Ok(());
         }
-        for name in self.block_on(self.store.repositories(None, u64::MAX))? {
-            let from: RepoName = name.parse()?;
+        for from in self.linked_in(digest, 4)? {
             if self.block_on(self.store.mount_blob(repo, digest, &from))? {
                 return Ok(());
             }
