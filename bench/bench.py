@@ -517,6 +517,9 @@ class Bench:
                 import containers
                 containers.container_rows(self, f"{S.host}/bench/busybox:latest",
                                           os.path.join(self.work, "containers"), stats)
+                log("build rows (runner build vs docker classic, BuildKit, buildah; bench/build.py)")
+                import build
+                build.build_rows(self, stats)
             S.stop()
             log("storage row")
             self.storage_row()
@@ -633,7 +636,7 @@ def write_report(bench, args, elapsed):
 
 COMMANDS = """\
 Everything runs on this machine over 127.0.0.1. `bench/run.sh` installs the peers from
-Debian (`docker-registry crun runc podman skopeo umoci wrk hyperfine busybox-static`),
+Debian (`docker-registry crun runc podman docker.io buildah skopeo umoci wrk hyperfine busybox-static`),
 matplotlib from PyPI into a cache venv, builds `cargo build --release -p registry -p runner`
 and the load generator `bench/loadgen` (Go, standard library only), then runs `bench/bench.py`.
 
@@ -671,6 +674,12 @@ and the load generator `bench/loadgen` (Go, standard library only), then runs `b
 - Pull + unpack: a 3-layer gzip image (busybox + two 150 MB random files) in our registry, pulled
   into a fresh, empty store each run: `runner --root R pull IMAGE` then `runner --root R run IMAGE
   /bin/true`, against `podman --root R ... pull --tls-verify=false IMAGE`.
+- Builds (`bench/build.py`): the same Dockerfiles and contexts (a static busybox copied into
+  scratch, nothing from the internet) built by `runner build -q`, `docker build -q --network none`
+  (Debian's docker.io 20.10 with `DOCKER_BUILDKIT=0` and `=1`, its own dockerd with
+  `--bridge=none`) and `buildah bud --isolation chroot --layers`; each run starts from an empty
+  cache for every builder (`docker builder prune -af`, `buildah rmi -af`, a fresh runner root).
+  The ratio is against the faster docker builder of the run.
 - Storage: 20 images sharing 3 base layers (plus one small own layer and config each) pushed
   to a fresh registry; the bytes of the files under `DATA/storage/blobs` against the sum of the
   sizes of the distinct blobs (layers, configs and manifests).

@@ -84,6 +84,7 @@ fn run(cli: &Cli) -> Result<i32> {
     };
     state::clean_stale(&root).context("cleaning up after an earlier crash")?;
     let abandoned = layers::remove_abandoned_unpacks(&root);
+    let abandoned_steps = runner::build::step::remove_abandoned(&root);
     if let Some(result) = containers::dispatch(&root, &cli.command) {
         return result;
     }
@@ -132,7 +133,7 @@ fn run(cli: &Cli) -> Result<i32> {
             // Build cache no image uses went with its blobs: drop its records.
             let records =
                 runner::build::cache::remove_dangling(&root, |d| store.has_blob(d).unwrap_or(true));
-            println!("removed {layers} layers, {blobs} blobs, {records} build cache records and {abandoned} interrupted unpacks");
+            println!("removed {layers} layers, {blobs} blobs, {records} build cache records, {abandoned} interrupted unpacks and {abandoned_steps} interrupted build steps");
         }
         Command::Login(args) => {
             let password = match (&args.password, args.password_stdin) {

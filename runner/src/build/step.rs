@@ -15,6 +15,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::fcntl::{Flock, FlockArg};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 
 use crate::cgroup::{Cgroup, CgroupManager, Limits};
@@ -28,9 +29,12 @@ use crate::spec::Network;
 use super::Error;
 
 /// A step's scratch directory (`upper/`, `work/`, `rootfs/`, `etc/`, `log`);
-/// removed on drop.
+/// removed on drop. Its owner holds an exclusive lock on it, so a runner that
+/// was killed mid-step leaves an unlocked directory, which the next runner
+/// removes ([`remove_abandoned`]).
 pub struct StepDir {
     dir: PathBuf,
+    _lock: Flock<File>,
 }
 
 impl StepDir {
@@ -54,17 +58,75 @@ impl StepDir {
         self.dir.join("layer.tar")
     }
 
-    /// A fresh scratch dir under the state root.
+    /// A fresh scratch dir under the state root. It is made under a hidden
+    /// name and renamed once locked, so no sweeper sees it unlocked.
     pub fn create(root: &Root) -> Result<StepDir, Error> {
-        let dir = root
-            .tmp_dir()
-            .join(format!("build-{}", container::new_id()));
+        let name = format!("{STEP_PREFIX}{}", container::new_id());
+        let hidden = root.tmp_dir().join(format!(".{name}"));
         for sub in ["upper", "work", "rootfs", "etc"] {
-            let p = dir.join(sub);
+            let p = hidden.join(sub);
             fs::create_dir_all(&p).map_err(|e| Error::io("create", &p, e))?;
         }
-        Ok(StepDir { dir })
+        let lock = File::open(&hidden)
+            .and_then(|f| {
+                Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e.into())
+            })
+            .map_err(|e| Error::io("lock", &hidden, e));
+        let dir = root.tmp_dir().join(name);
+        let renamed = lock.and_then(|lock| {
+            fs::rename(&hidden, &dir).map_err(|e| Error::io("rename", &hidden, e))?;
+            Ok(lock)
+        });
+        match renamed {
+            Ok(lock) => Ok(StepDir { dir, _lock: lock }),
+            Err(e) => {
+                let _ = fs::remove_dir_all(&hidden);
+                Err(e)
+            }
+        }
     }
+}
+
+const STEP_PREFIX: &str = "build-";
+
+/// Removes the `tmp/build-*` scratch dirs of build steps whose runner is gone
+/// (killed mid-step: its locked directory was never dropped), and returns
+/// how many. Steps in progress hold their lock and are kept. Hidden
+/// `.build-*` dirs older than a minute are the leftovers of a runner killed
+/// between creating and locking one. The step's cgroup goes with the
+/// container cgroups' orphan sweep, its processes with the runner (they get
+/// SIGKILL when it dies).
+pub fn remove_abandoned(root: &Root) -> usize {
+    let Ok(entries) = fs::read_dir(root.tmp_dir()) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        let abandoned = if name.starts_with(STEP_PREFIX) {
+            File::open(&path)
+                .ok()
+                .and_then(|f| Flock::lock(f, FlockArg::LockExclusiveNonblock).ok())
+                .is_some()
+        } else if name.starts_with(&format!(".{STEP_PREFIX}")) {
+            entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= Duration::from_secs(60))
+        } else {
+            false
+        };
+        if abandoned && fs::remove_dir_all(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
 }
 
 impl Drop for StepDir {

@@ -448,3 +448,72 @@ fn sandbox_mount_points_stay_out_of_the_layer() {
         "one file's header and data and the end blocks: {run}"
     );
 }
+
+/// Host processes whose command line is exactly `argv`.
+fn processes_running(argv: &[&str]) -> usize {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| fs::read(e.path().join("cmdline")).is_ok_and(|c| c == want))
+        .count()
+}
+
+fn step_dirs(w: &World) -> Vec<PathBuf> {
+    fs::read_dir(w.root().join("tmp"))
+        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|p| p.file_name().unwrap().to_string_lossy().contains("build-"))
+        .collect()
+}
+
+/// A runner killed (SIGKILL) in the middle of a RUN: the step's process dies
+/// with it, and the next command removes the step's scratch directory, while
+/// a build in progress keeps its own.
+#[test]
+fn a_build_killed_mid_run_leaves_nothing_for_long() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "killed",
+        "FROM base\nRUN echo started && sleep 987654\n",
+        &[],
+    );
+    let mut build = w
+        .cmd(&["build", "--progress", "plain", dir.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while processes_running(&["sleep", "987654"]) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the RUN never started"
+        );
+        assert!(build.try_wait().unwrap().is_none(), "the build ended early");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // In progress: its scratch dir is locked and stays.
+    let out = w.ok(&["prune"]);
+    assert!(out.contains("0 interrupted build steps"), "{out}");
+    assert_eq!(step_dirs(&w).len(), 1);
+    build.kill().unwrap();
+    build.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while processes_running(&["sleep", "987654"]) != 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step outlived its runner"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(step_dirs(&w).len(), 1, "left for the next command");
+    let out = w.ok(&["prune"]);
+    assert!(out.contains("1 interrupted build steps"), "{out}");
+    assert!(step_dirs(&w).is_empty(), "{:?}", step_dirs(&w));
+}
