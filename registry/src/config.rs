@@ -36,6 +36,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// Log format: `text` (default) or `json`.
     pub log_format: LogFormat,
+    /// Reverse proxies whose `Forwarded` / `X-Forwarded-*` headers are
+    /// believed (CIDRs or addresses; none by default), see `docs/deploy.md`.
+    pub trusted_proxies: Vec<String>,
     /// Mirrored registries (`[[upstream]]` tables), see `docs/mirror.md`.
     #[serde(rename = "upstream")]
     pub upstreams: Vec<crate::mirror::config::UpstreamConfig>,
@@ -170,6 +173,7 @@ impl Default for Config {
             gc: GcConfig::default(),
             limits: LimitsConfig::default(),
             log_format: LogFormat::Text,
+            trusted_proxies: Vec::new(),
             upstreams: Vec::new(),
         }
     }

@@ -40,10 +40,13 @@
 //!   own `config` table, which [`config`] embeds);
 //! - [`config`] is the TOML configuration; [`startup`] is the error of
 //!   loading it and starting the server;
+//! - [`forwarded`] reads `Forwarded` / `X-Forwarded-*` from trusted
+//!   reverse proxies: the client's address and the scheme and host it used;
+//!   `server`'s outermost middleware applies it, `routes` builds the realm from it;
 //! - [`log`] installs the subscriber whose lines never block serving (the
 //!   binary calls it); [`htpasswd`] is the `registry htpasswd` command.
 //!
-//! `conn`, `htpasswd`, `limits`, `metrics` and `range` use no other module
+//! `conn`, `forwarded`, `htpasswd`, `limits`, `metrics` and `range` use no other module
 //! of the crate; `log` uses `config` and `metrics`; `path`
 //! uses only `error`; `config` only `startup`; `auth` uses `config`,
 //! `limits`, `startup`, and for `policy` `path` and `error`; `faults` uses `error`; `routes` uses
@@ -56,6 +59,7 @@ pub mod config;
 pub mod conn;
 pub mod error;
 pub mod faults;
+pub mod forwarded;
 pub mod htpasswd;
 pub mod limits;
 pub mod log;

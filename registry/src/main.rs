@@ -110,6 +110,15 @@ struct ServeArgs {
     /// of the filesystem, whichever is smaller; 0: off].
     #[arg(long, env = "STRATA_FREE_SPACE_RESERVE", value_name = "BYTES")]
     free_space_reserve: Option<u64>,
+    /// Believe `Forwarded` / `X-Forwarded-*` headers from this reverse proxy
+    /// (an address or CIDR; repeatable, or comma-separated in the variable).
+    #[arg(
+        long,
+        env = "STRATA_TRUSTED_PROXIES",
+        value_name = "CIDR",
+        value_delimiter = ','
+    )]
+    trusted_proxy: Vec<String>,
     /// Mirror an upstream registry under the path prefix NAME (repeatable;
     /// `[[upstream]]` in the config file for the other settings).
     #[arg(long, value_name = "NAME=URL")]
@@ -271,6 +280,7 @@ fn serve_config(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Resul
     if args.free_space_reserve.is_some() {
         config.limits.free_space_reserve_bytes = args.free_space_reserve;
     }
+    config.trusted_proxies.extend(args.trusted_proxy);
     for flag in &args.upstream {
         let upstream = registry::mirror::config::UpstreamConfig::from_flag(flag)
             .map_err(anyhow::Error::msg)?;

@@ -40,7 +40,31 @@ pub fn app(state: Arc<AppState>) -> Router {
             ApiError::not_found(request.uri().path()).into_response()
         })
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(middleware::from_fn_with_state(state.clone(), forwarded))
         .with_state(state)
+}
+
+/// For a request from a trusted reverse proxy, puts the client's address in
+/// place of the proxy's and records the scheme and host the client used
+/// (see [`crate::forwarded`]); runs before everything else.
+async fn forwarded(
+    State(state): State<Arc<AppState>>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if !state.proxies.is_empty() {
+        let peer = request
+            .extensions()
+            .get::<ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        if let Some((client, origin)) =
+            peer.and_then(|p| state.proxies.resolve(p, request.headers()))
+        {
+            request.extensions_mut().insert(ConnectInfo(client));
+            request.extensions_mut().insert(origin);
+        }
+    }
+    next.run(request).await
 }
 
 /// Ready means the database and the storage answer. Anonymous, so the
@@ -150,6 +174,10 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
             return response;
         }
     }
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "-".to_owned(), |c| c.0.ip().to_string());
     let bytes_in = content_length(request.headers());
     let upload = matches!(route, "uploads" | "upload") && method != Method::GET;
     if upload {
@@ -173,6 +201,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
         .metrics
         .request(route, status, elapsed, bytes_in, bytes_out);
     tracing::info!(
+        client = %client,
         %method,
         path = %uri_path,
         status,
@@ -212,6 +241,8 @@ pub async fn state(config: &Config) -> Result<AppState> {
         manifest_body_timeout: config.limits.manifest_body_timeout(),
         faults: crate::faults::Faults::new(config.limits.free_space_reserve_bytes),
         mirror: crate::mirror::Mirror::new(&config.upstreams).map_err(Error::Upstream)?,
+        proxies: crate::forwarded::TrustedProxies::parse(&config.trusted_proxies)
+            .map_err(Error::Config)?,
     })
 }
 

@@ -95,6 +95,9 @@ pub enum Error {
     /// An `[[upstream]]` table (or `--upstream`) is not valid.
     #[error("{0}")]
     Upstream(String),
+    /// Another setting is not valid; the message says which and how to fix it.
+    #[error("{0}")]
+    Config(String),
 }
 
 impl Error {

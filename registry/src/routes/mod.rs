@@ -66,6 +66,8 @@ pub struct AppState {
     pub faults: crate::faults::Faults,
     /// The upstreams mirrored (none: every repository is local).
     pub mirror: crate::mirror::Mirror,
+    /// Reverse proxies whose forwarding headers are believed.
+    pub proxies: crate::forwarded::TrustedProxies,
 }
 
 /// A `/v2/...` path parsed into a [`Route`] (or the error to answer), kept
@@ -106,9 +108,13 @@ async fn route(state: &Arc<AppState>, request: Request) -> Result<Response, ApiE
     let store = &state.store;
     let h = &parts.headers;
     let m = &parts.method;
-    let host = header_str(h, header::HOST)
+    let origin = parts.extensions.get::<crate::forwarded::Origin>();
+    let host = origin
+        .and_then(|o| o.host.as_deref())
+        .or_else(|| header_str(h, header::HOST))
         .or_else(|| parts.uri.authority().map(|a| a.as_str()))
         .unwrap_or("localhost");
+    let tls = origin.and_then(|o| o.https).unwrap_or(state.tls);
     let asked = AccessRequest {
         route: &route,
         method: m,
@@ -119,7 +125,7 @@ async fn route(state: &Arc<AppState>, request: Request) -> Result<Response, ApiE
         host,
         peer: peer_ip(&parts),
     };
-    let access = policy::authorize(state.auth.as_ref(), state.tls, store, &asked).await?;
+    let access = policy::authorize(state.auth.as_ref(), tls, store, &asked).await?;
     if let Some(target) = &mirrored {
         if let Some(answer) = mirrored::serve(state, target, &route, m, h).await {
             return answer;

@@ -7,7 +7,8 @@
 //! (the distribution API: `api::blobs` for blobs and uploads, crashes and
 //! memory, `api::manifests` for manifests, listings and malformed requests), `auth` (logins, tokens, rules,
 //! TLS), `cli` (the command line: log pipes, SIGTERM, data dirs, the
-//! htpasswd prompt, log formats, `--version`), `ops` (GC, fsck, health, metrics, rate limits, slow clients) and
+//! htpasswd prompt, log formats, `--version`), `ops` (GC, fsck, health, metrics, rate limits, slow clients), `proxy`
+//! (forwarding headers from trusted reverse proxies) and
 //! `security` (the regression test of each security finding, performing
 //! the attack).
 
@@ -17,4 +18,5 @@ mod cli;
 mod harness;
 mod mirror;
 mod ops;
+mod proxy;
 mod security;
