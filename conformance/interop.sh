@@ -35,6 +35,16 @@
 #                     auth_refused: anonymous and wrong-password requests
 #                     get 401, untrusting clients fail the TLS handshake.
 #                     Case logs go to conformance/results-interop-auth-tls.
+#   INTEROP_PROXY     "" (default), "nginx" or "haproxy": auth+TLS mode with
+#                     the TLS terminated by that reverse proxy (Debian's
+#                     package) on its own loopback port, proxying plain HTTP
+#                     to a registry started with --htpasswd and
+#                     --trusted-proxy 127.0.0.1/32; every client talks to the
+#                     proxy only, so the token realm must name the proxy's
+#                     https address (the bug of issue 22). Configurations as
+#                     in docs/deploy.md. In "both" mode the auth+TLS run is
+#                     followed by one run per proxy with the cases in
+#                     PROXY_CASES. Logs go to results-interop-proxy-NAME.
 #
 # Where auth and TLS plug in: the client flags live in one place
 # (`client_setup`), logins in `login_all`, and `registry_url` builds every
@@ -59,6 +69,16 @@ case $INTEROP_AUTH_TLS in
   both | 0) AUTH_TLS=false ;;
   1) AUTH_TLS=true ;;
   *) die "INTEROP_AUTH_TLS must be both, 0 or 1, not '$INTEROP_AUTH_TLS'" ;;
+esac
+INTEROP_PROXY=${INTEROP_PROXY:-}
+PROXY_CASES="docker podman_formats skopeo crane auth_refused"
+case $INTEROP_PROXY in
+  "") ;;
+  nginx | haproxy)
+    AUTH_TLS=true
+    require_tool "$INTEROP_PROXY"
+    ;;
+  *) die "INTEROP_PROXY must be nginx or haproxy, not '$INTEROP_PROXY'" ;;
 esac
 [ "$AUTH_TLS" = false ] || require_tool openssl
 REG_SCHEME=http
@@ -233,6 +253,86 @@ make_certs() {
   openssl verify -CAfile "$d/ca.crt" "$d/server.crt" >/dev/null
   cp "$d/ca.crt" "$d/ca-dir/ca.crt"
   CA_CERT="$d/ca.crt" CERT_DIR="$d/ca-dir" SERVER_CERT="$d/server.crt" SERVER_KEY="$d/server.key"
+}
+
+# start_proxy: starts $INTEROP_PROXY with TLS (the throwaway CA's server
+# cert) on a free port in front of the registry at $REG_ADDR, and points
+# REG_ADDR at it. The configurations are docs/deploy.md's.
+start_proxy() {
+  local d="$WORK/proxy" backend=$REG_ADDR port pid attempt
+  mkdir -p "$d"
+  for attempt in 1 2 3; do
+    port=$(pick_port)
+    case $INTEROP_PROXY in
+      nginx)
+        cat >"$d/nginx.conf" <<CONF
+user root;
+worker_processes 1;
+daemon off;
+pid $d/nginx.pid;
+events { worker_connections 512; }
+http {
+  access_log off;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy-temp;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  server {
+    listen 127.0.0.1:$port ssl;
+    ssl_certificate $SERVER_CERT;
+    ssl_certificate_key $SERVER_KEY;
+    client_max_body_size 0;
+    chunked_transfer_encoding on;
+    location / {
+      proxy_pass http://$backend;
+      proxy_http_version 1.1;
+      proxy_request_buffering off;
+      proxy_buffering off;
+      proxy_read_timeout 900s;
+      proxy_send_timeout 900s;
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-Host \$http_host;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+    }
+  }
+}
+CONF
+        nginx -e "$d/error.log" -p "$d" -c "$d/nginx.conf" >"$d/nginx.out" 2>&1 &
+        ;;
+      haproxy)
+        cat "$SERVER_CERT" "$SERVER_KEY" >"$d/haproxy.pem"
+        cat >"$d/haproxy.cfg" <<CONF
+global
+  maxconn 512
+defaults
+  mode http
+  timeout connect 10s
+  timeout client 900s
+  timeout server 900s
+  option forwardfor
+frontend registry
+  bind 127.0.0.1:$port ssl crt $d/haproxy.pem
+  http-request set-header X-Forwarded-Proto https
+  default_backend strata
+backend strata
+  server strata $backend
+CONF
+        haproxy -db -f "$d/haproxy.cfg" >"$d/haproxy.log" 2>&1 &
+        ;;
+    esac
+    pid=$!
+    STARTED_PIDS+=("$pid")
+    if REGISTRY_READY_CACERT=$CA_CERT wait_http_200 "https://127.0.0.1:$port/v2/" "$pid" 30; then
+      REG_ADDR="127.0.0.1:$port"
+      return 0
+    fi
+    stop_pid "$pid"
+    echo "interop: $INTEROP_PROXY did not come up on port $port (attempt $attempt)" >&2
+  done
+  tail -n 20 "$d"/*.log "$d"/*.out 2>/dev/null >&2 || true
+  die "$INTEROP_PROXY failed to start"
 }
 
 docker_() { "$DOCKER" -H "unix://$DOCKER_SOCK" "$@"; }
@@ -685,11 +785,20 @@ if [ "$AUTH_TLS" = true ]; then
   printf '%s' "$INTEROP_PASS" | "$REGISTRY_BIN" htpasswd "$WORK/htpasswd" "$INTEROP_USER" >/dev/null
   AUTH_TLS_ARGS=(--htpasswd "$WORK/htpasswd" --tls-cert "$SERVER_CERT" --tls-key "$SERVER_KEY")
   REGISTRY_READY_CACERT=$CA_CERT REG_SCHEME=https
+  if [ -n "$INTEROP_PROXY" ]; then
+    # Plain HTTP behind the proxy, which alone speaks TLS to the clients.
+    AUTH_TLS_ARGS=(--htpasswd "$WORK/htpasswd" --trusted-proxy 127.0.0.1/32)
+    REGISTRY_READY_CACERT=""
+  fi
   ALL_CASES+=(auth_refused)
 fi
 [ -z "${INTEROP_USER:-}" ] || REGISTRY_READY_AUTH="$INTEROP_USER:${INTEROP_PASS:-}"
 registry_start interop "$WORK/registry/data" ${AUTH_TLS_ARGS[@]+"${AUTH_TLS_ARGS[@]}"} \
   ${EXTRA_REGISTRY_ARGS[@]+"${EXTRA_REGISTRY_ARGS[@]}"}
+if [ -n "$INTEROP_PROXY" ]; then
+  start_proxy
+  echo "interop: $INTEROP_PROXY at https://$REG_ADDR in front of the registry (pid $REG_PID)"
+fi
 echo "interop: registry at $REG_SCHEME://$REG_ADDR (pid $REG_PID)${INTEROP_USER:+, user $INTEROP_USER}"
 client_setup
 
@@ -705,6 +814,7 @@ login_all
 # Case logs are kept (gitignored) for a look after a failure.
 LOG_DIR="$REPO/conformance/results-interop"
 [ "$AUTH_TLS" = false ] || LOG_DIR="$LOG_DIR-auth-tls"
+[ -z "$INTEROP_PROXY" ] || LOG_DIR="$REPO/conformance/results-interop-proxy-$INTEROP_PROXY"
 rm -rf "$LOG_DIR"
 mkdir -p "$LOG_DIR"
 failed=0
@@ -732,19 +842,25 @@ done
 
 cp "$WORK/registry/interop.log" "$LOG_DIR/registry.log" 2>/dev/null || true
 [ -z "$DOCKERD_PID" ] || cp "$WORK/docker/dockerd.log" "$LOG_DIR/dockerd.log"
+[ -z "$INTEROP_PROXY" ] || cp "$WORK"/proxy/*.log "$LOG_DIR/" 2>/dev/null || true
 if [ "$failed" -ne 0 ]; then
   kill -0 "$REG_PID" 2>/dev/null || echo "interop: the registry process died"
   echo "interop: case logs in $LOG_DIR"
 fi
 mode=plain
 [ "$AUTH_TLS" = false ] || mode=auth+tls
+[ -z "$INTEROP_PROXY" ] || mode="auth+tls through $INTEROP_PROXY"
 echo "interop ($mode): $(( ${#CASES[@]} - failed )) passed, $failed failed"
 if [ "$INTEROP_AUTH_TLS" = both ]; then
-  # Stop this run's registry and dockerd first, then the auth+TLS run.
+  # Stop this run's registry and dockerd first, then the auth+TLS run and
+  # the runs behind each reverse proxy.
   cleanup
   trap - EXIT
   rc=0
   INTEROP_AUTH_TLS=1 bash "$0" || rc=$?
+  for proxy in nginx haproxy; do
+    INTEROP_AUTH_TLS=1 INTEROP_PROXY=$proxy INTEROP_CASES="$PROXY_CASES" bash "$0" || rc=$?
+  done
   [ "$failed" -eq 0 ] && [ "$rc" -eq 0 ]
   exit
 fi

@@ -33,7 +33,7 @@ APT_PACKAGES=(
   docker.io podman skopeo buildah umoci busybox-static runc crun
   libseccomp-dev pkg-config apache2-utils postgresql openssl jq curl
   python3-yaml python3-venv ca-certificates iproute2 util-linux gcc libc6-dev
-  bzip2 xz-utils liblzma-dev
+  bzip2 xz-utils liblzma-dev nginx haproxy
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
@@ -51,8 +51,19 @@ install_apt() {
   fi
   log "apt: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  # Servers (nginx, haproxy, docker, postgresql) must not start on install:
+  # nginx would listen on 0.0.0.0:80. Debian's way is a policy-rc.d that
+  # refuses (exit 101); ours is removed again, a machine's own one kept.
+  local policy=/usr/sbin/policy-rc.d ours=false
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\n# written by strata scripts/install-deps.sh while it installs\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    ours=true
+  fi
+  local rc=0
+  { apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null; } || rc=$?
+  [ "$ours" = false ] || rm -f "$policy"
+  return "$rc"
 }
 
 # go_tool NAME MODULE_PATH@VERSION: builds the tool into $BIN unless the
