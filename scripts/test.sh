@@ -39,7 +39,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror build-compare docs fuzz)
+ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror build-compare deploy docs fuzz)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -55,6 +55,7 @@ stage_cmd() {
     crash) python3 conformance/crash.py ;;
     load) python3 conformance/load.py && python3 conformance/slowloris.py ;;
     interop) bash conformance/interop.sh ;;
+    deploy) bash conformance/deploy.sh ;;
     mirror) bash conformance/mirror.sh ;;
     build-compare) bash conformance/build_compare.sh ;;
     docs) python3 conformance/docs.py ;;

@@ -34,6 +34,8 @@ pub struct Metrics {
     bytes_out: AtomicU64,
     uploads_in_flight: AtomicI64,
     gc_runs: AtomicU64,
+    gc_failures: AtomicU64,
+    gc_last_success: AtomicU64,
     gc_bytes_freed: AtomicU64,
     stored_bytes: AtomicU64,
     /// When the stored-bytes gauge was last refreshed (or a refresh claimed).
@@ -79,6 +81,15 @@ impl Metrics {
         self.gc_runs.fetch_add(1, Ordering::Relaxed);
         self.gc_bytes_freed
             .fetch_add(bytes_freed, Ordering::Relaxed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.gc_last_success.store(now, Ordering::Relaxed);
+    }
+
+    /// Record a GC run that failed.
+    pub fn gc_failed(&self) {
+        self.gc_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Claim the refresh of the stored-bytes gauge if it is older than
@@ -127,7 +138,7 @@ impl Metrics {
         let sum = self.latency_sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
         let _ = writeln!(out, "strata_request_duration_seconds_sum {sum}");
         let _ = writeln!(out, "strata_request_duration_seconds_count {count}");
-        let gauges: [(&str, &str, &str, i128); 7] = [
+        let gauges: [(&str, &str, &str, i128); 9] = [
             (
                 "strata_bytes_received_total",
                 "counter",
@@ -157,6 +168,18 @@ impl Metrics {
                 "counter",
                 "Garbage collection runs.",
                 self.gc_runs.load(Ordering::Relaxed) as i128,
+            ),
+            (
+                "strata_gc_failures_total",
+                "counter",
+                "Garbage collection runs that failed (the log says why).",
+                self.gc_failures.load(Ordering::Relaxed) as i128,
+            ),
+            (
+                "strata_gc_last_success_timestamp_seconds",
+                "gauge",
+                "When garbage collection last finished, in Unix seconds (0: not since start).",
+                self.gc_last_success.load(Ordering::Relaxed) as i128,
             ),
             (
                 "strata_gc_bytes_freed_total",
@@ -190,8 +213,14 @@ mod tests {
         let m = Metrics::default();
         m.request("manifest", 200, Duration::from_millis(3), 0, 512);
         m.gc_run(1024);
+        m.gc_failed();
         m.set_stored_bytes(4096);
         let text = m.render();
+        assert!(text.contains("strata_gc_failures_total 1"), "{text}");
+        assert!(
+            !text.contains("strata_gc_last_success_timestamp_seconds 0\n"),
+            "{text}"
+        );
         assert!(text.contains("strata_requests_total{route=\"manifest\",status=\"200\"} 1"));
         assert!(text.contains("strata_request_duration_seconds_bucket{le=\"0.0025\"} 0"));
         assert!(text.contains("strata_request_duration_seconds_bucket{le=\"0.005\"} 1"));

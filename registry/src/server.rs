@@ -287,7 +287,10 @@ async fn gc_schedule(state: Arc<AppState>, config: Config, interval: Duration) {
                 );
             }
             Ok(_) => tracing::info!("gc skipped: another replica holds the lock"),
-            Err(e) => tracing::error!(error = %e, "gc failed"),
+            Err(e) => {
+                state.metrics.gc_failed();
+                tracing::error!(error = %e, "gc failed");
+            }
         }
     }
 }
