@@ -13,7 +13,6 @@
 //! reaches a client whole, and is never stored; it becomes visible only
 //! once committed. Other clients wait for the fetch, then read the store.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
@@ -208,14 +207,14 @@ impl Fetch {
             return Err(e);
         }
         let _ = started.send(Ok(size));
-        let seen = Arc::new(AtomicU64::new(0));
         let end: Parked = Arc::default();
         let tee = Tee {
             upstream: response.bytes_stream().boxed(),
             buf: BytesMut::new(),
             held: None,
             ended: false,
-            seen: seen.clone(),
+            seen: 0,
+            upstream_of: self.t.upstream.clone(),
             client: self.tee.take().map(|tx| TeeSender(Some(tx))),
             end: end.clone(),
         };
@@ -244,8 +243,6 @@ impl Fetch {
             // Not verified, or not stored: the client's transfer fails.
             drop(end.lock().expect("parked lock").take());
         }
-        let fetched = seen.load(Ordering::Relaxed);
-        up.count(|m| &m.bytes, fetched);
         let outcome = match stored {
             Ok(()) => Ok(()),
             Err(store::Error::DigestMismatch { actual, .. }) => Err(UpstreamError::Invalid {
@@ -283,7 +280,10 @@ struct Tee {
     held: Option<Bytes>,
     /// The upstream's body ended (or failed).
     ended: bool,
-    seen: Arc<AtomicU64>,
+    /// Bytes read from the upstream so far.
+    seen: u64,
+    /// Whose `fetched_bytes` counter the bytes go to, as they arrive.
+    upstream_of: Arc<super::Upstream>,
     /// The first client, while it has not had the whole blob or an error.
     client: Option<TeeSender>,
     end: Parked,
@@ -298,13 +298,15 @@ impl Tee {
             }
             match self.upstream.next().await {
                 Some(Ok(chunk)) => {
-                    let total = self.seen.fetch_add(chunk.len() as u64, Ordering::Relaxed)
-                        + chunk.len() as u64;
-                    if total > MAX_BLOB_SIZE {
+                    self.seen += chunk.len() as u64;
+                    self.upstream_of.count(|m| &m.bytes, chunk.len() as u64);
+                    if self.seen > MAX_BLOB_SIZE {
                         self.ended = true;
                         self.fail("the upstream's blob is over the bound").await;
                         return Some((
-                            Err(std::io::Error::other("the upstream's blob is over the bound")),
+                            Err(std::io::Error::other(
+                                "the upstream's blob is over the bound",
+                            )),
                             self,
                         ));
                     }

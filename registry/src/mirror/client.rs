@@ -82,7 +82,10 @@ impl UpstreamClient {
             // A private CA, trusted besides the webpki roots.
             let name = &config.name;
             let pem = std::fs::read(file).map_err(|e| {
-                format!("upstream {name}: cannot read ca_file {}: {e}", file.display())
+                format!(
+                    "upstream {name}: cannot read ca_file {}: {e}",
+                    file.display()
+                )
             })?;
             let certs = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|e| format!("upstream {name}: ca_file {}: {e}", file.display()))?;

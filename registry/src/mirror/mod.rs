@@ -124,7 +124,7 @@ pub struct Mirror {
     /// Last pulls not yet written to the store (see [`retention`]).
     pulls: Mutex<HashMap<RepoName, i64>>,
     /// The upstream's tag list of each mirrored repository, and when it was read.
-    tag_lists: Mutex<HashMap<RepoName, (Instant, Arc<Vec<String>>)>>,
+    tag_lists: tags::TagLists,
 }
 
 impl Mirror {

@@ -4,13 +4,16 @@
 //! upstream is down. When the upstream cannot answer, the local tags alone
 //! are listed, marked stale, rather than failing the request.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use store::Store;
+use store::{RepoName, Store};
 
 use super::{Mirror, MirrorError, Target, UpstreamError};
+
+/// The upstream's tag list of each mirrored repository, and when it was read.
+pub type TagLists = Mutex<HashMap<RepoName, (Instant, Arc<Vec<String>>)>>;
 
 /// The most tag names read from an upstream's list.
 const MAX_UPSTREAM_TAGS: usize = 100_000;

@@ -129,7 +129,9 @@ async fn tags(
         .tag_list(&state.store, t)
         .await
         .map_err(|e| client_error(e, Code::NameUnknown))?;
-    let want = n.map_or(usize::MAX, |n| n.saturating_add(1).min(usize::MAX as u64) as usize);
+    let want = n.map_or(usize::MAX, |n| {
+        n.saturating_add(1).min(usize::MAX as u64) as usize
+    });
     let start = match &last {
         Some(last) => all.partition_point(|tag| tag <= last),
         None => 0,

@@ -31,14 +31,32 @@ fn blob_file(reg: &Registry, digest: &str) -> std::path::PathBuf {
 #[tokio::test]
 async fn keep_for_collects_what_was_not_pulled_and_keeps_the_rest() {
     let upstream = Registry::launch_fresh().start();
-    let old = push_image(&upstream, "team/old", "v1", vec![bytes_of("keep-old", 3000)]).await;
-    let recent = push_image(&upstream, "team/recent", "v1", vec![bytes_of("keep-new", 3000)]).await;
+    let old = push_image(
+        &upstream,
+        "team/old",
+        "v1",
+        vec![bytes_of("keep-old", 3000)],
+    )
+    .await;
+    let recent = push_image(
+        &upstream,
+        "team/recent",
+        "v1",
+        vec![bytes_of("keep-new", 3000)],
+    )
+    .await;
     let mirror = mirror_with(
         &upstream.base,
         "[gc]\ngrace_secs = 0\n\n[[upstream]]\nname = \"up\"\nurl = \"UPSTREAM\"\nkeep_for = \"6s\"\n",
     );
     // A pushed repository of the mirror itself, never pulled.
-    let local = push_image(&mirror, "local/app", "v1", vec![bytes_of("keep-local", 3000)]).await;
+    let local = push_image(
+        &mirror,
+        "local/app",
+        "v1",
+        vec![bytes_of("keep-local", 3000)],
+    )
+    .await;
     pull(&mirror, "up/team/old", &old).await;
     pull(&mirror, "up/team/recent", &recent).await;
     tokio::time::sleep(Duration::from_secs(7)).await;
@@ -55,13 +73,20 @@ async fn keep_for_collects_what_was_not_pulled_and_keeps_the_rest() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         text.contains(&format!("deleted manifest up/team/old@{}", old.digest)),
         "{text}"
     );
     let (old_layer, _) = &old.layers[0];
-    assert!(text.contains(&format!("deleted blob {old_layer}")), "{text}");
+    assert!(
+        text.contains(&format!("deleted blob {old_layer}")),
+        "{text}"
+    );
     assert!(!blob_file(&mirror, old_layer).exists());
     for kept in [&recent, &local] {
         assert!(!text.contains(&kept.digest), "{text}");
@@ -71,7 +96,9 @@ async fn keep_for_collects_what_was_not_pulled_and_keeps_the_rest() {
     let (status, _, _) = get(&mirror, "/v2/local/app/manifests/v1").await;
     assert_eq!(status, StatusCode::OK);
     pull(&mirror, "up/team/recent", &recent).await;
-    // The collected image is fetched again on its next pull.
+    // The collected image is fetched again on its next pull (the first
+    // client gets it before the store's commit; a second one waits for it).
+    pull(&mirror, "up/team/old", &old).await;
     pull(&mirror, "up/team/old", &old).await;
     assert!(blob_file(&mirror, old_layer).exists());
 }

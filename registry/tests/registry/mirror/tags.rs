@@ -45,7 +45,10 @@ async fn tag_lists_merge_the_upstreams_and_fall_back_to_the_local_tags() {
     let (page, _, link) = tags(&cached, &format!("{list}?n=1")).await;
     assert_eq!(page, ["v1"]);
     assert!(link.unwrap().contains("last=v1"));
-    assert_eq!(tags(&cached, &format!("{list}?n=1&last=v1")).await.0, ["v2"]);
+    assert_eq!(
+        tags(&cached, &format!("{list}?n=1&last=v1")).await.0,
+        ["v2"]
+    );
 
     let (status, _, _) = get(&asking, "/v2/up/team/app/manifests/v1").await;
     assert_eq!(status, StatusCode::OK);

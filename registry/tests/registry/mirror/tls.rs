@@ -25,18 +25,41 @@ fn private_ca(dir: &Path) {
     let days = ["-days", "1"];
     openssl(
         dir,
-        &[&["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key"][..],
-          &["-out", "ca.pem", "-subj", "/CN=strata mirror test CA"], &days].concat(),
+        &[
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key",
+            ][..],
+            &["-out", "ca.pem", "-subj", "/CN=strata mirror test CA"],
+            &days,
+        ]
+        .concat(),
     );
     openssl(
         dir,
-        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", "tls.key", "-out", "tls.csr", "-subj", "/CN=127.0.0.1"],
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "tls.key",
+            "-out",
+            "tls.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
     );
     std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
     openssl(
         dir,
-        &[&["x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key"][..],
-          &["-CAcreateserial", "-out", "tls.pem", "-extfile", "ext"], &days].concat(),
+        &[
+            &[
+                "x509", "-req", "-in", "tls.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            ][..],
+            &["-CAcreateserial", "-out", "tls.pem", "-extfile", "ext"],
+            &days,
+        ]
+        .concat(),
     );
 }
 
@@ -56,7 +79,10 @@ async fn an_upstream_signed_by_a_private_ca_is_trusted_with_ca_file() {
     let ca = dir.join("ca.pem");
     let trusted = mirror_with(
         &upstream.base,
-        &format!("[[upstream]]\nname = \"up\"\nurl = \"UPSTREAM\"\nca_file = \"{}\"\n", ca.display()),
+        &format!(
+            "[[upstream]]\nname = \"up\"\nurl = \"UPSTREAM\"\nca_file = \"{}\"\n",
+            ca.display()
+        ),
     );
     let (status, _, body) = get(&trusted, "/v2/up/team/app/manifests/v1").await;
     assert_eq!((status, body), (StatusCode::OK, image.manifest.clone()));
@@ -64,7 +90,10 @@ async fn an_upstream_signed_by_a_private_ca_is_trusted_with_ca_file() {
     let (status, _, body) = get(&trusted, &format!("/v2/up/team/app/blobs/{digest}")).await;
     assert_eq!((status, &body), (StatusCode::OK, bytes));
 
-    let untrusted = mirror_with(&upstream.base, "[[upstream]]\nname = \"up\"\nurl = \"UPSTREAM\"\n");
+    let untrusted = mirror_with(
+        &upstream.base,
+        "[[upstream]]\nname = \"up\"\nurl = \"UPSTREAM\"\n",
+    );
     let (status, _, _) = get(&untrusted, "/v2/up/team/app/manifests/v1").await;
     assert_ne!(status, StatusCode::OK);
 }
