@@ -44,12 +44,13 @@ impl Meta {
     /// Repositories under `prefix/` last pulled before `cutoff`.
     pub async fn unpulled_repos(&self, prefix: &str, cutoff: i64) -> Result<Vec<String>> {
         let rows = sqlx::query(
-            // Names under `prefix/` sort between it and `prefix0` ('0' follows '/').
-            "SELECT repo FROM mirror_pulls WHERE repo > $1 AND repo < $2 AND pulled_at < $3 \
-             ORDER BY repo",
+            // A prefix compare, not a range: PostgreSQL's collations may not
+            // sort '/' before '0'.
+            "SELECT repo FROM mirror_pulls \
+             WHERE substr(repo, 1, CAST($1 AS INTEGER)) = $2 AND pulled_at < $3 ORDER BY repo",
         )
+        .bind(prefix.len() as i64 + 1)
         .bind(format!("{prefix}/"))
-        .bind(format!("{prefix}0"))
         .bind(cutoff)
         .fetch_all(&self.read)
         .await?;
