@@ -188,12 +188,18 @@ fn store_config(args: StoreArgs, log_format: Option<LogFormat>) -> anyhow::Resul
 
 async fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
     let store = store::Store::open(&config.store()).await?;
+    // Mirrored content not pulled for its upstream's keep_for goes first.
+    let mirror = registry::mirror::Mirror::new(&config.upstreams).map_err(anyhow::Error::msg)?;
+    let expired = mirror.expire(&store, dry_run).await?;
     let report = store.gc(&config.gc.options(dry_run)).await?;
     if !report.ran {
         println!("gc: another replica holds the GC lock; nothing done");
         return Ok(());
     }
     let verb = if dry_run { "would delete" } else { "deleted" };
+    for (repo, digest) in &expired {
+        println!("{verb} manifest {repo}@{digest} (mirrored, not pulled for keep_for)");
+    }
     for (repo, digest) in &report.manifests {
         println!("{verb} manifest {repo}@{digest}");
     }
@@ -205,7 +211,7 @@ async fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
         "gc: {verb} {} bytes in {} blobs; {} manifests, {} stale uploads, {} orphaned objects",
         report.bytes_freed,
         report.blobs.len(),
-        report.manifests.len(),
+        report.manifests.len() + expired.len(),
         report.uploads,
         report.orphans
     );

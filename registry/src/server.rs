@@ -276,6 +276,7 @@ async fn gc_schedule(state: Arc<AppState>, config: Config, interval: Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
+        expire_mirrored(&state).await;
         match state.store.gc(&config.gc.options(false)).await {
             Ok(r) if r.ran => {
                 state.metrics.gc_run(r.bytes_freed);
@@ -291,6 +292,30 @@ async fn gc_schedule(state: Arc<AppState>, config: Config, interval: Duration) {
                 state.metrics.gc_failed();
                 tracing::error!(error = %e, "gc failed");
             }
+        }
+    }
+}
+
+/// Before a scheduled GC: write the pulls noted in memory, then drop the
+/// mirrored content not pulled for its upstream's `keep_for`.
+async fn expire_mirrored(state: &AppState) {
+    if let Err(e) = state.mirror.flush_pulls(&state.store).await {
+        tracing::warn!(error = %e, "writing mirror pull times failed");
+    }
+    match state.mirror.expire(&state.store, false).await {
+        Ok(d) if !d.is_empty() => tracing::info!(manifests = d.len(), "mirror keep_for expired"),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "mirror keep_for expiry failed"),
+    }
+}
+
+/// Write the mirror's last pulls every `FLUSH_INTERVAL` (one batch).
+async fn flush_pulls(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(crate::mirror::retention::FLUSH_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.mirror.flush_pulls(&state.store).await {
+            tracing::warn!(error = %e, "writing mirror pull times failed");
         }
     }
 }
@@ -317,6 +342,10 @@ pub async fn serve(config: Config) -> Result<()> {
     for (upstream, interval) in state.mirror.scheduled() {
         tokio::spawn(sync_schedule(state.clone(), upstream, interval));
     }
+    if !state.mirror.is_empty() {
+        tokio::spawn(flush_pulls(state.clone()));
+    }
+    let last_flush = state.clone();
     if state.metrics.storage_refresh_due(STORAGE_REFRESH) {
         tokio::spawn(refresh_storage_gauge(state.clone()));
     }
@@ -358,6 +387,9 @@ pub async fn serve(config: Config) -> Result<()> {
             limit_slow_clients(server.http_builder(), config.limits.header_timeout());
             server.serve(service).await.map_err(Error::Serve)?
         }
+    }
+    if let Err(e) = last_flush.mirror.flush_pulls(&last_flush.store).await {
+        tracing::warn!(error = %e, "writing mirror pull times failed");
     }
     Ok(())
 }

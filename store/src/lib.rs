@@ -21,6 +21,7 @@
 //!    ├──> local      local-disk upload data files and staged files
 //!    └──> layout     every object key
 //!  gc      (impl Store: gc, purge_orphans, fsck) ──> meta, objects, local, layout
+//!  retention (impl Store: record_pulls, expire_unpulled) ──> meta
 //!  meta ──> manifest (ParsedManifest)
 //!  digest, names   leaf value types, used by all; Error lives here in lib.rs
 //!  fault           classifies backend errors (io, object_store, sqlx) for Error's From impls
@@ -40,6 +41,7 @@ pub mod manifest;
 pub(crate) mod meta;
 mod names;
 pub(crate) mod objects;
+mod retention;
 mod store;
 
 pub use digest::{Algorithm, Digest, Hasher};

@@ -7,13 +7,15 @@
 //! becomes visible.
 //!
 //! The first client gets the bytes while they are stored (a tee), all but
-//! the last chunk at once and that one only after the digest verified: a
-//! blob whose bytes do not match never reaches a client whole, and is never
-//! stored. Other clients wait for the fetch, then read the store.
+//! the last chunk at once and that one as soon as the store hashed the
+//! bytes and found them right: before its durable commit (fsync, metadata),
+//! which runs on in the fetch task. A blob whose bytes do not match never
+//! reaches a client whole, and is never stored; it becomes visible only
+//! once committed. Other clients wait for the fetch, then read the store.
 
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 use reqwest::Method;
 use store::{Digest, Store};
@@ -95,7 +97,7 @@ impl Mirror {
         let (started_tx, started) = oneshot::channel();
         let (done_tx, done) = oneshot::channel();
         let (body_tx, body) = mpsc::channel(TEE_DEPTH);
-        let fetch = Fetch {
+        let mut fetch = Fetch {
             holder: holder.clone(),
             t: t.clone(),
             digest: digest.clone(),
@@ -181,7 +183,7 @@ impl Fetch {
     /// GET the blob and store it; `started` gets the announced size once
     /// the upstream answered (or the error).
     async fn run(
-        &self,
+        &mut self,
         started: oneshot::Sender<Result<Option<u64>, UpstreamError>>,
     ) -> Result<(), UpstreamError> {
         let up = &self.t.upstream;
@@ -205,42 +207,42 @@ impl Fetch {
             return Err(e);
         }
         let _ = started.send(Ok(size));
-        // The last chunk seen, held back from the client until the digest verified.
-        let held: Arc<Mutex<Option<Bytes>>> = Arc::default();
-        let tee = self.tee.clone();
-        let seen = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let body = {
-            let held = held.clone();
-            let seen = seen.clone();
-            response.bytes_stream().then(move |chunk| {
-                let held = held.clone();
-                let tee = tee.clone();
-                let seen = seen.clone();
-                async move {
-                    let chunk = chunk.map_err(std::io::Error::other)?;
-                    let total = seen
-                        .fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed)
-                        + chunk.len() as u64;
-                    if total > MAX_BLOB_SIZE {
-                        return Err(std::io::Error::other(
-                            "the upstream's blob is over the bound",
-                        ));
-                    }
-                    let previous = held.lock().expect("held lock").replace(chunk.clone());
-                    if let (Some(tee), Some(previous)) = (tee, previous) {
-                        // A client that went away does not stop the fetch.
-                        let _ = tee.send(Ok(previous)).await;
-                    }
-                    Ok(chunk)
-                }
-            })
+        let end: Parked = Arc::default();
+        let tee = Tee {
+            upstream: response.bytes_stream().boxed(),
+            buf: BytesMut::new(),
+            held: None,
+            ended: false,
+            seen: 0,
+            upstream_of: self.t.upstream.clone(),
+            client: self.tee.take().map(|tx| TeeSender(Some(tx))),
+            end: end.clone(),
         };
+        let body = futures::stream::unfold(tee, Tee::next);
         let store = (*self.holder).as_ref();
-        let stored = store
-            .put_blob(&self.t.local, &self.digest, size, Box::pin(body))
-            .await;
-        let fetched = seen.load(std::sync::atomic::Ordering::Relaxed);
-        up.count(|m| &m.bytes, fetched);
+        let (verified_tx, verified) = oneshot::channel();
+        let put = store.put_blob_early(
+            &self.t.local,
+            &self.digest,
+            size,
+            Box::pin(body),
+            Some(verified_tx),
+        );
+        // The client's last chunk goes as soon as the store hashed the bytes
+        // and found them right, while the commit runs on.
+        let release_early = async {
+            if let Ok(true) = verified.await {
+                release(&end).await;
+            }
+        };
+        let (stored, ()) = tokio::join!(put, release_early);
+        if stored.is_ok() {
+            // When the store knew the digest only at the commit.
+            release(&end).await;
+        } else {
+            // Not verified, or not stored: the client's transfer fails.
+            drop(end.lock().expect("parked lock").take());
+        }
         let outcome = match stored {
             Ok(()) => Ok(()),
             Err(store::Error::DigestMismatch { actual, .. }) => Err(UpstreamError::Invalid {
@@ -253,18 +255,145 @@ impl Fetch {
                 reason: format!("storing the blob failed: {e}"),
             }),
         };
-        if let Some(tee) = &self.tee {
-            let last = held.lock().expect("held lock").take();
-            match (&outcome, last) {
-                (Ok(()), Some(last)) => {
-                    let _ = tee.send(Ok(last)).await;
+        outcome
+    }
+}
+
+/// Upstream chunks are joined up to this size before they go on: fewer,
+/// larger writes and channel hand-offs.
+const CHUNK: usize = 256 << 10;
+
+/// The last chunk and the client's end, parked once the upstream's body
+/// ended, until the store verified the bytes.
+type Parked = Arc<Mutex<Option<(Option<Bytes>, TeeSender)>>>;
+
+/// The upstream's body on its way into the store, forwarded to the first
+/// client as it goes: every chunk but the last at once; the last is parked
+/// and released ([`release`]) once the store hashed the bytes and found
+/// them right, before its durable commit (fsync, metadata), so the client
+/// gets the blob at the upstream's pace. One hash, the store's.
+struct Tee {
+    upstream: futures::stream::BoxStream<'static, reqwest::Result<Bytes>>,
+    /// Bytes read but not yet passed on (under [`CHUNK`]).
+    buf: BytesMut,
+    /// The last chunk passed on, held back from the client.
+    held: Option<Bytes>,
+    /// The upstream's body ended (or failed).
+    ended: bool,
+    /// Bytes read from the upstream so far.
+    seen: u64,
+    /// Whose `fetched_bytes` counter the bytes go to, as they arrive.
+    upstream_of: Arc<super::Upstream>,
+    /// The first client, while it has not had the whole blob or an error.
+    client: Option<TeeSender>,
+    end: Parked,
+}
+
+impl Tee {
+    /// The next chunk for the store.
+    async fn next(mut self) -> Option<(std::io::Result<Bytes>, Tee)> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            match self.upstream.next().await {
+                Some(Ok(chunk)) => {
+                    self.seen += chunk.len() as u64;
+                    self.upstream_of.count(|m| &m.bytes, chunk.len() as u64);
+                    if self.seen > MAX_BLOB_SIZE {
+                        self.ended = true;
+                        self.fail("the upstream's blob is over the bound").await;
+                        return Some((
+                            Err(std::io::Error::other(
+                                "the upstream's blob is over the bound",
+                            )),
+                            self,
+                        ));
+                    }
+                    let out = if self.buf.is_empty() && chunk.len() >= CHUNK {
+                        chunk
+                    } else {
+                        self.buf.extend_from_slice(&chunk);
+                        if self.buf.len() < CHUNK {
+                            continue;
+                        }
+                        self.buf.split().freeze()
+                    };
+                    self.pass(out.clone()).await;
+                    return Some((Ok(out), self));
                 }
-                (Ok(()), None) => {}
-                (Err(e), _) => {
-                    let _ = tee.send(Err(std::io::Error::other(e.to_string()))).await;
+                Some(Err(e)) => {
+                    self.ended = true;
+                    self.fail("the upstream's body failed").await;
+                    return Some((Err(std::io::Error::other(e)), self));
+                }
+                None => {
+                    self.ended = true;
+                    let rest = (!self.buf.is_empty()).then(|| self.buf.split().freeze());
+                    if let Some(rest) = &rest {
+                        self.pass(rest.clone()).await;
+                    }
+                    if let Some(client) = self.client.take() {
+                        *self.end.lock().expect("parked lock") = Some((self.held.take(), client));
+                    }
+                    return rest.map(|rest| (Ok(rest), self));
                 }
             }
         }
-        outcome
+    }
+
+    /// Hold `chunk` back, forwarding the one held before.
+    async fn pass(&mut self, chunk: Bytes) {
+        let Some(previous) = self.held.replace(chunk) else {
+            return;
+        };
+        let gone = match self.client.as_ref().and_then(|c| c.0.as_ref()) {
+            // A client that went away does not stop the fetch.
+            Some(tx) => tx.send(Ok(previous)).await.is_err(),
+            None => false,
+        };
+        if gone {
+            if let Some(mut client) = self.client.take() {
+                client.0.take();
+            }
+        }
+    }
+
+    /// End the client's transfer with an error.
+    async fn fail(&mut self, why: &str) {
+        if let Some(mut client) = self.client.take() {
+            if let Some(tx) = client.0.take() {
+                let _ = tx.send(Err(std::io::Error::other(why.to_owned()))).await;
+            }
+        }
+    }
+}
+
+/// Send the parked last chunk to the client and end its transfer cleanly
+/// (once: a second call finds nothing parked).
+async fn release(end: &Parked) {
+    let parked = end.lock().expect("parked lock").take();
+    if let Some((last, mut client)) = parked {
+        if let (Some(last), Some(tx)) = (last, client.0.take()) {
+            let _ = tx.send(Ok(last)).await;
+        }
+    }
+}
+
+/// The first client's end of the tee. Dropped before the blob was whole and
+/// verified (the store stopped reading: a write error, a length over the
+/// announced one), it ends the client's transfer with an error, never a
+/// clean end of a short body.
+struct TeeSender(Option<mpsc::Sender<std::io::Result<Bytes>>>);
+
+impl Drop for TeeSender {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = tx
+                    .send(Err(std::io::Error::other("the blob's fetch failed")))
+                    .await;
+            });
+        }
     }
 }

@@ -74,10 +74,32 @@ impl UpstreamClient {
             (Some(user), None) => Some((user.clone(), String::new())),
             _ => None,
         };
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(config.timeout())
             .read_timeout(config.timeout())
-            .user_agent(concat!("strata-registry/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("strata-registry/", env!("CARGO_PKG_VERSION")));
+        if let Some(file) = &config.ca_file {
+            // A private CA, trusted besides the webpki roots.
+            let name = &config.name;
+            let pem = std::fs::read(file).map_err(|e| {
+                format!(
+                    "upstream {name}: cannot read ca_file {}: {e}",
+                    file.display()
+                )
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("upstream {name}: ca_file {}: {e}", file.display()))?;
+            if certs.is_empty() {
+                return Err(format!(
+                    "upstream {name}: ca_file {} holds no PEM certificate",
+                    file.display()
+                ));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| format!("upstream {}: {e}", config.name))?;
         Ok(UpstreamClient {

@@ -17,6 +17,8 @@
 //! exclude = ["myorg/old-*"]            # repository globs left out
 //! platforms = ["linux/amd64"]          # of an index, sync only these (all when absent)
 //! sync_interval = "6h"                 # `serve` syncs this often (never when absent)
+//! keep_for = "30d"                     # GC drops what was not pulled for this long
+//! ca_file = "/etc/strata/upstream-ca.pem"  # a private CA for the upstream's TLS
 //! ```
 
 use std::path::PathBuf;
@@ -68,6 +70,14 @@ pub struct UpstreamConfig {
     /// Sync inside `serve` this often (never when absent).
     #[serde(default, deserialize_with = "duration::option")]
     pub sync_interval: Option<Duration>,
+    /// GC deletes the manifests and tags of a mirrored repository not
+    /// pulled for this long (kept forever when absent).
+    #[serde(default, deserialize_with = "duration::option")]
+    pub keep_for: Option<Duration>,
+    /// PEM file of the certificate authorities trusted for the upstream's
+    /// TLS, besides the webpki roots (a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl UpstreamConfig {
@@ -90,6 +100,8 @@ impl UpstreamConfig {
             exclude: Vec::new(),
             platforms: Vec::new(),
             sync_interval: None,
+            keep_for: None,
+            ca_file: None,
         })
     }
 

@@ -7,6 +7,8 @@
 //!  ├── manifests  a manifest through the mirror: tag TTL, HEAD first, stale on outage
 //!  ├── blobs      a blob through the mirror: tee to the client while stored, verified
 //!  ├── sync       `registry sync` and `sync_interval`: pre-fetch what the filters select
+//!  ├── retention  `keep_for`: last pulls noted in memory, flushed in batches; GC's expiry
+//!  ├── tags       the tag list: the upstream's (cached for tag_ttl) ∪ the local tags
 //!  ├── flight     single flight: one upstream fetch per missing blob or manifest
 //!  ├── client     the HTTP client of one upstream: Basic / Bearer token dance, bounds
 //!  ├── config     the `[[upstream]]` tables and `--upstream NAME=URL`
@@ -32,7 +34,9 @@ pub mod config;
 pub mod error;
 pub mod flight;
 pub mod manifests;
+pub mod retention;
 pub mod sync;
+pub mod tags;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -83,6 +87,7 @@ pub struct Upstream {
     registry: Option<String>,
     default: bool,
     tag_ttl: Duration,
+    keep_for: Option<Duration>,
     client: UpstreamClient,
     metrics: UpstreamMetrics,
     sync: SyncFilter,
@@ -116,6 +121,10 @@ pub struct Mirror {
     flights: flight::Flights,
     /// When each mirrored tag was last found current upstream.
     checked: Mutex<HashMap<(RepoName, String), Instant>>,
+    /// Last pulls not yet written to the store (see [`retention`]).
+    pulls: Mutex<HashMap<RepoName, i64>>,
+    /// The upstream's tag list of each mirrored repository, and when it was read.
+    tag_lists: tags::TagLists,
 }
 
 impl Mirror {
@@ -132,6 +141,7 @@ impl Mirror {
                 registry: c.registry.clone(),
                 default: c.default,
                 tag_ttl: c.tag_ttl(),
+                keep_for: c.keep_for,
                 client: UpstreamClient::new(c)?,
                 metrics: UpstreamMetrics::default(),
                 sync: SyncFilter {

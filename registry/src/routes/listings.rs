@@ -12,7 +12,7 @@ use crate::auth::{Action, Caller};
 use crate::error::{ApiError, Code};
 
 /// The page size `n` and the `last` name of a list request.
-fn pagination(query: &Query) -> Result<(Option<u64>, Option<String>), ApiError> {
+pub(super) fn pagination(query: &Query) -> Result<(Option<u64>, Option<String>), ApiError> {
     let n = match query.get("n") {
         None | Some("") => None,
         Some(v) => Some(v.parse::<u64>().map_err(|_| {

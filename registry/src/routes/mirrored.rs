@@ -12,8 +12,8 @@ use futures::StreamExt;
 use store::{Digest, RepoName, Store};
 
 use super::request::Query;
-use super::responses::BlobContent;
-use super::{blobs, manifests, AppState};
+use super::responses::{BlobContent, TagList};
+use super::{blobs, listings, manifests, AppState};
 use crate::error::{ApiError, Code};
 use crate::mirror::blobs::{BlobSource, StoreHolder};
 use crate::mirror::manifests::Ready;
@@ -56,15 +56,19 @@ pub(super) async fn resolve(
 }
 
 /// Answer a request for a mirrored repository; `None` leaves it to the
-/// local handlers (tag lists; referrers, once fetched: what the store holds).
+/// local handlers (referrers, once fetched: what the store holds).
 pub(super) async fn serve(
     state: &Arc<AppState>,
     target: &Target,
     route: &Route,
     m: &Method,
     h: &HeaderMap,
+    query: &Query,
 ) -> Option<Result<Response, ApiError>> {
     let read = *m == Method::GET || *m == Method::HEAD;
+    if read && matches!(route, Route::Manifest(..) | Route::Blob(..)) {
+        state.mirror.pulled(target);
+    }
     Some(match route {
         Route::Manifest(repo, r) if read => {
             manifest(&state.store, state, target, repo, r, *m == Method::GET).await
@@ -77,7 +81,8 @@ pub(super) async fn serve(
                 Err(e) => Err(client_error(e, Code::ManifestUnknown)),
             }
         }
-        Route::Tags(_) | Route::BadManifestReference(..) if read => return None,
+        Route::Tags(repo) if *m == Method::GET => tags(state, target, repo, query).await,
+        Route::BadManifestReference(..) if read => return None,
         _ => Err(ApiError::new(Code::Denied).detail(format!(
             "{} is a mirror of upstream {}: it is read-only",
             target.local, target.upstream.name
@@ -100,6 +105,45 @@ async fn manifest(
         .map_err(|e| client_error(e, Code::ManifestUnknown))?;
     let mut response = manifests::get_manifest(store, repo, reference, with_body).await?;
     if let Ready::Stale(reason) = ready {
+        let warning = format!(
+            "110 - \"Response is Stale: upstream {}: {reason}\"",
+            t.upstream.name
+        );
+        if let Ok(v) = HeaderValue::from_str(&warning) {
+            response.headers_mut().insert(header::WARNING, v);
+        }
+    }
+    Ok(response)
+}
+
+/// The upstream's tags merged with the local ones, a page of them.
+async fn tags(
+    state: &AppState,
+    t: &Target,
+    repo: &RepoName,
+    query: &Query,
+) -> Result<Response, ApiError> {
+    let (n, last) = listings::pagination(query)?;
+    let (all, stale) = state
+        .mirror
+        .tag_list(&state.store, t)
+        .await
+        .map_err(|e| client_error(e, Code::NameUnknown))?;
+    let want = n.map_or(usize::MAX, |n| {
+        n.saturating_add(1).min(usize::MAX as u64) as usize
+    });
+    let start = match &last {
+        Some(last) => all.partition_point(|tag| tag <= last),
+        None => 0,
+    };
+    let page: Vec<String> = all[start..].iter().take(want).cloned().collect();
+    let mut response = TagList {
+        repo,
+        tags: &page,
+        n,
+    }
+    .into_response();
+    if let Some(reason) = stale {
         let warning = format!(
             "110 - \"Response is Stale: upstream {}: {reason}\"",
             t.upstream.name

@@ -127,7 +127,7 @@ async fn route(state: &Arc<AppState>, request: Request) -> Result<Response, ApiE
     };
     let access = policy::authorize(state.auth.as_ref(), tls, store, &asked).await?;
     if let Some(target) = &mirrored {
-        if let Some(answer) = mirrored::serve(state, target, &route, m, h).await {
+        if let Some(answer) = mirrored::serve(state, target, &route, m, h, &query).await {
             return answer;
         }
     }

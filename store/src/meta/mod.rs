@@ -15,6 +15,7 @@
 //!  ├── manifests  manifests, manifest_refs (and the tags a push sets)
 //!  ├── tags       tags, tag_versions
 //!  ├── repos      repository listing (manifests ∪ repo_blobs)
+//!  ├── pulls      mirror_pulls: last pull of each mirrored repository
 //!  └── gc         sweep, orphan and integrity queries, the GC lock
 //! ```
 //! The submodules use only this module's pools and helpers, never each other.
@@ -22,6 +23,7 @@
 mod blobs;
 mod gc;
 mod manifests;
+mod pulls;
 mod repos;
 mod tags;
 mod uploads;

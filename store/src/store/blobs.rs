@@ -90,9 +90,40 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
+        self.put_blob_early(repo, digest, len, body, None).await
+    }
+
+    /// [`Store::put_blob`], telling `verified` whether the bytes hash to
+    /// `digest` as soon as the store knows: once the last byte is written,
+    /// before the durable commit (fsync, rename, metadata) that makes the
+    /// blob visible. A caller streaming the same bytes to a client may end
+    /// the client's transfer then. The blob is visible only once this
+    /// returns `Ok`. `verified` is dropped unsent when the digest is known
+    /// only at the commit (the hasher was not kept): wait for the result then.
+    pub async fn put_blob_early<S>(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        len: Option<u64>,
+        body: S,
+        verified: Option<tokio::sync::oneshot::Sender<bool>>,
+    ) -> Result<()>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
         let id = self.start_upload(repo).await?;
         let result = match self.append_upload(repo, &id, Some(0), len, body).await {
-            Ok(_) => self.finish_upload(repo, &id, digest).await,
+            Ok(size) => {
+                if let Some(verified) = verified {
+                    if let Some(h) = self.hashers.take(&id, size) {
+                        if h.algorithm() == digest.algorithm() {
+                            let _ = verified.send(h.clone().finish() == *digest);
+                        }
+                        self.hashers.put(&id, size, Some(h));
+                    }
+                }
+                self.finish_upload(repo, &id, digest).await
+            }
             Err(e) => Err(e),
         };
         if result.is_err() {

@@ -381,6 +381,52 @@ async fn gc_sweeps_only_what_nothing_references(backend: &Backend) {
     );
 }
 
+async fn unpulled_mirrored_repositories_expire(backend: &Backend) {
+    let store = backend.open().await;
+    let u = unique();
+    let name = |n: &str| -> RepoName { format!("contract/{u}/{n}").parse().unwrap() };
+    let prefix = format!("contract/{u}/up");
+    let (old, recent, beside) = (name("up/old"), name("up/recent"), name("upx/old"));
+    let (old_image, _) = push_image(&store, &old, "v1").await;
+    push_image(&store, &recent, "v1").await;
+    push_image(&store, &beside, "v1").await;
+    let now = store::now();
+    let long_ago = [&old, &recent, &beside].map(|r| (r.clone(), now - 100));
+    store.record_pulls(&long_ago).await.unwrap();
+    store.record_pulls(&[(recent.clone(), now)]).await.unwrap();
+    // A time never moves back.
+    store
+        .record_pulls(&[(recent.clone(), now - 200)])
+        .await
+        .unwrap();
+    assert_eq!(store.last_pull(&recent).await.unwrap(), Some(now));
+    let keep_for = Duration::from_secs(50);
+    let dry = store
+        .expire_unpulled(&prefix, keep_for, true)
+        .await
+        .unwrap();
+    assert_eq!(dry, Some(vec![(old.to_string(), old_image.clone())]));
+    let tag: Reference = "v1".parse().unwrap();
+    assert!(
+        store.manifest(&old, &tag, false).await.is_ok(),
+        "a dry run keeps it"
+    );
+    let done = store
+        .expire_unpulled(&prefix, keep_for, false)
+        .await
+        .unwrap();
+    assert_eq!(done, Some(vec![(old.to_string(), old_image)]));
+    assert!(matches!(
+        store.manifest(&old, &tag, false).await,
+        Err(Error::ManifestUnknown { .. } | Error::NameUnknown { .. })
+    ));
+    assert_eq!(store.last_pull(&old).await.unwrap(), None);
+    // Pulled lately, or outside the prefix: kept.
+    for kept in [&recent, &beside] {
+        assert!(store.manifest(kept, &tag, false).await.is_ok(), "{kept}");
+    }
+}
+
 /// Each case as a test on each backend.
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
@@ -412,4 +458,5 @@ contract!(
     tags_are_listed_in_pages,
     referrers_list_manifests_by_subject,
     gc_sweeps_only_what_nothing_references,
+    unpulled_mirrored_repositories_expire,
 );

@@ -4,12 +4,17 @@
 //!
 //! `pull` holds the ways in (path prefix, `?ns=`, default upstream), tag
 //! TTLs, read-only mirrored repositories and dedup; `failures` the outage,
-//! hostile-upstream and single-flight tests; `sync` the pre-fetch command.
+//! hostile-upstream and single-flight tests; `sync` the pre-fetch command;
+//! `retention` GC's `keep_for`; `tags` the merged tag lists;
+//! `tls` a private CA's upstream.
 //! The helpers they share are here.
 
 mod failures;
 mod pull;
+mod retention;
 mod sync;
+mod tags;
+mod tls;
 
 use reqwest::{header, Client, StatusCode};
 use serde_json::json;
