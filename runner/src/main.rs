@@ -172,12 +172,13 @@ fn run(cli: &Cli) -> Result<i32> {
             let pull = pull_options(cli, args.options.platform.as_deref())?;
             let options = RunOptions::from(&args.options);
             // The store is closed when this returns: the sandbox clones next.
-            let prepared = match container::prepare_cached(&root, &reference, &options, &args.command)? {
-                Some(p) => p,
-                None => with_store(&root, |store| {
-                    container::prepare(&root, store, &reference, &pull, &options, &args.command)
-                })?,
-            };
+            let prepared =
+                match container::prepare_cached(&root, &reference, &options, &args.command)? {
+                    Some(p) => p,
+                    None => with_store(&root, |store| {
+                        container::prepare(&root, store, &reference, &pull, &options, &args.command)
+                    })?,
+                };
             let RunResult {
                 code,
                 oom_killed,
