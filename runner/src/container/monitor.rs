@@ -70,6 +70,9 @@ pub(super) fn forked(
     let _ = nix::unistd::dup2(report_to.as_raw_fd(), 1);
     let _ = nix::unistd::dup2(log.as_raw_fd(), 2);
     drop((report_to, log, null));
+    // Its command line is still the one of the command it was forked from:
+    // its name (`ps -o comm`, /proc/PID/comm) says what it is.
+    let _ = nix::sys::prctl::set_name(c"runner-monitor");
     match main(root, id) {
         Ok(code) => code,
         Err(e) => {
