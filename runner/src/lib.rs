@@ -29,7 +29,8 @@
 //!                   calls net)
 //! sandbox/       -> spec, seccomp (load), cgroup (join), caps, fsutil, sys
 //!                   parent side (mod.rs), child side, exec (joins a running
-//!                   container), rootfs, overlay, stdio, init
+//!                   container), reap (kills what a timed-out exec started),
+//!                   rootfs, overlay, stdio, init
 //! spec/          -> seccomp (Profile), cgroup (Limits), caps, image::oci, fsutil
 //!                   ContainerSpec: what container hands sandbox (and bundle);
 //!                   user: `-u` against the image's passwd and group
@@ -41,7 +42,7 @@
 //! caps           -> sys
 //! fsutil, image::digest, image::oci   leaves (types and helpers)
 //! sys/           leaf: every unsafe call of the crate, as safe wrappers
-//!                (proc, fd, mount, fs, caps, bpf, term, net)
+//!                (proc, fd, mount, fs, caps, bpf, term, net, mem, watch)
 //! ```
 //! The sandbox knows nothing about registries or images; [`image::store`] is
 //! the only door to stored blobs; [`paths`] is the only place that builds

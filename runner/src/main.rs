@@ -82,9 +82,19 @@ fn run(cli: &Cli) -> Result<i32> {
         }
         other => other?,
     };
-    state::clean_stale(&root).context("cleaning up after an earlier crash")?;
-    let abandoned = layers::remove_abandoned_unpacks(&root);
-    let abandoned_steps = runner::build::step::remove_abandoned(&root);
+    // A monitor's command cleaned up a moment ago: it goes straight to its container.
+    let monitor = matches!(cli.command, Command::Monitor { .. });
+    if !monitor {
+        state::clean_stale(&root).context("cleaning up after an earlier crash")?;
+    }
+    let (abandoned, abandoned_steps) = if monitor {
+        (0, 0)
+    } else {
+        (
+            layers::remove_abandoned_unpacks(&root),
+            runner::build::step::remove_abandoned(&root),
+        )
+    };
     if let Some(result) = containers::dispatch(&root, &cli.command) {
         return result;
     }
@@ -163,17 +173,15 @@ fn run(cli: &Cli) -> Result<i32> {
         Command::Run(args) => {
             let reference: Reference = args.image.parse()?;
             let pull = pull_options(cli, args.options.platform.as_deref())?;
+            let options = RunOptions::from(&args.options);
             // The store is closed when this returns: the sandbox clones next.
-            let prepared = with_store(&root, |store| {
-                container::prepare(
-                    &root,
-                    store,
-                    &reference,
-                    &pull,
-                    &RunOptions::from(&args.options),
-                    &args.command,
-                )
-            })?;
+            let prepared =
+                match container::prepare_cached(&root, &reference, &options, &args.command)? {
+                    Some(p) => p,
+                    None => with_store(&root, |store| {
+                        container::prepare(&root, store, &reference, &pull, &options, &args.command)
+                    })?,
+                };
             let RunResult {
                 code,
                 oom_killed,

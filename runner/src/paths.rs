@@ -22,6 +22,8 @@
 //!     etc/                         hostname, hosts, resolv.conf bound into the container
 //!     lower/<n>/                   id-mapped layer mount points (--userns only)
 //!   seccomp/<sha256>.bpf           compiled seccomp filters, built once
+//!   image-cache/<sha256>.json      local images by reference (hash) as `run` reads them
+//!   image-cache.lock               flock: held while an image-cache entry is filled or dropped
 //!   build/cache/<hex of key>.json  `runner build`'s step cache: the layer a step made
 //!   build/stat/<hex>.json          `runner build`'s stat cache of one context dir
 //!   tmp/                           downloads in progress (*.partial) and unpacks in progress
@@ -284,6 +286,20 @@ impl Root {
         self.dir
             .join("build/stat")
             .join(format!("{}.json", key.hex()))
+    }
+
+    /// The local images as `run` last read them, by reference (see
+    /// `image::store::cache`): one file per reference, named by its hash.
+    pub fn image_cache(&self, reference: &str) -> PathBuf {
+        self.dir.join("image-cache").join(format!(
+            "{}.json",
+            crate::image::digest::sha256_of(reference.as_bytes()).hex()
+        ))
+    }
+
+    /// Lock serializing the image cache's fills and drops.
+    pub fn image_cache_lock(&self) -> PathBuf {
+        self.dir.join("image-cache.lock")
     }
 
     /// Credentials written by `runner login`.

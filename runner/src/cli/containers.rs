@@ -218,11 +218,19 @@ pub struct ExecArgs {
     /// User (name|uid[:group|gid]).
     #[arg(short = 'u', long)]
     pub user: Option<String>,
+    /// Kill the command, and every process it started in the container,
+    /// after this long (500ms, 30s, 1m); exit status 124 then.
+    #[arg(long, value_parser = exec_timeout)]
+    pub timeout: Option<u64>,
     /// The container (id, id prefix or name).
     pub container: String,
     /// Command and arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+}
+
+fn exec_timeout(text: &str) -> Result<u64, String> {
+    duration_ms("--timeout", text).map_err(|e| e.to_string())
 }
 
 impl From<&ExecArgs> for ExecOptions {
@@ -233,6 +241,7 @@ impl From<&ExecArgs> for ExecOptions {
             env: a.env.clone(),
             workdir: a.workdir.clone(),
             user: a.user.clone(),
+            timeout: a.timeout.map(std::time::Duration::from_millis),
         }
     }
 }

@@ -20,9 +20,12 @@ pub fn run_detached(root: &Root, args: &RunArgs, pull: &PullOptions) -> Result<i
     let detach = args.detach.options()?;
     let reference: Reference = args.image.parse()?;
     let options = RunOptions::from(&args.options);
-    let prepared = with_store(root, |store| {
-        container::prepare(root, store, &reference, pull, &options, &args.command)
-    })?;
+    let prepared = match container::prepare_cached(root, &reference, &options, &args.command)? {
+        Some(p) => p,
+        None => with_store(root, |store| {
+            container::prepare(root, store, &reference, pull, &options, &args.command)
+        })?,
+    };
     let config = detached::create(root, &prepared, &options, &args.command, &detach)?;
     match detached::start(root, &config.id) {
         Ok(()) => {
@@ -49,7 +52,10 @@ fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<i32> 
 
 fn logs(root: &Root, args: &runner::cli::containers::LogsArgs) -> Result<i32> {
     let s = records::find(root, &args.container)?;
-    let Ok(config) = detached::load_config(root, &s.id) else {
+    let config = detached::load_config(root, &s.id)
+        .ok()
+        .filter(|_| s.detached);
+    let Some(config) = config else {
         bail!(
             "container {} runs in the foreground of its runner: its output goes there, not to a log",
             args.container
@@ -79,10 +85,7 @@ fn logs(root: &Root, args: &runner::cli::containers::LogsArgs) -> Result<i32> {
         logs::print(e, &query)?;
     }
     if args.follow && path.exists() {
-        let id = s.id.clone();
-        logs::follow(&path, offset, &query, &|| {
-            records::load(root, &id).is_some_and(|s| control::running(&s))
-        })?;
+        logs::follow(root, &s.id, &path, offset, &query)?;
     }
     Ok(0)
 }

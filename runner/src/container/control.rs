@@ -42,7 +42,7 @@ pub enum Error {
     #[error("cannot remove container {0}: it is running; stop it first, or use rm -f")]
     Running(String),
     /// `exec` in a container that is not running (or runs in the foreground).
-    #[error("container {0} is not running (exec needs a running container started with run -d)")]
+    #[error("container {0} is not running")]
     NotRunning(String),
     /// `start` of a foreground container.
     #[error("container {0} runs in the foreground of its runner: it cannot be started again")]

@@ -4,8 +4,8 @@
 //! `run -d` prepares the container as a foreground run does (image, layers,
 //! spec), then [`create`] records it: `config.json` (what to run, written
 //! once) and `state.json` (`created`), under the names lock so the name is
-//! unique. [`start`] re-executes the runner binary as `runner __monitor ID`
-//! with a new session of its own (see [`super::monitor`]); the monitor
+//! unique. [`start`] forks the monitor, which takes a new session of its
+//! own (see [`super::monitor`]); the monitor
 //! writes one line on a pipe once the container's PID 1 runs the workload
 //! (or why it could not start), and the command returns, printing the id.
 //! From then on every command reads the record; there is no daemon.
@@ -14,7 +14,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use serde::{Deserialize, Serialize};
 
@@ -273,8 +272,64 @@ pub fn create(
         Some(n) => n.to_string(),
         None => default_name(root, &spec.id),
     };
+    let config = config_of(prepared, options, command, detach, &name);
+    let dir = root.container(&spec.id);
+    let prepare_err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Prepare { path, source }
+    };
+    crate::paths::create_private_dir(&root.containers_dir())
+        .map_err(prepare_err(&root.containers_dir()))?;
+    crate::paths::create_private_dir(&dir).map_err(prepare_err(&dir))?;
+    for sub in ["upper", "work", "rootfs"] {
+        let p = dir.join(sub);
+        fs::create_dir_all(&p).map_err(prepare_err(&p))?;
+    }
+    write_config(root, &config)?;
+    let now = state::now_ms();
+    records::save(
+        root,
+        &State {
+            id: spec.id.clone(),
+            name: Some(name),
+            image: config.image.clone(),
+            owner_pid: 0,
+            owner_start: 0,
+            owner_boot: String::new(),
+            cgroup: Cgroup::for_container(Path::new("/sys/fs/cgroup"), &spec.id)?,
+            layers: prepared.image.diff_ids.clone(),
+            detached: true,
+            life: Life {
+                status: Status::Created,
+                created: now,
+                command: spec.args.clone(),
+                health: None,
+                ..Life::default()
+            },
+        },
+    )?;
+    Ok(config)
+}
+
+/// Writes a container's `config.json` (its directory exists).
+pub(super) fn write_config(root: &Root, config: &Config) -> Result<()> {
+    let path = config_path(root, &config.id);
+    let bytes = serde_json::to_vec_pretty(config).expect("config serializes");
+    crate::fsutil::write_replace(&path, &bytes, false)
+        .map_err(|source| Error::Prepare { path, source })
+}
+
+/// The config of a prepared container named `name`.
+pub(super) fn config_of(
+    prepared: &Prepared,
+    options: &RunOptions,
+    command: &[String],
+    detach: &DetachOptions,
+    name: &str,
+) -> Config {
+    let spec = &prepared.spec;
     let mut options = options.clone();
-    options.name = Some(name.clone());
+    options.name = Some(name.to_owned());
     // `-e KEY` copies the host's value now, not at each restart.
     options.env = options
         .env
@@ -284,9 +339,9 @@ pub fn create(
             false => std::env::var(e).ok().map(|v| format!("{e}={v}")),
         })
         .collect();
-    let config = Config {
+    Config {
         id: spec.id.clone(),
-        name: name.clone(),
+        name: name.to_owned(),
         image: prepared.image.reference.clone(),
         image_id: prepared.image.config.clone(),
         options,
@@ -312,44 +367,7 @@ pub fn create(
         args: spec.args.clone(),
         env: spec.env.clone(),
         hostname: spec.hostname.clone(),
-    };
-    let dir = root.container(&spec.id);
-    let prepare_err = |path: &Path| {
-        let path = path.to_owned();
-        move |source| Error::Prepare { path, source }
-    };
-    crate::paths::create_private_dir(&root.containers_dir())
-        .map_err(prepare_err(&root.containers_dir()))?;
-    crate::paths::create_private_dir(&dir).map_err(prepare_err(&dir))?;
-    for sub in ["upper", "work", "rootfs"] {
-        let p = dir.join(sub);
-        fs::create_dir_all(&p).map_err(prepare_err(&p))?;
     }
-    let path = config_path(root, &spec.id);
-    let bytes = serde_json::to_vec_pretty(&config).expect("config serializes");
-    crate::fsutil::write_replace(&path, &bytes, false).map_err(prepare_err(&path))?;
-    let now = state::now_ms();
-    records::save(
-        root,
-        &State {
-            id: spec.id.clone(),
-            name: Some(name),
-            image: config.image.clone(),
-            owner_pid: 0,
-            owner_start: 0,
-            cgroup: Cgroup::for_container(Path::new("/sys/fs/cgroup"), &spec.id)?,
-            layers: prepared.image.diff_ids.clone(),
-            detached: true,
-            life: Life {
-                status: Status::Created,
-                created: now,
-                command: spec.args.clone(),
-                health: None,
-                ..Life::default()
-            },
-        },
-    )?;
-    Ok(config)
 }
 
 /// The container could not start.
@@ -364,26 +382,32 @@ pub struct StartFailed {
 
 /// Starts the monitor of container `id` and waits for its word: `Ok` once
 /// PID 1 runs the workload, [`StartFailed`] if the container could not
-/// start. The monitor's own diagnostics go to `<dir>/monitor.log`.
+/// start. The monitor is a fork of this process (no second program start,
+/// no second parse of the command line); it has no store and no thread,
+/// and it rebuilds what it runs from `config.json` as every later start
+/// does. Its own diagnostics go to `<dir>/monitor.log`.
 pub fn start(root: &Root, id: &str) -> Result<(), StartFailed> {
     let failed = |message: String| StartFailed { code: 125, message };
-    let exe = std::env::current_exe().map_err(|e| failed(format!("finding the runner: {e}")))?;
     let log = fs::File::create(root.container(id).join("monitor.log"))
         .map_err(|e| failed(format!("creating the monitor's log: {e}")))?;
-    let mut child = Command::new(exe)
-        .arg("--root")
-        .arg(root.dir())
-        .args(["__monitor", id])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| failed(format!("starting the monitor: {e}")))?;
+    let (report_r, report_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| failed(format!("pipe2: {e}")))?;
+    crate::sandbox::wait_single_threaded(crate::sandbox::THREAD_EXIT_WAIT)
+        .map_err(|e| failed(e.to_string()))?;
+    let child = match crate::sys::proc::fork() {
+        Err(e) => return Err(failed(format!("starting the monitor: {e}"))),
+        Ok(nix::unistd::ForkResult::Child) => {
+            drop(report_r);
+            std::process::exit(super::monitor::forked(root, id, report_w, log))
+        }
+        Ok(nix::unistd::ForkResult::Parent { child }) => child,
+    };
+    drop(report_w);
+    drop(log);
     let mut line = String::new();
-    let stdout = child.stdout.take().expect("piped");
-    let _ = BufReader::new(stdout).read_line(&mut line);
+    let _ = BufReader::new(fs::File::from(report_r)).read_line(&mut line);
     // The monitor goes on alone (its own session); reap it if it already left.
-    let _ = child.try_wait();
+    let _ = nix::sys::wait::waitpid(child, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
     match line.trim_end().split_once(' ') {
         None if line.trim_end() == "ok" => Ok(()),
         Some(("error", rest)) => {

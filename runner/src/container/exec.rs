@@ -3,7 +3,12 @@
 //! directory or `-w`, and exactly its confinement: its namespaces and
 //! cgroup, capabilities, `no_new_privs` and seccomp filter (rebuilt from
 //! its `config.json` as its monitor does). The sandbox does the joining
-//! ([`crate::sandbox::exec`]).
+//! ([`crate::sandbox::exec`]). A foreground container (`run` without
+//! `-d`) records the same `config.json`, so `exec` joins it too.
+//!
+//! With a timeout (`--timeout`, and every health check), the command and
+//! every process it started in the container are killed once it passes,
+//! not only the command (see `sandbox::reap`); the status is then 124.
 
 use super::control::{self, running};
 use super::detached;
@@ -26,7 +31,12 @@ pub struct ExecOptions {
     pub workdir: Option<String>,
     /// User.
     pub user: Option<String>,
+    /// Kill it, and what it started, after this long.
+    pub timeout: Option<std::time::Duration>,
 }
+
+/// The status of an `exec` that ran past its timeout (as `timeout(1)`'s).
+pub const TIMED_OUT: i32 = 124;
 
 /// Runs `command` in container `what` and waits for it.
 pub fn exec(
@@ -62,8 +72,19 @@ pub fn exec(
         pid: s.life.pid,
         seccomp_bpf: bpf.as_deref(),
         cgroup: &s.cgroup,
+        timeout: options.timeout,
     })
     .map_err(|e| Box::new(Error::from(e)))?;
+    if outcome.timed_out {
+        let limit = options.timeout.unwrap_or_default();
+        return Ok(RunResult {
+            code: TIMED_OUT,
+            oom_killed: false,
+            setup_error: Some(format!(
+                "the command ran past its timeout ({limit:?}): it and every process it started were killed"
+            )),
+        });
+    }
     Ok(RunResult {
         code: outcome.code,
         oom_killed: false,

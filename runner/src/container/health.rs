@@ -1,7 +1,8 @@
 //! Health checks, run by a detached container's monitor while PID 1 runs:
 //! every interval, the check's command runs in the container exactly as
-//! `runner exec` runs one (it is `runner exec`, started by the monitor),
-//! with a timeout. Its exit code decides: 0 healthy, anything else a
+//! `runner exec` runs one (it is `runner exec --timeout`, started by the
+//! monitor): past the timeout, the check and every process it started in
+//! the container are killed, so a hung check leaves nothing behind. Its exit code decides: 0 healthy, anything else a
 //! failure; `retries` failures in a row make the container unhealthy, but
 //! failures in the start period do not count. The status (`starting`,
 //! `healthy`, `unhealthy`), the failing streak and the last five results
@@ -27,6 +28,8 @@ use crate::paths::Root;
 const KEPT: usize = 5;
 /// Output kept per result.
 const OUTPUT: usize = 4096;
+/// How long past the timeout a check's `runner exec` may take to end.
+const CLIENT_GRACE: Duration = Duration::from_secs(5);
 
 /// A running checker; dropping it stops it (and waits for a check in flight).
 pub struct Checker {
@@ -123,10 +126,17 @@ fn run_check(root: &Root, id: &str, check: &HealthCheck) -> HealthResult {
     let Ok(err) = out.try_clone() else {
         return failed("cannot start the health check".into());
     };
+    let timeout = Duration::from_millis(check.timeout_ms.max(1));
+    let began = Instant::now();
     let spawned = Command::new(exe)
         .arg("--root")
         .arg(root.dir())
-        .args(["exec", id])
+        .args([
+            "exec",
+            "--timeout",
+            &format!("{}ms", timeout.as_millis()),
+            id,
+        ])
         .args(argv(&check.test))
         .stdin(Stdio::null())
         .stdout(out)
@@ -136,16 +146,18 @@ fn run_check(root: &Root, id: &str, check: &HealthCheck) -> HealthResult {
         Ok(c) => c,
         Err(e) => return failed(format!("starting the health check: {e}")),
     };
-    let timeout = Duration::from_millis(check.timeout_ms.max(1));
+    // The client enforces the timeout; this only catches a client that hangs.
     let ended = crate::sys::proc::pidfd_open(child.id() as i32)
-        .and_then(|fd| crate::sys::proc::wait_readable(&fd, Some(timeout)))
+        .and_then(|fd| crate::sys::proc::wait_readable(&fd, Some(timeout + CLIENT_GRACE)))
         .unwrap_or(false);
     if !ended {
         let _ = child.kill();
-        let _ = child.wait();
-        return failed(format!("Health check exceeded timeout ({timeout:?})"));
     }
     let code = child.wait().ok().and_then(|s| s.code()).unwrap_or(-1);
+    if !ended || (code == super::exec::TIMED_OUT && began.elapsed() >= timeout) {
+        let _ = fs::remove_file(&out_path);
+        return failed(format!("Health check exceeded timeout ({timeout:?})"));
+    }
     let mut output = String::new();
     if let Ok(f) = fs::File::open(&out_path) {
         let mut bytes = Vec::new();

@@ -15,8 +15,11 @@ use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use super::clock;
+use super::state::is_live;
+use super::{clock, control, records};
+use crate::paths::Root;
 use crate::sandbox::{OutputSink, Stream};
+use crate::sys::watch::DirWatch;
 
 /// Longest entry: a longer line is cut.
 const MAX_ENTRY: usize = 16 * 1024;
@@ -241,17 +244,26 @@ pub fn read(path: &Path, rotation: Rotation, query: &Query) -> io::Result<(Vec<E
     Ok((entries, offset))
 }
 
-/// Prints entries appended to the log at `path` after `offset`, until
-/// `running` says the container is gone and the file holds nothing more.
+/// Prints entries appended to the log of container `id` (at `path`) after
+/// `offset`, until the container has ended and the file holds nothing more.
 /// A rotation (the file got shorter, or another file took its name) starts
-/// over at the new file's beginning. Checks for more every 100 ms.
+/// over at the new file's beginning. Sleeps between changes: it wakes on a
+/// change in the container's directory (the log written or rotated, the
+/// record replaced) or the end of its monitor, never on a timer.
 pub fn follow(
+    root: &Root,
+    id: &str,
     path: &Path,
     mut offset: u64,
     query: &Query,
-    running: &dyn Fn() -> bool,
 ) -> io::Result<()> {
     use std::os::unix::fs::MetadataExt;
+    let running = || records::load(root, id).is_some_and(|s| control::running(&s));
+    let watch = DirWatch::new(&root.container(id))?;
+    // The monitor's end wakes the wait even if it could not record it (killed).
+    let owner = records::load(root, id)
+        .filter(is_live)
+        .and_then(|s| crate::sys::proc::pidfd_open(s.owner_pid).ok());
     let mut file = File::open(path)?;
     let mut inode = file.metadata()?.ino();
     file.seek(SeekFrom::Start(offset))?;
@@ -282,7 +294,7 @@ pub fn follow(
         if !alive {
             return Ok(());
         }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        watch.wait(owner.as_ref(), None)?;
     }
 }
 

@@ -146,6 +146,10 @@ pub struct Prepared {
     pub spec: ContainerSpec,
     /// Unpacked layer directories, base first.
     pub layers: Vec<PathBuf>,
+    /// The options it was prepared with.
+    pub options: RunOptions,
+    /// The command given on the command line.
+    pub command: Vec<String>,
 }
 
 /// Everything `runner run` needs from the image store: the image (pulled if
@@ -170,7 +174,33 @@ pub fn prepare(
         image,
         spec,
         layers,
+        options: options.clone(),
+        command: command.to_vec(),
     })
+}
+
+/// [`prepare`] without opening the store, for an image in the image cache
+/// (one `run` read before, see [`image_store::cache`]) whose layers are
+/// all unpacked; `None` otherwise (then [`prepare`] does the work).
+pub fn prepare_cached(
+    root: &Root,
+    reference: &Reference,
+    options: &RunOptions,
+    command: &[String],
+) -> Result<Option<Prepared>> {
+    let Some(image) = image_store::cache::lookup(root, &reference.to_string()) else {
+        return Ok(None);
+    };
+    let exec = image.image_config.config.clone().unwrap_or_default();
+    let spec = build_spec(options, &exec, command, new_id())?;
+    let layers = image.diff_ids.iter().map(|d| root.layer(d)).collect();
+    Ok(Some(Prepared {
+        image,
+        spec,
+        layers,
+        options: options.clone(),
+        command: command.to_vec(),
+    }))
 }
 
 /// Parses `32m`, `1g`, `512k` or plain bytes.
@@ -349,6 +379,7 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
         image: record,
         spec,
         layers,
+        ..
     } = prepared;
     let bpf = match &spec.seccomp {
         Some(profile) => Some(seccomp::cached_filter(root, profile, &spec.capabilities)?),
@@ -364,6 +395,7 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
             image: record.reference.clone(),
             owner_pid: std::process::id() as i32,
             owner_start: state::process_start_time(std::process::id() as i32).unwrap_or(0),
+            owner_boot: state::boot_id(),
             cgroup: cgroup.clone(),
             layers: record.diff_ids.clone(),
             detached: false,
@@ -375,6 +407,20 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
             },
         },
     )?;
+    // What `exec` needs to join it, as for a detached container.
+    let mut config = detached::config_of(
+        prepared,
+        &prepared.options,
+        &prepared.command,
+        &detached::DetachOptions::default(),
+        &spec
+            .name
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+    );
+    config.options.name = spec.name.as_ref().map(ToString::to_string);
+    detached::write_config(root, &config)?;
     cgroup.create(&spec.limits)?;
     prepare_state_dir(container.dir(), spec, layers.len())?;
     let record_pid = |pid: i32| {

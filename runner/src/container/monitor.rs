@@ -1,4 +1,5 @@
-//! The per-container monitor (`runner __monitor ID`, like podman's conmon):
+//! The per-container monitor (like podman's conmon; a fork of the `run -d`
+//! or `start` command, see [`forked`], or `runner __monitor ID` by hand):
 //! one small process per detached container, no central daemon. A crash of
 //! one monitor loses only its own container.
 //!
@@ -34,6 +35,7 @@ use crate::cgroup::{Cgroup, CgroupManager};
 use crate::paths::Root;
 use crate::sandbox::{self, Hooks, Launch};
 use crate::seccomp;
+use crate::sys::watch::DirWatch;
 
 /// Shortest and longest wait before a restart, and the run length that resets it.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -52,6 +54,35 @@ fn report(line: &str) {
     }
 }
 
+/// The monitor as forked by [`detached::start`]: its stdin is /dev/null,
+/// its stdout `report_to` (the line for the command that started it), its
+/// stderr `log`; then [`main`]. Returns the monitor's exit status.
+pub(super) fn forked(
+    root: &Root,
+    id: &str,
+    report_to: std::os::fd::OwnedFd,
+    log: std::fs::File,
+) -> i32 {
+    let null = OpenOptions::new().read(true).open("/dev/null");
+    if let Ok(null) = &null {
+        let _ = nix::unistd::dup2(null.as_raw_fd(), 0);
+    }
+    let _ = nix::unistd::dup2(report_to.as_raw_fd(), 1);
+    let _ = nix::unistd::dup2(log.as_raw_fd(), 2);
+    drop((report_to, log, null));
+    // Its command line is still the one of the command it was forked from:
+    // its name (`ps -o comm`, /proc/PID/comm) says what it is.
+    let _ = nix::sys::prctl::set_name(c"runner-monitor");
+    match main(root, id) {
+        Ok(code) => code,
+        Err(e) => {
+            report(&format!("error 125 {e}"));
+            eprintln!("monitor: {e}");
+            1
+        }
+    }
+}
+
 /// The monitor's life: runs container `id` until it ends for good. Returns
 /// the monitor's exit status (0; non-zero only when it could not set up).
 pub fn main(root: &Root, id: &str) -> Result<i32> {
@@ -66,15 +97,6 @@ pub fn main(root: &Root, id: &str) -> Result<i32> {
             return Ok(1);
         }
     };
-    let me = std::process::id() as i32;
-    let owner_start = state::process_start_time(me).unwrap_or(0);
-    records::update(root, id, |s| {
-        s.owner_pid = me;
-        s.owner_start = owner_start;
-        s.life.status = Status::Running;
-        s.life.stop_requested = false;
-        s.life.error.clear();
-    })?;
     sandbox::block_forwarded_signals()?;
     let log = Arc::new(
         LogWriter::open(&detached::log_path(root, id), config.log).map_err(|source| {
@@ -134,9 +156,14 @@ pub fn main(root: &Root, id: &str) -> Result<i32> {
     Ok(0)
 }
 
-/// Sleeps `wait` in small steps; false as soon as a stop is requested.
+/// Waits out `wait`; false as soon as a stop is requested. Wakes on a
+/// change of the container's directory (`stop` rewrites the record), not
+/// on a timer.
 fn wait_unless_stopped(root: &Root, id: &str, wait: Duration) -> bool {
     let deadline = Instant::now() + wait;
+    let Ok(watch) = DirWatch::new(&root.container(id)) else {
+        return false;
+    };
     loop {
         if records::load(root, id).is_none_or(|s| s.life.stop_requested) {
             return false;
@@ -145,18 +172,22 @@ fn wait_unless_stopped(root: &Root, id: &str, wait: Duration) -> bool {
         if left.is_zero() {
             return true;
         }
-        std::thread::sleep(left.min(Duration::from_millis(100)));
+        if watch.wait(None, Some(left)).is_err() {
+            std::thread::sleep(left);
+        }
     }
 }
 
 /// One run of PID 1, from a fresh cgroup to its exit: (exit status, why it
-/// did not start).
+/// did not start). The first run also records the monitor as the owner
+/// (one write of the record fewer before `run -d` returns).
 fn run_once(
     root: &Root,
     config: &Config,
     log: &Arc<LogWriter>,
     reported: &mut bool,
 ) -> Result<(i32, Option<String>)> {
+    let first = !*reported;
     let id = &config.id;
     let spec = build_spec(
         &config.options,
@@ -175,16 +206,26 @@ fn run_once(
     // makes the next mount on the same work dir fail: start each run with
     // a fresh one (the upper layer, the container's changes, stays).
     let work = dir.join("work");
-    let _ = std::fs::remove_dir_all(&work);
-    std::fs::create_dir(&work).map_err(|source| Error::Prepare { path: work, source })?;
+    if work.join("work").exists() {
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir(&work).map_err(|source| Error::Prepare { path: work, source })?;
+    }
     prepare_state_dir(&dir, &spec, config.layers.len())?;
+    let me = std::process::id() as i32;
+    let owner_start = state::process_start_time(me).unwrap_or(0);
     records::update(root, id, |s| {
+        if first {
+            s.owner_pid = me;
+            s.owner_start = owner_start;
+            s.owner_boot = state::boot_id();
+            s.life.status = Status::Running;
+            s.life.stop_requested = false;
+        }
         s.life.started_at = state::now_ms();
         s.life.oom_killed = false;
         s.life.error.clear();
         s.cgroup = cgroup.clone();
     })?;
-    let first = !*reported;
     // Started once PID 1 runs (the sandbox clones single-threaded), joined
     // when this returns.
     let health = std::cell::RefCell::new(None);

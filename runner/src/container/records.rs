@@ -125,15 +125,24 @@ pub fn update(root: &Root, id: &str, change: impl FnOnce(&mut State)) -> Result<
 }
 
 /// A detached container whose monitor is gone: unless the monitor recorded
-/// its end, the record says `dead` (exit 255 unless known) and the cgroup
-/// (with anything left in it) is removed. Returns whether it changed.
+/// its end, the record says `exited` (as Docker shows a container after a
+/// reboot: exit 255 unless known, the reason in `State.Error`) and the
+/// cgroup (with anything left in it) is removed. Returns whether it changed.
 pub fn mark_dead(root: &Root, id: &str) -> Result<bool> {
-    let mut changed = false;
-    let after = update(root, id, |s| {
-        if is_live(s) || !matches!(s.life.status, Status::Running | Status::Restarting) {
-            return;
-        }
-        s.life.status = Status::Dead;
+    if !root.container(id).is_dir() {
+        return Ok(false);
+    }
+    let _lock = ContainerLock::take(root, id)?;
+    let Some(mut s) = load(root, id) else {
+        return Ok(false);
+    };
+    if is_live(&s) {
+        return Ok(false);
+    }
+    // Only a record that still says it runs changes (and is written).
+    let changed = matches!(s.life.status, Status::Running | Status::Restarting);
+    if changed {
+        s.life.status = Status::Exited;
         s.life.pid = 0;
         if s.life.exit_code == 0 {
             s.life.exit_code = 255;
@@ -143,9 +152,9 @@ pub fn mark_dead(root: &Root, id: &str) -> Result<bool> {
         if let Some(h) = &mut s.life.health {
             h.status = "unhealthy".into();
         }
-        changed = true;
-    })?;
-    if let Some(s) = after.filter(|s| !is_live(s)) {
+        save(root, &s)?;
+    }
+    if changed || s.cgroup.paths().iter().any(|p| p.exists()) {
         s.cgroup.destroy()?;
     }
     Ok(changed)
@@ -221,6 +230,7 @@ mod tests {
                 image: "img".into(),
                 owner_pid: 0,
                 owner_start: 0,
+                owner_boot: String::new(),
                 cgroup: serde_json::from_value(serde_json::json!(
                     {"V2": {"mount": "/nonexistent", "dir": "/nonexistent/strata/x"}}
                 ))

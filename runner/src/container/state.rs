@@ -8,7 +8,8 @@
 //! and removes the cgroup and state of any foreground container whose owner
 //! is gone; a detached one (`run -d`) whose monitor is gone is marked dead
 //! and its cgroup removed, its record kept for `ps -a`, `logs` and `rm`
-//! (see [`crate::container::records`]).
+//! (see [`crate::container::records`]). The owner is named by boot id too,
+//! so after a reboot no new process is taken for it.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -59,6 +60,10 @@ pub struct State {
     pub owner_pid: i32,
     /// Start time of the owning runner (clock ticks since boot).
     pub owner_start: u64,
+    /// The boot the owner ran in (`/proc/sys/kernel/random/boot_id`): after
+    /// a reboot, a new process with the same pid and start time is not it.
+    #[serde(default)]
+    pub owner_boot: String,
     /// The container's cgroup.
     pub cgroup: Cgroup,
     /// diff_ids of the layers in use.
@@ -211,10 +216,18 @@ pub fn read_states(root: &Root) -> Vec<(PathBuf, Option<State>)> {
         .collect()
 }
 
+/// This boot's id (empty if the kernel does not say).
+pub fn boot_id() -> String {
+    fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// Whether the process that owns the container (its monitor, or the
-/// foreground runner) still runs: same pid and same start time.
+/// foreground runner) still runs: same boot, same pid, same start time.
 pub fn is_live(state: &State) -> bool {
-    process_start_time(state.owner_pid) == Some(state.owner_start)
+    (state.owner_boot.is_empty() || state.owner_boot == boot_id())
+        && process_start_time(state.owner_pid) == Some(state.owner_start)
 }
 
 fn remove_dir(dir: &Path) -> Result<()> {
@@ -233,6 +246,10 @@ pub fn clean_stale(root: &Root) -> Result<Vec<String>> {
     for (dir, state) in read_states(root) {
         match state {
             Some(s) if is_live(&s) => {}
+            // An ended one was cleaned when it ended: nothing to read or write.
+            Some(s)
+                if s.detached && !matches!(s.life.status, Status::Running | Status::Restarting) => {
+            }
             Some(s) if s.detached => {
                 if crate::container::records::mark_dead(root, &s.id)? {
                     cleaned.push(s.id);

@@ -104,7 +104,7 @@ pub fn status_text(s: &State, now: u64) -> String {
 /// command has not yet marked).
 pub fn effective_status(s: &State) -> Status {
     match s.life.status {
-        Status::Running | Status::Restarting if !running(s) => Status::Dead,
+        Status::Running | Status::Restarting if !running(s) => Status::Exited,
         other => other,
     }
 }

@@ -9,7 +9,8 @@
 //! auth                                        the auth file, Docker's config.json
 //! layers    -> unpack, store, digest          layers/<alg>/<hex>/, each unpacked once
 //! unpack    -> store, digest, crate::sys      one layer archive -> a directory
-//! store     -> oci, reference, digest         the local image store (`store` crate)
+//! store     -> oci, reference, digest         the local image store (`store` crate);
+//!                                             store::cache: images by reference for `run`
 //! reference -> digest                         `[registry/]repository[:tag][@digest]`
 //! oci       -> digest                         the OCI image-spec documents read
 //! digest                                      the store's digest type, re-exported

@@ -24,7 +24,7 @@ use nix::sys::wait::waitpid;
 
 use super::child::{self, ChildError, Context};
 use super::stdio::{ChildStreams, Streams};
-use super::{forwarded_and_chld, parse_report, supervise, sys, Outcome, Result};
+use super::{forwarded_and_chld, parse_report, supervise, sys, Limit, Outcome, Result};
 use crate::cgroup::{Cgroup, CgroupManager};
 use crate::spec::ContainerSpec;
 
@@ -39,6 +39,9 @@ pub struct Join<'a> {
     pub seccomp_bpf: Option<&'a [u8]>,
     /// The container's cgroup.
     pub cgroup: &'a Cgroup,
+    /// Past this, the command and every process it started are killed
+    /// ([`super::reap::kill_started`]).
+    pub timeout: Option<std::time::Duration>,
 }
 
 /// Namespaces joined, in order (user first: it grants the rights for the others).
@@ -161,14 +164,25 @@ pub fn exec(join: &Join<'_>) -> Result<Outcome> {
         return Ok(Outcome {
             code,
             setup_error: Some(message),
+            timed_out: false,
         });
     }
     let relay = streams.relay(spec.stdin, None);
-    let code = supervise(pid, spec, &signals, relay.master());
+    let timed_out = std::cell::Cell::new(false);
+    let kill_all = || {
+        timed_out.set(true);
+        super::reap::kill_started(join.cgroup, pid.as_raw());
+    };
+    let limit = join.timeout.map(|t| Limit {
+        at: std::time::Instant::now() + t,
+        kill: &kill_all,
+    });
+    let code = supervise(pid, spec, &signals, relay.master(), limit);
     relay.finish();
     restore();
     Ok(Outcome {
         code,
         setup_error: None,
+        timed_out: timed_out.get(),
     })
 }

@@ -34,6 +34,7 @@ mod child;
 mod exec;
 mod init;
 mod overlay;
+mod reap;
 mod rootfs;
 mod stdio;
 
@@ -125,6 +126,8 @@ pub struct Outcome {
     pub code: i32,
     /// Set when the container never ran its command (125/126/127).
     pub setup_error: Option<String>,
+    /// An `exec` ran past its timeout: it and what it started were killed.
+    pub timed_out: bool,
 }
 
 /// Signals the runner forwards to the container.
@@ -263,6 +266,7 @@ pub fn run_with(launch: &Launch<'_>, hooks: &Hooks<'_>) -> Result<Outcome> {
             return Ok(Outcome {
                 code,
                 setup_error: Some(message),
+                timed_out: false,
             });
         }
         return Err(e);
@@ -278,6 +282,7 @@ pub fn run_with(launch: &Launch<'_>, hooks: &Hooks<'_>) -> Result<Outcome> {
         return Ok(Outcome {
             code,
             setup_error: Some(message),
+            timed_out: false,
         });
     }
 
@@ -285,12 +290,13 @@ pub fn run_with(launch: &Launch<'_>, hooks: &Hooks<'_>) -> Result<Outcome> {
         started(pid.as_raw());
     }
     let relay = streams.relay(spec.stdin, hooks.output.clone());
-    let code = supervise(pid, spec, &signals, relay.master());
+    let code = supervise(pid, spec, &signals, relay.master(), None);
     relay.finish();
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old_mask), None);
     Ok(Outcome {
         code,
         setup_error: None,
+        timed_out: false,
     })
 }
 
@@ -365,13 +371,26 @@ fn wait_status_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
-/// Forwards signals until the child exits; returns its exit status.
+/// A time limit for [`supervise`]: at `at`, `kill` runs (once).
+struct Limit<'a> {
+    at: Instant,
+    kill: &'a dyn Fn(),
+}
+
+/// Forwards signals until the child exits; returns its exit status. With a
+/// [`Limit`], its `kill` runs when the limit passes, and the wait goes on.
 ///
 /// The child may have made the runner its tracer (`PTRACE_TRACEME`): its
 /// ptrace stops are then reported here (`__WALL` waits for them whatever
 /// the child's kind) and it is detached at once, with the signal it stopped
 /// on, instead of waiting forever for a tracer that never continues it.
-fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<RawFd>) -> i32 {
+fn supervise(
+    pid: Pid,
+    spec: &ContainerSpec,
+    signals: &SigSet,
+    master: Option<RawFd>,
+    mut limit: Option<Limit<'_>>,
+) -> i32 {
     let mut deadline: Option<Instant> = None;
     loop {
         match waitpid(pid, Some(WaitPidFlag::WNOHANG | WaitPidFlag::__WALL)) {
@@ -392,15 +411,26 @@ fn supervise(pid: Pid, spec: &ContainerSpec, signals: &SigSet, master: Option<Ra
             Err(nix::errno::Errno::ECHILD) => return 255,
             Err(_) => {}
         }
-        let signal = match deadline {
+        let wake = deadline
+            .into_iter()
+            .chain(limit.as_ref().map(|l| l.at))
+            .min();
+        let signal = match wake {
             Some(at) => {
-                let left = at.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    let _ = kill(pid, Signal::SIGKILL);
-                    deadline = None;
+                let now = Instant::now();
+                if at <= now {
+                    if deadline.is_some_and(|d| d <= now) {
+                        let _ = kill(pid, Signal::SIGKILL);
+                        deadline = None;
+                    }
+                    if limit.as_ref().is_some_and(|l| l.at <= now) {
+                        if let Some(l) = limit.take() {
+                            (l.kill)();
+                        }
+                    }
                     continue;
                 }
-                sys::proc::sigtimedwait(signals, left)
+                sys::proc::sigtimedwait(signals, at - now)
             }
             None => signals.wait().ok(),
         };

@@ -23,7 +23,9 @@
 //!   device program;
 //! - [`term`]: terminal ioctls; [`net`]: bringing up `lo`;
 //! - [`mem`]: dropping the clean file pages a long-lived process touched
-//!   once (the monitor, after setting its container up).
+//!   once (the monitor, after setting its container up);
+//! - [`watch`]: waiting for a change in a directory or the end of a
+//!   process, without polling (nix's inotify and poll).
 //!
 //! A leaf: it uses nothing of the crate, and knows no policy.
 
@@ -36,6 +38,7 @@ pub(crate) mod mount;
 pub(crate) mod net;
 pub(crate) mod proc;
 pub(crate) mod term;
+pub(crate) mod watch;
 
 use std::io;
 

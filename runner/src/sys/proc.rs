@@ -27,6 +27,17 @@ pub(crate) fn clone_child(
     unsafe { nix::sched::clone(child, stack, flags, Some(libc::SIGCHLD)) }
 }
 
+/// `fork`: a copy of this process that goes on running the same code (the
+/// detached container's monitor, forked by the command that starts it).
+/// The caller must be single-threaded (see
+/// `sandbox::wait_single_threaded`): the child allocates, and a lock held by
+/// another thread would never be released in it.
+pub(crate) fn fork() -> nix::Result<nix::unistd::ForkResult> {
+    // SAFETY: the caller is single-threaded (see above), so the child's
+    // heap and every lock are in a consistent state.
+    unsafe { nix::unistd::fork() }
+}
+
 /// Writes `report` to `fd` and leaves at once with `code`, without running
 /// destructors or atexit handlers (this process is a copy of the runner).
 pub(crate) fn report_and_exit(fd: RawFd, report: &[u8], code: i32) -> ! {

@@ -7,7 +7,9 @@
 //! by Drop guards, so a failing test cleans up too.
 //!
 //! Modules: `harness` (shared set-up), `lifecycle`, `containers` (`run -d`,
-//! the monitor and the commands on containers that live on), `isolation`, `images`,
+//! the monitor and the commands on containers that live on), `containers_life`
+//! (timeouts that kill what they started, log rotation, a simulated host
+//! crash, exec into a foreground run), `isolation`, `images`,
 //! `usability` (errors, TLS, interruptions: what a new user meets),
 //! and the security regression tests, one per attack: `security_container`
 //! (what a hostile image or container process tries) and `security_host`
@@ -16,6 +18,7 @@
 mod build;
 mod build_add;
 mod containers;
+mod containers_life;
 mod harness;
 mod images;
 mod isolation;

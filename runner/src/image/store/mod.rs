@@ -3,7 +3,9 @@
 //! [`store`] crate (the registry's content-addressed, deduplicated store with
 //! SQLite metadata), kept in `<root>/store` (see [`crate::paths`]).
 //!
-//! How runner images map onto the store is [`naming`].
+//! How runner images map onto the store is [`naming`]; [`cache`] keeps the
+//! images `run` reads by reference, so that a `run` of a local image need
+//! not open the store at all.
 //!
 //! The store is async. [`ImageStore`] owns a current-thread tokio runtime and
 //! blocks on it, so the rest of the runner stays synchronous; several threads
@@ -15,6 +17,7 @@
 //! dropping the store) closes the database and joins the runtime's threads;
 //! [`with_store`] scopes a store to one closure.
 
+pub mod cache;
 mod naming;
 
 use std::collections::BTreeSet;
@@ -178,6 +181,7 @@ pub fn with_store<T, E: From<Error>>(
 pub struct ImageStore {
     store: Store,
     runtime: tokio::runtime::Runtime,
+    root: Root,
 }
 
 impl std::fmt::Debug for ImageStore {
@@ -239,6 +243,7 @@ impl ImageStore {
         Ok(ImageStore {
             store: store?,
             runtime,
+            root: root.clone(),
         })
     }
 
@@ -338,6 +343,12 @@ impl ImageStore {
     /// Records `manifest` (a platform manifest's bytes) as image `reference`,
     /// replacing what it named before. Its config and layers must be stored.
     pub fn put_image(&self, reference: &Reference, manifest: &[u8]) -> Result<()> {
+        let changed = self.put_image_uncached(reference, manifest);
+        cache::drop_entry(&self.root, &reference.to_string());
+        changed
+    }
+
+    fn put_image_uncached(&self, reference: &Reference, manifest: &[u8]) -> Result<()> {
         let (repo, tag) = locate(reference)?;
         let parsed: Manifest = parse_json(manifest, "manifest", reference)?;
         for d in blobs_of(&parsed) {
@@ -457,6 +468,15 @@ impl ImageStore {
 
     /// Looks up a local image, with its config.
     pub fn get_image(&self, reference: &Reference) -> Result<Option<ImageRecord>> {
+        let lock = cache::CacheLock::take(&self.root);
+        let record = self.read_image(reference)?;
+        if let Some(r) = &record {
+            cache::fill(&self.root, &lock, r);
+        }
+        Ok(record)
+    }
+
+    fn read_image(&self, reference: &Reference) -> Result<Option<ImageRecord>> {
         let (repo, tag) = locate(reference)?;
         let Some((digest, manifest)) = self.tagged(&repo, &tag)? else {
             return Ok(None);
@@ -507,10 +527,12 @@ impl ImageStore {
                 reference: reference.to_string(),
             })?;
         let (repo, tag) = locate(reference)?;
-        self.block_on(
+        let deleted = self.block_on(
             self.store
                 .delete_manifest(&repo, &store::Reference::Tag(tag)),
-        )?;
+        );
+        cache::drop_entry(&self.root, &reference.to_string());
+        deleted?;
         self.drop_if_untagged(&repo, &record.manifest)?;
         self.remove_unused_blobs()?;
         Ok(record)
