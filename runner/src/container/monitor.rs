@@ -178,6 +178,8 @@ fn run_once(
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir(&work).map_err(|source| Error::Prepare { path: work, source })?;
     prepare_state_dir(&dir, &spec, config.layers.len())?;
+    let attachment = super::join_network(root, &spec, &config.options.net, Some(&config.exec))?;
+    let connect = |pid: i32| super::plumb(attachment.as_ref(), pid);
     records::update(root, id, |s| {
         s.life.started_at = state::now_ms();
         s.life.oom_killed = false;
@@ -208,6 +210,7 @@ fn run_once(
         &Hooks {
             output: Some(log.clone()),
             started: Some(&started),
+            network: Some(&connect),
         },
     );
     drop(health.take());

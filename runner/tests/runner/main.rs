@@ -9,6 +9,7 @@
 //! Modules: `harness` (shared set-up), `lifecycle`, `containers` (`run -d`,
 //! the monitor and the commands on containers that live on), `isolation`, `images`,
 //! `usability` (errors, TLS, interruptions: what a new user meets),
+//! `network` (bridge, ports, user networks: each inside a netns of its own),
 //! and the security regression tests, one per attack: `security_container`
 //! (what a hostile image or container process tries) and `security_host`
 //! (what a hostile local user or host misconfiguration allows).
@@ -20,6 +21,7 @@ mod harness;
 mod images;
 mod isolation;
 mod lifecycle;
+mod network;
 mod security_container;
 mod security_host;
 mod usability;
