@@ -6,12 +6,14 @@
 //! Modules, and which may call which (arrows point down only; a module uses
 //! nothing not drawn below it). `[name]` marks a part to come, at its place:
 //! ```text
-//! main.rs (bin)  -> cli, container, image, info, paths   thin glue; anyhow only here
+//! main.rs (bin)  -> cli, container, network, image, info, paths   thin glue; anyhow only here
 //! info           -> cgroup, image::auth, paths   `runner info`: host features, logins
-//! cli            -> container (RunOptions, detached, exec, logs), build, spec, paths,
+//! cli            -> container (RunOptions, detached, exec, logs), build, network
+//!                   (Request), spec, paths,
 //!                   image::client (Settings)   clap structs -> library types
 //!                   (cli/containers: the container commands' flags; cli/build:
-//!                   `build` and `builder` flags -> build::BuildOptions)
+//!                   `build` and `builder` flags -> build::BuildOptions; cli/network:
+//!                   `network`, `port`, and --network/-p/-P -> the run's mode)
 //! build/         -> container, sandbox, seccomp, cgroup, image, spec, paths, sys
 //!                   `runner build`: Dockerfile parser and expansion, stages, the
 //!                   step cache, COPY/ADD layers, RUN through the sandbox, the
@@ -23,7 +25,7 @@
 //!                   (`run -d`: config, monitor start), monitor (the per-container
 //!                   process), logs, health, control (stop/kill/wait/start/rm),
 //!                   exec, view (ps, inspect), clock
-//! network/       -> paths, sys   `--network bridge`, `-p`, `runner network`:
+//! network/       -> paths, fsutil, sys   `--network bridge`, `-p`, `runner network`:
 //!                   networks and leases (locked file), bridge and veth over
 //!                   rtnetlink, nft rules, hosts entries; container attaches
 //!                   before the sandbox clones and hands it a hook that plumbs

@@ -73,9 +73,8 @@ pub fn dispatch(root: &Root, command: &Command) -> Option<Result<i32>> {
             let ports: Vec<_> = view::ports(root, &s.id)
                 .into_iter()
                 .filter(|b| {
-                    want.as_deref().is_none_or(|w| {
-                        w == format!("{}/{}", b.container_port, b.proto.as_str())
-                    })
+                    want.as_deref()
+                        .is_none_or(|w| w == format!("{}/{}", b.container_port, b.proto.as_str()))
                 })
                 .collect();
             if ports.is_empty() && want.is_some() {

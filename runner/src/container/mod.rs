@@ -382,7 +382,10 @@ pub(crate) fn join_network(
 }
 
 /// The sandbox's network hook: plumbs the attachment into the child's namespace.
-pub(crate) fn plumb(attachment: Option<&crate::network::Attachment>, pid: i32) -> Result<(), String> {
+pub(crate) fn plumb(
+    attachment: Option<&crate::network::Attachment>,
+    pid: i32,
+) -> Result<(), String> {
     attachment.map_or(Ok(()), |a| a.plumb(pid).map_err(|e| e.to_string()))
 }
 

@@ -182,7 +182,10 @@ pub fn plumb(pid: i32, end: &Endpoint<'_>) -> Result<(), Error> {
             )
             .execute()
             .await
-            .map_err(link_err(format!("attaching {} to {}", end.veth, end.bridge)))?;
+            .map_err(link_err(format!(
+                "attaching {} to {}",
+                end.veth, end.bridge
+            )))?;
         Ok(())
     })?;
     // A netlink socket inside the container's namespace configures eth0.
@@ -196,7 +199,10 @@ pub fn plumb(pid: i32, end: &Endpoint<'_>) -> Result<(), Error> {
             .add(eth0, IpAddr::V4(end.ip), end.prefix)
             .execute()
             .await
-            .map_err(link_err(format!("adding {}/{} to eth0", end.ip, end.prefix)))?;
+            .map_err(link_err(format!(
+                "adding {}/{} to eth0",
+                end.ip, end.prefix
+            )))?;
         h.link()
             .set(LinkUnspec::new_with_index(eth0).up().build())
             .execute()
@@ -211,7 +217,10 @@ pub fn plumb(pid: i32, end: &Endpoint<'_>) -> Result<(), Error> {
             )
             .execute()
             .await
-            .map_err(link_err(format!("adding the default route via {}", end.gateway)))?;
+            .map_err(link_err(format!(
+                "adding the default route via {}",
+                end.gateway
+            )))?;
         Ok(())
     });
     let back = nix::sched::setns(&own, CloneFlags::CLONE_NEWNET);

@@ -170,7 +170,10 @@ fn free_port(db: &store::Db, taken: &[PortBinding], spec: &PortSpec) -> Result<u
             return Ok(port);
         }
     }
-    Err(Error::PortInUse(format!("{ip}:*"), "no free port found".into()))
+    Err(Error::PortInUse(
+        format!("{ip}:*"),
+        "no free port found".into(),
+    ))
 }
 
 /// Host ports for `specs`, checked against every lease and the host.
@@ -202,7 +205,10 @@ fn bind_ports(db: &store::Db, specs: &[PortSpec]) -> Result<Vec<PortBinding>> {
             return Err(Error::PortInUse(shown, "given twice".into()));
         }
         if spec.host_port.is_some() && !bindable(spec.host_ip, host_port, spec.proto) {
-            return Err(Error::PortInUse(shown, "another program listens on it".into()));
+            return Err(Error::PortInUse(
+                shown,
+                "another program listens on it".into(),
+            ));
         }
         out.push(b);
     }
@@ -219,9 +225,8 @@ fn hosts_text(me: &Lease, members: &[&Lease]) -> String {
         }
         format!("{}\t{}\n", l.ip, names.join(" "))
     };
-    let mut text = String::from(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-    );
+    let mut text =
+        String::from("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     text.push_str(&entry(me));
     for l in members.iter().filter(|l| l.container != me.container) {
         text.push_str(&entry(l));
@@ -383,7 +388,7 @@ impl Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
-        let _ = release(&self.root, &[self.lease.container.clone()]);
+        let _ = release(&self.root, std::slice::from_ref(&self.lease.container));
     }
 }
 

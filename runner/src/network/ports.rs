@@ -75,13 +75,11 @@ impl std::str::FromStr for PortSpec {
             [c] => (None, None, *c),
             [h, c] => (None, Some(*h), *c),
             [i, h, c] => (Some(*i), Some(*h), *c),
-            _ => {
-                return Err(Error::Port(
-                    spec.to_owned(),
-                    "use [IP:][HOSTPORT:]CTRPORT[/tcp|/udp] (IPv6 host addresses are not supported)"
-                        .into(),
-                ))
-            }
+            _ => return Err(Error::Port(
+                spec.to_owned(),
+                "use [IP:][HOSTPORT:]CTRPORT[/tcp|/udp] (IPv6 host addresses are not supported)"
+                    .into(),
+            )),
         };
         let host_ip = match ip {
             None | Some("") => None,
@@ -92,7 +90,10 @@ impl std::str::FromStr for PortSpec {
         .filter(|ip| !ip.is_unspecified());
         Ok(PortSpec {
             host_ip,
-            host_port: host.filter(|h| !h.is_empty()).map(|h| port(h, spec)).transpose()?,
+            host_port: host
+                .filter(|h| !h.is_empty())
+                .map(|h| port(h, spec))
+                .transpose()?,
             container_port: port(ctr, spec)?,
             proto,
         })
@@ -158,7 +159,10 @@ mod tests {
         let p: PortSpec = "80".parse().unwrap();
         assert_eq!((p.host_ip, p.host_port, p.container_port), (None, None, 80));
         let p: PortSpec = "8080:80/udp".parse().unwrap();
-        assert_eq!((p.host_port, p.container_port, p.proto), (Some(8080), 80, Proto::Udp));
+        assert_eq!(
+            (p.host_port, p.container_port, p.proto),
+            (Some(8080), 80, Proto::Udp)
+        );
         let p: PortSpec = "127.0.0.1:8080:80".parse().unwrap();
         assert_eq!(p.host_ip, Some(Ipv4Addr::LOCALHOST));
         let p: PortSpec = "127.0.0.1::80".parse().unwrap();
@@ -169,7 +173,16 @@ mod tests {
 
     #[test]
     fn bad_ports_are_refused() {
-        for bad in ["", "0", "70000", "80/sctp", "x:80", "1.2.3:80:80", "1:2:3:4", "80-81"] {
+        for bad in [
+            "",
+            "0",
+            "70000",
+            "80/sctp",
+            "x:80",
+            "1.2.3:80:80",
+            "1:2:3:4",
+            "80-81",
+        ] {
             assert!(bad.parse::<PortSpec>().is_err(), "{bad}");
         }
     }

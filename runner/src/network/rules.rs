@@ -67,7 +67,11 @@ fn nft(script: &str) -> Result<(), Error> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| Error::Rules(format!("running nft: {e} (is the nftables package installed?)")))?;
+        .map_err(|e| {
+            Error::Rules(format!(
+                "running nft: {e} (is the nftables package installed?)"
+            ))
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(script.as_bytes());
     }

@@ -60,7 +60,9 @@ impl std::str::FromStr for Subnet {
 
     fn from_str(text: &str) -> Result<Subnet, Error> {
         let bad = |why: &str| Error::Subnet(text.to_owned(), why.to_owned());
-        let (ip, prefix) = text.split_once('/').ok_or_else(|| bad("use ADDRESS/PREFIX"))?;
+        let (ip, prefix) = text
+            .split_once('/')
+            .ok_or_else(|| bad("use ADDRESS/PREFIX"))?;
         let ip: Ipv4Addr = ip.parse().map_err(|_| bad("not an IPv4 address"))?;
         let prefix: u8 = prefix
             .parse()
@@ -109,7 +111,13 @@ mod tests {
         assert_eq!(s.first_host(), Ipv4Addr::new(10, 89, 0, 1));
         assert!(s.contains(Ipv4Addr::new(10, 89, 255, 255)));
         assert!(!s.is_host(Ipv4Addr::new(10, 89, 255, 255)));
-        for bad in ["10.89.0.0", "10.89.0.1/16", "10.89.0.0/31", "10.89.0.0/x", "x/16"] {
+        for bad in [
+            "10.89.0.0",
+            "10.89.0.1/16",
+            "10.89.0.0/31",
+            "10.89.0.0/x",
+            "x/16",
+        ] {
             assert!(bad.parse::<Subnet>().is_err(), "{bad}");
         }
     }

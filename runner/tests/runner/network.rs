@@ -38,7 +38,11 @@ impl Netns {
         );
         run_ok(Command::new("ip").args(["netns", "add", &name]));
         let ns = Netns(name);
-        run_ok(Command::new("nsenter").arg(ns.arg()).args(["ip", "link", "set", "lo", "up"]));
+        run_ok(
+            Command::new("nsenter")
+                .arg(ns.arg())
+                .args(["ip", "link", "set", "lo", "up"]),
+        );
         ns
     }
 
@@ -119,7 +123,9 @@ impl Net {
     fn web(&self, extra: &[&str]) -> String {
         let mut args = vec!["run", "-d"];
         args.extend_from_slice(extra);
-        args.extend_from_slice(&[&self.img, "busybox", "httpd", "-f", "-p", "80", "-h", "/www"]);
+        args.extend_from_slice(&[
+            &self.img, "busybox", "httpd", "-f", "-p", "80", "-h", "/www",
+        ]);
         self.ok(&args).trim().to_owned()
     }
 
@@ -163,12 +169,30 @@ impl Net {
             }
             if Instant::now() > deadline {
                 let diag = self.host("ip addr; ip route; nft list ruleset");
-                eprintln!("wget {url} failed: {}\n{}{}", stderr(&out), stdout(&diag), stderr(&diag));
-                for e in fs::read_dir(self.w.root().join("containers")).into_iter().flatten().flatten() {
+                eprintln!(
+                    "wget {url} failed: {}\n{}{}",
+                    stderr(&out),
+                    stdout(&diag),
+                    stderr(&diag)
+                );
+                for e in fs::read_dir(self.w.root().join("containers"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
                     let id = e.file_name().to_string_lossy().into_owned();
-                    let x = self.runner(&["exec", &id, "sh", "-c", "cat /proc/net/dev /proc/net/route /proc/net/fib_trie; busybox ip addr; ps"]);
+                    let x = self.runner(&[
+                        "exec",
+                        &id,
+                        "sh",
+                        "-c",
+                        "cat /proc/net/dev /proc/net/route /proc/net/fib_trie; busybox ip addr; ps",
+                    ]);
                     eprintln!("in {id}: {}{}", stdout(&x), stderr(&x));
-                    eprintln!("monitor.log: {}", fs::read_to_string(e.path().join("monitor.log")).unwrap_or_default());
+                    eprintln!(
+                        "monitor.log: {}",
+                        fs::read_to_string(e.path().join("monitor.log")).unwrap_or_default()
+                    );
                 }
                 return stdout(&out);
             }
@@ -203,13 +227,22 @@ fn bridge_host_to_container_and_container_to_container() {
     let n = Net::new();
     n.web(&["--name", "web", "--network", "bridge"]);
     let s = n.inspect("web");
-    let ip = s["NetworkSettings"]["IPAddress"].as_str().unwrap().to_owned();
+    let ip = s["NetworkSettings"]["IPAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert!(ip.starts_with("10.89."), "{s}");
     assert_eq!(s["NetworkSettings"]["Gateway"], "10.89.0.1");
-    assert_eq!(s["NetworkSettings"]["Networks"]["bridge"]["IPAddress"], ip.as_str());
+    assert_eq!(
+        s["NetworkSettings"]["Networks"]["bridge"]["IPAddress"],
+        ip.as_str()
+    );
     assert_eq!(s["HostConfig"]["NetworkMode"], "bridge");
     assert!(
-        s["NetworkSettings"]["MacAddress"].as_str().unwrap().starts_with("02:42:"),
+        s["NetworkSettings"]["MacAddress"]
+            .as_str()
+            .unwrap()
+            .starts_with("02:42:"),
         "{s}"
     );
     assert!(n.links().contains("strata0"), "{}", n.links());
@@ -220,10 +253,21 @@ fn bridge_host_to_container_and_container_to_container() {
         "busybox timeout 10 busybox wget -q -O - http://{ip}/ && cat /etc/hostname /etc/hosts /etc/resolv.conf /proc/net/route"
     );
     let out = n.ok(&[
-        "run", "--network", "bridge", "--hostname", "client", &n.img, "sh", "-c", &script,
+        "run",
+        "--network",
+        "bridge",
+        "--hostname",
+        "client",
+        &n.img,
+        "sh",
+        "-c",
+        &script,
     ]);
     assert!(out.starts_with("hello from strata\nclient\n"), "{out}");
-    assert!(out.contains("\tclient\n") && out.contains("\tweb "), "hosts: {out}");
+    assert!(
+        out.contains("\tclient\n") && out.contains("\tweb "),
+        "hosts: {out}"
+    );
     assert!(out.contains("nameserver"), "resolv.conf: {out}");
     // The default route: destination 00000000 via eth0.
     assert!(
@@ -241,7 +285,14 @@ fn bridge_host_to_container_and_container_to_container() {
 fn published_ports_reach_the_service() {
     let n = Net::new();
     // -p alone implies the bridge.
-    n.web(&["--name", "web", "-p", "127.0.0.1:18080:80", "-p", "18081:80"]);
+    n.web(&[
+        "--name",
+        "web",
+        "-p",
+        "127.0.0.1:18080:80",
+        "-p",
+        "18081:80",
+    ]);
     assert_eq!(n.fetch("http://127.0.0.1:18080/"), "hello from strata\n");
     assert_eq!(n.fetch("http://127.0.0.1:18081/"), "hello from strata\n");
     // Through another address of the host: the bridge's gateway.
@@ -258,7 +309,11 @@ fn published_ports_reach_the_service() {
     let out = n.runner(&["run", "-d", "-p", "18080:80", &n.img, "true"]);
     assert!(!out.status.success());
     assert!(first_line(&out).contains("18080"), "{}", stderr(&out));
-    assert!(first_line(&out).contains("already in use"), "{}", stderr(&out));
+    assert!(
+        first_line(&out).contains("already in use"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(n.leases(), 1);
     assert_eq!(n.links().lines().count(), links, "{}", n.links());
     // -P publishes the EXPOSEd port on a free host port.
@@ -282,7 +337,10 @@ fn user_networks_by_name_and_isolated() {
     n.ok(&["network", "create", "--subnet", "10.123.0.0/24", "front"]);
     n.ok(&["network", "create", "back"]);
     let ls = n.ok(&["network", "ls"]);
-    assert!(ls.contains("front") && ls.contains("10.123.0.0/24") && ls.contains("back"), "{ls}");
+    assert!(
+        ls.contains("front") && ls.contains("10.123.0.0/24") && ls.contains("back"),
+        "{ls}"
+    );
     n.web(&["--name", "web", "--network", "front"]);
     let ip = n.inspect("web")["NetworkSettings"]["Networks"]["front"]["IPAddress"]
         .as_str()
@@ -291,15 +349,59 @@ fn user_networks_by_name_and_isolated() {
     assert_eq!(ip, "10.123.0.2");
     let fetch = "for i in 1 2 3 4 5 6 7 8 9 10; do busybox timeout 5 busybox wget -q -O - http://$0/ && exit 0; sleep 0.3; done; exit 1";
     // Same network: by name.
-    let out = n.runner(&["run", "--network", "front", &n.img, "sh", "-c", fetch, "web"]);
+    let out = n.runner(&[
+        "run",
+        "--network",
+        "front",
+        &n.img,
+        "sh",
+        "-c",
+        fetch,
+        "web",
+    ]);
     assert_eq!(stdout(&out), "hello from strata\n", "{}", stderr(&out));
     // Another network: neither the name nor the address.
-    let out = n.runner(&["run", "--network", "back", &n.img, "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", "http://web/"]);
+    let out = n.runner(&[
+        "run",
+        "--network",
+        "back",
+        &n.img,
+        "busybox",
+        "timeout",
+        "3",
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        "http://web/",
+    ]);
     assert!(!out.status.success(), "{}", stdout(&out));
-    let out = n.runner(&["run", "--network", "back", &n.img, "busybox", "timeout", "3", "busybox", "wget", "-q", "-O", "-", &format!("http://{ip}/")]);
-    assert!(!out.status.success(), "reached another network: {}", stdout(&out));
+    let out = n.runner(&[
+        "run",
+        "--network",
+        "back",
+        &n.img,
+        "busybox",
+        "timeout",
+        "3",
+        "busybox",
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &format!("http://{ip}/"),
+    ]);
+    assert!(
+        !out.status.success(),
+        "reached another network: {}",
+        stdout(&out)
+    );
     let inspect = n.ok(&["network", "inspect", "front"]);
-    assert!(inspect.contains("\"IPv4Address\": \"10.123.0.2/24\""), "{inspect}");
+    assert!(
+        inspect.contains("\"IPv4Address\": \"10.123.0.2/24\""),
+        "{inspect}"
+    );
     // In use: refused.
     let out = n.runner(&["network", "rm", "front"]);
     assert!(!out.status.success());
@@ -307,9 +409,15 @@ fn user_networks_by_name_and_isolated() {
     n.ok(&["rm", "-f", "web"]);
     n.ok(&["network", "rm", "front", "back"]);
     let links = n.links();
-    assert!(!links.contains("strata1") && !links.contains("strata2") && !links.contains("vs"), "{links}");
+    assert!(
+        !links.contains("strata1") && !links.contains("strata2") && !links.contains("vs"),
+        "{links}"
+    );
     let tables = n.tables();
-    assert!(!tables.contains("strata1") && !tables.contains("strata2"), "{tables}");
+    assert!(
+        !tables.contains("strata1") && !tables.contains("strata2"),
+        "{tables}"
+    );
     assert_eq!(n.leases(), 0);
 }
 
@@ -321,15 +429,47 @@ fn bad_network_input_is_one_line_and_leaves_nothing() {
     let cases: &[(&[&str], &str)] = &[
         (&["run", "-p", "0:80", &n.img, "true"], "invalid port"),
         (&["run", "-p", "80/sctp", &n.img, "true"], "invalid port"),
-        (&["run", "-p", "1.2.3:80:80", &n.img, "true"], "invalid port"),
+        (
+            &["run", "-p", "1.2.3:80:80", &n.img, "true"],
+            "invalid port",
+        ),
         (&["run", "--network", "nosuch", &n.img, "true"], "not found"),
-        (&["run", "-d", "--network", "nosuch", &n.img, "true"], "not found"),
-        (&["run", "--network", "none", "-p", "80", &n.img, "true"], "needs --network"),
-        (&["network", "create", "--subnet", "10.124.0.128/25", "x"], "overlaps"),
-        (&["network", "create", "--subnet", "10.89.0.0/24", "x"], "overlaps"),
-        (&["network", "create", "--subnet", "300.1.1.0/24", "x"], "invalid subnet"),
-        (&["network", "create", "--subnet", "10.125.0.1/24", "x"], "host bits"),
-        (&["network", "create", "--subnet", "10.125.0.0/24", "--gateway", "10.126.0.1", "x"], "invalid gateway"),
+        (
+            &["run", "-d", "--network", "nosuch", &n.img, "true"],
+            "not found",
+        ),
+        (
+            &["run", "--network", "none", "-p", "80", &n.img, "true"],
+            "needs --network",
+        ),
+        (
+            &["network", "create", "--subnet", "10.124.0.128/25", "x"],
+            "overlaps",
+        ),
+        (
+            &["network", "create", "--subnet", "10.89.0.0/24", "x"],
+            "overlaps",
+        ),
+        (
+            &["network", "create", "--subnet", "300.1.1.0/24", "x"],
+            "invalid subnet",
+        ),
+        (
+            &["network", "create", "--subnet", "10.125.0.1/24", "x"],
+            "host bits",
+        ),
+        (
+            &[
+                "network",
+                "create",
+                "--subnet",
+                "10.125.0.0/24",
+                "--gateway",
+                "10.126.0.1",
+                "x",
+            ],
+            "invalid gateway",
+        ),
         (&["network", "create", "taken"], "already exists"),
         (&["network", "create", "bridge"], "reserved"),
         (&["network", "rm", "nosuch"], "not found"),
@@ -342,7 +482,11 @@ fn bad_network_input_is_one_line_and_leaves_nothing() {
         assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: want {want:?}, got {err}");
     }
-    assert_eq!((n.links(), n.tables()), before, "something was left half set up");
+    assert_eq!(
+        (n.links(), n.tables()),
+        before,
+        "something was left half set up"
+    );
     assert_eq!(n.leases(), 0);
     assert!(!n.ok(&["network", "ls"]).contains(" x "));
 }
@@ -353,9 +497,12 @@ fn crash_leftovers_are_removed_by_the_next_command() {
     n.web(&["--name", "web", "-p", "18090:80"]);
     assert_eq!(n.fetch("http://127.0.0.1:18090/"), "hello from strata\n");
     let state: serde_json::Value = serde_json::from_slice(
-        &fs::read(n.w.root().join("containers").join(
-            n.inspect("web")["Id"].as_str().unwrap(),
-        ).join("state.json"))
+        &fs::read(
+            n.w.root()
+                .join("containers")
+                .join(n.inspect("web")["Id"].as_str().unwrap())
+                .join("state.json"),
+        )
         .unwrap(),
     )
     .unwrap();
@@ -366,7 +513,11 @@ fn crash_leftovers_are_removed_by_the_next_command() {
         assert!(Instant::now() < deadline, "monitor {monitor} did not die");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert_eq!(n.leases(), 1, "the dead monitor could not release its lease");
+    assert_eq!(
+        n.leases(),
+        1,
+        "the dead monitor could not release its lease"
+    );
     n.ok(&["ps", "-a"]);
     assert_eq!(n.leases(), 0);
     assert!(!n.links().contains("vs"), "{}", n.links());
