@@ -360,43 +360,27 @@ fn user_networks_by_name_and_isolated() {
         "web",
     ]);
     assert_eq!(stdout(&out), "hello from strata\n", "{}", stderr(&out));
-    // Another network: neither the name nor the address.
-    let out = n.runner(&[
-        "run",
-        "--network",
-        "back",
-        &n.img,
-        "busybox",
-        "timeout",
-        "3",
-        "busybox",
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        "http://web/",
-    ]);
-    assert!(!out.status.success(), "{}", stdout(&out));
-    let out = n.runner(&[
-        "run",
-        "--network",
-        "back",
-        &n.img,
-        "busybox",
-        "timeout",
-        "3",
-        "busybox",
-        "wget",
-        "-q",
-        "-O",
-        "-",
-        &format!("http://{ip}/"),
-    ]);
-    assert!(
-        !out.status.success(),
-        "reached another network: {}",
-        stdout(&out)
-    );
+    // Another network: neither the name nor the address (--init: as PID 1
+    // the wget would ignore timeout's SIGTERM).
+    let no_reach = "busybox timeout 3 busybox wget -q -O - http://$0/";
+    for target in ["web", ip.as_str()] {
+        let out = n.runner(&[
+            "run",
+            "--init",
+            "--network",
+            "back",
+            &n.img,
+            "sh",
+            "-c",
+            no_reach,
+            target,
+        ]);
+        assert!(
+            !out.status.success(),
+            "reached {target} from another network: {}",
+            stdout(&out)
+        );
+    }
     let inspect = n.ok(&["network", "inspect", "front"]);
     assert!(
         inspect.contains("\"IPv4Address\": \"10.123.0.2/24\""),
