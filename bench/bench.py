@@ -517,6 +517,10 @@ class Bench:
                 import containers
                 containers.container_rows(self, f"{S.host}/bench/busybox:latest",
                                           os.path.join(self.work, "containers"), stats)
+                log("network row (run --network bridge, in a netns; bench/network.py)")
+                import network
+                network.network_rows(self, f"{S.host}/bench/busybox:latest",
+                                     os.path.join(self.work, "network"), stats)
             S.stop()
             log("storage row")
             self.storage_row()
