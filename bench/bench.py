@@ -520,6 +520,10 @@ class Bench:
                 log("build rows (runner build vs docker classic, BuildKit, buildah; bench/build.py)")
                 import build
                 build.build_rows(self, stats)
+                log("network row (run --network bridge, in a netns; bench/network.py)")
+                import network
+                network.network_rows(self, f"{S.host}/bench/busybox:latest",
+                                     os.path.join(self.work, "network"), stats)
             S.stop()
             log("storage row")
             self.storage_row()

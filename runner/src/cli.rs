@@ -4,6 +4,7 @@
 
 pub mod build;
 pub mod containers;
+pub mod network;
 
 use std::path::PathBuf;
 
@@ -115,6 +116,11 @@ pub enum Command {
     /// Manage containers.
     #[command(subcommand)]
     Container(containers::ContainerCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(network::NetworkCommand),
+    /// List a container's published ports.
+    Port(network::PortArgs),
     /// The monitor of a detached container (started by `run -d` and `start`).
     #[command(name = "__monitor", hide = true)]
     Monitor {
@@ -144,6 +150,7 @@ impl Command {
                 | Command::Restart(_)
                 | Command::Rm(_)
                 | Command::Container(_)
+                | Command::Network(_)
                 | Command::Exec(_)
                 | Command::Monitor { .. }
         )
@@ -212,9 +219,16 @@ pub struct ContainerArgs {
     /// Run even if the device allow-list cannot be enforced (no cgroup v1 `devices` hierarchy, or the v2 eBPF program cannot be attached). Unsafe: the container may open any device node it creates.
     #[arg(long)]
     pub unsafe_no_device_cgroup: bool,
-    /// Network mode.
-    #[arg(long, value_enum, default_value = "none")]
-    pub network: NetworkArg,
+    /// Network: none (the default: only lo), host, bridge (the default
+    /// bridge, strata0), or a network made with `runner network create`.
+    #[arg(long, value_name = "NETWORK")]
+    pub network: Option<String>,
+    /// Publish a container port: [IP:][HOSTPORT:]CTRPORT[/tcp|/udp] (implies --network bridge).
+    #[arg(short = 'p', long = "publish", value_name = "PORT")]
+    pub publish: Vec<String>,
+    /// Publish every EXPOSEd port on a free host port (implies --network bridge).
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
     /// Mount the root filesystem read-only.
     #[arg(long)]
     pub read_only: bool,
@@ -317,6 +331,8 @@ impl Cli {
 
 impl From<&ContainerArgs> for RunOptions {
     fn from(args: &ContainerArgs) -> RunOptions {
+        let (network, net) =
+            network::mode(args.network.as_deref(), &args.publish, args.publish_all);
         RunOptions {
             name: args.name.clone(),
             env: args.env.clone(),
@@ -328,7 +344,8 @@ impl From<&ContainerArgs> for RunOptions {
             cpus: args.cpus,
             pids_limit: args.pids_limit,
             unsafe_no_device_cgroup: args.unsafe_no_device_cgroup,
-            network: args.network.into(),
+            network,
+            net,
             read_only: args.read_only,
             volumes: args.volumes.clone(),
             tmpfs: args.tmpfs.clone(),

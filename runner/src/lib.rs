@@ -6,27 +6,30 @@
 //! Modules, and which may call which (arrows point down only; a module uses
 //! nothing not drawn below it). `[name]` marks a part to come, at its place:
 //! ```text
-//! main.rs (bin)  -> cli, container, image, info, paths   thin glue; anyhow only here
+//! main.rs (bin)  -> cli, container, network, image, info, paths   thin glue; anyhow only here
 //! info           -> cgroup, image::auth, paths   `runner info`: host features, logins
-//! cli            -> container (RunOptions, detached, exec, logs), build, spec, paths,
+//! cli            -> container (RunOptions, detached, exec, logs), build, network
+//!                   (Request), spec, paths,
 //!                   image::client (Settings)   clap structs -> library types
 //!                   (cli/containers: the container commands' flags; cli/build:
-//!                   `build` and `builder` flags -> build::BuildOptions)
+//!                   `build` and `builder` flags -> build::BuildOptions; cli/network:
+//!                   `network`, `port`, and --network/-p/-P -> the run's mode)
 //! build/         -> container, sandbox, seccomp, cgroup, image, spec, paths, sys
 //!                   `runner build`: Dockerfile parser and expansion, stages, the
 //!                   step cache, COPY/ADD layers, RUN through the sandbox, the
 //!                   snapshot of its upper dir, the image into image::store
 //!                   (drawn in build/mod.rs)
-//! container/     -> image, sandbox, [net/], seccomp, cgroup, spec, caps, paths,
+//! container/     -> image, sandbox, network, seccomp, cgroup, spec, caps, paths,
 //!                   fsutil, sys   run (mod.rs), RunOptions, state (the record,
 //!                   stale cleanup), records (locks, lookups), bundle; detached
 //!                   (`run -d`: config, monitor start), monitor (the per-container
 //!                   process), logs, health, control (stop/kill/wait/start/rm),
 //!                   exec, view (ps, inspect), clock
-//! [net/]         -> spec, paths, sys   bridge, veth, NAT and addresses for
-//!                   `Network` modes beyond none/host; container sets it up and
-//!                   hands the sandbox only a namespace to join (sandbox never
-//!                   calls net)
+//! network/       -> paths, fsutil, sys   `--network bridge`, `-p`, `runner network`:
+//!                   networks and leases (locked file), bridge and veth over
+//!                   rtnetlink, nft rules, hosts entries; container attaches
+//!                   before the sandbox clones and hands it a hook that plumbs
+//!                   the child's new namespace (sandbox never calls network)
 //! sandbox/       -> spec, seccomp (load), cgroup (join), caps, fsutil, sys
 //!                   parent side (mod.rs), child side, exec (joins a running
 //!                   container), reap (kills what a timed-out exec started),
@@ -61,6 +64,7 @@ pub mod container;
 pub mod fsutil;
 pub mod image;
 pub mod info;
+pub mod network;
 pub mod paths;
 pub mod sandbox;
 pub mod seccomp;

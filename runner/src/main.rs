@@ -3,6 +3,8 @@
 
 #[path = "cmd/containers.rs"]
 mod containers;
+#[path = "cmd/network.rs"]
+mod network;
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -96,6 +98,9 @@ fn run(cli: &Cli) -> Result<i32> {
         )
     };
     if let Some(result) = containers::dispatch(&root, &cli.command) {
+        return result;
+    }
+    if let Some(result) = network::dispatch(&root, &cli.command) {
         return result;
     }
     match &cli.command {

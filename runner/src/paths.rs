@@ -245,6 +245,11 @@ impl Root {
         self.dir.join("containers")
     }
 
+    /// Networks and their address leases (`runner network`, see `network::store`).
+    pub fn networks_dir(&self) -> PathBuf {
+        self.dir.join("networks")
+    }
+
     /// State directory of one container.
     pub fn container(&self, id: &str) -> PathBuf {
         self.containers_dir().join(id)

@@ -166,6 +166,7 @@ pub fn run(root: &Root, dir: &StepDir, step: &RunStep<'_>) -> Result<Outcome, Er
         pids_limit: None,
         unsafe_no_device_cgroup: false,
         network: step.network,
+        net: Default::default(),
         read_only: false,
         volumes: Vec::new(),
         tmpfs: Vec::new(),
@@ -187,12 +188,13 @@ pub fn run(root: &Root, dir: &StepDir, step: &RunStep<'_>) -> Result<Outcome, Er
         working_dir: step.workdir.clone(),
         stop_signal: None,
         healthcheck: None,
+        exposed_ports: None,
     };
     let spec = container::build_spec(&options, &exec, &step.argv, id.clone())?;
     let etc = dir.dir.join("etc");
     let hosts = match step.network {
         Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        Network::None => {
+        Network::None | Network::Bridge => {
             "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"
                 .to_owned()
         }

@@ -192,7 +192,7 @@ pub fn runtime_config(spec: &ContainerSpec, user: &spec::user::ResolvedUser) -> 
         json!({"type": "mount"}),
         json!({"type": "cgroup"}),
     ];
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         namespaces.push(json!({"type": "network"}));
     }
     let mut linux = json!({

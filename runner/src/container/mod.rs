@@ -81,6 +81,9 @@ pub enum Error {
     /// The sandbox failed.
     #[error(transparent)]
     Sandbox(#[from] sandbox::Error),
+    /// Networking (`--network bridge`, `-p`) failed.
+    #[error(transparent)]
+    Network(#[from] crate::network::Error),
     /// A `--security-opt` is unknown.
     #[error("unknown --security-opt {0:?}")]
     SecurityOpt(String),
@@ -257,6 +260,15 @@ pub fn build_spec(
             _ => return Err(Error::SecurityOpt(opt.clone())),
         }
     }
+    if options.network == spec::Network::Bridge {
+        options.net.port_specs()?;
+    } else if let Some(p) = options.net.publish.first() {
+        return Err(crate::network::Error::Port(
+            p.clone(),
+            "publishing a port needs --network bridge or a user network".into(),
+        )
+        .into());
+    }
     let stop_signal = match options
         .stop_signal
         .as_deref()
@@ -327,7 +339,7 @@ fn write_etc_files(dir: &Path, spec: &ContainerSpec) -> Result<()> {
     let etc = dir.join("etc");
     let hosts = match spec.network {
         spec::Network::Host => std::fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        spec::Network::None => format!(
+        spec::Network::None | spec::Network::Bridge => format!(
             "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{}\n",
             spec.hostname
         ),
@@ -372,6 +384,38 @@ pub(crate) fn prepare_state_dir(dir: &Path, spec: &ContainerSpec, layers: usize)
     Ok(())
 }
 
+/// With `--network bridge`: joins the container to its network (see
+/// [`crate::network::attach`]); `<state>/etc` must be written already.
+pub(crate) fn join_network(
+    root: &Root,
+    spec: &ContainerSpec,
+    net: &crate::network::Request,
+    exec: Option<&ExecConfig>,
+) -> Result<Option<crate::network::Attachment>> {
+    if spec.network != spec::Network::Bridge {
+        return Ok(None);
+    }
+    let name = spec.name.as_ref().map(ToString::to_string);
+    let exposed = exec
+        .and_then(|e| e.exposed_ports.as_ref())
+        .map(|p| p.keys().cloned().collect::<Vec<_>>())
+        .unwrap_or_default();
+    let member = crate::network::Member {
+        id: &spec.id,
+        name: name.as_deref(),
+        hostname: &spec.hostname,
+    };
+    Ok(Some(crate::network::attach(root, net, &member, exposed)?))
+}
+
+/// The sandbox's network hook: plumbs the attachment into the child's namespace.
+pub(crate) fn plumb(
+    attachment: Option<&crate::network::Attachment>,
+    pid: i32,
+) -> Result<(), String> {
+    attachment.map_or(Ok(()), |a| a.plumb(pid).map_err(|e| e.to_string()))
+}
+
 /// Runs a prepared container and waits for it to end. The image store must
 /// be closed by now: the sandbox refuses to start from a multi-threaded process.
 pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
@@ -379,8 +423,10 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
         image: record,
         spec,
         layers,
+        options,
         ..
     } = prepared;
+    let net = &options.net;
     let bpf = match &spec.seccomp {
         Some(profile) => Some(seccomp::cached_filter(root, profile, &spec.capabilities)?),
         None => None,
@@ -423,6 +469,9 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
     detached::write_config(root, &config)?;
     cgroup.create(&spec.limits)?;
     prepare_state_dir(container.dir(), spec, layers.len())?;
+    let exec = record.image_config.config.as_ref();
+    let attachment = join_network(root, spec, net, exec)?;
+    let connect = |pid: i32| plumb(attachment.as_ref(), pid);
     let record_pid = |pid: i32| {
         let _ = records::update(root, &spec.id, |s| s.life.pid = pid);
     };
@@ -437,6 +486,7 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
         &sandbox::Hooks {
             output: None,
             started: Some(&record_pid),
+            network: Some(&connect),
         },
     )?;
     let oom_killed = cgroup.oom_killed();

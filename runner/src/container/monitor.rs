@@ -213,6 +213,8 @@ fn run_once(
     prepare_state_dir(&dir, &spec, config.layers.len())?;
     let me = std::process::id() as i32;
     let owner_start = state::process_start_time(me).unwrap_or(0);
+    let attachment = super::join_network(root, &spec, &config.options.net, Some(&config.exec))?;
+    let connect = |pid: i32| super::plumb(attachment.as_ref(), pid);
     records::update(root, id, |s| {
         if first {
             s.owner_pid = me;
@@ -249,6 +251,7 @@ fn run_once(
         &Hooks {
             output: Some(log.clone()),
             started: Some(&started),
+            network: Some(&connect),
         },
     );
     drop(health.take());

@@ -32,6 +32,9 @@ pub struct RunOptions {
     pub unsafe_no_device_cgroup: bool,
     /// Network mode.
     pub network: Network,
+    /// With [`Network::Bridge`]: the network to join and the ports to publish.
+    #[serde(default)]
+    pub net: crate::network::Request,
     /// Mount the root filesystem read-only.
     pub read_only: bool,
     /// Bind mounts: `HOST:CONTAINER[:ro]`.

@@ -274,6 +274,11 @@ pub fn clean_stale(root: &Root) -> Result<Vec<String>> {
             }
         }
     }
+    // Leases of containers whose runner or monitor died: veth, rules, hosts entries.
+    let live = |id: &str| crate::container::records::load(root, id).is_some_and(|s| is_live(&s));
+    if let Err(e) = crate::network::clean_stale(root, live) {
+        eprintln!("runner: cleaning up networks after an earlier crash: {e}");
+    }
     Ok(cleaned)
 }
 

@@ -293,6 +293,7 @@ pub fn inspect(root: &Root, s: &State) -> Value {
             "NetworkMode": config.as_ref().map_or("none", |c| match c.options.network {
                 crate::spec::Network::None => "none",
                 crate::spec::Network::Host => "host",
+                crate::spec::Network::Bridge => c.options.net.network_name(),
             }),
         },
         "Config": {
@@ -313,16 +314,8 @@ pub fn inspect(root: &Root, s: &State) -> Value {
                 "StartPeriod": h.start_period_ms * 1_000_000,
             })),
         },
-        // Networking (bridges, addresses, ports) comes later: each network
-        // the container joins will be an entry of "Networks".
-        "NetworkSettings": {
-            "Networks": {},
-            "IPAddress": "",
-            "Gateway": "",
-            "MacAddress": "",
-            "Ports": {},
-            "SandboxKey": "",
-        },
+        // Its address and ports while it runs on a network (its lease).
+        "NetworkSettings": crate::network::view::settings(root, &s.id),
     })
 }
 

@@ -61,6 +61,9 @@ pub struct ExecConfig {
     /// The health check (Docker's `HEALTHCHECK`; not in the OCI spec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub healthcheck: Option<Healthcheck>,
+    /// EXPOSEd ports (`"80/tcp": {}`), which `-P` publishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exposed_ports: Option<std::collections::BTreeMap<String, serde_json::Value>>,
 }
 
 /// Docker's `Healthcheck` of an image config; durations in nanoseconds, 0 for the default.

@@ -147,7 +147,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
         rootfs::remount_ro(&rootfs, MsFlags::empty()).ctx(|| "remount root read-only".into())?;
     }
     nix::unistd::sethostname(&spec.hostname).ctx(|| "sethostname".into())?;
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         sys::net::loopback_up().ctx(|| "bring up lo".into())?;
     }
     if early {

@@ -88,6 +88,9 @@ pub enum Error {
     /// The namespaces of a running container could not be opened (`exec`).
     #[error("joining the container (PID {0}): {1}")]
     Join(i32, io::Error),
+    /// Connecting the container's network namespace failed.
+    #[error("connecting the container to its network: {0}")]
+    Network(String),
     /// Writing the user-namespace id maps failed.
     #[error("writing {path}: {source}")]
     IdMap {
@@ -197,6 +200,10 @@ pub struct Hooks<'a> {
     pub output: Option<std::sync::Arc<dyn OutputSink>>,
     /// Called with PID 1's host pid once it runs the workload.
     pub started: Option<&'a dyn Fn(i32)>,
+    /// Called with the child's host pid after `clone`, before it is let go:
+    /// connects its new network namespace (`--network bridge`). An error
+    /// ends the child and the run.
+    pub network: Option<&'a dyn Fn(i32) -> Result<(), String>>,
 }
 
 /// Starts the container and supervises it until it exits. The process must
@@ -232,7 +239,7 @@ pub fn run_with(launch: &Launch<'_>, hooks: &Hooks<'_>) -> Result<Outcome> {
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWUTS
         | CloneFlags::CLONE_NEWIPC;
-    if spec.network == Network::None {
+    if spec.network != Network::Host {
         flags |= CloneFlags::CLONE_NEWNET;
     }
     if spec.userns.is_some() {
@@ -254,7 +261,11 @@ pub fn run_with(launch: &Launch<'_>, hooks: &Hooks<'_>) -> Result<Outcome> {
     drop(err_w);
     drop(fd_child);
 
-    if let Err(e) = prepare_child(launch, pid, &fd_parent) {
+    let prepared = prepare_child(launch, pid, &fd_parent).and_then(|()| match hooks.network {
+        Some(connect) => connect(pid.as_raw()).map_err(Error::Network),
+        None => Ok(()),
+    });
+    if let Err(e) = prepared {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = waitpid(pid, None);
         // The child may have failed first, on its own: its report says why.

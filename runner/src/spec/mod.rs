@@ -217,6 +217,9 @@ pub enum Network {
     None,
     /// The host's network namespace.
     Host,
+    /// A new network namespace that the runner connects to a bridge
+    /// (`crate::network`: which network and ports are in the run options).
+    Bridge,
 }
 
 /// The container's user-namespace mapping (`--userns`).

@@ -1,6 +1,6 @@
 //! Network interface ioctls: bringing up `lo` in a new network namespace.
-//! (The bridge/veth/NAT set-up to come belongs in `net/`; its raw
-//! netlink or ioctl calls would come here.)
+//! (Bridges, veths and addresses are `crate::network`'s, over the
+//! rtnetlink crate's safe API, and `setns` is nix's: nothing raw there.)
 
 use std::io;
 

@@ -11,6 +11,7 @@
 //! (timeouts that kill what they started, log rotation, a simulated host
 //! crash, exec into a foreground run), `isolation`, `images`,
 //! `usability` (errors, TLS, interruptions: what a new user meets),
+//! `network` (bridge, ports, user networks: each inside a netns of its own),
 //! and the security regression tests, one per attack: `security_container`
 //! (what a hostile image or container process tries) and `security_host`
 //! (what a hostile local user or host misconfiguration allows).
@@ -23,6 +24,7 @@ mod harness;
 mod images;
 mod isolation;
 mod lifecycle;
+mod network;
 mod security_container;
 mod security_host;
 mod usability;
