@@ -184,7 +184,10 @@ def free_port():
         return s.getsockname()[1]
 
 
-def main():
+def standalone(measure_fn, prefix):
+    """Runs `measure_fn(runner, image, work, runs)` on its own: a registry of
+    ours on a free loopback port with the busybox image of bench/images.py
+    pushed to it; prints the figures as JSON."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--runner", required=True)
     ap.add_argument("--registry", required=True)
@@ -192,7 +195,7 @@ def main():
     ap.add_argument("--images", required=True)
     ap.add_argument("--runs", type=int, default=10)
     args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="sbc-", dir="/tmp")  # podman refuses a runroot over 50 characters
+    work = tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # podman refuses a runroot over 50 characters
     port = free_port()
     reg = subprocess.Popen([args.registry, "serve", "--listen", f"127.0.0.1:{port}", "--data",
                             os.path.join(work, "reg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -206,7 +209,7 @@ def main():
         sh([args.loadgen, "push-image", "-base", f"http://127.0.0.1:{port}", "-repo", "bench/busybox",
             "-tag", "latest", "-layout", os.path.join(args.images, "busybox")])
         image = f"127.0.0.1:{port}/bench/busybox:latest"
-        print(json.dumps(measure(args.runner, image, work, args.runs), indent=1))
+        print(json.dumps(measure_fn(args.runner, image, work, args.runs), indent=1))
     finally:
         reg.kill()
         reg.wait()
@@ -214,4 +217,4 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(standalone(measure, "sbc-"))

@@ -15,17 +15,11 @@ Run alone:
 
 which starts its own registry and prints the figures as JSON.
 """
-import argparse
-import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 
-from containers import HYBRID, med, podman_cmd, sh, timed
+from containers import HYBRID, med, podman_cmd, sh, standalone, timed
 
 
 class Netns:
@@ -91,36 +85,5 @@ def network_rows(bench, image, work, stats):
               extra="docker's default bridge not measured (dockerd only with --bridge=none here)")
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--runner", required=True)
-    ap.add_argument("--registry", required=True)
-    ap.add_argument("--loadgen", required=True)
-    ap.add_argument("--images", required=True)
-    ap.add_argument("--runs", type=int, default=10)
-    args = ap.parse_args()
-    work = tempfile.mkdtemp(prefix="sbn-", dir="/tmp")  # podman refuses a runroot over 50 characters
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    reg = subprocess.Popen([args.registry, "serve", "--listen", f"127.0.0.1:{port}", "--data",
-                            os.path.join(work, "reg")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(200):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        sh([args.loadgen, "push-image", "-base", f"http://127.0.0.1:{port}", "-repo", "bench/busybox",
-            "-tag", "latest", "-layout", os.path.join(args.images, "busybox")])
-        image = f"127.0.0.1:{port}/bench/busybox:latest"
-        print(json.dumps(measure(args.runner, image, work, args.runs), indent=1))
-    finally:
-        reg.kill()
-        reg.wait()
-        shutil.rmtree(work, ignore_errors=True)
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(standalone(measure, "sbn-"))
