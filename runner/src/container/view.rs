@@ -68,6 +68,7 @@ pub struct Row {
     status: String,
     state: String,
     name: String,
+    ports: String,
     labels: BTreeMap<String, String>,
 }
 
@@ -131,8 +132,27 @@ fn row(root: &Root, s: &State, now: u64) -> Row {
         status: status_text(s, now),
         state: effective_status(s).as_str().to_owned(),
         name: s.name.clone().unwrap_or_default(),
+        ports: ports_text(root, &s.id),
         labels,
     }
+}
+
+/// The PORTS column, as Docker writes it: `0.0.0.0:8080->80/tcp, ...`
+/// (empty unless the container runs with published ports).
+fn ports_text(root: &Root, id: &str) -> String {
+    crate::network::view::ports(root, id)
+        .iter()
+        .map(|p| {
+            format!(
+                "{}:{}->{}/{}",
+                p.host_ip_text(),
+                p.host_port,
+                p.container_port,
+                p.proto.as_str()
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The rows `ps` lists: running ones, or all with `all`; filtered.
@@ -165,7 +185,7 @@ pub fn table(rows: &[Row]) -> String {
             r.command.clone(),
             format!("{} ago", clock::human(now.saturating_sub(r.created))),
             r.status.clone(),
-            String::new(),
+            r.ports.clone(),
             r.name.clone(),
         ]);
     }
@@ -214,7 +234,7 @@ pub fn json_lines(rows: &[Row]) -> String {
                 "State": r.state,
                 "Names": r.name,
                 "Labels": labels.join(","),
-                "Ports": "",
+                "Ports": r.ports,
                 "Networks": "",
             })
             .to_string()

@@ -300,6 +300,12 @@ fn published_ports_reach_the_service() {
     let ports = n.ok(&["port", "web"]);
     assert!(ports.contains("80/tcp -> 127.0.0.1:18080"), "{ports}");
     assert!(ports.contains("80/tcp -> 0.0.0.0:18081"), "{ports}");
+    // ps shows them as Docker does.
+    let ps = n.ok(&["ps", "--filter", "name=web"]);
+    assert!(
+        ps.contains("127.0.0.1:18080->80/tcp, 0.0.0.0:18081->80/tcp"),
+        "{ps}"
+    );
     let s = n.inspect("web");
     let bound = &s["NetworkSettings"]["Ports"]["80/tcp"];
     assert_eq!(bound[0]["HostIp"], "127.0.0.1", "{s}");
