@@ -105,13 +105,7 @@ async fn manifest(
         .map_err(|e| client_error(e, Code::ManifestUnknown))?;
     let mut response = manifests::get_manifest(store, repo, reference, with_body).await?;
     if let Ready::Stale(reason) = ready {
-        let warning = format!(
-            "110 - \"Response is Stale: upstream {}: {reason}\"",
-            t.upstream.name
-        );
-        if let Ok(v) = HeaderValue::from_str(&warning) {
-            response.headers_mut().insert(header::WARNING, v);
-        }
+        mark_stale(&mut response, t, &reason);
     }
     Ok(response)
 }
@@ -144,15 +138,20 @@ async fn tags(
     }
     .into_response();
     if let Some(reason) = stale {
-        let warning = format!(
-            "110 - \"Response is Stale: upstream {}: {reason}\"",
-            t.upstream.name
-        );
-        if let Ok(v) = HeaderValue::from_str(&warning) {
-            response.headers_mut().insert(header::WARNING, v);
-        }
+        mark_stale(&mut response, t, &reason);
     }
     Ok(response)
+}
+
+/// The `Warning: 110` header of a cached answer served while its upstream failed.
+fn mark_stale(response: &mut Response, t: &Target, reason: &impl std::fmt::Display) {
+    let warning = format!(
+        "110 - \"Response is Stale: upstream {}: {reason}\"",
+        t.upstream.name
+    );
+    if let Ok(v) = HeaderValue::from_str(&warning) {
+        response.headers_mut().insert(header::WARNING, v);
+    }
 }
 
 async fn blob(
