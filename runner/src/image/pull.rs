@@ -398,9 +398,13 @@ fn download_and_unpack(
             Ok(r) => r,
             Err(panic) => std::panic::resume_unwind(panic),
         };
+        // The blob is stored only once its layer unpacked: an unpack that ran
+        // out of space frees its bytes while the download may still finish,
+        // and a blob stored then would keep the space the error says is free.
         downloaded?;
+        let unpacked = unpacked?;
         store.put_blob_file(digest, &partial)?;
-        unpacked?.install()?;
+        unpacked.install()?;
         Ok(())
     })
 }
