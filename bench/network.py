@@ -43,7 +43,7 @@ from containers import HYBRID, med, podman_cmd, sh, standalone, timed
 
 IPERF = "/usr/bin/iperf3"
 IPERF_SECONDS = 5  # per measured test, after 1 s omitted (slow start)
-IPERF_RUNS = 5  # median of, each peer in turn
+IPERF_RUNS = 7  # median of, each peer in turn
 PORTS = {"runner": 15201, "podman": 15202, "docker": 15203}  # in the bench's own namespace
 
 
