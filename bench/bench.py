@@ -690,7 +690,8 @@ and the load generator `bench/loadgen` (Go, standard library only), then runs `b
   against `podman run --rm --network bridge` and `docker run --rm` (docker0); then TCP from
   Debian's iperf3 to `-p 127.0.0.1:P:5201` of a container running `iperf3 -s` (busybox + the
   host's /usr/bin/iperf3 and its libraries, one image for all three), 7 tests of 5 s (1 s omitted)
-  for each of ours, podman's and docker's published port, taken in turn; medians.
+  for each of ours, podman's and docker's published port, taken in turn (the order reversed
+  every other round); medians.
 - Storage: 20 images sharing 3 base layers (plus one small own layer and config each) pushed
   to a fresh registry; the bytes of the files under `DATA/storage/blobs` against the sum of the
   sizes of the distinct blobs (layers, configs and manifests).

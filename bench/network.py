@@ -243,8 +243,8 @@ def podman_leftovers(before):
 
 def measure(runner, image, work, runs):
     """Each peer's `run true` in turn; then the three iperf3 servers at once,
-    tested in turn (ours, podman, docker, ours, ...) so that a change in the
-    machine's load hits all three alike."""
+    tested in turn (ours, podman, docker, docker, podman, ours, ...) so that
+    a change in the machine's load hits all three alike."""
     netns_before = set(os.listdir("/run/netns"))
     host_before = host_snapshot()
     ns = Netns()
@@ -268,8 +268,8 @@ def measure(runner, image, work, runs):
             out["docker"]["docker_proxy_pids"] = subprocess.run(  # read only: the proxy is in the path
                 ["pgrep", "-f", f"docker-proxy.*-host-port {PORTS['docker']}"],
                 capture_output=True, text=True).stdout.split()
-            for _ in range(IPERF_RUNS):
-                for p in peers:
+            for i in range(IPERF_RUNS):  # in turn, the order reversed every other round
+                for p in peers if i % 2 == 0 else peers[::-1]:
                     out[p.name]["tcp_gbps_runs"].append(iperf_test(ns, PORTS[p.name]))
             for p in peers:
                 out[p.name]["tcp_gbps"] = med(out[p.name]["tcp_gbps_runs"])
