@@ -245,9 +245,9 @@ def measure(runner, image, work, runs):
     """Each peer's `run true` in turn; then the three iperf3 servers at once,
     tested in turn (ours, podman, docker, docker, podman, ours, ...) so that
     a change in the machine's load hits all three alike."""
-    netns_before = set(os.listdir("/run/netns"))
     host_before = host_snapshot()
     ns = Netns()
+    netns_before = set(os.listdir("/run/netns"))  # exists now
     out = {}
     try:
         with contextlib.ExitStack() as cleanup:
