@@ -520,7 +520,7 @@ class Bench:
                 log("build rows (runner build vs docker classic, BuildKit, buildah; bench/build.py)")
                 import build
                 build.build_rows(self, stats)
-                log("network row (run --network bridge, in a netns; bench/network.py)")
+                log("network rows (run --network bridge, TCP through -p; in a netns; bench/network.py)")
                 import network
                 network.network_rows(self, f"{S.host}/bench/busybox:latest",
                                      os.path.join(self.work, "network"), stats)
@@ -684,6 +684,14 @@ and the load generator `bench/loadgen` (Go, standard library only), then runs `b
   `--bridge=none`) and `buildah bud --isolation chroot --layers`; each run starts from an empty
   cache for every builder (`docker builder prune -af`, `buildah rmi -af`, a fresh runner root).
   The ratio is against the faster docker builder of the run.
+- Networking (`bench/network.py`), in a network namespace the bench makes (`ip netns add`,
+  `nsenter --net=`), with a dockerd of its own inside it (`--iptables=true --userland-proxy=true`,
+  so docker0, its rules and docker-proxy exist only there): `run --network bridge IMAGE true`
+  against `podman run --rm --network bridge` and `docker run --rm` (docker0); then TCP from
+  Debian's iperf3 to `-p 127.0.0.1:P:5201` of a container running `iperf3 -s` (busybox + the
+  host's /usr/bin/iperf3 and its libraries, one image for all three), 7 tests of 5 s (1 s omitted)
+  for each of ours, podman's and docker's published port, taken in turn (the order reversed
+  every other round); medians.
 - Storage: 20 images sharing 3 base layers (plus one small own layer and config each) pushed
   to a fresh registry; the bytes of the files under `DATA/storage/blobs` against the sum of the
   sizes of the distinct blobs (layers, configs and manifests).

@@ -12,7 +12,7 @@ mkdir -p "$cache"
 say() { printf '[run.sh] %s\n' "$*" >&2; }
 
 # Peers and tools, from Debian.
-pkgs=(docker-registry crun runc podman docker.io buildah skopeo umoci wrk hyperfine busybox-static)
+pkgs=(docker-registry crun runc podman docker.io buildah skopeo umoci wrk hyperfine busybox-static iperf3)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -513,3 +513,63 @@ fn crash_leftovers_are_removed_by_the_next_command() {
     assert!(!n.links().contains("vs"), "{}", n.links());
     assert!(!n.tables().contains("dnat"), "{}", n.tables());
 }
+
+#[test]
+fn userns_containers_get_bridge_ports_and_names() {
+    let n = Net::new();
+    n.ok(&["network", "create", "back"]);
+    // A user namespace of its own: published port, by name from a
+    // container with another mapping, and the /etc files it owns.
+    n.web(&[
+        "--name",
+        "api",
+        "--userns",
+        "--network",
+        "back",
+        "-p",
+        "127.0.0.1:18082:80",
+    ]);
+    assert_eq!(n.fetch("http://127.0.0.1:18082/"), "hello from strata\n");
+    let fetch = "for i in 1 2 3 4 5 6 7 8 9 10; do busybox timeout 5 busybox wget -q -O - http://api/ && break; sleep 0.3; done; stat -c %u:%g /etc/hosts /etc/hostname /etc/resolv.conf";
+    let out = n.runner(&[
+        "run",
+        "--rm",
+        "--userns=200000",
+        "--network",
+        "back",
+        &n.img,
+        "sh",
+        "-c",
+        fetch,
+    ]);
+    assert_eq!(
+        stdout(&out),
+        "hello from strata\n0:0\n0:0\n0:0\n",
+        "{}",
+        stderr(&out)
+    );
+    // With the host's network the container's root is not root of that
+    // namespace: ports below 1024 are refused (as under podman), others bind.
+    let out = n.runner(&[
+        "run",
+        "--rm",
+        "--userns",
+        "--network",
+        "host",
+        &n.img,
+        "sh",
+        "-c",
+        "busybox httpd -p 80 -h /www; busybox httpd -p 18083 -h /www && echo bound",
+    ]);
+    assert!(
+        stderr(&out).contains("Permission denied") && stdout(&out) == "bound\n",
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    n.ok(&["rm", "-f", "api"]);
+    n.ok(&["network", "rm", "back"]);
+    assert_eq!(n.leases(), 0);
+    assert!(!n.links().contains("vs"), "{}", n.links());
+    assert!(!n.tables().contains("dnat"), "{}", n.tables());
+}
