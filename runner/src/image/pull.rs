@@ -400,9 +400,12 @@ fn download_and_unpack(
         };
         // The blob is stored only once its layer unpacked: an unpack that ran
         // out of space frees its bytes while the download may still finish,
-        // and a blob stored then would keep the space the error says is free.
+        // and a blob stored then would keep the space the error says is free;
+        // a layer that does not unpack (hostile paths) is not kept either.
         downloaded?;
-        let unpacked = unpacked?;
+        let unpacked = unpacked.inspect_err(|_| {
+            let _ = std::fs::remove_file(&partial);
+        })?;
         store.put_blob_file(digest, &partial)?;
         unpacked.install()?;
         Ok(())
