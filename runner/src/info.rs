@@ -76,8 +76,14 @@ impl fmt::Display for Info {
         writeln!(f, "cgroup:     {}", self.cgroup)?;
         writeln!(f, "seccomp:    {}", yes(self.seccomp))?;
         match self.landlock {
-            (0, _) => writeln!(f, "landlock:   no (the kernel offers none: containers run without it)")?,
-            (kernel, used) => writeln!(f, "landlock:   ABI {used} in use (the kernel offers {kernel})")?,
+            (0, _) => writeln!(
+                f,
+                "landlock:   no (the kernel offers none: containers run without it)"
+            )?,
+            (kernel, used) => writeln!(
+                f,
+                "landlock:   ABI {used} in use (the kernel offers {kernel})"
+            )?,
         }
         writeln!(f, "overlayfs:  {}", yes(self.overlay))?;
         if self.registries.is_empty() {

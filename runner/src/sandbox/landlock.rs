@@ -60,7 +60,10 @@ pub(super) fn restrict(read_only_root: bool) -> Result<bool, RulesetError> {
         .handle_access(all)?
         .create()?
         .no_new_privs(false)
-        .add_rules(path_beneath_rules(["/"], if read_only_root { read } else { all }))?
+        .add_rules(path_beneath_rules(
+            ["/"],
+            if read_only_root { read } else { all },
+        ))?
         .add_rules(path_beneath_rules(writable, all))?
         .restrict_self()?;
     Ok(status.ruleset != RulesetStatus::NotEnforced)

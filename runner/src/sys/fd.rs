@@ -48,7 +48,6 @@ pub(crate) fn set_cloexec(fds: std::ops::Range<RawFd>, cloexec: bool) -> io::Res
     Ok(())
 }
 
-
 /// An empty close-on-exec memfd named `name`, as a file.
 pub(crate) fn memfd(name: &CStr) -> io::Result<File> {
     // SAFETY: memfd_create with a valid NUL-terminated name.

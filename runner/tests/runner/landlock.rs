@@ -140,9 +140,13 @@ fn a_leaked_host_directory_descriptor_reaches_nothing_under_landlock() {
         "{}",
         stderr(&out)
     );
-    let out = with_fd3(&w, &dir, &["run", "-d", "--preserve-fds", "1", &image, "true"])
-        .output()
-        .unwrap();
+    let out = with_fd3(
+        &w,
+        &dir,
+        &["run", "-d", "--preserve-fds", "1", &image, "true"],
+    )
+    .output()
+    .unwrap();
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(stderr(&out).contains("without -d"), "{}", stderr(&out));
 }
