@@ -398,11 +398,14 @@ class Bench:
         rr_root = os.path.join(self.work, "runner-root")
         rr_run = f"{runner} --root {rr_root} run {busybox} /bin/true"
 
-        def rr(i):
-            return timed_bash(f"s=$EPOCHREALTIME; {rr_run} && echo $s $EPOCHREALTIME")
+        def rr(i, run=rr_run):
+            return timed_bash(f"s=$EPOCHREALTIME; {run} && echo $s $EPOCHREALTIME")
+
+        # Landlock's cost: the same run with the rules off, interleaved.
+        rr_off = rr_run.replace(" run ", " run --security-opt landlock=off ", 1)
 
         log("runner rows: bundle and podman store ready")
-        times = {"runner": [], "crun": [], "runc": [], "podman": []}
+        times = {"runner": [], "crun": [], "runc": [], "podman": [], "landlock-off": []}
         crun(-1), crun(-1, "runc"), pm(-1)  # warm-up: page cache, image store
         if have_runner:
             sh([runner, "--root", rr_root, "pull", busybox])
@@ -410,6 +413,7 @@ class Bench:
         for i in range(runs):
             if have_runner:
                 times["runner"].append(rr(i) * 1e3)
+                times["landlock-off"].append(rr(i, rr_off) * 1e3)
             times["crun"].append(crun(i) * 1e3)
             times["podman"].append(pm(i) * 1e3)
             times["runc"].append(crun(i, "runc") * 1e3)
@@ -428,6 +432,12 @@ class Bench:
                      ratio_def="ours ms / crun ms")
             self.row(name="the same", unit="ms wall", ours=o, peer=p, peer_name="podman run --rm --network none",
                      ratio=rp, target=">= 10x faster", met=rp >= 10, ratio_def="podman ms / ours ms")
+            off = stats(times["landlock-off"])
+            added = o["median"] - off["median"]
+            self.row(name="Landlock's cost: runner run of /bin/true, rules on (the default)", unit="ms wall",
+                     ours=o, peer=off, peer_name="runner run --security-opt landlock=off", ratio=o["median"] / off["median"],
+                     target="<= 1 ms added", met=added <= 1.0, lower_is_better=True,
+                     extra=f"added: {added:.2f} ms (difference of the medians)", ratio_def="on ms / off ms")
         else:
             self.row(name="runner run of /bin/true from an already pulled image (seccomp, cgroup, all namespaces)",
                      unit="ms wall", ours=None, peer=c, peer_name="crun run of the same image as a bundle, equivalent isolation",

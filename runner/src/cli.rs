@@ -244,7 +244,7 @@ pub struct ContainerArgs {
     /// Drop a capability (or ALL).
     #[arg(long)]
     pub cap_drop: Vec<String>,
-    /// seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false].
+    /// seccomp=unconfined|PROFILE.json, no-new-privileges[=true|false], landlock=on|off.
     #[arg(long)]
     pub security_opt: Vec<String>,
     /// Allocate a pseudo-terminal.
@@ -297,6 +297,9 @@ pub struct RunArgs {
     /// Options of containers that live on (`-d`).
     #[command(flatten)]
     pub detach: containers::DetachArgs,
+    /// Pass descriptors 3 to 3+N-1 on to the container's PID 1 (not with -d).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub preserve_fds: u32,
     /// Image reference.
     pub image: String,
     /// Command and arguments (default: the image's Entrypoint + Cmd).
@@ -352,6 +355,7 @@ impl From<&ContainerArgs> for RunOptions {
             cap_add: args.cap_add.clone(),
             cap_drop: args.cap_drop.clone(),
             security_opt: args.security_opt.clone(),
+            preserve_fds: 0,
             tty: args.tty,
             interactive: args.interactive,
             init: args.init,

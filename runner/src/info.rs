@@ -1,5 +1,5 @@
 //! `runner info`: what this host offers the runner (cgroup version,
-//! seccomp, overlayfs), where its state lives, and which registries it has
+//! seccomp, Landlock, overlayfs), where its state lives, and which registries it has
 //! credentials for (names only, never a secret). Reads; creates nothing.
 
 use std::fmt;
@@ -21,6 +21,8 @@ pub struct Info {
     pub cgroup: String,
     /// Whether the kernel offers seccomp filters.
     pub seccomp: bool,
+    /// The Landlock ABI the kernel offers, and the one the runner's rules use.
+    pub landlock: (u32, u32),
     /// Whether the kernel lists overlayfs.
     pub overlay: bool,
     /// (registry, file it is stored in), for every stored credential.
@@ -55,6 +57,10 @@ pub fn gather(root: &Path) -> Info {
         cgroup,
         seccomp: status.lines().any(|l| l.starts_with("Seccomp_filters:"))
             || status.lines().any(|l| l.starts_with("Seccomp:")),
+        landlock: (
+            crate::sandbox::landlock::kernel_abi(),
+            crate::sandbox::landlock::abi_in_use(),
+        ),
         overlay: filesystems
             .lines()
             .any(|l| l.split_whitespace().last() == Some("overlay")),
@@ -69,6 +75,16 @@ impl fmt::Display for Info {
         writeln!(f, "state root: {}", self.root.display())?;
         writeln!(f, "cgroup:     {}", self.cgroup)?;
         writeln!(f, "seccomp:    {}", yes(self.seccomp))?;
+        match self.landlock {
+            (0, _) => writeln!(
+                f,
+                "landlock:   no (the kernel offers none: containers run without it)"
+            )?,
+            (kernel, used) => writeln!(
+                f,
+                "landlock:   ABI {used} in use (the kernel offers {kernel})"
+            )?,
+        }
         writeln!(f, "overlayfs:  {}", yes(self.overlay))?;
         if self.registries.is_empty() {
             writeln!(f, "registries: none logged in")?;

@@ -172,13 +172,19 @@ fn run(cli: &Cli) -> Result<i32> {
             println!("Login Succeeded");
         }
         Command::Run(args) if args.detach.detach => {
+            if args.preserve_fds > 0 {
+                bail!("--preserve-fds works only in the foreground: run without -d");
+            }
             let pull = pull_options(cli, args.options.platform.as_deref())?;
             return containers::run_detached(&root, args, &pull);
         }
         Command::Run(args) => {
             let reference: Reference = args.image.parse()?;
             let pull = pull_options(cli, args.options.platform.as_deref())?;
-            let options = RunOptions::from(&args.options);
+            let options = RunOptions {
+                preserve_fds: args.preserve_fds,
+                ..RunOptions::from(&args.options)
+            };
             // The store is closed when this returns: the sandbox clones next.
             let prepared =
                 match container::prepare_cached(&root, &reference, &options, &args.command)? {
@@ -298,11 +304,26 @@ fn push_one(
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = take_preserved_fds(&cli) {
+        eprintln!("runner: {e:#}");
+        return ExitCode::from(125);
+    }
     match run(&cli) {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             eprintln!("runner: {e:#}");
             ExitCode::from(125)
         }
+    }
+}
+
+/// `run --preserve-fds N`: before the runner opens anything, claims the
+/// caller's descriptors 3 to 3+N-1 for the container's PID 1.
+fn take_preserved_fds(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Run(args) if args.preserve_fds > 0 => {
+            Ok(runner::sandbox::claim_preserved_fds(args.preserve_fds)?)
+        }
+        _ => Ok(()),
     }
 }

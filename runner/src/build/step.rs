@@ -173,6 +173,7 @@ pub fn run(root: &Root, dir: &StepDir, step: &RunStep<'_>) -> Result<Outcome, Er
         cap_add: Vec::new(),
         cap_drop: Vec::new(),
         security_opt: Vec::new(),
+        preserve_fds: 0,
         tty: false,
         interactive: false,
         init: false,

@@ -248,6 +248,7 @@ pub fn build_spec(
     let capabilities = caps::resolve(&options.cap_add, &options.cap_drop)?;
     let mut seccomp = Some(Profile::docker_default());
     let mut no_new_privileges = true;
+    let mut landlock = true;
     for opt in &options.security_opt {
         let (key, value) = opt
             .split_once(['=', ':'])
@@ -257,6 +258,8 @@ pub fn build_spec(
             ("seccomp", Some(path)) => seccomp = Some(Profile::load(Path::new(path))?),
             ("no-new-privileges", None | Some("true")) => no_new_privileges = true,
             ("no-new-privileges", Some("false")) => no_new_privileges = false,
+            ("landlock", Some("on" | "true")) => landlock = true,
+            ("landlock", Some("off" | "false")) => landlock = false,
             _ => return Err(Error::SecurityOpt(opt.clone())),
         }
     }
@@ -300,6 +303,8 @@ pub fn build_spec(
         capabilities,
         no_new_privileges,
         seccomp,
+        landlock,
+        preserve_fds: options.preserve_fds,
         read_only: options.read_only,
         volumes: options
             .volumes

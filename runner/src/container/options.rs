@@ -45,8 +45,13 @@ pub struct RunOptions {
     pub cap_add: Vec<String>,
     /// Capabilities to drop (or `ALL`).
     pub cap_drop: Vec<String>,
-    /// `seccomp=unconfined|PROFILE.json`, `no-new-privileges[=true|false]`.
+    /// `seccomp=unconfined|PROFILE.json`, `no-new-privileges[=true|false]`,
+    /// `landlock=on|off`.
     pub security_opt: Vec<String>,
+    /// Descriptors 3 to 3+N-1 of the runner passed on to PID 1
+    /// (`--preserve-fds N`, as runc and podman have); never to `exec`.
+    #[serde(default)]
+    pub preserve_fds: u32,
     /// Allocate a pseudo-terminal.
     pub tty: bool,
     /// Keep stdin attached.

@@ -155,19 +155,27 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     }
     rootfs::mount_cgroups(&rootfs, &own_cgroups)?;
     rootfs::pivot_into(&rootfs)?;
-    become_workload(spec, &ctx.streams, launch.seccomp_bpf, ctx.err_w)
+    become_workload(
+        spec,
+        &ctx.streams,
+        launch.seccomp_bpf,
+        ctx.err_w,
+        spec.preserve_fds,
+    )
 }
 
 /// The last steps of every container process, PID 1 or one `exec` starts,
 /// once it is inside the container's namespaces, root and cgroup: its
 /// stdio and session, user and working directory, environment; every
-/// descriptor but the error pipe closed; bounding set, groups, user,
+/// descriptor but the error pipe closed (and the `preserved` ones, 3 up,
+/// that PID 1 is given on purpose); Landlock; bounding set, groups, user,
 /// capabilities, `no_new_privs` and seccomp; then exec.
 pub(super) fn become_workload(
     spec: &crate::spec::ContainerSpec,
     streams: &ChildStreams,
     seccomp_bpf: Option<&[u8]>,
     err_w: RawFd,
+    preserved: u32,
 ) -> Result<Never, ChildError> {
     streams.install()?;
     let user = crate::spec::user::resolve_user(&spec.user, Path::new("/"))
@@ -183,13 +191,22 @@ pub(super) fn become_workload(
     }
     let argv = resolve_argv(&spec.args, &env)?;
     // Nothing of the runner's may enter the container: close (not merely
-    // mark) every descriptor but the error pipe, which is close-on-exec.
-    sys::fd::close_fds_except(err_w).ctx(|| "close inherited descriptors".into())?;
+    // mark) every descriptor but the error pipe, which is close-on-exec,
+    // and those the user passed on with --preserve-fds.
+    sys::fd::close_fds_except(3 + preserved as RawFd, err_w)
+        .ctx(|| "close inherited descriptors".into())?;
+    sys::fd::set_cloexec(3..3 + preserved as RawFd, false)
+        .ctx(|| "pass on the --preserve-fds descriptors".into())?;
     let init = if spec.init {
         Some(Init::load().ctx(|| "load the init program".into())?)
     } else {
         None
     };
+    // Still privileged in its user namespace, so no no_new_privs is needed;
+    // before seccomp, whose profile need not allow Landlock's calls.
+    if spec.landlock {
+        super::landlock::restrict(spec.read_only).ctx(|| "Landlock".into())?;
+    }
 
     if let (Some(bpf), false) = (seccomp_bpf, spec.no_new_privileges) {
         seccomp::load(bpf).ctx(|| "seccomp".into())?;

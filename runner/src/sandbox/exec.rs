@@ -92,7 +92,8 @@ fn child_setup(ctx: &ExecChild<'_>) -> Result<child::Never, ChildError> {
         return Err(ChildError(125, "runner went away before exec".into()));
     }
     let spec = ctx.join.spec;
-    child::become_workload(spec, &ctx.streams, ctx.join.seccomp_bpf, ctx.err_w)
+    // Never the runner's own descriptors: --preserve-fds is for PID 1 only.
+    child::become_workload(spec, &ctx.streams, ctx.join.seccomp_bpf, ctx.err_w, 0)
 }
 
 /// Runs `join.spec`'s command in the running container and waits for it.

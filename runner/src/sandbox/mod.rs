@@ -18,6 +18,7 @@
 //! the container's cgroups, read-only); hostname and `lo`; `pivot_root` and
 //! detach of the old root; a new session with its stdio ([`stdio`]); user
 //! and working directory; every descriptor but the error pipe closed;
+//! Landlock ([`landlock`]: files beneath the container's root only);
 //! bounding set, groups, user switch, capabilities (none inheritable),
 //! `no_new_privs`, seccomp; then exec: the workload itself, or under
 //! `--init` the small init program of [`init`], from a sealed memfd. Either
@@ -33,6 +34,7 @@
 mod child;
 mod exec;
 mod init;
+pub mod landlock;
 mod overlay;
 mod reap;
 mod rootfs;
@@ -461,6 +463,24 @@ fn supervise(
             }
         }
     }
+}
+
+/// `run --preserve-fds n`: checks that descriptors 3 to 3+n-1 are open now
+/// (so they are the caller's, not the runner's own), and marks them
+/// close-on-exec, so that no helper the runner execs gets them; the sandbox
+/// hands them to PID 1 alone. Call it before the runner opens anything.
+pub fn claim_preserved_fds(n: u32) -> io::Result<()> {
+    let end = i32::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_add(3))
+        .ok_or_else(|| io::Error::other(format!("--preserve-fds {n}: too many descriptors")))?;
+    if let Some(fd) = (3..end).find(|fd| !sys::fd::is_open(*fd)) {
+        return Err(io::Error::other(format!(
+            "--preserve-fds {n}: descriptor {fd} is not open; open descriptors 3 to {} for the runner",
+            end - 1
+        )));
+    }
+    sys::fd::set_cloexec(3..end, true)
 }
 
 #[cfg(test)]

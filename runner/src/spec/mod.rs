@@ -254,6 +254,10 @@ pub struct ContainerSpec {
     pub no_new_privileges: bool,
     /// seccomp profile, or `None` for unconfined.
     pub seccomp: Option<Profile>,
+    /// Landlock rules (`sandbox::landlock`) on every container process.
+    pub landlock: bool,
+    /// Descriptors 3 to 3+N-1 passed on to PID 1.
+    pub preserve_fds: u32,
     /// Read-only root filesystem.
     pub read_only: bool,
     /// Bind mounts.

@@ -8,10 +8,11 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::check;
 
-/// Closes every descriptor from 3 up, except `keep` (for real: not merely
-/// marked close-on-exec, so that nothing survives in a process that never
-/// execs, and nothing is left to a process that inherits the table).
-pub(crate) fn close_fds_except(keep: RawFd) -> io::Result<()> {
+/// Closes every descriptor from `first` (3 or more) up, except `keep` (for
+/// real: not merely marked close-on-exec, so that nothing survives in a
+/// process that never execs, and nothing is left to a process that inherits
+/// the table).
+pub(crate) fn close_fds_except(first: RawFd, keep: RawFd) -> io::Result<()> {
     let close_range = |first: u32, last: u32| {
         if first > last {
             return Ok(());
@@ -19,12 +20,32 @@ pub(crate) fn close_fds_except(keep: RawFd) -> io::Result<()> {
         // SAFETY: close_range on a range of our own descriptor table.
         check(unsafe { libc::syscall(libc::SYS_close_range, first, last, 0u32) }).map(drop)
     };
+    let first = u32::try_from(first.max(3)).unwrap_or(3);
     let keep = u32::try_from(keep).unwrap_or(0);
-    if keep < 3 {
-        return close_range(3, u32::MAX);
+    if keep < first {
+        return close_range(first, u32::MAX);
     }
-    close_range(3, keep - 1)?;
+    close_range(first, keep - 1)?;
     close_range(keep + 1, u32::MAX)
+}
+
+/// Whether descriptor `fd` is open.
+pub(crate) fn is_open(fd: RawFd) -> bool {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok()
+}
+
+/// Marks the descriptors in `fds` close-on-exec (`cloexec`) or not.
+pub(crate) fn set_cloexec(fds: std::ops::Range<RawFd>, cloexec: bool) -> io::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, FdFlag};
+    let flag = if cloexec {
+        FdFlag::FD_CLOEXEC
+    } else {
+        FdFlag::empty()
+    };
+    for fd in fds {
+        fcntl(fd, FcntlArg::F_SETFD(flag))?;
+    }
+    Ok(())
 }
 
 /// An empty close-on-exec memfd named `name`, as a file.

@@ -1,6 +1,7 @@
 //! Processes and signals: the sandbox child's `clone`, its last report and
 //! `_exit`, the dumpable flag, signal dispositions, `sigtimedwait`,
-//! detaching a tracee; and random bytes from the kernel.
+//! detaching a tracee; random bytes from the kernel; and the Landlock ABI
+//! the kernel offers.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -202,4 +203,20 @@ pub(crate) fn wait_readable(
         }
         return Ok(rc > 0);
     }
+}
+
+/// The Landlock ABI version the kernel offers (`landlock_create_ruleset`
+/// with the VERSION flag), 0 when it has none or it is disabled.
+pub(crate) fn landlock_abi() -> u32 {
+    const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+    // SAFETY: the version query takes no attribute pointer and no size.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    u32::try_from(v).unwrap_or(0)
 }

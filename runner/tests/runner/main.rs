@@ -13,8 +13,9 @@
 //! `usability` (errors, TLS, interruptions: what a new user meets),
 //! `network` (bridge, ports, user networks: each inside a netns of its own),
 //! and the security regression tests, one per attack: `security_container`
-//! (what a hostile image or container process tries) and `security_host`
-//! (what a hostile local user or host misconfiguration allows).
+//! (what a hostile image or container process tries), `landlock` (a leaked
+//! host descriptor, with and without Landlock) and `security_host` (what a
+//! hostile local user or host misconfiguration allows).
 
 mod build;
 mod build_add;
@@ -23,6 +24,7 @@ mod containers_life;
 mod harness;
 mod images;
 mod isolation;
+mod landlock;
 mod lifecycle;
 mod network;
 mod security_container;
