@@ -33,7 +33,7 @@ APT_PACKAGES=(
   docker.io podman skopeo buildah umoci busybox-static runc crun
   libseccomp-dev pkg-config apache2-utils postgresql openssl jq curl
   python3-yaml python3-venv ca-certificates iproute2 util-linux gcc libc6-dev
-  bzip2 xz-utils liblzma-dev nginx haproxy prometheus nftables iperf3
+  bzip2 xz-utils liblzma-dev nginx haproxy prometheus nftables iperf3 apparmor
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }

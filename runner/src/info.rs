@@ -23,6 +23,8 @@ pub struct Info {
     pub seccomp: bool,
     /// The Landlock ABI the kernel offers, and the one the runner's rules use.
     pub landlock: (u32, u32),
+    /// The AppArmor / SELinux the host enforces.
+    pub lsm: crate::lsm::Host,
     /// Whether the kernel lists overlayfs.
     pub overlay: bool,
     /// (registry, file it is stored in), for every stored credential.
@@ -61,6 +63,7 @@ pub fn gather(root: &Path) -> Info {
             crate::sandbox::landlock::kernel_abi(),
             crate::sandbox::landlock::abi_in_use(),
         ),
+        lsm: crate::lsm::Host::detect(),
         overlay: filesystems
             .lines()
             .any(|l| l.split_whitespace().last() == Some("overlay")),
@@ -85,6 +88,7 @@ impl fmt::Display for Info {
                 "landlock:   ABI {used} in use (the kernel offers {kernel})"
             )?,
         }
+        writeln!(f, "lsm:        {}", self.lsm.describe())?;
         writeln!(f, "overlayfs:  {}", yes(self.overlay))?;
         if self.registries.is_empty() {
             writeln!(f, "registries: none logged in")?;

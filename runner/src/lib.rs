@@ -34,10 +34,12 @@
 //!                   parent side (mod.rs), child side, exec (joins a running
 //!                   container), reap (kills what a timed-out exec started),
 //!                   rootfs, overlay, stdio, init
-//! spec/          -> seccomp (Profile), cgroup (Limits), caps, image::oci, fsutil
+//! spec/          -> seccomp (Profile), cgroup (Limits), lsm, caps, image::oci, fsutil
 //!                   ContainerSpec: what container hands sandbox (and bundle);
 //!                   user: `-u` against the image's passwd and group
 //! seccomp/       -> caps, image::{oci, digest}, paths, fsutil, sys
+//! lsm            -> (nothing) AppArmor profile and SELinux label, where the
+//!                   host has them; applied by sandbox at exec
 //! cgroup/        -> sys           v1 and v2 managers; devices (allow-list, eBPF)
 //! image/         -> paths, sys    pull, client, auth, store, layers, unpack,
 //!                                 reference, oci, digest (drawn in image/mod.rs)
@@ -64,6 +66,7 @@ pub mod container;
 pub mod fsutil;
 pub mod image;
 pub mod info;
+pub mod lsm;
 pub mod network;
 pub mod paths;
 pub mod sandbox;

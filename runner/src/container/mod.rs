@@ -44,6 +44,7 @@ use crate::image::reference::Reference;
 use crate::image::store as image_store;
 use crate::image::store::{ImageRecord, ImageStore};
 use crate::image::{layers, unpack};
+use crate::lsm;
 use crate::paths::Root;
 use crate::sandbox::{self, Launch};
 use crate::seccomp::{self, Profile};
@@ -87,6 +88,9 @@ pub enum Error {
     /// A `--security-opt` is unknown.
     #[error("unknown --security-opt {0:?}")]
     SecurityOpt(String),
+    /// The host's AppArmor cannot load the default profile.
+    #[error("{0}")]
+    AppArmor(std::io::Error),
     /// A `--restart` value is malformed.
     #[error("invalid restart policy {0:?}: use no, on-failure[:N], always or unless-stopped")]
     Restart(String),
@@ -249,11 +253,13 @@ pub fn build_spec(
     let mut seccomp = Some(Profile::docker_default());
     let mut no_new_privileges = true;
     let mut landlock = true;
+    let mut lsm_opts = Vec::new();
     for opt in &options.security_opt {
         let (key, value) = opt
             .split_once(['=', ':'])
             .map_or((opt.as_str(), None), |(k, v)| (k, Some(v)));
         match (key, value) {
+            (key, Some(value)) if lsm::owns(key) => lsm_opts.push((key, value)),
             ("seccomp", Some("unconfined")) => seccomp = None,
             ("seccomp", Some(path)) => seccomp = Some(Profile::load(Path::new(path))?),
             ("no-new-privileges", None | Some("true")) => no_new_privileges = true,
@@ -262,6 +268,13 @@ pub fn build_spec(
             ("landlock", Some("off" | "false")) => landlock = false,
             _ => return Err(Error::SecurityOpt(opt.clone())),
         }
+    }
+    // The MCS categories come from the (random) id, so `exec` gets the same.
+    let random = u64::from_str_radix(id.get(..16).unwrap_or_default(), 16).unwrap_or_default();
+    let confinement =
+        lsm::confinement(&lsm_opts, lsm::Host::detect(), random).map_err(Error::SecurityOpt)?;
+    if confinement.apparmor.as_deref() == Some(lsm::DEFAULT_PROFILE) {
+        lsm::ensure_default_profile().map_err(Error::AppArmor)?;
     }
     if options.network == spec::Network::Bridge {
         options.net.port_specs()?;
@@ -304,6 +317,7 @@ pub fn build_spec(
         no_new_privileges,
         seccomp,
         landlock,
+        confinement,
         preserve_fds: options.preserve_fds,
         read_only: options.read_only,
         volumes: options

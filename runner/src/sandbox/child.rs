@@ -207,6 +207,7 @@ pub(super) fn become_workload(
     if spec.landlock {
         super::landlock::restrict(spec.read_only).ctx(|| "Landlock".into())?;
     }
+    crate::lsm::apply_on_exec(&spec.confinement).ctx(|| "AppArmor/SELinux label".into())?;
 
     if let (Some(bpf), false) = (seccomp_bpf, spec.no_new_privileges) {
         seccomp::load(bpf).ctx(|| "seccomp".into())?;

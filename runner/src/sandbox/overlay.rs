@@ -46,6 +46,9 @@ pub(super) fn mount_overlay(
     if userxattr {
         options.push_str(",userxattr");
     }
+    if let Some(label) = &launch.spec.confinement.selinux {
+        options.push_str(&format!(",context=\"{}\"", label.file()));
+    }
     nix::unistd::chdir(base).ctx(|| format!("chdir {}", base.display()))?;
     // mount(2) takes the options in one page; past that, the new mount API
     // adds the layers one by one (`lowerdir+`, Linux 6.8+).

@@ -256,6 +256,8 @@ pub struct ContainerSpec {
     pub seccomp: Option<Profile>,
     /// Landlock rules (`sandbox::landlock`) on every container process.
     pub landlock: bool,
+    /// AppArmor profile and SELinux label, where the host has them.
+    pub confinement: crate::lsm::Confinement,
     /// Descriptors 3 to 3+N-1 passed on to PID 1.
     pub preserve_fds: u32,
     /// Read-only root filesystem.
