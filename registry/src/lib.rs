@@ -19,6 +19,7 @@
 //!                      store::Store (facade)
 //!
 //!   log (lossy stderr writer) --> config, metrics      htpasswd (the command)
+//!   assets (man pages, completions; uses only clap)
 //! ```
 //! Arrows point at what a module may use; nothing points back up. In words:
 //!
@@ -44,7 +45,8 @@
 //!   reverse proxies: the client's address and the scheme and host it used;
 //!   `server`'s outermost middleware applies it, `routes` builds the realm from it;
 //! - [`log`] installs the subscriber whose lines never block serving (the
-//!   binary calls it); [`htpasswd`] is the `registry htpasswd` command.
+//!   binary calls it); [`htpasswd`] is the `registry htpasswd` command;
+//!   [`assets`] writes the man pages and shell completions of the package.
 //!
 //! `conn`, `forwarded`, `htpasswd`, `limits`, `metrics` and `range` use no other module
 //! of the crate; `log` uses `config` and `metrics`; `path`
@@ -54,6 +56,7 @@
 //! uses `routes` and `conn`.
 #![deny(missing_docs)]
 
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod conn;

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use registry::config::{AuthConfig, Config, LogFormat, TlsConfig};
 
 /// `registry --version`: the version and the git commit it was built from.
@@ -65,6 +65,12 @@ enum Command {
         file: PathBuf,
         /// The user name.
         user: String,
+    },
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(name = "__assets", hide = true)]
+    Assets {
+        /// Output directory.
+        dir: PathBuf,
     },
 }
 
@@ -145,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))?)
         }
         Command::Htpasswd { file, user } => Ok(registry::htpasswd::run(&file, &user)?),
+        Command::Assets { dir } => Ok(registry::assets::write("registry", Cli::command(), &dir)?),
         Command::Sync {
             store,
             dry_run,
