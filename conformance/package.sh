@@ -159,6 +159,19 @@ ok "crane pushed $image and pulled it back; blobs in /var/lib/strata"
   { cat "$WORK/runner.log" >&2; die "the installed runner could not pull $image"; }
 ok "the installed runner pulled $image"
 
+# ExecReload, as systemd would run it: SIGHUP reloads, the server goes on.
+exec_reload=$(sed -n 's/^ExecReload=//p' "$UNIT")
+[ "$exec_reload" = '/bin/kill -HUP $MAINPID' ] || die "the unit's ExecReload changed ($exec_reload): update this test"
+MAINPID=$reg_pid
+eval "$exec_reload"
+for _ in $(seq 1 300); do
+  grep -q 'configuration reloaded' "$WORK/registry.log" && break
+  sleep 0.1
+done
+grep -q 'configuration reloaded' "$WORK/registry.log" || { tail -n 20 "$WORK/registry.log" >&2; die "no reload after ExecReload"; }
+wait_http_200 "http://127.0.0.1:$port/readyz" "$reg_pid" 10 || die "not ready after the reload"
+ok "ExecReload (SIGHUP): configuration reloaded, still serving"
+
 kill -TERM "$reg_pid"
 rc=0
 wait "$reg_pid" || rc=$?

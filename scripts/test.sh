@@ -23,7 +23,9 @@
 #                docker build give the same file trees and configs; pushed, run by docker
 #   package      conformance/package.sh: the .debs of registry and runner (cargo deb
 #                --no-build), dpkg -i, files checked, the installed registry run as its
-#                unit would (user strata), crane push/pull through it, dpkg --purge
+#                unit would (user strata), crane push/pull through it, dpkg --purge;
+#                conformance/image.sh: deploy/image/Dockerfile built by runner build,
+#                pushed, run by the runner (-p, -v) and by docker, in a netns of its own
 #   docs         conformance/docs.py: every ```sh block of README.md, docs/runner.md and
 #                docs/operations.md, run as written (marked exceptions are counted)
 #   fuzz         fuzz/run.sh: every cargo-fuzz target (nightly), STRATA_FUZZ_SECONDS
@@ -59,7 +61,7 @@ stage_cmd() {
     load) python3 conformance/load.py && python3 conformance/slowloris.py ;;
     interop) bash conformance/interop.sh ;;
     deploy) bash conformance/deploy.sh ;;
-    package) bash conformance/package.sh ;;
+    package) bash conformance/package.sh && bash conformance/image.sh ;;
     mirror) bash conformance/mirror.sh ;;
     build-compare) bash conformance/build_compare.sh ;;
     docs) python3 conformance/docs.py ;;

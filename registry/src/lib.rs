@@ -70,6 +70,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod path;
 pub mod range;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod startup;

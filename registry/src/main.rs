@@ -76,7 +76,7 @@ enum Command {
 
 /// Where the store is; shared by `serve`, `gc` and `fsck`.
 /// Flags override the config file; environment variables stand in for flags.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct StoreArgs {
     /// TOML configuration file.
     #[arg(long, env = "STRATA_CONFIG")]
@@ -93,7 +93,7 @@ struct StoreArgs {
 }
 
 /// `registry serve` flags.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
@@ -146,9 +146,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.log_format;
     match cli.command {
         Command::Serve(args) => {
-            let config = serve_config(args, format)?;
+            let config = serve_config(args.clone(), format)?;
             let _flush = registry::log::init(config.log_format);
-            Ok(tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))?)
+            // SIGHUP: the same file, flags and variables, read again.
+            let reload: registry::reload::Loader =
+                Box::new(move || serve_config(args.clone(), format).map_err(|e| format!("{e:#}")));
+            Ok(
+                tokio::runtime::Runtime::new()?
+                    .block_on(registry::server::serve(config, reload))?,
+            )
         }
         Command::Htpasswd { file, user } => Ok(registry::htpasswd::run(&file, &user)?),
         Command::Assets { dir } => Ok(registry::assets::write("registry", Cli::command(), &dir)?),
