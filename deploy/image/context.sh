@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # deploy/image/context.sh REGISTRY_BIN CTX: makes the build context of
 # deploy/image/Dockerfile in CTX: the Dockerfile, and rootfs/ holding the
-# binary at /usr/bin/registry (stripped, as the Debian package has it), the shared libraries `ldd` lists for it (at
-# the same paths, the dynamic loader included), /var/lib/strata owned by
-# 65532 and an /etc/passwd naming that user.
+# binary at /usr/bin/registry (stripped, as the Debian package has it), the
+# shared libraries `ldd` lists for it (at the same paths, the dynamic loader
+# included), /var/lib/strata owned by 65532, an /etc/passwd naming that
+# user, and /tmp.
 set -euo pipefail
 [ $# -eq 2 ] || { echo "usage: $0 REGISTRY_BIN CTX" >&2; exit 2; }
 bin=$1 ctx=$2

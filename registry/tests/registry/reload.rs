@@ -150,3 +150,111 @@ async fn sighup_reloads_trusted_proxies_and_names_what_needs_a_restart() {
     assert_eq!(login(&reg, "alice").await, StatusCode::OK);
     assert_eq!(login(&reg, "alice").await, StatusCode::TOO_MANY_REQUESTS);
 }
+
+/// A throwaway CA in `dir/NAME-ca.pem` and a certificate for 127.0.0.1
+/// it signed in `dir/NAME.pem` and `NAME.key` (webpki takes no CA
+/// certificate as a server's own).
+fn certificate(dir: &std::path::Path, name: &str) {
+    let openssl = |args: &[&str]| {
+        let ok = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(ok.success(), "openssl {args:?}");
+    };
+    let (ca_key, ca, key, csr, pem) = (
+        format!("{name}-ca.key"),
+        format!("{name}-ca.pem"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+        format!("{name}.pem"),
+    );
+    let subject = format!("/CN={name} CA");
+    openssl(&[
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", &ca_key, "-out",
+        &ca, "-subj", &subject,
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &key,
+        "-out",
+        &csr,
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(dir.join("ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &csr,
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &pem,
+        "-days",
+        "1",
+        "-extfile",
+        "ext",
+    ]);
+}
+
+/// Whether a new client that trusts only the CA `dir/NAME-ca.pem` gets an answer.
+async fn trusted_by(reg: &Registry, name: &str) -> bool {
+    let pem = std::fs::read(reg.dir.join(format!("{name}-ca.pem"))).unwrap();
+    let client = Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+        .build()
+        .unwrap();
+    client.get(reg.url("/livez")).send().await.is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_the_tls_certificate_and_keeps_it_when_the_new_one_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["old", "new"] {
+        certificate(dir.path(), name);
+    }
+    let dir_path = dir.path().to_path_buf();
+    let copy = |from: &str| {
+        for ext in ["pem", "key"] {
+            std::fs::copy(
+                dir_path.join(format!("{from}.{ext}")),
+                dir_path.join(format!("tls.{ext}")),
+            )
+            .unwrap();
+        }
+    };
+    copy("old");
+    let reg = Registry::launch_owning(dir)
+        .data()
+        .args(["--tls-cert", "tls.pem", "--tls-key", "tls.key"])
+        .log_level("info")
+        .log_file()
+        .https()
+        .start();
+    assert!(trusted_by(&reg, "old").await);
+    assert!(!trusted_by(&reg, "new").await);
+
+    // A renewed certificate in the same files: new connections get it.
+    copy("new");
+    reg.hangup();
+    reg.wait_for_log(RELOADED, 1);
+    assert!(trusted_by(&reg, "new").await);
+    assert!(!trusted_by(&reg, "old").await);
+
+    // A certificate file that is not PEM: refused, the new one stays.
+    std::fs::write(dir_path.join("tls.pem"), "not a certificate\n").unwrap();
+    reg.hangup();
+    reg.wait_for_log(REFUSED, 1);
+    assert!(trusted_by(&reg, "new").await);
+}
