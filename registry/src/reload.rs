@@ -116,7 +116,11 @@ pub async fn reload(
             Config {
                 auth: new.auth,
                 trusted_proxies: new.trusted_proxies,
-                tls: running.tls.as_ref().and(new.tls),
+                // New certificate paths were loaded; TLS on or off was not.
+                tls: match (&running.tls, new.tls) {
+                    (Some(_), Some(files)) => Some(files),
+                    (old, _) => old.clone(),
+                },
                 limits: crate::config::LimitsConfig {
                     rate_per_second: new.limits.rate_per_second,
                     burst: new.limits.burst,
