@@ -131,7 +131,9 @@ install_cargo_deb() {
     return
   fi
   log "cargo: building cargo-deb $CARGO_DEB_VERSION"
-  cargo install -q cargo-deb --version "$CARGO_DEB_VERSION" --locked --root "$TOOLS"
+  # A debug build without the bundled liblzma: 80 s instead of 5 min on 2
+  # cores, and as fast at packaging (xz-utils' `xz` compresses).
+  cargo install -q cargo-deb --version "$CARGO_DEB_VERSION" --locked --debug --no-default-features --root "$TOOLS"
 }
 
 install_apt
