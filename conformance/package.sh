@@ -53,6 +53,12 @@ ok() { echo "ok: $*"; }
 
 # A run that died before its cleanup left the packages installed: start clean.
 purge_packages
+# A config of somebody else's at the conffile's place would be clobbered (or
+# dpkg would ask): refuse instead.
+[ ! -e /etc/strata/registry.toml ] || {
+  had_etc=true
+  die "/etc/strata/registry.toml exists and is no package's: not installing over it"
+}
 
 # 1. Man pages and completions, then the two .debs from the release build.
 ASSETS="$REPO/target/release/strata-assets"
