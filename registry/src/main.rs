@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use registry::config::{AuthConfig, Config, LogFormat, TlsConfig};
 
 /// `registry --version`: the version and the git commit it was built from.
@@ -66,11 +66,17 @@ enum Command {
         /// The user name.
         user: String,
     },
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(name = "__assets", hide = true)]
+    Assets {
+        /// Output directory.
+        dir: PathBuf,
+    },
 }
 
 /// Where the store is; shared by `serve`, `gc` and `fsck`.
 /// Flags override the config file; environment variables stand in for flags.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct StoreArgs {
     /// TOML configuration file.
     #[arg(long, env = "STRATA_CONFIG")]
@@ -87,7 +93,7 @@ struct StoreArgs {
 }
 
 /// `registry serve` flags.
-#[derive(Args)]
+#[derive(Args, Clone)]
 struct ServeArgs {
     #[command(flatten)]
     store: StoreArgs,
@@ -140,11 +146,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.log_format;
     match cli.command {
         Command::Serve(args) => {
-            let config = serve_config(args, format)?;
+            let config = serve_config(args.clone(), format)?;
             let _flush = registry::log::init(config.log_format);
-            Ok(tokio::runtime::Runtime::new()?.block_on(registry::server::serve(config))?)
+            // SIGHUP: the same file, flags and variables, read again.
+            let reload: registry::reload::Loader =
+                Box::new(move || serve_config(args.clone(), format).map_err(|e| format!("{e:#}")));
+            Ok(
+                tokio::runtime::Runtime::new()?
+                    .block_on(registry::server::serve(config, reload))?,
+            )
         }
         Command::Htpasswd { file, user } => Ok(registry::htpasswd::run(&file, &user)?),
+        Command::Assets { dir } => Ok(registry::assets::write("registry", Cli::command(), &dir)?),
         Command::Sync {
             store,
             dry_run,

@@ -18,7 +18,7 @@ use axum::routing::{any, get};
 use axum::Router;
 use store::Store;
 
-use crate::auth::{rand_bytes, Auth, Caller};
+use crate::auth::Caller;
 use crate::config::Config;
 use crate::conn::{CapAcceptor, ConnLimits};
 use crate::error::{ApiError, Code};
@@ -52,13 +52,14 @@ async fn forwarded(
     mut request: Request,
     next: Next,
 ) -> Response {
-    if !state.proxies.is_empty() {
+    let live = state.live.get();
+    if !live.proxies.is_empty() {
         let peer = request
             .extensions()
             .get::<ConnectInfo<std::net::SocketAddr>>()
             .map(|c| c.0);
         if let Some((client, origin)) =
-            peer.and_then(|p| state.proxies.resolve(p, request.headers()))
+            peer.and_then(|p| live.proxies.resolve(p, request.headers()))
         {
             request.extensions_mut().insert(ConnectInfo(client));
             request.extensions_mut().insert(origin);
@@ -88,7 +89,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// `/metrics`: a login unless auth is off or `metrics_anonymous` is set;
 /// gauges from cached values (see [`crate::metrics`]).
 async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    if let Some(auth) = state.auth.as_ref().filter(|a| !a.metrics_anonymous) {
+    let live = state.live.get();
+    if let Some(auth) = live.auth.as_ref().filter(|a| !a.metrics_anonymous) {
         let (parts, _) = request.into_parts();
         let authorization = parts
             .headers
@@ -155,8 +157,9 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
             label
         }
     };
+    let live = state.live.get();
     if let (Some(limiter), Some(ConnectInfo(peer))) = (
-        &state.limiter,
+        &live.limiter,
         request
             .extensions()
             .get::<ConnectInfo<std::net::SocketAddr>>(),
@@ -216,33 +219,17 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
 /// Open the store and load access control, as `serve` does.
 pub async fn state(config: &Config) -> Result<AppState> {
     let store = Store::open(&config.store()).await?;
-    let auth = match &config.auth {
-        Some(a) => {
-            // The signing key lives in the shared database, so every replica
-            // (and every restart) accepts the same tokens.
-            let key = store
-                .secret("token-hmac-key", &hex::encode(rand_bytes()))
-                .await?;
-            Some(Auth::new(a, key.into_bytes())?)
-        }
-        None => None,
-    };
+    let live = crate::reload::LiveCell::new(crate::reload::Live::build(config, &store).await?);
     Ok(AppState {
         store,
-        auth,
+        live,
         tls: config.tls.is_some(),
         body_idle_timeout: config.limits.body_idle_timeout(),
         metrics: Metrics::default(),
-        limiter: config
-            .limits
-            .rate_per_second
-            .map(|rate| crate::limits::RateLimiter::new(rate, config.limits.burst.unwrap_or(rate))),
         manifest_budget: crate::limits::ByteBudget::new(config.limits.manifest_body_budget()),
         manifest_body_timeout: config.limits.manifest_body_timeout(),
         faults: crate::faults::Faults::new(config.limits.free_space_reserve_bytes),
         mirror: crate::mirror::Mirror::new(&config.upstreams).map_err(Error::Upstream)?,
-        proxies: crate::forwarded::TrustedProxies::parse(&config.trusted_proxies)
-            .map_err(Error::Config)?,
     })
 }
 
@@ -321,7 +308,9 @@ async fn flush_pulls(state: Arc<AppState>) {
 }
 
 /// Serve until SIGINT or SIGTERM, then finish in-flight requests (up to 30 s).
-pub async fn serve(config: Config) -> Result<()> {
+/// On SIGHUP, `reload` reads the configuration again and the safe parts of
+/// it are swapped in (see [`crate::reload`]).
+pub async fn serve(config: Config, reload: crate::reload::Loader) -> Result<()> {
     // The port first: a taken one must not leave a new data directory behind.
     let listener = listen(config.listen).map_err(|e| Error::bind(config.listen, e))?;
     let addr = listener.local_addr().map_err(Error::Listen)?;
@@ -349,6 +338,16 @@ pub async fn serve(config: Config) -> Result<()> {
     if state.metrics.storage_refresh_due(STORAGE_REFRESH) {
         tokio::spawn(refresh_storage_gauge(state.clone()));
     }
+    // Before the handlers: a bad certificate stops the start, not the first handshake.
+    let rustls = match &config.tls {
+        Some(tls) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
+                .await
+                .map_err(Error::Tls)?,
+        ),
+        None => None,
+    };
+    let reloading = (state.clone(), rustls.clone(), config.clone());
     let app = app(state);
     let (total, per_client, reserved) = config.limits.connections();
     let limits = ConnLimits::new(total, per_client, reserved);
@@ -361,17 +360,25 @@ pub async fn serve(config: Config) -> Result<()> {
         signals.recv().await;
         shutdown.graceful_shutdown(Some(Duration::from_secs(30)));
     });
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(Error::Serve)?;
+    tokio::spawn(async move {
+        let (state, rustls, mut running) = reloading;
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the configuration");
+            running =
+                crate::reload::reload(&state.live, &state.store, rustls.as_ref(), running, &reload)
+                    .await;
+        }
+    });
     tracing::info!(%addr, tls = config.tls.is_some(), "registry listening");
     // One machine-readable line on stdout, so scripts and tests that ask for
     // port 0 learn the real address without racing for a port.
     // Written, not printed: a closed stdout must not stop the server.
     let _ = writeln!(std::io::stdout(), "listening on {addr}");
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
-    match &config.tls {
-        Some(tls) => {
-            let rustls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&tls.cert, &tls.key)
-                .await
-                .map_err(Error::Tls)?;
+    match rustls {
+        Some(rustls) => {
             let mut server = axum_server::from_tcp_rustls(listener, rustls)
                 .map_err(Error::Listen)?
                 .map(|tls| tls.acceptor(CapAcceptor::new(limits, false)))

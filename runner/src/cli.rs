@@ -121,6 +121,12 @@ pub enum Command {
     Network(network::NetworkCommand),
     /// List a container's published ports.
     Port(network::PortArgs),
+    /// Write the man pages and shell completions into DIR (for packaging).
+    #[command(name = "__assets", hide = true)]
+    Assets {
+        /// Output directory.
+        dir: PathBuf,
+    },
     /// The monitor of a detached container (started by `run -d` and `start`).
     #[command(name = "__monitor", hide = true)]
     Monitor {

@@ -46,6 +46,7 @@
 //! paths          -> image::digest
 //! caps           -> sys
 //! fsutil, image::digest, image::oci   leaves (types and helpers)
+//! assets         leaf (clap only): man pages and completions for the package
 //! sys/           leaf: every unsafe call of the crate, as safe wrappers
 //!                (proc, fd, mount, fs, caps, bpf, term, net, mem, watch)
 //! ```
@@ -58,6 +59,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod assets;
 pub mod build;
 pub mod caps;
 pub mod cgroup;

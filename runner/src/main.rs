@@ -77,6 +77,10 @@ fn run(cli: &Cli) -> Result<i32> {
         print!("{}", runner::info::gather(&cli.root));
         return Ok(0);
     }
+    if let Command::Assets { dir } = &cli.command {
+        runner::assets::write("runner", <Cli as clap::CommandFactory>::command(), dir)?;
+        return Ok(0);
+    }
     let root = match Root::prepare(&cli.root) {
         // A root made by root (the default one is): say so rather than EACCES or chown.
         Err(e) if !is_root && (denied(&e) || matches!(e, paths::Error::Owner { owner: 0, .. })) => {

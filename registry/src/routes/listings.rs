@@ -60,7 +60,8 @@ pub(super) async fn catalog(
 ) -> Result<Response, ApiError> {
     let (n, mut last) = pagination(query)?;
     let want = n.map_or(u64::MAX, |n| n.saturating_add(1));
-    let Some(auth) = &state.auth else {
+    let live = state.live.get();
+    let Some(auth) = &live.auth else {
         let repos = state.store.repositories(last.as_deref(), want).await?;
         return Ok(Catalog { repos: &repos, n }.into_response());
     };

@@ -37,7 +37,6 @@ use serde_json::json;
 use store::Store;
 
 use crate::auth::policy::{self, is_read, AccessRequest};
-use crate::auth::Auth;
 use crate::error::{ApiError, Code};
 use crate::path::{self, Route};
 pub use request::peer_ip;
@@ -48,16 +47,14 @@ pub use token::token;
 pub struct AppState {
     /// The image store.
     pub store: Store,
-    /// Access control; `None` serves everyone.
-    pub auth: Option<Auth>,
+    /// What a SIGHUP reloads: access control, the rate limit, trusted proxies.
+    pub live: crate::reload::LiveCell,
     /// Whether the listener speaks HTTPS (for the token realm).
     pub tls: bool,
     /// The longest pause allowed between two pieces of a request body.
     pub body_idle_timeout: std::time::Duration,
     /// Request and storage metrics.
     pub metrics: crate::metrics::Metrics,
-    /// Per-client rate limit, when configured.
-    pub limiter: Option<crate::limits::RateLimiter>,
     /// Bytes of manifest bodies held in memory, over all requests.
     pub manifest_budget: crate::limits::ByteBudget,
     /// How long a manifest body may take to arrive whole.
@@ -66,8 +63,6 @@ pub struct AppState {
     pub faults: crate::faults::Faults,
     /// The upstreams mirrored (none: every repository is local).
     pub mirror: crate::mirror::Mirror,
-    /// Reverse proxies whose forwarding headers are believed.
-    pub proxies: crate::forwarded::TrustedProxies,
 }
 
 /// A `/v2/...` path parsed into a [`Route`] (or the error to answer), kept
@@ -125,7 +120,8 @@ async fn route(state: &Arc<AppState>, request: Request) -> Result<Response, ApiE
         host,
         peer: peer_ip(&parts),
     };
-    let access = policy::authorize(state.auth.as_ref(), tls, store, &asked).await?;
+    let live = state.live.get();
+    let access = policy::authorize(live.auth.as_ref(), tls, store, &asked).await?;
     if let Some(target) = &mirrored {
         if let Some(answer) = mirrored::serve(state, target, &route, m, h, &query).await {
             return answer;

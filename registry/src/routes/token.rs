@@ -26,7 +26,8 @@ pub async fn token(State(state): State<Arc<AppState>>, request: Request) -> Resp
 }
 
 async fn issue_token(state: &AppState, request: Request) -> Result<Response, ApiError> {
-    let Some(auth) = &state.auth else {
+    let live = state.live.get();
+    let Some(auth) = &live.auth else {
         return Err(ApiError::not_found("/token"));
     };
     let (parts, body) = request.into_parts();

@@ -190,6 +190,30 @@ impl Registry {
         panic!("the registry did not stop within a minute of SIGTERM");
     }
 
+    /// Send SIGHUP: reload the configuration.
+    pub fn hangup(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+
+    /// Wait until the log file holds `needle` `count` times (a minute at
+    /// most, then the test fails with the log); for what the registry does
+    /// in the background, such as a reload.
+    pub fn wait_for_log(&self, needle: &str, count: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {count}x {needle:?} in the log within a minute:\n{log}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// Stop with SIGKILL, what a crash looks like, and keep the directory:
     /// returned for a restart (the caller owns it from now on).
     pub fn kill(mut self) -> PathBuf {

@@ -19,4 +19,5 @@ mod harness;
 mod mirror;
 mod ops;
 mod proxy;
+mod reload;
 mod security;
