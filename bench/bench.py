@@ -651,7 +651,7 @@ def write_report(bench, args, elapsed):
 COMMANDS = """\
 Everything runs on this machine over 127.0.0.1. `bench/run.sh` installs the peers from
 Debian (`docker-registry crun runc podman docker.io buildah skopeo umoci wrk hyperfine busybox-static`),
-matplotlib from PyPI into a cache venv, builds `cargo build --release -p registry -p runner`
+matplotlib from PyPI into a cache venv, builds `cargo build --release --workspace`
 and the load generator `bench/loadgen` (Go, standard library only), then runs `bench/bench.py`.
 
 - Registries: ours is `target/release/registry serve --listen 127.0.0.1:0 --data DIR` with

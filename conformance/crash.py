@@ -778,7 +778,7 @@ def run(work):
 
 def main():
     if not os.access(REGISTRY_BIN, os.X_OK):
-        print(f"crash.py: error: {REGISTRY_BIN} not found; build it with cargo build --release -p registry", file=sys.stderr)
+        print(f"crash.py: error: {REGISTRY_BIN} not found; build it with cargo build --release --workspace", file=sys.stderr)
         return 2
 
     def on_signal(signum, _frame):

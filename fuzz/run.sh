@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds every cargo-fuzz target in fuzz/ once, then runs each for
-# STRATA_FUZZ_SECONDS seconds (default 60), STRATA_FUZZ_JOBS at once (default:
+# STRATA_FUZZ_SECONDS seconds (default 60; 40 in CI), STRATA_FUZZ_JOBS at once (default:
 # one per core), starting from its checked-in seeds (fuzz/seeds/TARGET) plus
 # whatever earlier local runs kept (fuzz/corpus/TARGET, not checked in), with
 # the dictionary fuzz/dicts/TARGET.dict if there is one. Fails if any target
@@ -9,6 +9,7 @@
 #
 #   bash fuzz/run.sh                                  every target (test.sh's `fuzz` stage)
 #   STRATA_FUZZ_SECONDS=600 bash fuzz/run.sh unpack   one target, longer
+#   bash fuzz/run.sh --build-only                     build the targets, run nothing
 #
 # Uses the nightly toolchain pinned in scripts/install-deps.sh and the
 # cargo-fuzz it installs into .tools/bin. Builds without a sanitizer: the
@@ -28,6 +29,11 @@ JOBS="${STRATA_FUZZ_JOBS:-$(nproc)}"
 BUILD_FLAGS=(--sanitizer none --codegen-units 16)
 fuzz() { cargo "+$TOOLCHAIN" fuzz "$@"; }
 
+BUILD_ONLY=
+if [ "${1:-}" = --build-only ]; then
+  BUILD_ONLY=1
+  shift
+fi
 if [ "$#" -gt 0 ]; then
   TARGETS=("$@")
 else
@@ -37,6 +43,7 @@ fi
 start=$SECONDS
 fuzz build "${BUILD_FLAGS[@]}"
 echo "fuzz: built ${#TARGETS[@]} targets with $TOOLCHAIN in $((SECONDS - start))s"
+[ -n "$BUILD_ONLY" ] && exit 0
 
 # run_target TARGET: fuzzes one target; its exit code goes to fuzz/artifacts/TARGET.rc.
 run_target() {
