@@ -341,7 +341,10 @@ pub async fn serve(config: Config, reload: crate::reload::Loader) -> Result<()> 
         tokio::spawn(flush_pulls(state.clone()));
     }
     if !state.events.is_empty() {
-        tokio::spawn(crate::events::webhook::deliver(state.clone(), state.events.clone()));
+        tokio::spawn(crate::events::webhook::deliver(
+            state.clone(),
+            state.events.clone(),
+        ));
     }
     let last_flush = state.clone();
     if state.metrics.storage_refresh_due(STORAGE_REFRESH) {

@@ -147,7 +147,9 @@ impl Webhook {
                     Kind::ALL
                         .into_iter()
                         .find(|k| k.name() == n)
-                        .ok_or_else(|| err(format!("unknown event {n:?} (push, delete, pull, mount)")))
+                        .ok_or_else(|| {
+                            err(format!("unknown event {n:?} (push, delete, pull, mount)"))
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -187,7 +189,9 @@ impl Webhook {
 
     /// The wait before try `attempt + 1` after `attempt` failures (1, 2, ...).
     pub fn retry_delay(&self, attempt: u32) -> Duration {
-        let factor = 1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX);
+        let factor = 1u32
+            .checked_shl(attempt.saturating_sub(1))
+            .unwrap_or(u32::MAX);
         self.backoff.saturating_mul(factor).min(self.max_backoff)
     }
 }
@@ -297,7 +301,8 @@ mod tests {
 
     #[test]
     fn filters_pick_webhooks() {
-        let w = hook("url = \"http://h/\"\nrepositories = \"prod/**\"\nevents = [\"push\"]").unwrap();
+        let w =
+            hook("url = \"http://h/\"\nrepositories = \"prod/**\"\nevents = [\"push\"]").unwrap();
         let data = |repo: &str| EventData {
             repository: repo.to_owned(),
             ..EventData::default()

@@ -150,7 +150,12 @@ impl Meta {
 
     /// A delivery failed: try again at `retry_at_ms`, or with `None` give
     /// up (the row is dead: kept, never claimed again).
-    pub async fn event_failed(&self, seq: i64, retry_at_ms: Option<i64>, error: &str) -> Result<()> {
+    pub async fn event_failed(
+        &self,
+        seq: i64,
+        retry_at_ms: Option<i64>,
+        error: &str,
+    ) -> Result<()> {
         let (state, at) = match retry_at_ms {
             Some(at) => ("pending", at),
             None => ("dead", now_ms()),

@@ -8,7 +8,12 @@ use crate::{Error, RepoName, Result, Tag};
 
 impl Meta {
     /// Remove a tag. Returns whether it existed.
-    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag, effects: Effects<'_>) -> Result<bool> {
+    pub async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        effects: Effects<'_>,
+    ) -> Result<bool> {
         let mut tx = self.write.begin().await?;
         let done = if effects.is_locked(tag) {
             let row = sqlx::query("SELECT digest FROM tags WHERE repo = $1 AND name = $2")

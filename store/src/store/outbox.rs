@@ -34,7 +34,12 @@ impl Store {
 
     /// Delivering the event failed with `error`: due again at `retry_at_ms`
     /// (ms since the epoch), or dead with `None`.
-    pub async fn event_failed(&self, seq: i64, retry_at_ms: Option<i64>, error: &str) -> Result<()> {
+    pub async fn event_failed(
+        &self,
+        seq: i64,
+        retry_at_ms: Option<i64>,
+        error: &str,
+    ) -> Result<()> {
         self.meta.event_failed(seq, retry_at_ms, error).await
     }
 
