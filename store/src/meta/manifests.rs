@@ -72,8 +72,7 @@ impl Meta {
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
-        digest: &Digest,
-        size: u64,
+        (digest, size): (&Digest, u64),
         parsed: &ParsedManifest,
         tags: &[Tag],
         require_refs: bool,

@@ -67,8 +67,7 @@ impl Store {
         self.store_manifest(
             repo,
             reference,
-            content_type,
-            bytes,
+            (content_type, bytes),
             extra_tags,
             !self.allow_sparse,
             effects,
@@ -89,8 +88,7 @@ impl Store {
         self.store_manifest(
             repo,
             reference,
-            content_type,
-            bytes,
+            (content_type, bytes),
             &[],
             false,
             Effects::default(),
@@ -98,12 +96,12 @@ impl Store {
         .await
     }
 
+    /// Validate and store `(content type, bytes)`; see [`Store::put_manifest_with`].
     async fn store_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
-        content_type: Option<&str>,
-        bytes: Bytes,
+        (content_type, bytes): (Option<&str>, Bytes),
         extra_tags: &[Tag],
         require_refs: bool,
         effects: Effects<'_>,
@@ -139,8 +137,7 @@ impl Store {
         self.meta
             .put_manifest(
                 repo,
-                &digest,
-                bytes.len() as u64,
+                (&digest, bytes.len() as u64),
                 &parsed,
                 &tags,
                 require_refs,
