@@ -12,7 +12,7 @@
 //! ```text
 //!  registry, runner ──> Store, StoreConfig, gc::{GcOptions, GcReport}, manifest, Digest, names
 //!
-//!  store   (facade: store/{blobs, uploads, manifests, tags})
+//!  store   (facade: store/{blobs, uploads, manifests, tags, outbox})
 //!    │       uploads: the Uploads backend, local data file | S3 parts
 //!    ├──> manifest   parse + validate; Descriptor, Platform, media types
 //!    ├──> cache      in-memory: upload hashers, tag lists, manifest bytes
