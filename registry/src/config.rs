@@ -42,6 +42,13 @@ pub struct Config {
     /// Mirrored registries (`[[upstream]]` tables), see `docs/mirror.md`.
     #[serde(rename = "upstream")]
     pub upstreams: Vec<crate::mirror::config::UpstreamConfig>,
+    /// Immutable tags (`[[immutable]]` tables), see `docs/policies.md`.
+    pub immutable: Vec<crate::policy::ImmutableRule>,
+    /// Webhooks (`[[webhook]]` tables), see `docs/policies.md`.
+    #[serde(rename = "webhook")]
+    pub webhooks: Vec<crate::events::WebhookConfig>,
+    /// The audit log (`[audit]`), see `docs/policies.md`.
+    pub audit: Option<crate::audit::AuditConfig>,
 }
 
 /// How log lines are written.
@@ -175,6 +182,9 @@ impl Default for Config {
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
             upstreams: Vec::new(),
+            immutable: Vec::new(),
+            webhooks: Vec::new(),
+            audit: None,
         }
     }
 }

@@ -170,6 +170,11 @@ impl ApiError {
         self
     }
 
+    /// The message the client is shown.
+    pub fn shown_message(&self) -> &str {
+        self.message.as_deref().unwrap_or(self.code.entry().2)
+    }
+
     /// The error's code.
     pub fn code(&self) -> Code {
         self.code

@@ -22,6 +22,10 @@
 //!   assets (man pages, completions; uses only clap)
 //!   reload (SIGHUP: Live = auth + rate limiter + trusted proxies) --> auth, config,
 //!          forwarded, limits, startup; held in routes::AppState, driven by server
+//!   policy (immutable tags) --> auth, error      events/ (webhooks: outbox rows,
+//!   audit (the audit log, `registry audit`)        CloudEvents, delivery task)
+//!          --> auth, error, rfc3339, mirror        --> store, auth, rfc3339, mirror
+//!   rfc3339 (UTC timestamps; a leaf)     routes use policy, events, audit; server spawns delivery
 //! ```
 //! Arrows point at what a module may use; nothing points back up. In words:
 //!
@@ -62,10 +66,12 @@
 #![deny(missing_docs)]
 
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod error;
+pub mod events;
 pub mod faults;
 pub mod forwarded;
 pub mod htpasswd;
@@ -74,8 +80,10 @@ pub mod log;
 pub mod metrics;
 pub mod mirror;
 pub mod path;
+pub mod policy;
 pub mod range;
 pub mod reload;
+pub mod rfc3339;
 pub mod routes;
 pub mod server;
 pub mod startup;

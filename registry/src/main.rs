@@ -58,6 +58,20 @@ enum Command {
         /// Only this upstream (all with `repositories` otherwise).
         name: Option<String>,
     },
+    /// Print the audit log's entries (`[audit] file`) that match, one JSON object a line.
+    Audit {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only entries since this time (2026-12-02T01:00:00Z, 2026-12-02) or age (90m, 2h, 7d).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries of this user.
+        #[arg(long)]
+        user: Option<String>,
+        /// Only entries about repositories matching this glob (`*`, `**`).
+        #[arg(long)]
+        repository: Option<String>,
+    },
     /// Add or replace a user in an htpasswd file (bcrypt). At a terminal the
     /// password is prompted for twice, without echo; otherwise it is read from stdin.
     Htpasswd {
@@ -156,6 +170,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     .block_on(registry::server::serve(config, reload))?,
             )
         }
+        Command::Audit {
+            store,
+            since,
+            user,
+            repository,
+        } => audit(store_config(store, format)?, since, user, repository),
         Command::Htpasswd { file, user } => Ok(registry::htpasswd::run(&file, &user)?),
         Command::Assets { dir } => Ok(registry::assets::write("registry", Cli::command(), &dir)?),
         Command::Sync {
@@ -228,6 +248,38 @@ async fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
         report.uploads,
         report.orphans
     );
+    Ok(())
+}
+
+fn audit(
+    config: Config,
+    since: Option<String>,
+    user: Option<String>,
+    repository: Option<String>,
+) -> anyhow::Result<()> {
+    let Some(file) = config.audit.map(|a| a.file) else {
+        anyhow::bail!("audit: the configuration has no [audit] file");
+    };
+    anyhow::ensure!(
+        file.as_os_str() != "-",
+        "audit: [audit] file is stdout (\"-\"); nothing to read"
+    );
+    let filter = registry::audit::Filter {
+        since_ms: since
+            .as_deref()
+            .map(registry::audit::Filter::since)
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
+        user,
+        repository,
+    };
+    let input = std::fs::File::open(&file)
+        .map_err(|e| anyhow::anyhow!("audit: cannot read {}: {e}", file.display()))?;
+    registry::audit::query(
+        std::io::BufReader::new(input),
+        &filter,
+        std::io::stdout().lock(),
+    )?;
     Ok(())
 }
 

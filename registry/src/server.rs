@@ -118,7 +118,10 @@ async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Respon
     state.faults.low_space(&state.store).await;
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render() + &state.faults.render() + &state.mirror.render_metrics(),
+        state.metrics.render()
+            + &state.faults.render()
+            + &state.mirror.render_metrics()
+            + &state.events.render_metrics(),
     )
         .into_response()
 }
@@ -230,6 +233,9 @@ pub async fn state(config: &Config) -> Result<AppState> {
         manifest_body_timeout: config.limits.manifest_body_timeout(),
         faults: crate::faults::Faults::new(config.limits.free_space_reserve_bytes),
         mirror: crate::mirror::Mirror::new(&config.upstreams).map_err(Error::Upstream)?,
+        policy: crate::policy::Policies::new(&config.immutable).map_err(Error::Config)?,
+        events: crate::events::Events::new(&config.webhooks).map_err(Error::Config)?,
+        audit: crate::audit::Audit::open(config.audit.as_ref()).map_err(Error::Config)?,
     })
 }
 
@@ -333,6 +339,12 @@ pub async fn serve(config: Config, reload: crate::reload::Loader) -> Result<()> 
     }
     if !state.mirror.is_empty() {
         tokio::spawn(flush_pulls(state.clone()));
+    }
+    if !state.events.is_empty() {
+        tokio::spawn(crate::events::webhook::deliver(
+            state.clone(),
+            state.events.clone(),
+        ));
     }
     let last_flush = state.clone();
     if state.metrics.storage_refresh_due(STORAGE_REFRESH) {

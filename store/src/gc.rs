@@ -102,7 +102,9 @@ impl Store {
             for (repo, digest) in self.meta.unreferenced_manifests(now - secs(age)).await? {
                 if !options.dry_run {
                     let name: RepoName = repo.parse()?;
-                    self.meta.delete_manifest(&name, &digest).await?;
+                    self.meta
+                        .delete_manifest(&name, &digest, crate::Effects::default())
+                        .await?;
                 }
                 report.manifests.push((repo, digest));
             }

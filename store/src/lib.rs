@@ -12,11 +12,11 @@
 //! ```text
 //!  registry, runner ──> Store, StoreConfig, gc::{GcOptions, GcReport}, manifest, Digest, names
 //!
-//!  store   (facade: store/{blobs, uploads, manifests, tags})
+//!  store   (facade: store/{blobs, uploads, manifests, tags, outbox})
 //!    │       uploads: the Uploads backend, local data file | S3 parts
 //!    ├──> manifest   parse + validate; Descriptor, Platform, media types
 //!    ├──> cache      in-memory: upload hashers, tag lists, manifest bytes
-//!    ├──> meta       all SQL: meta/{blobs, uploads, manifests, tags, repos, gc}
+//!    ├──> meta       all SQL: meta/{blobs, uploads, manifests, tags, repos, gc, outbox}
 //!    ├──> objects    Objects: the object_store backend and its local root
 //!    ├──> local      local-disk upload data files and staged files
 //!    └──> layout     every object key
@@ -49,7 +49,7 @@ pub use fault::{Backend, Fault};
 pub use gc::{GcOptions, GcReport, Problem};
 pub use local::{start_writeback, DiskSpace};
 pub use manifest::{Descriptor, Platform};
-pub use meta::now;
+pub use meta::{now, now_ms, Effects, NewEvent, OutboxEvent};
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;
 pub use store::{PutManifest, Store, StoreConfig, StoredManifest, TagPage};
@@ -149,6 +149,14 @@ pub enum Error {
         size: usize,
         /// The limit.
         limit: usize,
+    },
+    /// A write would move or remove a tag that may not change.
+    #[error("tag {tag} is immutable (it points to {digest})")]
+    TagLocked {
+        /// The tag.
+        tag: String,
+        /// What it points to.
+        digest: String,
     },
     /// The manifest is not in the repository.
     #[error("manifest {reference} is not known")]

@@ -53,7 +53,9 @@ impl Store {
             let name: RepoName = repo.parse()?;
             for digest in self.meta.repo_manifests(&name).await? {
                 if !dry_run {
-                    self.meta.delete_manifest(&name, &digest).await?;
+                    self.meta
+                        .delete_manifest(&name, &digest, crate::Effects::default())
+                        .await?;
                 }
                 deleted.push((repo.clone(), digest));
             }

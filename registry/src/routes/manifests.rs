@@ -7,12 +7,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use store::{Reference, RepoName, Store, Tag};
+use store::{Algorithm, Digest, Effects, Reference, RepoName, Store, Tag};
 
 use super::request::{content_length, header_str, Query, DRAIN};
 use super::responses::{ManifestContent, ManifestCreated};
 use super::AppState;
 use crate::error::{body_error, ApiError, Code};
+use crate::events::{Actor, EventData, Kind};
 
 /// `GET`/`HEAD`: the manifest's headers, and for a GET its bytes.
 pub(super) async fn get_manifest(
@@ -121,8 +122,11 @@ async fn drain(stream: &mut axum::body::BodyDataStream, deadline: tokio::time::I
 }
 
 /// `PUT`: store the manifest under `reference` and the `tag` parameters.
+/// Immutable tags may not move (the store checks inside the write), and
+/// the push event goes to the outbox with it.
 pub(super) async fn put_manifest(
     state: &AppState,
+    actor: &Actor,
     repo: &RepoName,
     reference: &Reference,
     query: &Query,
@@ -136,16 +140,59 @@ pub(super) async fn put_manifest(
         .collect::<Result<Vec<Tag>, _>>()?;
     // The budget share is held until the manifest is stored.
     let (bytes, _budget) = read_manifest(state, body, h, limit).await?;
+    let content_type = header_str(h, header::CONTENT_TYPE);
+    let events = if state.events.is_empty() {
+        Vec::new()
+    } else {
+        let digest = match reference {
+            Reference::Digest(d) => d.clone(),
+            Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
+        };
+        let media_type = store::manifest::parse(content_type, &bytes)
+            .map(|p| p.media_type)
+            .ok();
+        let mut named: Vec<Option<String>> = tags.iter().map(|t| Some(t.to_string())).collect();
+        match reference {
+            Reference::Tag(t) => named.insert(0, Some(t.to_string())),
+            Reference::Digest(_) if named.is_empty() => named.push(None),
+            Reference::Digest(_) => {}
+        }
+        named
+            .into_iter()
+            .flat_map(|tag| {
+                let data = EventData {
+                    repository: repo.to_string(),
+                    tag,
+                    digest: Some(digest.to_string()),
+                    media_type: media_type.clone(),
+                    size: Some(bytes.len() as u64),
+                    from: None,
+                };
+                state.events.build(Kind::Push, actor, data)
+            })
+            .collect()
+    };
+    let locked = |t: &Tag| {
+        state
+            .policy
+            .immutable_rule(repo.as_str(), t.as_str())
+            .is_some()
+    };
+    let effects = Effects {
+        locked: state
+            .policy
+            .has_immutable(repo.as_str())
+            .then_some(&locked as _),
+        events: &events,
+    };
     let put = state
         .store
-        .put_manifest(
-            repo,
-            reference,
-            header_str(h, header::CONTENT_TYPE),
-            bytes,
-            &tags,
-        )
-        .await?;
+        .put_manifest_with(repo, reference, content_type, bytes, &tags, effects)
+        .await
+        .map_err(|e| state.policy.refusal(repo.as_str(), e))?;
+    if !events.is_empty() {
+        state.events.wake();
+    }
     Ok(ManifestCreated {
         repo,
         digest: &put.digest,
@@ -155,12 +202,83 @@ pub(super) async fn put_manifest(
     .into_response())
 }
 
-/// `DELETE`: untag, or delete by digest.
+/// `DELETE`: untag, or delete by digest; neither may remove an immutable tag.
 pub(super) async fn delete_manifest(
-    store: &Store,
+    state: &AppState,
+    actor: &Actor,
     repo: &RepoName,
     reference: &Reference,
 ) -> Result<Response, ApiError> {
-    store.delete_manifest(repo, reference).await?;
+    let mut events = Vec::new();
+    if state.events.wants(Kind::Delete) {
+        // What a tag pointed to, for the event (a lookup, not the delete's own read).
+        let found = state.store.manifest(repo, reference, false).await.ok();
+        let data = EventData {
+            repository: repo.to_string(),
+            tag: match reference {
+                Reference::Tag(t) => Some(t.to_string()),
+                Reference::Digest(_) => None,
+            },
+            digest: found.as_ref().map(|m| m.digest.to_string()),
+            media_type: found.as_ref().map(|m| m.media_type.clone()),
+            size: found.as_ref().map(|m| m.size),
+            from: None,
+        };
+        events = state.events.build(Kind::Delete, actor, data);
+    }
+    let locked = |t: &Tag| {
+        state
+            .policy
+            .immutable_rule(repo.as_str(), t.as_str())
+            .is_some()
+    };
+    let effects = Effects {
+        locked: state
+            .policy
+            .has_immutable(repo.as_str())
+            .then_some(&locked as _),
+        events: &events,
+    };
+    state
+        .store
+        .delete_manifest_with(repo, reference, effects)
+        .await
+        .map_err(|e| state.policy.refusal(repo.as_str(), e))?;
+    if !events.is_empty() {
+        state.events.wake();
+    }
     Ok(StatusCode::ACCEPTED.into_response())
+}
+
+/// After a GET of a manifest: the pull event, for webhooks that want pulls
+/// (its own small write: a pull changes nothing to commit it with).
+pub(super) async fn pulled(
+    state: &AppState,
+    actor: &Actor,
+    repo: &RepoName,
+    reference: &Reference,
+    headers: &HeaderMap,
+) {
+    if !state.events.wants(Kind::Pull) {
+        return;
+    }
+    let data = EventData {
+        repository: repo.to_string(),
+        tag: match reference {
+            Reference::Tag(t) => Some(t.to_string()),
+            Reference::Digest(_) => None,
+        },
+        digest: header_str(headers, "docker-content-digest").map(str::to_owned),
+        media_type: header_str(headers, header::CONTENT_TYPE).map(str::to_owned),
+        size: content_length(headers).ok().flatten(),
+        from: None,
+    };
+    let events = state.events.build(Kind::Pull, actor, data);
+    if events.is_empty() {
+        return;
+    }
+    match state.store.enqueue_events(&events).await {
+        Ok(()) => state.events.wake(),
+        Err(e) => tracing::warn!(error = %e, "cannot queue the pull event"),
+    }
 }

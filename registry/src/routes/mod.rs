@@ -63,6 +63,12 @@ pub struct AppState {
     pub faults: crate::faults::Faults,
     /// The upstreams mirrored (none: every repository is local).
     pub mirror: crate::mirror::Mirror,
+    /// Repository policies: immutable tags.
+    pub policy: crate::policy::Policies,
+    /// The webhooks: which events go to the outbox.
+    pub events: crate::events::Events,
+    /// The audit log.
+    pub audit: crate::audit::Audit,
 }
 
 /// A `/v2/...` path parsed into a [`Route`] (or the error to answer), kept
@@ -83,14 +89,34 @@ impl ParsedRoute {
     }
 }
 
-/// The single entry point for `/v2/...`.
+/// The single entry point for `/v2/...`; writes and refusals go to the audit log.
 pub async fn dispatch(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    route(&state, request)
-        .await
-        .unwrap_or_else(IntoResponse::into_response)
+    let repo = request
+        .extensions()
+        .get::<ParsedRoute>()
+        .and_then(|p| p.0.as_ref().ok())
+        .and_then(Route::repo)
+        .map(|r| r.to_string());
+    let pending = crate::audit::Pending::of(&request, repo);
+    let mut user = None;
+    let response = match route(&state, request, &mut user).await {
+        Ok(response) => response,
+        Err(e) => {
+            let message = crate::audit::AuditMessage(e.shown_message().to_owned());
+            let mut response = e.into_response();
+            response.extensions_mut().insert(message);
+            response
+        }
+    };
+    state.audit.record(pending, user.as_deref(), &response);
+    response
 }
 
-async fn route(state: &Arc<AppState>, request: Request) -> Result<Response, ApiError> {
+async fn route(
+    state: &Arc<AppState>,
+    request: Request,
+    user: &mut Option<String>,
+) -> Result<Response, ApiError> {
     let (mut parts, body) = request.into_parts();
     let body = idle_timeout(body, state.body_idle_timeout);
     // Parsed by the middleware; a router built without it parses here.
@@ -122,6 +148,12 @@ async fn route(state: &Arc<AppState>, request: Request) -> Result<Response, ApiE
     };
     let live = state.live.get();
     let access = policy::authorize(live.auth.as_ref(), tls, store, &asked).await?;
+    *user = Some(access.who.caller.name().to_owned());
+    let actor = crate::events::Actor {
+        user: access.who.caller.name().to_owned(),
+        client: asked.peer,
+        host: host.to_owned(),
+    };
     if let Some(target) = &mirrored {
         if let Some(answer) = mirrored::serve(state, target, &route, m, h, &query).await {
             return answer;
@@ -134,13 +166,17 @@ async fn route(state: &Arc<AppState>, request: Request) -> Result<Response, ApiE
         }
         Route::Tags(repo) if *m == Method::GET => listings::tags(store, &repo, &query).await,
         Route::Manifest(repo, r) if is_read(m) => {
-            manifests::get_manifest(store, &repo, &r, *m == Method::GET).await
+            let response = manifests::get_manifest(store, &repo, &r, *m == Method::GET).await?;
+            if *m == Method::GET {
+                manifests::pulled(state, &actor, &repo, &r, response.headers()).await;
+            }
+            Ok(response)
         }
         Route::Manifest(repo, r) if *m == Method::PUT => {
-            manifests::put_manifest(state, &repo, &r, &query, h, body).await
+            manifests::put_manifest(state, &actor, &repo, &r, &query, h, body).await
         }
         Route::Manifest(repo, r) if *m == Method::DELETE => {
-            manifests::delete_manifest(store, &repo, &r).await
+            manifests::delete_manifest(state, &actor, &repo, &r).await
         }
         Route::BadManifestReference(_, r) if is_read(m) => Err(manifests::bad_reference(&r, true)),
         Route::BadManifestReference(_, r) if *m == Method::PUT || *m == Method::DELETE => {
@@ -154,7 +190,7 @@ async fn route(state: &Arc<AppState>, request: Request) -> Result<Response, ApiE
         }
         Route::Blob(repo, d) if *m == Method::DELETE => blobs::delete_blob(store, &repo, &d).await,
         Route::Uploads(repo) if *m == Method::POST => {
-            uploads::post_upload(store, &state.faults, &access, &repo, &query, h, body).await
+            uploads::post_upload(state, &access, &actor, &repo, &query, h, body).await
         }
         Route::Upload(repo, id) if *m == Method::GET => {
             uploads::get_upload(store, &repo, &id).await

@@ -8,9 +8,10 @@ use store::{Digest, RepoName, Store, UploadId};
 
 use super::request::{body_stream, content_length, has_body, header_str, Query};
 use super::responses::{BlobCreated, UploadAccepted, UploadStatus};
+use super::AppState;
 use crate::auth::policy::Access;
 use crate::error::{ApiError, Code};
-use crate::faults::Faults;
+use crate::events::{Actor, EventData, Kind};
 use crate::range;
 
 /// `POST .../blobs/uploads/`: a mount, a monolithic push, or a new session.
@@ -22,20 +23,31 @@ use crate::range;
 /// answer is a plain new session (202), the same in every case, so a mount
 /// never tells whether a digest is stored where the caller cannot look.
 /// A push or a new session, which will take space, is refused with 507 while
-/// free space is under the reserve ([`Faults::admit_upload`]); a mount takes none.
+/// free space is under the reserve ([`crate::faults::Faults::admit_upload`]); a mount takes none.
 pub(super) async fn post_upload(
-    store: &Store,
-    faults: &Faults,
+    state: &AppState,
     access: &Access,
+    actor: &Actor,
     repo: &RepoName,
     query: &Query,
     h: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    let (store, faults) = (&state.store, &state.faults);
     if let Some(mount) = query.get("mount") {
         let digest: Digest = mount.parse()?;
         if let Some(from) = &access.mount_from {
-            if store.mount_blob(repo, &digest, from).await? {
+            let data = EventData {
+                repository: repo.to_string(),
+                digest: Some(digest.to_string()),
+                from: Some(from.to_string()),
+                ..EventData::default()
+            };
+            let events = state.events.build(Kind::Mount, actor, data);
+            if store.mount_blob_with(repo, &digest, from, &events).await? {
+                if !events.is_empty() {
+                    state.events.wake();
+                }
                 return Ok(BlobCreated {
                     repo,
                     digest: &digest,

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{now, Meta};
+use super::{now, outbox, Meta, NewEvent};
 use crate::{Digest, RepoName, Result, UploadId};
 
 /// Make `digest` visible in `repo` (idempotent), inside the caller's transaction.
@@ -102,6 +102,7 @@ impl Meta {
         repo: &RepoName,
         digest: &Digest,
         from: &RepoName,
+        events: &[NewEvent],
     ) -> Result<Option<u64>> {
         let now = now();
         let mut tx = self.write.begin().await?;
@@ -129,6 +130,7 @@ impl Meta {
             return Ok(None);
         }
         link_repo_blob(&mut tx, repo, digest, now).await?;
+        outbox::insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(Some(size))
     }

@@ -3,7 +3,7 @@
 
 use sqlx::Row;
 
-use super::{digest_col, now, Meta};
+use super::{digest_col, now, outbox, Effects, Meta};
 use crate::manifest::{ParsedManifest, RefKind};
 use crate::{Digest, Error, RepoName, Result, Tag};
 
@@ -72,11 +72,11 @@ impl Meta {
     pub async fn put_manifest(
         &self,
         repo: &RepoName,
-        digest: &Digest,
-        size: u64,
+        (digest, size): (&Digest, u64),
         parsed: &ParsedManifest,
         tags: &[Tag],
         require_refs: bool,
+        effects: Effects<'_>,
     ) -> Result<()> {
         let now = now();
         let digest_s = digest.to_string();
@@ -129,6 +129,33 @@ impl Meta {
             .await?;
         }
         for tag in tags {
+            if effects.is_locked(tag) {
+                // Set only if absent; then it must be ours. On PostgreSQL
+                // the insert waits for a racing push of the same tag.
+                sqlx::query(
+                    "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (repo, name) DO NOTHING",
+                )
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .bind(&digest_s)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query("SELECT digest FROM tags WHERE repo = $1 AND name = $2")
+                    .bind(repo.as_str())
+                    .bind(tag.as_str())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let current: String = row.try_get(0)?;
+                if current != digest_s {
+                    return Err(Error::TagLocked {
+                        tag: tag.to_string(),
+                        digest: current,
+                    });
+                }
+                continue;
+            }
             sqlx::query(
                 "INSERT INTO tags (repo, name, digest, updated_at) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (repo, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at",
@@ -140,14 +167,36 @@ impl Meta {
             .execute(&mut *tx)
             .await?;
         }
+        outbox::insert_events(&mut tx, effects.events).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Remove a manifest, its references and the tags pointing at it. Returns whether it existed.
-    pub async fn delete_manifest(&self, repo: &RepoName, digest: &Digest) -> Result<bool> {
+    pub async fn delete_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        effects: Effects<'_>,
+    ) -> Result<bool> {
         let digest_s = digest.to_string();
         let mut tx = self.write.begin().await?;
+        if effects.locked.is_some() {
+            let rows = sqlx::query("SELECT name FROM tags WHERE repo = $1 AND digest = $2")
+                .bind(repo.as_str())
+                .bind(&digest_s)
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in &rows {
+                let name: String = r.try_get(0)?;
+                if name.parse::<Tag>().is_ok_and(|t| effects.is_locked(&t)) {
+                    return Err(Error::TagLocked {
+                        tag: name,
+                        digest: digest_s,
+                    });
+                }
+            }
+        }
         for sql in [
             "DELETE FROM tags WHERE repo = $1 AND digest = $2",
             "DELETE FROM manifest_refs WHERE repo = $1 AND manifest = $2",
@@ -163,8 +212,12 @@ impl Meta {
             .bind(&digest_s)
             .execute(&mut *tx)
             .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        outbox::insert_events(&mut tx, effects.events).await?;
         tx.commit().await?;
-        Ok(done.rows_affected() > 0)
+        Ok(true)
     }
 
     /// Manifests of `repo` whose subject is `subject`, optionally of one artifact type.

@@ -16,13 +16,17 @@
 //!  ├── tags       tags, tag_versions
 //!  ├── repos      repository listing (manifests ∪ repo_blobs)
 //!  ├── pulls      mirror_pulls: last pull of each mirrored repository
+//!  ├── outbox     outbox: events for webhooks, written by the writes above
 //!  └── gc         sweep, orphan and integrity queries, the GC lock
 //! ```
-//! The submodules use only this module's pools and helpers, never each other.
+//! The submodules use only this module's pools and helpers, never each other,
+//! except that writes put their events in the outbox through
+//! `outbox::insert_events`, inside their own transaction ([`Effects`]).
 
 mod blobs;
 mod gc;
 mod manifests;
+mod outbox;
 mod pulls;
 mod repos;
 mod tags;
@@ -34,9 +38,27 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor, Row};
 
-use crate::{Digest, Error, Result};
+use crate::{Digest, Error, Result, Tag};
 
+pub use outbox::{now_ms, NewEvent, OutboxEvent};
 pub use uploads::UploadRow;
+
+/// What a write checks and records in its own transaction, beside its change.
+#[derive(Clone, Copy, Default)]
+pub struct Effects<'a> {
+    /// Tags that may not move or go once set (immutable tags): a write that
+    /// would point one elsewhere or remove it fails with [`Error::TagLocked`].
+    pub locked: Option<&'a (dyn Fn(&Tag) -> bool + Sync)>,
+    /// Events for the outbox, committed with the change or not at all.
+    pub events: &'a [NewEvent],
+}
+
+impl Effects<'_> {
+    /// Whether `tag` is locked.
+    fn is_locked(&self, tag: &Tag) -> bool {
+        self.locked.is_some_and(|f| f(tag))
+    }
+}
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/postgres");

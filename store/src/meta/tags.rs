@@ -3,18 +3,46 @@
 
 use sqlx::Row;
 
-use super::Meta;
+use super::{outbox, Effects, Meta};
 use crate::{Error, RepoName, Result, Tag};
 
 impl Meta {
     /// Remove a tag. Returns whether it existed.
-    pub async fn delete_tag(&self, repo: &RepoName, tag: &Tag) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2")
-            .bind(repo.as_str())
-            .bind(tag.as_str())
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected() > 0)
+    pub async fn delete_tag(
+        &self,
+        repo: &RepoName,
+        tag: &Tag,
+        effects: Effects<'_>,
+    ) -> Result<bool> {
+        let mut tx = self.write.begin().await?;
+        let done = if effects.is_locked(tag) {
+            let row = sqlx::query("SELECT digest FROM tags WHERE repo = $1 AND name = $2")
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                Some(r) => {
+                    return Err(Error::TagLocked {
+                        tag: tag.to_string(),
+                        digest: r.try_get(0)?,
+                    })
+                }
+                None => return Ok(false),
+            }
+        } else {
+            sqlx::query("DELETE FROM tags WHERE repo = $1 AND name = $2")
+                .bind(repo.as_str())
+                .bind(tag.as_str())
+                .execute(&mut *tx)
+                .await?
+        };
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        outbox::insert_events(&mut tx, effects.events).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Tags of a repository in lexical order, after `last`, at most `limit`.

@@ -9,7 +9,7 @@ use futures::Stream;
 use super::Store;
 use crate::local::StagedFile;
 use crate::objects::ByteStream;
-use crate::{layout, Digest, Error, RepoName, Result, UploadId};
+use crate::{layout, Digest, Error, NewEvent, RepoName, Result, UploadId};
 
 impl Store {
     /// Whether the blob is stored, whatever repository holds it.
@@ -62,8 +62,23 @@ impl Store {
         digest: &Digest,
         from: &RepoName,
     ) -> Result<bool> {
+        self.mount_blob_with(repo, digest, from, &[]).await
+    }
+
+    /// [`Store::mount_blob`], putting `events` in the outbox with the link.
+    pub async fn mount_blob_with(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        from: &RepoName,
+        events: &[NewEvent],
+    ) -> Result<bool> {
         let _gate = self.gc_gate.read().await;
-        Ok(self.meta.mount_blob(repo, digest, from).await?.is_some())
+        Ok(self
+            .meta
+            .mount_blob(repo, digest, from, events)
+            .await?
+            .is_some())
     }
 
     /// Up to `limit` repositories that hold `digest`, in name order: the

@@ -6,7 +6,7 @@ use bytes::Bytes;
 
 use super::Store;
 use crate::manifest::{self, Descriptor, RefKind};
-use crate::{layout, Algorithm, Digest, Error, Reference, RepoName, Result, Tag};
+use crate::{layout, Algorithm, Digest, Effects, Error, Reference, RepoName, Result, Tag};
 
 /// The outcome of a manifest push.
 #[derive(Debug, Clone)]
@@ -42,13 +42,35 @@ impl Store {
         bytes: Bytes,
         extra_tags: &[Tag],
     ) -> Result<PutManifest> {
-        self.store_manifest(
+        self.put_manifest_with(
             repo,
             reference,
             content_type,
             bytes,
             extra_tags,
+            Effects::default(),
+        )
+        .await
+    }
+
+    /// [`Store::put_manifest`], with tags that may not move and events
+    /// committed with the push ([`Effects`]).
+    pub async fn put_manifest_with(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        extra_tags: &[Tag],
+        effects: Effects<'_>,
+    ) -> Result<PutManifest> {
+        self.store_manifest(
+            repo,
+            reference,
+            (content_type, bytes),
+            extra_tags,
             !self.allow_sparse,
+            effects,
         )
         .await
     }
@@ -63,18 +85,26 @@ impl Store {
         content_type: Option<&str>,
         bytes: Bytes,
     ) -> Result<PutManifest> {
-        self.store_manifest(repo, reference, content_type, bytes, &[], false)
-            .await
+        self.store_manifest(
+            repo,
+            reference,
+            (content_type, bytes),
+            &[],
+            false,
+            Effects::default(),
+        )
+        .await
     }
 
+    /// Validate and store `(content type, bytes)`; see [`Store::put_manifest_with`].
     async fn store_manifest(
         &self,
         repo: &RepoName,
         reference: &Reference,
-        content_type: Option<&str>,
-        bytes: Bytes,
+        (content_type, bytes): (Option<&str>, Bytes),
         extra_tags: &[Tag],
         require_refs: bool,
+        effects: Effects<'_>,
     ) -> Result<PutManifest> {
         if bytes.len() > manifest::MAX_MANIFEST_SIZE {
             return Err(Error::ManifestTooLarge {
@@ -107,11 +137,11 @@ impl Store {
         self.meta
             .put_manifest(
                 repo,
-                &digest,
-                bytes.len() as u64,
+                (&digest, bytes.len() as u64),
                 &parsed,
                 &tags,
                 require_refs,
+                effects,
             )
             .await?;
         Ok(PutManifest {
@@ -207,9 +237,21 @@ impl Store {
 
     /// Delete a tag, or a manifest (with every tag pointing at it) by digest.
     pub async fn delete_manifest(&self, repo: &RepoName, reference: &Reference) -> Result<()> {
+        self.delete_manifest_with(repo, reference, Effects::default())
+            .await
+    }
+
+    /// [`Store::delete_manifest`], refusing to remove a locked tag (or a
+    /// manifest one points to) and committing `effects.events` with it.
+    pub async fn delete_manifest_with(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        effects: Effects<'_>,
+    ) -> Result<()> {
         let existed = match reference {
-            Reference::Tag(t) => self.meta.delete_tag(repo, t).await?,
-            Reference::Digest(d) => self.meta.delete_manifest(repo, d).await?,
+            Reference::Tag(t) => self.meta.delete_tag(repo, t, effects).await?,
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d, effects).await?,
         };
         if existed {
             Ok(())

@@ -10,13 +10,15 @@
 //!  ├── blobs      read, mount, delete, whole-blob pushes, the verified commit
 //!  ├── uploads    sessions: the Uploads backend (local data file | S3 parts)
 //!  ├── manifests  push (validate, check refs), get (cached bytes), delete, referrers
-//!  └── tags       tag pages (cached lists), repository listing
+//!  ├── tags       tag pages (cached lists), repository listing
+//!  └── outbox     webhook events: enqueue, claim with a lease, delivered/failed
 //! ```
 //! `uploads` and `manifests` commit through `blobs`; all use `meta`,
 //! `objects`, `layout` and `cache` below.
 
 mod blobs;
 mod manifests;
+mod outbox;
 mod tags;
 mod uploads;
 

@@ -15,9 +15,13 @@ use store::manifest::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
 use store::{Algorithm, Digest, Error, GcOptions, Reference, RepoName, Store};
 
 use crate::harness::{body, owned_body, read_back, read_range, repo, unique, Backend};
+// The outbox's cases, listed in `contract!` below with the others.
+use crate::outbox::{
+    outbox_claims_in_order_once_across_stores, outbox_rows_commit_with_their_write,
+};
 
 /// Bytes no other case or run produces.
-fn content(what: &str) -> Bytes {
+pub(crate) fn content(what: &str) -> Bytes {
     Bytes::from(format!("{what} {}", unique()))
 }
 
@@ -25,7 +29,7 @@ fn sha256(bytes: &[u8]) -> Digest {
     Digest::of(Algorithm::Sha256, bytes)
 }
 
-async fn put(store: &Store, repo: &RepoName, bytes: &Bytes) -> Digest {
+pub(crate) async fn put(store: &Store, repo: &RepoName, bytes: &Bytes) -> Digest {
     let digest = sha256(bytes);
     store
         .put_blob(
@@ -41,7 +45,7 @@ async fn put(store: &Store, repo: &RepoName, bytes: &Bytes) -> Digest {
 
 /// An image manifest over `config` and `layers` (digest, size), with optional
 /// subject and artifact type.
-fn image(
+pub(crate) fn image(
     config: (&Digest, usize),
     layers: &[(&Digest, usize)],
     subject: Option<(&Digest, usize)>,
@@ -459,4 +463,6 @@ contract!(
     referrers_list_manifests_by_subject,
     gc_sweeps_only_what_nothing_references,
     unpulled_mirrored_repositories_expire,
+    outbox_claims_in_order_once_across_stores,
+    outbox_rows_commit_with_their_write,
 );

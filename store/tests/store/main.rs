@@ -7,10 +7,13 @@
 //!   files, staging files, crash debris);
 //! - `tag_cache`: the per-process tag-list cache against another process's
 //!   changes;
+//! - `outbox`: the webhook outbox's contract cases (claims, leases, order,
+//!   rows committed with their write), run by `contract` on both backends;
 //! - `harness`: backends and helpers they share.
 
 mod contract;
 mod debris;
 mod harness;
 mod local_uploads;
+mod outbox;
 mod tag_cache;

@@ -1,0 +1,23 @@
+-- Events waiting to be delivered to webhooks: one row per (event, webhook),
+-- written in the same transaction as the change the event describes. A
+-- delivered row is deleted; one that failed max_attempts times stays as
+-- `dead` (the dead-letter list). Rows of one (target, repo) are delivered in
+-- seq order: only the oldest pending one of each is claimed. A replica claims
+-- a row by setting claimed_until (a lease, in ms since the epoch; claimed
+-- with FOR UPDATE SKIP LOCKED); a row whose lease ran out is claimed again.
+CREATE TABLE outbox (
+    seq             BIGSERIAL PRIMARY KEY,
+    target          TEXT NOT NULL,
+    repo            TEXT NOT NULL,
+    event_id        TEXT NOT NULL,
+    payload         TEXT NOT NULL,
+    created_at      BIGINT NOT NULL,
+    state           TEXT NOT NULL DEFAULT 'pending',
+    attempts        BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    claimed_by      TEXT,
+    claimed_until   BIGINT NOT NULL DEFAULT 0,
+    last_error      TEXT
+);
+
+CREATE INDEX outbox_groups ON outbox (state, target, repo, seq);
