@@ -15,12 +15,14 @@
 //!  ├── manifests  manifests, manifest_refs (and the tags a push sets)
 //!  ├── tags       tags, tag_versions
 //!  ├── repos      repository listing (manifests ∪ repo_blobs)
+//!  ├── browse     read-only summaries for a UI (sizes, tag details, totals)
 //!  ├── pulls      mirror_pulls: last pull of each mirrored repository
 //!  └── gc         sweep, orphan and integrity queries, the GC lock
 //! ```
 //! The submodules use only this module's pools and helpers, never each other.
 
 mod blobs;
+mod browse;
 mod gc;
 mod manifests;
 mod pulls;
@@ -36,6 +38,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::{Digest, Error, Result};
 
+pub use browse::{RepoSort, RepoSummary, StoreTotals, TagDetail};
 pub use uploads::UploadRow;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../migrations/sqlite");
