@@ -42,6 +42,8 @@ pub struct Config {
     /// Mirrored registries (`[[upstream]]` tables), see `docs/mirror.md`.
     #[serde(rename = "upstream")]
     pub upstreams: Vec<crate::mirror::config::UpstreamConfig>,
+    /// Serve the web UI at `/ui/` (default true), see `docs/ui.md`.
+    pub ui: bool,
 }
 
 /// How log lines are written.
@@ -175,6 +177,7 @@ impl Default for Config {
             log_format: LogFormat::Text,
             trusted_proxies: Vec::new(),
             upstreams: Vec::new(),
+            ui: true,
         }
     }
 }

@@ -28,7 +28,12 @@ use crate::startup::{Error, Result};
 
 /// The application router over ready state.
 pub fn app(state: Arc<AppState>) -> Router {
+    let ui = match state.ui {
+        Some(_) => crate::ui::router(),
+        None => Router::new(),
+    };
     Router::new()
+        .merge(ui)
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
         .route("/v2/{*rest}", any(dispatch))
@@ -150,6 +155,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
     let route = match uri_path.as_str() {
         "/token" => "token",
         "/livez" | "/readyz" | "/metrics" => "ops",
+        p if p == "/ui" || p.starts_with("/ui/") => "ui",
         p => {
             let parsed = ParsedRoute::parse(p);
             let label = parsed.label();
@@ -230,6 +236,7 @@ pub async fn state(config: &Config) -> Result<AppState> {
         manifest_body_timeout: config.limits.manifest_body_timeout(),
         faults: crate::faults::Faults::new(config.limits.free_space_reserve_bytes),
         mirror: crate::mirror::Mirror::new(&config.upstreams).map_err(Error::Upstream)?,
+        ui: config.ui.then(crate::ui::Ui::new),
     })
 }
 

@@ -63,6 +63,8 @@ pub struct AppState {
     pub faults: crate::faults::Faults,
     /// The upstreams mirrored (none: every repository is local).
     pub mirror: crate::mirror::Mirror,
+    /// The web UI's sessions; `None` when the UI is off.
+    pub ui: Option<crate::ui::Ui>,
 }
 
 /// A `/v2/...` path parsed into a [`Route`] (or the error to answer), kept

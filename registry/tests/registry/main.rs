@@ -10,7 +10,8 @@
 //! htpasswd prompt, log formats, `--version`), `ops` (GC, fsck, health, metrics, rate limits, slow clients), `proxy`
 //! (forwarding headers from trusted reverse proxies) and
 //! `security` (the regression test of each security finding, performing
-//! the attack).
+//! the attack) and `ui` (the web UI and its JSON API: logins, access rules,
+//! CSRF, views, error pages).
 
 mod api;
 mod auth;
@@ -21,3 +22,4 @@ mod ops;
 mod proxy;
 mod reload;
 mod security;
+mod ui;

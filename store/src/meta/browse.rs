@@ -82,8 +82,8 @@ pub struct StoreTotals {
     pub stored_bytes: u64,
     /// Stored contents.
     pub blobs: u64,
-    /// Bytes as the repositories see them: each repository's blobs counted
-    /// in each (without dedup, this would be stored).
+    /// Bytes as the repositories see them: each repository's blobs and
+    /// manifests counted in each (without dedup, this would be stored).
     pub logical_bytes: u64,
     /// Repositories.
     pub repositories: u64,
@@ -228,6 +228,7 @@ impl Meta {
             "SELECT (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs) AS stored, \
              (SELECT COUNT(*) FROM blobs) AS blobs, \
              (SELECT CAST(COALESCE(SUM(b.size), 0) AS BIGINT) FROM repo_blobs rb JOIN blobs b ON b.digest = rb.digest) AS logical, \
+             (SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM manifests) AS manifest_bytes, \
              (SELECT COUNT(*) FROM (SELECT repo FROM manifests UNION SELECT repo FROM repo_blobs) AS r) AS repos, \
              (SELECT COUNT(*) FROM manifests) AS manifests, \
              (SELECT COUNT(*) FROM tags) AS tags, \
@@ -240,7 +241,7 @@ impl Meta {
         Ok(StoreTotals {
             stored_bytes: n("stored")?,
             blobs: n("blobs")?,
-            logical_bytes: n("logical")?,
+            logical_bytes: n("logical")? + n("manifest_bytes")?,
             repositories: n("repos")?,
             manifests: n("manifests")?,
             tags: n("tags")?,
