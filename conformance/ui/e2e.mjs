@@ -110,9 +110,12 @@ try {
   await step("phone width: the repository page still fits", async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     await page.goto(`${base}/ui/r/team/web`);
-    const width = await page.evaluate(() => document.documentElement.scrollWidth);
-    assert.ok(width <= 390 + 1, `page is ${width}px wide`);
     await shot(page, "repository-phone", false);
+    const wide = await page.evaluate(() => [...document.querySelectorAll("body *")]
+      .filter((e) => !e.closest(".scroll") && e.getBoundingClientRect().right > 391)
+      .map((e) => e.tagName + "." + e.className).slice(0, 5));
+    const width = await page.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390 + 1, `page is ${width}px wide: ${wide}`);
   });
   await step("keyboard: the skip link is the first stop and leads to the content", async () => {
     await page.goto(`${base}/ui/`);

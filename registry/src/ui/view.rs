@@ -498,7 +498,10 @@ pub async fn manifest_view(
         let s = |k: &str| config_json.get(k).and_then(Value::as_str).unwrap_or("");
         view.config = Some(ConfigView {
             digest: d.to_string(),
-            platform: format!("{}/{}", s("os"), s("architecture")),
+            platform: match (s("os"), s("architecture")) {
+                ("", "") => "unknown".to_owned(),
+                (os, arch) => format!("{os}/{arch}"),
+            },
             created: config_json
                 .get("created")
                 .and_then(Value::as_str)
