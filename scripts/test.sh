@@ -19,6 +19,7 @@
 #                and then with --htpasswd + TLS (throwaway CA), logged in
 #   mirror       conformance/mirror.sh: skopeo, crane, ctr (hosts.toml ?ns=), dockerd
 #                --registry-mirror and runner pull through the pull-through mirror
+#   ui           conformance/ui/run.sh: the web UI in headless Chromium (playwright-core)
 #   build-compare conformance/build_compare.sh: Dockerfiles built by runner build and by
 #                docker build give the same file trees and configs; pushed, run by docker
 #   package      conformance/package.sh: the .debs of registry and runner (cargo deb
@@ -48,7 +49,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror build-compare deploy package docs fuzz)
+ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror ui build-compare deploy package docs fuzz)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -67,6 +68,7 @@ stage_cmd() {
     deploy) bash conformance/deploy.sh ;;
     package) bash conformance/package.sh && bash conformance/image.sh ;;
     mirror) bash conformance/mirror.sh ;;
+    ui) STRATA_UI_SHOTS=0 bash conformance/ui/run.sh ;;
     build-compare) bash conformance/build_compare.sh ;;
     docs) python3 conformance/docs.py ;;
     fuzz) wait_fuzz_build && STRATA_FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-40}" bash fuzz/run.sh ;;

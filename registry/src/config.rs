@@ -49,6 +49,8 @@ pub struct Config {
     pub webhooks: Vec<crate::events::WebhookConfig>,
     /// The audit log (`[audit]`), see `docs/policies.md`.
     pub audit: Option<crate::audit::AuditConfig>,
+    /// Serve the web UI at `/ui/` (default true), see `docs/ui.md`.
+    pub ui: bool,
 }
 
 /// How log lines are written.
@@ -185,6 +187,7 @@ impl Default for Config {
             immutable: Vec::new(),
             webhooks: Vec::new(),
             audit: None,
+            ui: true,
         }
     }
 }

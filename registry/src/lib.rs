@@ -20,6 +20,8 @@
 //!
 //!   log (lossy stderr writer) --> config, metrics      htpasswd (the command)
 //!   assets (man pages, completions; uses only clap)
+//!   ui/ (the web UI at /ui/: pages, JSON API, sessions) --> auth, metrics, reload,
+//!       routes::AppState, store::Store; merged into the router by server
 //!   reload (SIGHUP: Live = auth + rate limiter + trusted proxies) --> auth, config,
 //!          forwarded, limits, startup; held in routes::AppState, driven by server
 //!   policy (immutable tags) --> auth, error      events/ (webhooks: outbox rows,
@@ -87,3 +89,4 @@ pub mod rfc3339;
 pub mod routes;
 pub mod server;
 pub mod startup;
+pub mod ui;

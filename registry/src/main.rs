@@ -139,6 +139,9 @@ struct ServeArgs {
         value_delimiter = ','
     )]
     trusted_proxy: Vec<String>,
+    /// Do not serve the web UI at /ui/ (`ui = false` in the config file).
+    #[arg(long, env = "STRATA_NO_UI")]
+    no_ui: bool,
     /// Mirror an upstream registry under the path prefix NAME (repeatable;
     /// `[[upstream]]` in the config file for the other settings).
     #[arg(long, value_name = "NAME=URL")]
@@ -342,6 +345,7 @@ fn serve_config(args: ServeArgs, log_format: Option<LogFormat>) -> anyhow::Resul
         config.listen = v;
     }
     config.allow_sparse |= args.allow_sparse;
+    config.ui &= !args.no_ui;
     if let Some(file) = args.htpasswd {
         config.auth.get_or_insert_with(AuthConfig::default).htpasswd = Some(file);
     }

@@ -42,6 +42,19 @@ pub struct Metrics {
     stored_at: Mutex<Option<Instant>>,
 }
 
+/// GC since this process started (see [`Metrics::gc_status`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GcStatus {
+    /// Runs that finished.
+    pub runs: u64,
+    /// Runs that failed.
+    pub failures: u64,
+    /// When a run last finished, Unix seconds (0: none).
+    pub last_success: u64,
+    /// Bytes freed in all.
+    pub bytes_freed: u64,
+}
+
 impl Metrics {
     /// Record one finished request.
     pub fn request(
@@ -85,6 +98,16 @@ impl Metrics {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         self.gc_last_success.store(now, Ordering::Relaxed);
+    }
+
+    /// GC as this process saw it: runs, failures, last success, bytes freed.
+    pub fn gc_status(&self) -> GcStatus {
+        GcStatus {
+            runs: self.gc_runs.load(Ordering::Relaxed),
+            failures: self.gc_failures.load(Ordering::Relaxed),
+            last_success: self.gc_last_success.load(Ordering::Relaxed),
+            bytes_freed: self.gc_bytes_freed.load(Ordering::Relaxed),
+        }
     }
 
     /// Record a GC run that failed.

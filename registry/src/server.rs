@@ -28,7 +28,12 @@ use crate::startup::{Error, Result};
 
 /// The application router over ready state.
 pub fn app(state: Arc<AppState>) -> Router {
+    let ui = match state.ui {
+        Some(_) => crate::ui::router(),
+        None => Router::new(),
+    };
     Router::new()
+        .merge(ui)
         .route("/v2", any(dispatch))
         .route("/v2/", any(dispatch))
         .route("/v2/{*rest}", any(dispatch))
@@ -153,6 +158,7 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
     let route = match uri_path.as_str() {
         "/token" => "token",
         "/livez" | "/readyz" | "/metrics" => "ops",
+        p if p == "/ui" || p.starts_with("/ui/") => "ui",
         p => {
             let parsed = ParsedRoute::parse(p);
             let label = parsed.label();
@@ -236,6 +242,7 @@ pub async fn state(config: &Config) -> Result<AppState> {
         policy: crate::policy::Policies::new(&config.immutable).map_err(Error::Config)?,
         events: crate::events::Events::new(&config.webhooks).map_err(Error::Config)?,
         audit: crate::audit::Audit::open(config.audit.as_ref()).map_err(Error::Config)?,
+        ui: config.ui.then(crate::ui::Ui::new),
     })
 }
 

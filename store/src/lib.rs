@@ -52,7 +52,10 @@ pub use manifest::{Descriptor, Platform};
 pub use meta::{now, now_ms, Effects, NewEvent, OutboxEvent};
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;
-pub use store::{PutManifest, Store, StoreConfig, StoredManifest, TagPage};
+pub use store::{
+    PutManifest, RepoSort, RepoSummary, Store, StoreConfig, StoreTotals, StoredManifest, TagDetail,
+    TagPage,
+};
 
 /// Everything that can go wrong in the store.
 #[derive(Debug, thiserror::Error)]

@@ -226,6 +226,11 @@ impl Auth {
         })
     }
 
+    /// Whether `user` is in the htpasswd file (a UI session ends when its user goes).
+    pub fn has_user(&self, user: &str) -> bool {
+        self.users.contains_key(user)
+    }
+
     /// Verify an `Authorization` header value sent from `peer`. `None`
     /// header means anonymous.
     pub async fn verify(

@@ -69,6 +69,8 @@ pub struct AppState {
     pub events: crate::events::Events,
     /// The audit log.
     pub audit: crate::audit::Audit,
+    /// The web UI's sessions; `None` when the UI is off.
+    pub ui: Option<crate::ui::Ui>,
 }
 
 /// A `/v2/...` path parsed into a [`Route`] (or the error to answer), kept

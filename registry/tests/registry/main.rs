@@ -11,7 +11,8 @@
 //! `events` (webhooks: retries, order, signatures, kill -9), `proxy`
 //! (forwarding headers from trusted reverse proxies) and
 //! `security` (the regression test of each security finding, performing
-//! the attack).
+//! the attack) and `ui` (the web UI and its JSON API: logins, access rules,
+//! CSRF, views, error pages).
 
 mod api;
 mod auth;
@@ -24,3 +25,4 @@ mod policy;
 mod proxy;
 mod reload;
 mod security;
+mod ui;

@@ -15,6 +15,7 @@
 //!  ├── manifests  manifests, manifest_refs (and the tags a push sets)
 //!  ├── tags       tags, tag_versions
 //!  ├── repos      repository listing (manifests ∪ repo_blobs)
+//!  ├── browse     read-only summaries for a UI (sizes, tag details, totals)
 //!  ├── pulls      mirror_pulls: last pull of each mirrored repository
 //!  ├── outbox     outbox: events for webhooks, written by the writes above
 //!  └── gc         sweep, orphan and integrity queries, the GC lock
@@ -24,6 +25,7 @@
 //! `outbox::insert_events`, inside their own transaction ([`Effects`]).
 
 mod blobs;
+mod browse;
 mod gc;
 mod manifests;
 mod outbox;
@@ -41,6 +43,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Digest, Error, Result, Tag};
 
 pub use outbox::{now_ms, NewEvent, OutboxEvent};
+pub use browse::{RepoSort, RepoSummary, StoreTotals, TagDetail};
 pub use uploads::UploadRow;
 
 /// What a write checks and records in its own transaction, beside its change.

@@ -8,6 +8,7 @@
 //! ```text
 //! store (Store, StoreConfig, open/close/ping/secret)
 //!  ├── blobs      read, mount, delete, whole-blob pushes, the verified commit
+//!  ├── browse     read-only views for a UI: repository summaries, tag details, totals
 //!  ├── uploads    sessions: the Uploads backend (local data file | S3 parts)
 //!  ├── manifests  push (validate, check refs), get (cached bytes), delete, referrers
 //!  ├── tags       tag pages (cached lists), repository listing
@@ -17,6 +18,7 @@
 //! `objects`, `layout` and `cache` below.
 
 mod blobs;
+mod browse;
 mod manifests;
 mod outbox;
 mod tags;
@@ -30,6 +32,7 @@ use crate::meta::Meta;
 use crate::objects::Objects;
 use crate::{layout, Result};
 
+pub use browse::{RepoSort, RepoSummary, StoreTotals, TagDetail};
 pub use manifests::{PutManifest, StoredManifest};
 pub use tags::TagPage;
 use uploads::Uploads;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use store::manifest::{OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST};
-use store::{Algorithm, Digest, Error, GcOptions, Reference, RepoName, Store};
+use store::{Algorithm, Digest, Error, GcOptions, Reference, RepoName, RepoSort, Store};
 
 use crate::harness::{body, owned_body, read_back, read_range, repo, unique, Backend};
 // The outbox's cases, listed in `contract!` below with the others.
@@ -431,6 +431,98 @@ async fn unpulled_mirrored_repositories_expire(backend: &Backend) {
     }
 }
 
+/// The browse views: summaries with search and sort, tag details with
+/// sizes, totals that count a shared blob once as stored.
+async fn browse_summaries_tag_details_and_totals(backend: &Backend) {
+    let store = backend.open().await;
+    let stem = unique();
+    let name = |n: &str| -> RepoName { format!("contract/browse-{stem}/{n}").parse().unwrap() };
+    let (small, big) = (name("small"), name("big_x"));
+    let (digest, _) = push_image(&store, &small, "v1").await;
+    let layer = Bytes::from(vec![7u8; 4096]);
+    let l = put(&store, &big, &layer).await;
+    let config = content("config");
+    let c = put(&store, &big, &config).await;
+    let bytes = image((&c, config.len()), &[(&l, layer.len())], None, None);
+    for tag in ["b", "a", "c"] {
+        store
+            .put_manifest(
+                &big,
+                &tag.parse().unwrap(),
+                Some(OCI_MANIFEST),
+                bytes.clone(),
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+    let before = store.totals().await.unwrap();
+    // The same layer mounted into `small`: seen twice, stored once.
+    assert!(store.mount_blob(&small, &l, &big).await.unwrap());
+    let after = store.totals().await.unwrap();
+    assert_eq!(after.stored_bytes, before.stored_bytes);
+    assert_eq!(after.logical_bytes, before.logical_bytes + 4096);
+
+    let names = |v: Vec<store::RepoSummary>| v.into_iter().map(|r| r.name).collect::<Vec<_>>();
+    let all = store
+        .repo_summaries(&format!("contract/browse-{stem}/"), true, RepoSort::Name)
+        .await
+        .unwrap();
+    assert_eq!(names(all.clone()), [big.to_string(), small.to_string()]);
+    assert_eq!(all[0].tags, 3);
+    assert_eq!(all[0].size, 4096 + config.len() as u64);
+    assert_eq!(
+        all[0].unique_size,
+        config.len() as u64,
+        "the layer is shared now"
+    );
+    assert!(all[0].last_push > 0);
+    let by_size = store
+        .repo_summaries(&stem, false, RepoSort::Size)
+        .await
+        .unwrap();
+    // `small` holds the shared layer too, and its own config and layer.
+    assert_eq!(names(by_size), [small.to_string(), big.to_string()]);
+    // LIKE's wildcards are literal: `_` matches only `_`.
+    let literal = store
+        .repo_summaries(&format!("{stem}/big_"), false, RepoSort::Name)
+        .await
+        .unwrap();
+    assert_eq!(names(literal), [big.to_string()]);
+    let none = store
+        .repo_summaries(&format!("{stem}/big%"), false, RepoSort::Name)
+        .await
+        .unwrap();
+    assert!(none.is_empty());
+
+    let page = store.tag_details(&big, None, 2).await.unwrap();
+    assert_eq!(
+        page.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["a", "b"]
+    );
+    assert_eq!(page[0].total_size, 4096 + config.len() as u64);
+    assert_eq!(page[0].media_type, OCI_MANIFEST);
+    let rest = store.tag_details(&big, Some("b"), 2).await.unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(store.tag_count(&big).await.unwrap(), 3);
+    assert_eq!(store.tags_of(&small, &digest).await.unwrap(), ["v1"]);
+    let (pushed, total) = store
+        .manifest_pushed(&small, &digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(pushed > 0 && total > 0);
+    assert_eq!(
+        store.small_blob(&big, &c, 1 << 20).await.unwrap().unwrap(),
+        config
+    );
+    assert!(store.small_blob(&big, &l, 100).await.unwrap().is_none());
+    assert!(matches!(
+        store.tag_details(&name("none"), None, 5).await,
+        Err(store::Error::NameUnknown { .. })
+    ));
+}
+
 /// Each case as a test on each backend.
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
@@ -465,4 +557,5 @@ contract!(
     unpulled_mirrored_repositories_expire,
     outbox_claims_in_order_once_across_stores,
     outbox_rows_commit_with_their_write,
+    browse_summaries_tag_details_and_totals,
 );
