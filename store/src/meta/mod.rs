@@ -42,8 +42,8 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::{Digest, Error, Result, Tag};
 
-pub use outbox::{now_ms, NewEvent, OutboxEvent};
 pub use browse::{RepoSort, RepoSummary, StoreTotals, TagDetail};
+pub use outbox::{now_ms, NewEvent, OutboxEvent};
 pub use uploads::UploadRow;
 
 /// What a write checks and records in its own transaction, beside its change.
