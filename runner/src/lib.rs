@@ -8,7 +8,7 @@
 //! ```text
 //! main.rs (bin)  -> cli, container, network, image, info, paths, rootless   thin glue;
 //!                   anyhow only here
-//! info           -> cgroup, image::auth, paths   `runner info`: host features, logins
+//! info           -> cgroup, image::auth, paths, rootless   `runner info`: host features, logins
 //! cli            -> container (RunOptions, detached, exec, logs), build, network
 //!                   (Request), spec, paths,
 //!                   image::client (Settings)   clap structs -> library types
