@@ -38,7 +38,7 @@ APT_PACKAGES=(
   libseccomp-dev pkg-config apache2-utils postgresql openssl jq curl
   python3-yaml python3-venv ca-certificates iproute2 util-linux gcc libc6-dev
   bzip2 xz-utils liblzma-dev nginx haproxy prometheus nftables iperf3 apparmor
-  dpkg-dev man-db
+  dpkg-dev man-db uidmap
   chromium fonts-dejavu-core nodejs npm
 )
 

@@ -22,6 +22,10 @@
 #   ui           conformance/ui/run.sh: the web UI in headless Chromium (playwright-core)
 #   build-compare conformance/build_compare.sh: Dockerfiles built by runner build and by
 #                docker build give the same file trees and configs; pushed, run by docker
+#   rootless     conformance/rootless.sh: the runner as an ordinary user (made with
+#                /etc/subuid and /etc/subgid ranges): pull, run, exit codes, whiteouts,
+#                ownership on disk, seccomp, --memory refused, build, run -d/exec/stop/rm,
+#                and nothing left behind
 #   package      conformance/package.sh: the .debs of registry and runner (cargo deb
 #                --no-build), dpkg -i, files checked, the installed registry run as its
 #                unit would (user strata), crane push/pull through it, dpkg --purge;
@@ -49,7 +53,7 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 export STRATA_REGISTRY_BIN="$REPO/target/release/registry"
 export REGISTRY_BIN="${REGISTRY_BIN:-$STRATA_REGISTRY_BIN}"
 
-ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror ui build-compare deploy package docs fuzz)
+ALL_STAGES=(deps build fmt clippy unit conformance scaleout faults crash load interop mirror ui build-compare rootless deploy package docs fuzz)
 read -r -a STAGES <<<"${STRATA_STAGES:-${ALL_STAGES[*]}}"
 
 stage_cmd() {
@@ -70,6 +74,7 @@ stage_cmd() {
     mirror) bash conformance/mirror.sh ;;
     ui) STRATA_UI_SHOTS=0 bash conformance/ui/run.sh ;;
     build-compare) bash conformance/build_compare.sh ;;
+    rootless) bash conformance/rootless.sh ;;
     docs) python3 conformance/docs.py ;;
     fuzz) wait_fuzz_build && STRATA_FUZZ_SECONDS="${STRATA_FUZZ_SECONDS:-40}" bash fuzz/run.sh ;;
     *)

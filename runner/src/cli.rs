@@ -135,34 +135,6 @@ pub enum Command {
     },
 }
 
-impl Command {
-    /// Whether the command needs root: it unpacks layers (keeping their
-    /// owners), mounts, or removes what those made. The others need only a
-    /// state root they can use.
-    pub fn needs_root(&self) -> bool {
-        matches!(
-            self,
-            Command::Pull(_)
-                | Command::Run(_)
-                | Command::Bundle(_)
-                | Command::Prune
-                | Command::Build(_)
-                | Command::Builder { .. }
-                | Command::Push { .. }
-                | Command::Tag { .. }
-                | Command::Stop(_)
-                | Command::Kill(_)
-                | Command::Start { .. }
-                | Command::Restart(_)
-                | Command::Rm(_)
-                | Command::Container(_)
-                | Command::Network(_)
-                | Command::Exec(_)
-                | Command::Monitor { .. }
-        )
-    }
-}
-
 /// `runner pull`.
 #[derive(Debug, Args)]
 pub struct PullArgs {

@@ -1,4 +1,4 @@
-//! `runner info`: what this host offers the runner (cgroup version,
+//! `runner info`: what this host offers the runner (root or rootless, cgroup version,
 //! seccomp, Landlock, overlayfs), where its state lives, and which registries it has
 //! credentials for (names only, never a secret). Reads; creates nothing.
 
@@ -17,6 +17,8 @@ pub struct Info {
     pub version: &'static str,
     /// The state root.
     pub root: PathBuf,
+    /// Rootless mode (not root in the initial user namespace).
+    pub rootless: bool,
     /// "v1", "v1 (hybrid...)", "v2" or "none".
     pub cgroup: String,
     /// Whether the kernel offers seccomp filters.
@@ -56,6 +58,7 @@ pub fn gather(root: &Path) -> Info {
     Info {
         version: crate::VERSION,
         root: root.to_owned(),
+        rootless: crate::rootless::active(),
         cgroup,
         seccomp: status.lines().any(|l| l.starts_with("Seccomp_filters:"))
             || status.lines().any(|l| l.starts_with("Seccomp:")),
@@ -76,6 +79,14 @@ impl fmt::Display for Info {
         let yes = |b: bool| if b { "yes" } else { "no" };
         writeln!(f, "version:    {}", self.version)?;
         writeln!(f, "state root: {}", self.root.display())?;
+        if self.rootless {
+            writeln!(
+                f,
+                "mode:       rootless (a user namespace from /etc/subuid and /etc/subgid)"
+            )?;
+        } else {
+            writeln!(f, "mode:       root")?;
+        }
         writeln!(f, "cgroup:     {}", self.cgroup)?;
         writeln!(f, "seccomp:    {}", yes(self.seccomp))?;
         match self.landlock {

@@ -6,8 +6,9 @@
 //! Modules, and which may call which (arrows point down only; a module uses
 //! nothing not drawn below it). `[name]` marks a part to come, at its place:
 //! ```text
-//! main.rs (bin)  -> cli, container, network, image, info, paths   thin glue; anyhow only here
-//! info           -> cgroup, image::auth, paths   `runner info`: host features, logins
+//! main.rs (bin)  -> cli, container, network, image, info, paths, rootless   thin glue;
+//!                   anyhow only here
+//! info           -> cgroup, image::auth, paths, rootless   `runner info`: host features, logins
 //! cli            -> container (RunOptions, detached, exec, logs), build, network
 //!                   (Request), spec, paths,
 //!                   image::client (Settings)   clap structs -> library types
@@ -40,10 +41,13 @@
 //! seccomp/       -> caps, image::{oci, digest}, paths, fsutil, sys
 //! lsm            -> (nothing) AppArmor profile and SELinux label, where the
 //!                   host has them; applied by sandbox at exec
-//! cgroup/        -> sys           v1 and v2 managers; devices (allow-list, eBPF)
-//! image/         -> paths, sys    pull, client, auth, store, layers, unpack,
+//! cgroup/        -> rootless (active), sys   v1 and v2 managers; devices (allow-list,
+//!                   eBPF); rootless (a delegated v2 subtree, or none: Unenforced)
+//! image/         -> paths, rootless (active), sys    pull, client, auth, store, layers, unpack,
 //!                                 reference, oci, digest (drawn in image/mod.rs)
 //! paths          -> image::digest
+//! rootless/      -> sys           rootless mode: detection, XDG paths, /etc/subuid,
+//!                   the user's shared user namespace (pause process, newuidmap)
 //! caps           -> sys
 //! fsutil, image::digest, image::oci   leaves (types and helpers)
 //! assets         leaf (clap only): man pages and completions for the package
@@ -71,6 +75,7 @@ pub mod info;
 pub mod lsm;
 pub mod network;
 pub mod paths;
+pub mod rootless;
 pub mod sandbox;
 pub mod seccomp;
 pub mod spec;

@@ -7,6 +7,7 @@ mod containers;
 mod network;
 
 use std::io::Read;
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
@@ -50,44 +51,39 @@ fn exit_on_interrupt() -> Result<()> {
     Ok(())
 }
 
-/// Whether `e` or one of its causes is a refused permission (EACCES, EPERM).
-fn denied(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cause = Some(e);
-    while let Some(c) = cause {
-        if c.downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::PermissionDenied)
-        {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
-}
-
 fn run(cli: &Cli) -> Result<i32> {
-    if matches!(cli.command, Command::Pull(_) | Command::Bundle(_)) {
-        exit_on_interrupt()?;
-    }
-    const NEEDS_ROOT: &str = "needs root (or use --userns / rootless mode when available)";
-    let is_root = nix::unistd::geteuid().is_root();
-    if cli.command.needs_root() && !is_root {
-        bail!(NEEDS_ROOT);
-    }
+    // Not root in the initial user namespace: rootless mode, with the state
+    // root under the user's home unless one was given.
+    let rootless = runner::rootless::active();
+    let root_dir = if rootless && cli.root == Path::new(paths::DEFAULT_ROOT) {
+        runner::rootless::state_dir()?
+    } else {
+        cli.root.clone()
+    };
     if let Command::Info = cli.command {
-        print!("{}", runner::info::gather(&cli.root));
+        print!("{}", runner::info::gather(&root_dir));
         return Ok(0);
     }
     if let Command::Assets { dir } = &cli.command {
         runner::assets::write("runner", <Cli as clap::CommandFactory>::command(), dir)?;
         return Ok(0);
     }
-    let root = match Root::prepare(&cli.root) {
-        // A root made by root (the default one is): say so rather than EACCES or chown.
-        Err(e) if !is_root && (denied(&e) || matches!(e, paths::Error::Owner { owner: 0, .. })) => {
-            bail!(NEEDS_ROOT)
+    let root = if rootless && runner::rootless::in_user_namespace() {
+        // Started inside the user's namespace (a monitor's health check, a
+        // runner run from a container): the root was checked by the command
+        // that made it, and its parents are unmapped ids here.
+        Root::new(root_dir)
+    } else {
+        let root = Root::prepare(&root_dir)?;
+        if rootless {
+            // Before any thread starts: `setns` of a user namespace needs one.
+            runner::rootless::enter()?;
         }
-        other => other?,
+        root
     };
+    if matches!(cli.command, Command::Pull(_) | Command::Bundle(_)) {
+        exit_on_interrupt()?;
+    }
     // A monitor's command cleaned up a moment ago: it goes straight to its container.
     let monitor = matches!(cli.command, Command::Monitor { .. });
     if !monitor {

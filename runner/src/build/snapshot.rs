@@ -4,7 +4,7 @@
 //! becomes an empty `.wh.NAME`; a directory marked opaque gets a
 //! `.wh..wh..opq` entry first; files with several links become one file
 //! and hard links to it; owners, modes, set-id bits, devices, FIFOs,
-//! symlinks and xattrs (but overlay's own `trusted.overlay.*`) are kept.
+//! symlinks and xattrs (but overlay's own `trusted.overlay.*` and `user.overlay.*`) are kept.
 //! Left out: files overlay copied up that are byte- and metadata-identical
 //! to the layer below (a `chmod` to the same mode, an open for writing
 //! that wrote nothing), directories copied up only as parents of such
@@ -100,9 +100,7 @@ fn walk(
                 };
             let at = out.len();
             let mut header = header(rel.clone(), &meta, Kind::Dir, &full)?;
-            header
-                .xattrs
-                .retain(|(n, _)| !n.starts_with("trusted.overlay."));
+            header.xattrs.retain(|(n, _)| !is_overlay_xattr(n));
             out.push((header, None));
             if opaque {
                 out.push((
@@ -207,6 +205,12 @@ fn header(path: String, meta: &fs::Metadata, kind: Kind, full: &Path) -> io::Res
     Ok(m)
 }
 
+/// Whether xattr `name` is overlayfs' own (`trusted.overlay.*`, or
+/// `user.overlay.*` on an overlay mounted with `userxattr`).
+fn is_overlay_xattr(name: &str) -> bool {
+    name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.")
+}
+
 /// The xattrs of `path` the layer carries (not overlay's own).
 fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let c = CString::new(path.as_os_str().as_bytes())?;
@@ -218,7 +222,7 @@ fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut out = Vec::new();
     for name in names {
         let text = String::from_utf8_lossy(&name).into_owned();
-        if text.starts_with("trusted.overlay.") {
+        if is_overlay_xattr(&text) {
             continue;
         }
         let cname = CString::new(name)?;

@@ -1,7 +1,7 @@
 //! A read-only view of a stack of unpacked layer directories (base first),
 //! as overlayfs would show it, without mounting anything: a path is found
 //! in the topmost layer that has it, unless a whiteout (a 0:0 character
-//! device) or an opaque directory (`trusted.overlay.opaque=y`) above hides
+//! device) or an opaque directory (`trusted.overlay.opaque=y`, or `user.overlay.opaque=y` rootless) above hides
 //! it. Symbolic links inside paths are not followed.
 
 use std::collections::BTreeMap;
@@ -27,7 +27,11 @@ pub fn is_opaque(path: &Path) -> bool {
     let Ok(c) = CString::new(path.as_os_str().as_bytes()) else {
         return false;
     };
-    crate::sys::fs::lgetxattr(&c, c"trusted.overlay.opaque").is_ok_and(|v| v == b"y")
+    // `user.overlay.opaque`: an upper dir of an overlay mounted with
+    // `userxattr` (rootless mode).
+    [c"trusted.overlay.opaque", c"user.overlay.opaque"]
+        .iter()
+        .any(|name| crate::sys::fs::lgetxattr(&c, name).is_ok_and(|v| v == b"y"))
 }
 
 /// `path` made relative (leading `/` and `.` dropped; `..` kept out by the callers).

@@ -22,6 +22,9 @@
 //! The device allow-list itself is [`devices`].
 
 pub mod devices;
+mod rootless;
+
+pub use rootless::Unenforced;
 
 use std::fs;
 use std::io;
@@ -57,6 +60,16 @@ pub enum Error {
     DevicesUnenforceable {
         /// What is missing.
         reason: String,
+    },
+    /// A limit was asked for in rootless mode, where no cgroup can be made.
+    #[error(
+        "{limit} cannot be enforced in rootless mode here: there is no cgroup v2 subtree \
+         delegated to this user (cgroup v1, or v2 without systemd's Delegate=); run \
+         without {limit}, or as root"
+    )]
+    RootlessUnenforced {
+        /// The option asked for.
+        limit: &'static str,
     },
     /// A limit was asked for but its controller is not mounted.
     #[error("cannot apply {limit}: the cgroup v1 `{controller}` controller is not mounted")]
@@ -272,6 +285,11 @@ impl CgroupManager for V1 {
 pub struct V2 {
     mount: PathBuf,
     dir: PathBuf,
+    /// Rootless, in a delegated subtree: no device program (the kernel
+    /// refuses to attach one, and a user namespace cannot make device
+    /// nodes anyway).
+    #[serde(default)]
+    no_devices: bool,
 }
 
 impl V2 {
@@ -279,6 +297,7 @@ impl V2 {
         V2 {
             mount: mount.to_owned(),
             dir: mount.join("strata").join(name),
+            no_devices: false,
         }
     }
 
@@ -319,6 +338,9 @@ impl CgroupManager for V2 {
         }
         if let Some(pids) = limits.pids {
             write(&self.dir.join("pids.max"), &pids.to_string())?;
+        }
+        if self.no_devices {
+            return Ok(());
         }
         match devices::attach_filter(&self.dir, &devices::ALLOWED) {
             Ok(()) => Ok(()),
@@ -396,12 +418,19 @@ pub enum Cgroup {
     V1(V1),
     /// Unified hierarchy.
     V2(V2),
+    /// None at all: rootless mode without a delegated subtree.
+    Unenforced(Unenforced),
 }
 
 impl Cgroup {
     /// The cgroup for container `name`, under the hierarchy mounted at `mount`
     /// (normally `/sys/fs/cgroup`): v2 if it is a unified mount, else v1.
+    /// In rootless mode, a delegated v2 subtree if the user has one, else
+    /// [`Unenforced`].
     pub fn for_container(mount: &Path, name: &str) -> Result<Cgroup> {
+        if crate::rootless::active() {
+            return Ok(rootless::for_container(mount, name));
+        }
         match Cgroup::version(mount) {
             Some(2) => Ok(Cgroup::V2(V2::new(mount, name))),
             Some(_) => Ok(Cgroup::V1(V1::new(mount, name))),
@@ -425,6 +454,7 @@ impl Cgroup {
         match self {
             Cgroup::V1(c) => c,
             Cgroup::V2(c) => c,
+            Cgroup::Unenforced(c) => c,
         }
     }
 
@@ -433,6 +463,7 @@ impl Cgroup {
         match self {
             Cgroup::V1(c) => c.dirs.iter().map(|(_, d)| d.clone()).collect(),
             Cgroup::V2(c) => vec![c.dir.clone()],
+            Cgroup::Unenforced(_) => Vec::new(),
         }
     }
 }

@@ -66,9 +66,28 @@ pub enum Error {
 /// Result alias for this module.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Whether `pid` is a process of the container `id` (in its cgroup).
-fn in_container(pid: i32, id: &str) -> bool {
-    pid > 0 && std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(id))
+/// Whether `pid` is PID 1 of the container `s` (in its cgroup; rootless
+/// without one, a child of its owner).
+fn in_container(pid: i32, s: &State) -> bool {
+    if pid <= 0 {
+        return false;
+    }
+    if let crate::cgroup::Cgroup::Unenforced(_) = s.cgroup {
+        // Rootless without a cgroup: PID 1 is its owner's child.
+        return parent_of(pid) == Some(s.owner_pid);
+    }
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| c.contains(&s.id))
+}
+
+/// The parent pid of `pid` (field 4 of `/proc/<pid>/stat`).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// Whether the container runs (or waits to restart): its owner is alive.
@@ -129,12 +148,12 @@ pub fn stop(root: &Root, what: &str, timeout: Option<u64>) -> Result<State> {
     let Some(s) = records::update(root, &s.id, |s| s.life.stop_requested = true)? else {
         return Ok(s);
     };
-    if in_container(s.life.pid, &s.id) {
+    if in_container(s.life.pid, &s) {
         let _ = send(Pid::from_raw(s.life.pid), signal);
     }
     if !wait_owner(&s, Some(timeout))? {
         let now = records::load(root, &s.id).unwrap_or(s.clone());
-        if in_container(now.life.pid, &s.id) {
+        if in_container(now.life.pid, &now) {
             let _ = send(Pid::from_raw(now.life.pid), Signal::SIGKILL);
         }
         wait_owner(&s, None)?;
@@ -155,7 +174,7 @@ pub fn kill(root: &Root, what: &str, signal: Option<&str>) -> Result<State> {
         ))));
     }
     if s.detached {
-        if in_container(s.life.pid, &s.id) {
+        if in_container(s.life.pid, &s) {
             let _ = send(Pid::from_raw(s.life.pid), signal);
         }
     } else {

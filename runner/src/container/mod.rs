@@ -103,6 +103,9 @@ pub enum Error {
     /// A `--memory` value is malformed.
     #[error("invalid memory size {0:?}")]
     Memory(String),
+    /// An option rootless mode does not offer.
+    #[error("{0} is not available in rootless mode{1}")]
+    Rootless(&'static str, &'static str),
     /// The Ctrl-C handler for the pull could not be installed.
     #[error("installing the Ctrl-C handler: {0}")]
     Signals(std::io::Error),
@@ -243,6 +246,21 @@ pub fn build_spec(
     command: &[String],
     id: String,
 ) -> Result<ContainerSpec> {
+    if crate::rootless::active() {
+        if options.userns.is_some() {
+            return Err(Error::Rootless(
+                "--userns",
+                ": every rootless container runs in the user's namespace \
+                 (container root is your own uid)",
+            ));
+        }
+        if options.network == spec::Network::Bridge {
+            return Err(Error::Rootless(
+                "--network bridge (and -p, -P)",
+                " yet: use --network none or --network host",
+            ));
+        }
+    }
     let args = spec::command(image, options.entrypoint.as_deref(), command)?;
     let hostname = options
         .hostname

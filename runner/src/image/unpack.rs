@@ -6,7 +6,8 @@
 //!   diff_id from the image config.
 //! - Whiteouts become overlayfs forms ([`Whiteouts::Overlay`]: a 0/0 char
 //!   device, and `trusted.overlay.opaque=y` plus `user.overlay.opaque=y` for
-//!   overlays mounted in a user namespace), or are applied by deleting
+//!   overlays mounted in a user namespace; rootless, only the latter, which
+//!   a user may set), or are applied by deleting
 //!   ([`Whiteouts::Apply`], used to flatten a bundle rootfs).
 //! - Path traversal is refused: `..` components, absolute paths, symlinks
 //!   whose relative target climbs out of the root, hardlinks to outside, and
@@ -73,6 +74,24 @@ pub enum Error {
         path: PathBuf,
         /// OS error.
         source: io::Error,
+    },
+    /// Rootless mode: a file's owner is outside the ids the user's
+    /// namespace maps.
+    #[error(
+        "layer {layer}: {entry:?} is owned by uid {uid}, gid {gid}: rootless mode maps only \
+         container ids 0 to {max} (from /etc/subuid and /etc/subgid); this image needs root \
+         or a larger subordinate range",
+        max = crate::rootless::subid::MAX_IDS
+    )]
+    UnmappedId {
+        /// diff_id of the layer.
+        layer: Digest,
+        /// The entry path.
+        entry: String,
+        /// Its uid.
+        uid: u32,
+        /// Its gid.
+        gid: u32,
     },
     /// The layer blob could not be read from the store.
     #[error(transparent)]
@@ -201,7 +220,14 @@ impl Unpacker<'_> {
         if name == OPAQUE_MARKER.as_bytes() {
             match self.mode {
                 Whiteouts::Overlay => {
-                    for name in OPAQUE_XATTRS {
+                    // `trusted.*` takes root in the initial user namespace;
+                    // rootless overlays read `user.overlay.opaque` only.
+                    let names = if crate::rootless::active() {
+                        &OPAQUE_XATTRS[1..]
+                    } else {
+                        &OPAQUE_XATTRS[..]
+                    };
+                    for name in names {
                         set_xattr(&parent, name, b"y")
                             .map_err(self.io("set opaque xattr on", &parent))?;
                     }
@@ -339,7 +365,16 @@ impl Unpacker<'_> {
             Some(Gid::from_raw(gid)),
             nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| self.io("chown", &path)(e.into()))?;
+        .map_err(|e| match e {
+            // Rootless: the id is not mapped in the user's namespace.
+            nix::errno::Errno::EINVAL if crate::rootless::active() => Error::UnmappedId {
+                layer: self.layer.clone(),
+                entry: String::from_utf8_lossy(&raw).into_owned(),
+                uid,
+                gid,
+            },
+            e => self.io("chown", &path)(e.into()),
+        })?;
         if kind != tar::EntryType::Symlink {
             fs::set_permissions(&path, fs::Permissions::from_mode(mode))
                 .map_err(self.io("chmod", &path))?;

@@ -12,6 +12,12 @@
 //! descriptor closed, the bounding set, the capabilities, `no_new_privs`
 //! and the seccomp filter, then exec of the command. The parent relays the
 //! stdio and forwards signals, as for `run`, and returns the exit status.
+//!
+//! Rootless, the runner cannot return to its own PID namespace (that takes
+//! root in the initial user namespace), so the child enters the
+//! container's for its own children and forks: the grandchild becomes the
+//! command, the child stays outside and forwards signals to it and its
+//! exit status to the runner.
 
 use std::fs;
 use std::io::Read;
@@ -71,6 +77,8 @@ struct ExecChild<'a> {
     sync_r: i32,
     err_w: i32,
     streams: ChildStreams,
+    /// Rootless: the container's PID namespace, entered here (see the module doc).
+    pid_ns: Option<&'a OwnedFd>,
 }
 
 fn child_main(ctx: &ExecChild<'_>) -> isize {
@@ -91,9 +99,40 @@ fn child_setup(ctx: &ExecChild<'_>) -> Result<child::Never, ChildError> {
     if nix::unistd::read(ctx.sync_r, &mut go) != Ok(1) {
         return Err(ChildError(125, "runner went away before exec".into()));
     }
+    if let Some(pid_ns) = ctx.pid_ns {
+        nix::sched::setns(pid_ns, CloneFlags::CLONE_NEWPID)
+            .ctx(|| "join the container's PID namespace".into())?;
+        match sys::proc::fork().ctx(|| "fork into the container's PID namespace".into())? {
+            nix::unistd::ForkResult::Child => {}
+            nix::unistd::ForkResult::Parent { child } => forward_until_exit(child, ctx.err_w),
+        }
+    }
     let spec = ctx.join.spec;
     // Never the runner's own descriptors: --preserve-fds is for PID 1 only.
     child::become_workload(spec, &ctx.streams, ctx.join.seccomp_bpf, ctx.err_w, 0)
+}
+
+/// The rootless exec child once it forked the command: forwards the
+/// runner's signals to it and ends with its status.
+fn forward_until_exit(command: nix::unistd::Pid, err_w: i32) -> ! {
+    // The command reports its own setup errors; exec closes its copy.
+    let _ = nix::unistd::close(err_w);
+    let signals = forwarded_and_chld();
+    loop {
+        match waitpid(command, Some(nix::sys::wait::WaitPidFlag::WNOHANG)) {
+            Ok(nix::sys::wait::WaitStatus::Exited(_, code)) => sys::proc::exit_now(code),
+            Ok(nix::sys::wait::WaitStatus::Signaled(_, sig, _)) => {
+                sys::proc::exit_now(128 + sig as i32)
+            }
+            Err(_) => sys::proc::exit_now(125),
+            Ok(_) => {}
+        }
+        if let Some(sig) = sys::proc::sigtimedwait(&signals, std::time::Duration::from_secs(1)) {
+            if sig != Signal::SIGCHLD {
+                let _ = kill(command, sig);
+            }
+        }
+    }
 }
 
 /// Runs `join.spec`'s command in the running container and waits for it.
@@ -122,10 +161,12 @@ pub fn exec(join: &Join<'_>) -> Result<Outcome> {
     // comes back right after.
     let own_pid_ns =
         fs::File::open("/proc/self/ns/pid").map_err(|e| super::Error::Join(join.pid, e))?;
-    if let Some(fd) = &pid_ns {
+    let rootless = crate::rootless::active();
+    if let Some(fd) = pid_ns.as_ref().filter(|_| !rootless) {
         nix::sched::setns(fd, CloneFlags::CLONE_NEWPID).map_err(super::sys("setns pid"))?;
     }
     let ctx = ExecChild {
+        pid_ns: pid_ns.as_ref().filter(|_| rootless),
         join,
         namespaces,
         sync_r: sync_r.as_raw_fd(),
@@ -139,7 +180,7 @@ pub fn exec(join: &Join<'_>) -> Result<Outcome> {
         CloneFlags::empty(),
     )
     .map_err(super::sys("clone"));
-    if pid_ns.is_some() {
+    if pid_ns.is_some() && !rootless {
         nix::sched::setns(&own_pid_ns, CloneFlags::CLONE_NEWPID)
             .map_err(super::sys("setns pid"))?;
     }

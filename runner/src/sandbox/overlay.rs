@@ -36,7 +36,9 @@ pub(super) fn mount_overlay(
                 .into_owned()
         })
         .collect();
-    let userxattr = launch.spec.userns.is_some();
+    // In a user namespace (--userns, or rootless mode) overlayfs keeps its
+    // marks in `user.overlay.*`: `trusted.*` needs root in the initial one.
+    let userxattr = launch.spec.userns.is_some() || crate::rootless::active();
     let mut options = format!(
         "lowerdir={},upperdir={},workdir={}",
         lowers.join(":"),

@@ -282,8 +282,10 @@ fn a_tls_registry_is_pulled_with_its_ca_in_the_certs_dir() {
     );
 }
 
+/// Not root is rootless mode: pointed at root's state root (`--root`), it
+/// is refused with whose it is and what to do, before anything is done.
 #[test]
-fn not_root_is_told_so() {
+fn not_root_is_refused_roots_state_root() {
     let w = World::new();
     let image = w.push_busybox("app", vec![]);
     w.ok(&["images"]); // the state root exists, root's and private
@@ -296,7 +298,12 @@ fn not_root_is_told_so() {
         let out = w.cmd(&args).uid(65534).gid(65534).output().unwrap();
         assert_eq!(
             one_line_error(&out),
-            "runner: needs root (or use --userns / rootless mode when available)\n"
+            format!(
+                "runner: state root {} belongs to uid 0, not to this user (uid 65534); \
+                 run `chown 65534 {}` or choose another --root\n",
+                w.root().display(),
+                w.root().display()
+            )
         );
     }
 }

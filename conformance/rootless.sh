@@ -1,0 +1,207 @@
+#!/usr/bin/env bash
+# Rootless mode end to end: the runner run by an ordinary user.
+#
+# As root, this makes (or reuses) the user `strata-rootless` with
+# subordinate id ranges in /etc/subuid and /etc/subgid, starts a registry
+# on loopback, and builds and pushes two images with a root runner of its
+# own: `base` (a static busybox, a directory whose file a later layer
+# deletes, a home owned by 1000:1000) and `far` (a file owned by uid
+# 70000, outside the mapped range). Then, as the user with a clean
+# environment (HOME, XDG_DATA_HOME, XDG_RUNTIME_DIR under a fresh per-run
+# directory), it checks: pull; run echo; exit codes; the whiteout (the
+# deleted file is gone, its sibling kept); the image's files on disk owned
+# by the mapped host ids; a file made in the container as uid 1000 lands on
+# the host as subuid+999; seccomp denies unshare(2) unless unconfined;
+# `--memory` fails with the rootless message; `--network bridge` refuses;
+# `far` fails naming uid 70000; a `runner build` of a tiny Dockerfile and a
+# run of its image; `run -d`, `exec`, `stop`, `rm`; a missing subuid range
+# gives the usermod hint. Last, that nothing is left behind: no process of
+# the user or of its subordinate ids (after the pause process that holds
+# the user namespace is stopped), no mount under the per-run directory,
+# and nothing the user owns outside it.
+#
+# Cleanup (EXIT trap, also on failure): every process of the user and its
+# subordinate ids by PID, the registry, the per-run directory. The account
+# and its ranges stay, so re-runs are idempotent.
+#
+# Environment: RUNNER_BIN (default target/release/runner), REGISTRY_BIN.
+set -euo pipefail
+
+# shellcheck source=conformance/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+RUNNER_BIN="${RUNNER_BIN:-$REPO/target/release/runner}"
+require_tool "$RUNNER_BIN" "$REGISTRY_BIN" useradd usermod runuser newuidmap newgidmap \
+  /bin/busybox curl ss
+[ "$(id -u)" = 0 ] || die "run as root: it makes the test user"
+
+TEST_USER=strata-rootless
+SUB_START=700000
+SUB_COUNT=65536
+if ! id "$TEST_USER" >/dev/null 2>&1; then
+  useradd --create-home --shell /bin/sh "$TEST_USER"
+fi
+for f in /etc/subuid /etc/subgid; do
+  touch "$f"
+  grep -q "^$TEST_USER:" "$f" || echo "$TEST_USER:$SUB_START:$SUB_COUNT" >>"$f"
+done
+USER_UID=$(id -u "$TEST_USER")
+USER_GID=$(id -g "$TEST_USER")
+USER_HOME=$(getent passwd "$TEST_USER" | cut -d: -f6)
+SUB_START=$(awk -F: -v u="$TEST_USER" '$1 == u { print $2; exit }' /etc/subuid)
+
+# Per-run directories: the user's state and runtime dirs, under its home.
+RUN_DIR="$USER_HOME/rootless-test.$$"
+WORK=$(mktemp -d /tmp/strata-rootless.XXXXXX)
+touch "$WORK/stamp"
+FAILED=0
+
+# The PIDs of the user's processes and of its subordinate ids' (zombies
+# aside: dead, and left to init to reap, which this VM's does slowly).
+user_pids() {
+  ps -eo pid=,uid=,stat= | awk -v u="$USER_UID" -v lo="$SUB_START" -v n="$SUB_COUNT" \
+    '($2 == u || ($2 >= lo && $2 < lo + n)) && $3 !~ /^Z/ { print $1 }'
+}
+
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+  local pid
+  for pid in $(user_pids); do kill -KILL "$pid" 2>/dev/null || true; done
+  stop_started_processes
+  rm -rf "$RUN_DIR" "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$RUN_DIR/data" "$RUN_DIR/run" "$RUN_DIR/ctx"
+chmod 700 "$RUN_DIR" "$RUN_DIR/run"
+chown -R "$TEST_USER:$USER_GID" "$RUN_DIR"
+
+# as_user ARGS...: the runner as the test user, with a clean environment.
+as_user() {
+  (cd "$RUN_DIR" && runuser -u "$TEST_USER" -- env -i HOME="$USER_HOME" \
+    XDG_DATA_HOME="$RUN_DIR/data" XDG_RUNTIME_DIR="$RUN_DIR/run" \
+    PATH=/usr/sbin:/usr/bin:/sbin:/bin "$RUNNER_BIN" "$@")
+}
+
+pass() { printf '  ok   %s\n' "$*"; }
+fail() {
+  printf '  FAIL %s\n' "$*"
+  FAILED=1
+}
+# expect NAME WANT GOT
+expect() {
+  if [ "$2" = "$3" ]; then pass "$1"; else fail "$1: want [$2], got [$3]"; fi
+}
+# expect_in NAME NEEDLE TEXT
+expect_in() {
+  case $3 in *"$2"*) pass "$1" ;; *) fail "$1: [$2] not in [$3]" ;; esac
+}
+
+echo "== rootless: seeding images (as root)"
+registry_start rootless-registry "$WORK/registry"
+REG=$REG_ADDR
+ROOT_RUNNER=("$RUNNER_BIN" --root "$WORK/root-runner")
+mkdir -p "$WORK/base"
+cp /bin/busybox "$WORK/base/busybox"
+cat >"$WORK/base/Dockerfile" <<'DOCKERFILE'
+FROM scratch
+COPY busybox /bin/busybox
+RUN ["/bin/busybox", "--install", "-s", "/bin"]
+RUN mkdir -p /gone /home/app /tmp && chmod 1777 /tmp && echo doomed >/gone/file && \
+    echo kept >/gone/kept && chown 1000:1000 /home/app
+RUN rm /gone/file
+DOCKERFILE
+"${ROOT_RUNNER[@]}" build -q -t "$REG/rootless/base:1" --push "$WORK/base" >/dev/null
+mkdir -p "$WORK/far"
+printf 'FROM %s\nRUN touch /far && chown 70000:70000 /far\n' "$REG/rootless/base:1" \
+  >"$WORK/far/Dockerfile"
+"${ROOT_RUNNER[@]}" build -q -t "$REG/rootless/far:1" --push "$WORK/far" >/dev/null
+BASE="$REG/rootless/base:1"
+
+echo "== rootless: as $TEST_USER (uid $USER_UID, subordinate ids from $SUB_START)"
+as_user pull "$BASE" >/dev/null && pass "pull as the user" || fail "pull as the user"
+out=$(as_user run --rm "$BASE" echo hello 2>"$WORK/run.err") || true
+expect "run echo" hello "$out"
+expect_in "run says once which limits are not enforced" "not enforced" "$(cat "$WORK/run.err")"
+expect "the warning is printed once" 1 "$(grep -c 'not enforced' "$WORK/run.err")"
+code=0
+as_user run --rm "$BASE" sh -c 'exit 7' 2>/dev/null || code=$?
+expect "exit code" 7 "$code"
+out=$(as_user run --rm "$BASE" id -u 2>/dev/null) || true
+expect "container root" 0 "$out"
+out=$(as_user run --rm "$BASE" sh -c 'ls /gone; cat /gone/kept' 2>/dev/null) || true
+expect "whiteout hides the deleted file" "$(printf 'kept\nkept')" "$out"
+
+# On disk: the image's root-owned files belong to the user, 1000 -> subuid+999.
+layers="$RUN_DIR/data/strata-runner/layers/sha256"
+owner=$(find "$layers" -path '*/bin/busybox' -printf '%u' -quit)
+expect "image root's files owned by the user on disk" "$TEST_USER" "$owner"
+owner=$(find "$layers" -path '*/home/app' -printf '%U:%G' -quit)
+expect "image uid 1000 owned by subuid+999 on disk" "$((SUB_START + 999)):$((SUB_START + 999))" "$owner"
+as_user run --rm -v "$RUN_DIR/ctx:/out" "$BASE" sh -c 'touch /out/root-made' 2>/dev/null || true
+expect "a file container root makes is the user's" "$USER_UID" "$(stat -c %u "$RUN_DIR/ctx/root-made" 2>/dev/null)"
+
+# seccomp: unshare(CLONE_NEWUSER) is denied by the default profile only.
+code=0
+as_user run --rm "$BASE" unshare -U true 2>/dev/null || code=$?
+[ "$code" != 0 ] && pass "seccomp denies unshare" || fail "seccomp denies unshare (exit $code)"
+code=0
+as_user run --rm --security-opt seccomp=unconfined "$BASE" unshare -U true 2>/dev/null || code=$?
+expect "unshare allowed when unconfined (the denial was seccomp's)" 0 "$code"
+
+err=$(as_user run --rm --memory 32m "$BASE" true 2>&1) && fail "--memory should fail" || true
+expect_in "--memory fails with the rootless message" "--memory cannot be enforced in rootless mode" "$err"
+err=$(as_user run --rm --network bridge "$BASE" true 2>&1) && fail "--network bridge should fail" || true
+expect_in "--network bridge refused" "not available in rootless mode" "$err"
+out=$(as_user run --rm --network host "$BASE" sh -c 'echo net' 2>/dev/null) || true
+expect "--network host" net "$out"
+err=$(as_user run --rm "$REG/rootless/far:1" true 2>&1) && fail "far should fail" || true
+expect_in "an id outside the range is named" "owned by uid 70000" "$err"
+
+# build: a tiny Dockerfile on top of base, and a run of its image.
+cat >"$RUN_DIR/ctx/Dockerfile" <<'DOCKERFILE'
+FROM __BASE__
+RUN echo built >/built && rm -r /gone && mkdir /gone && echo new >/gone/only
+DOCKERFILE
+sed -i "s|__BASE__|$BASE|" "$RUN_DIR/ctx/Dockerfile"
+chown "$TEST_USER" "$RUN_DIR/ctx/Dockerfile"
+as_user build -q -t rootless/built:1 "$RUN_DIR/ctx" >/dev/null 2>"$WORK/build.err" &&
+  pass "build as the user" || fail "build as the user: $(tail -n 3 "$WORK/build.err")"
+out=$(as_user run --rm rootless/built:1 sh -c 'cat /built; ls /gone' 2>/dev/null) || true
+expect "run the built image (opaque dir from the build)" "$(printf 'built\nonly')" "$out"
+
+# Detached: run -d, exec, stop, rm (one namespace shared across commands).
+id=$(as_user run -d --name rl1 "$BASE" sleep 300 2>/dev/null) || true
+out=$(as_user exec rl1 sh -c 'echo in; id -u' 2>/dev/null) || true
+expect "exec into a detached container" "$(printf 'in\n0')" "$out"
+as_user stop -t 1 rl1 >/dev/null 2>&1 && pass "stop" || fail "stop"
+as_user rm rl1 >/dev/null 2>&1 && pass "rm" || fail "rm"
+expect "ps is empty" "" "$(as_user ps -q 2>/dev/null)"
+[ -n "$id" ] || fail "run -d printed no id"
+
+# A user without a subordinate range gets the fix.
+sed -i "/^$TEST_USER:/d" /etc/subuid
+pause_file="$RUN_DIR/run/strata-runner/userns.pid"
+pause=$(cut -d' ' -f1 "$pause_file" 2>/dev/null || true)
+[ -n "$pause" ] && kill -KILL "$pause" 2>/dev/null || true
+err=$(as_user images 2>&1) && fail "no subuid range should fail" || true
+echo "$TEST_USER:$SUB_START:$SUB_COUNT" >>/etc/subuid
+expect_in "missing /etc/subuid range names the file and the fix" "/etc/subuid has no range for user $TEST_USER" "$err"
+expect_in "and the fix" "usermod --add-subuids" "$err"
+
+echo "== rootless: nothing left behind"
+pause=$(cut -d' ' -f1 "$pause_file" 2>/dev/null || true)
+[ -n "$pause" ] && kill -KILL "$pause" 2>/dev/null || true
+sleep 0.2
+left=$(for pid in $(user_pids); do ps -o pid=,args= -p "$pid"; done)
+expect "no process of the user or its ids" "" "${left% }"
+expect "no mount under the run dir" 0 "$(grep -c " $RUN_DIR" /proc/self/mountinfo || true)"
+stray=$(find /tmp /var/tmp /dev/shm /run /var/lib "$USER_HOME" -xdev -path "$RUN_DIR" -prune -o \
+  -newer "$WORK/stamp" \( -uid "$USER_UID" -o \
+  \( -uid +"$((SUB_START - 1))" -uid -"$((SUB_START + SUB_COUNT))" \) \) -print 2>/dev/null |
+  grep -v "^$USER_HOME\$" | head -n 5 || true)
+expect "nothing of the user's outside its run dir" "" "$stray"
+
+[ "$FAILED" = 0 ] || die "rootless: some checks failed"
+echo "== rootless: all checks passed"
