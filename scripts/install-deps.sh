@@ -39,8 +39,13 @@ APT_PACKAGES=(
   python3-yaml python3-venv ca-certificates iproute2 util-linux gcc libc6-dev
   bzip2 xz-utils liblzma-dev nginx haproxy prometheus nftables iperf3 apparmor
   dpkg-dev man-db uidmap
-  chromium fonts-dejavu-core nodejs npm
+  chromium fonts-dejavu-core
 )
+# The browser test's node and npm: Debian's, unless the machine already has
+# both (NodeSource's nodejs ships npm and conflicts with Debian's npm).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  APT_PACKAGES+=(nodejs npm)
+fi
 
 log() { printf 'install-deps: %s\n' "$*"; }
 
