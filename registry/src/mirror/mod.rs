@@ -284,6 +284,41 @@ impl Mirror {
     }
 }
 
+/// One upstream's counters since start, as the web UI's dashboard shows them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct UpstreamStats {
+    /// The upstream's name (its repositories' path prefix).
+    pub name: String,
+    /// Requests served from the store.
+    pub hits: u64,
+    /// Requests fetched from the upstream.
+    pub misses: u64,
+    /// Failed upstream requests.
+    pub errors: u64,
+    /// Cached copies served stale while the upstream failed.
+    pub stale: u64,
+    /// Blob bytes fetched from the upstream.
+    pub fetched_bytes: u64,
+}
+
+impl Mirror {
+    /// Each upstream's counters, in configuration order (none: no mirror).
+    pub fn stats(&self) -> Vec<UpstreamStats> {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        self.upstreams
+            .iter()
+            .map(|u| UpstreamStats {
+                name: u.name.clone(),
+                hits: load(&u.metrics.hits),
+                misses: load(&u.metrics.misses),
+                errors: load(&u.metrics.errors),
+                stale: load(&u.metrics.stale),
+                fetched_bytes: load(&u.metrics.bytes),
+            })
+            .collect()
+    }
+}
+
 fn target(u: &Arc<Upstream>, remote: &str) -> Option<Target> {
     // Docker Hub's official images live under library/.
     let remote = if u.registry.as_deref() == Some("docker.io") && !remote.contains('/') {

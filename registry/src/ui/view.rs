@@ -582,12 +582,16 @@ pub struct DashboardView {
     pub gc_bytes_freed: u64,
     /// GC runs that failed since start.
     pub gc_failures: u64,
+    /// Each mirrored upstream's hits and misses since start (none: no mirror).
+    pub mirrors: Vec<crate::mirror::UpstreamStats>,
 }
 
-/// The dashboard: the store's totals and this process's GC record.
+/// The dashboard: the store's totals, this process's GC record and its
+/// mirror's counters.
 pub async fn dashboard(
     store: &Store,
     metrics: &crate::metrics::Metrics,
+    mirror: &crate::mirror::Mirror,
 ) -> Result<DashboardView, UiError> {
     let t = store.totals().await?;
     let gc = metrics.gc_status();
@@ -605,6 +609,7 @@ pub async fn dashboard(
         gc_last_success: (gc.last_success > 0).then_some(gc.last_success),
         gc_bytes_freed: gc.bytes_freed,
         gc_failures: gc.failures,
+        mirrors: mirror.stats(),
     })
 }
 

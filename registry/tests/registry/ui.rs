@@ -532,3 +532,52 @@ async fn no_ui_turns_the_ui_off() {
     let r = client().get(on.url("/ui/")).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
 }
+
+/// With a mirror, the dashboard shows each upstream's counters and hit rate.
+#[tokio::test]
+async fn dashboard_shows_each_upstreams_hit_rate() {
+    use crate::mirror::{bytes_of, get, push_image};
+    let upstream = Registry::launch_fresh().start();
+    let image = push_image(&upstream, "team/app", "v1", vec![bytes_of("a", 1000)]).await;
+    let mirror = Registry::launch_fresh()
+        .args(["--upstream", &format!("up={}", upstream.base)])
+        .start();
+
+    let (status, d) = api(&mirror, "/ui/api/dashboard", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        d["mirrors"],
+        json!([{"name": "up", "hits": 0, "misses": 0, "errors": 0, "stale": 0, "fetched_bytes": 0}])
+    );
+
+    // The first pull of the tag comes from the upstream; the same manifest
+    // by digest is then served from the store.
+    let (status, _, _) = get(&mirror, "/v2/up/team/app/manifests/v1").await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/v2/up/team/app/manifests/{}", image.digest);
+    let (status, _, _) = get(&mirror, &path).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, d) = api(&mirror, "/ui/api/dashboard", None, None).await;
+    let m = &d["mirrors"][0];
+    let (hits, misses) = (m["hits"].as_u64().unwrap(), m["misses"].as_u64().unwrap());
+    assert!(hits >= 1 && misses >= 1, "{m}");
+    let page = client()
+        .get(mirror.url("/ui/dashboard"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let rate = format!("{:.0}%", hits as f64 * 100.0 / (hits + misses) as f64);
+    assert!(
+        page.contains("Mirror since start") && page.contains(&rate),
+        "{rate} not in {page}"
+    );
+
+    // Without a mirror there is no mirror table.
+    let plain = Registry::launch_fresh().start();
+    let (_, d) = api(&plain, "/ui/api/dashboard", None, None).await;
+    assert_eq!(d["mirrors"], json!([]));
+}

@@ -1,5 +1,6 @@
 //! The dashboard: storage used, what dedup saves, blobs, repositories,
-//! uploads in flight, and this process's GC runs.
+//! uploads in flight, this process's GC runs and, with a mirror, each
+//! upstream's hit rate.
 
 use maud::{html, Markup};
 
@@ -52,6 +53,53 @@ pub fn render(ctx: &Ctx, viewer: &Viewer, d: &DashboardView) -> Markup {
                 @if d.gc_failures > 0 { p.error { (d.gc_failures) " runs failed; see the log" } }
             }
         }
+        @if !d.mirrors.is_empty() {
+            h2 #mirror { "Mirror since start" }
+            table aria-labelledby="mirror" {
+                thead { tr {
+                    th scope="col" { "Upstream" }
+                    th scope="col" .num { "Hit rate" }
+                    th scope="col" .num { "Hits" }
+                    th scope="col" .num { "Misses" }
+                    th scope="col" .num { "Errors" }
+                    th scope="col" .num { "Served stale" }
+                    th scope="col" .num { "Fetched" }
+                } }
+                tbody {
+                    @for m in &d.mirrors {
+                        tr {
+                            th scope="row" { code { (m.name) } }
+                            td.num { (hit_rate(m.hits, m.misses)) }
+                            td.num { (m.hits) }
+                            td.num { (m.misses) }
+                            td.num { (m.errors) }
+                            td.num { (m.stale) }
+                            td.num { (bytes(m.fetched_bytes)) }
+                        }
+                    }
+                }
+            }
+        }
     };
     layout(Some(ctx), Some(viewer), "Dashboard", body)
+}
+
+/// Hits over all requests, as a whole percentage; "no requests" before any.
+fn hit_rate(hits: u64, misses: u64) -> String {
+    match hits + misses {
+        0 => "no requests".to_owned(),
+        all => format!("{:.0}%", hits as f64 * 100.0 / all as f64),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hit_rate;
+
+    #[test]
+    fn hit_rate_is_hits_over_all_requests() {
+        assert_eq!(hit_rate(0, 0), "no requests");
+        assert_eq!(hit_rate(3, 1), "75%");
+        assert_eq!(hit_rate(0, 5), "0%");
+    }
 }

@@ -64,7 +64,11 @@ pub async fn handle(
         }
         UiRoute::Dashboard if get => {
             dashboard_allowed(viewer)?;
-            dashboard::render(ctx, viewer, &view::dashboard(store, &state.metrics).await?)
+            dashboard::render(
+                ctx,
+                viewer,
+                &view::dashboard(store, &state.metrics, &state.mirror).await?,
+            )
         }
         UiRoute::Repo(name) if get => {
             let q: view::TagQuery = query(uri)?;

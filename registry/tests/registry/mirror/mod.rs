@@ -24,7 +24,7 @@ use crate::harness::{push_blob, sha256, Registry, OCI_MANIFEST};
 /// An image pushed to an upstream: its manifest and blobs.
 pub struct Image {
     manifest: Vec<u8>,
-    digest: String,
+    pub digest: String,
     config: String,
     layers: Vec<(String, Vec<u8>)>,
 }
