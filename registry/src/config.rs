@@ -44,6 +44,8 @@ pub struct Config {
     pub upstreams: Vec<crate::mirror::config::UpstreamConfig>,
     /// Immutable tags (`[[immutable]]` tables), see `docs/policies.md`.
     pub immutable: Vec<crate::policy::ImmutableRule>,
+    /// Retention rules (`[[retention]]` tables), see `docs/policies.md`.
+    pub retention: Vec<crate::policy::retention::RetentionConfig>,
     /// Webhooks (`[[webhook]]` tables), see `docs/policies.md`.
     #[serde(rename = "webhook")]
     pub webhooks: Vec<crate::events::WebhookConfig>,
@@ -185,6 +187,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             upstreams: Vec::new(),
             immutable: Vec::new(),
+            retention: Vec::new(),
             webhooks: Vec::new(),
             audit: None,
             ui: true,

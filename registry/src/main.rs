@@ -39,6 +39,18 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Apply the `[[retention]]` rules now: delete the tags and manifests they
+    /// let go, printing each with the reason (the blobs go with the next GC).
+    Retention {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Only show what would be deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-hash every blob and check that metadata and stored bytes agree; exits 1 on any problem.
     Fsck {
         #[command(flatten)]
@@ -196,6 +208,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let _flush = registry::log::init(config.log_format);
             tokio::runtime::Runtime::new()?.block_on(gc(config, dry_run))
         }
+        Command::Retention {
+            store,
+            dry_run,
+            json,
+        } => {
+            let config = store_config(store, format)?;
+            config.require_data_dir()?;
+            let _flush = registry::log::init(config.log_format);
+            tokio::runtime::Runtime::new()?.block_on(retention(config, dry_run, json))
+        }
         Command::Fsck { store, repair } => {
             let config = store_config(store, format)?;
             config.require_data_dir()?;
@@ -251,6 +273,51 @@ async fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
         report.uploads,
         report.orphans
     );
+    Ok(())
+}
+
+async fn retention(config: Config, dry_run: bool, json: bool) -> anyhow::Result<()> {
+    use registry::policy::{pruning, retention::RetentionRule, Policies};
+    let rules = RetentionRule::all(&config.retention).map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        !rules.is_empty(),
+        "retention: the configuration has no [[retention]] rule"
+    );
+    let policies = Policies::new(&config.immutable).map_err(anyhow::Error::msg)?;
+    let events = registry::events::Events::new(&config.webhooks).map_err(anyhow::Error::msg)?;
+    let store = store::Store::open(&config.store()).await?;
+    let actor = registry::events::Actor {
+        user: "retention".to_owned(),
+        client: None,
+        host: config.listen.to_string(),
+    };
+    let pass = pruning::Pass {
+        rules: &rules,
+        only: None,
+        policies: &policies,
+        events: &events,
+        actor: &actor,
+        dry_run,
+    };
+    let report = pruning::run(&store, &pass).await;
+    store.close().await;
+    let Some(report) = report? else {
+        println!("retention: another replica holds the retention lock; nothing done");
+        return Ok(());
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(());
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    for d in &report.deleted {
+        println!("{verb} {d}");
+    }
+    for d in &report.skipped {
+        println!("skipped {d} (it changed meanwhile)");
+    }
+    let (tags, manifests) = report.counts();
+    println!("retention: {verb} {tags} tags and {manifests} manifests");
     Ok(())
 }
 

@@ -11,7 +11,9 @@
 //! - `trusted_proxies`;
 //! - `[limits] rate_per_second` and `burst` (the buckets start full);
 //! - `[tls] cert` and `key`, when the server started with TLS: the files
-//!   are read again (a renewed certificate), new connections get them.
+//!   are read again (a renewed certificate), new connections get them;
+//! - `[[retention]]`: the schedule reads the rules in force at each tick
+//!   (a changed rule's schedule starts again from the reload).
 //!
 //! Everything else is read at start only (listen address, data, storage,
 //! database, `allow_sparse`, `[gc]`, `[[upstream]]`, the other `[limits]`,
@@ -42,6 +44,8 @@ pub struct Live {
     pub limiter: Option<RateLimiter>,
     /// Reverse proxies whose forwarding headers are believed.
     pub proxies: TrustedProxies,
+    /// The `[[retention]]` rules, checked.
+    pub retention: Vec<crate::policy::retention::RetentionRule>,
 }
 
 impl Live {
@@ -65,6 +69,8 @@ impl Live {
                 .rate_per_second
                 .map(|rate| RateLimiter::new(rate, config.limits.burst.unwrap_or(rate))),
             proxies: TrustedProxies::parse(&config.trusted_proxies).map_err(Error::Config)?,
+            retention: crate::policy::retention::RetentionRule::all(&config.retention)
+                .map_err(Error::Config)?,
         })
     }
 }
@@ -116,6 +122,7 @@ pub async fn reload(
             Config {
                 auth: new.auth,
                 trusted_proxies: new.trusted_proxies,
+                retention: new.retention,
                 // New certificate paths were loaded; TLS on or off was not.
                 tls: match (&running.tls, new.tls) {
                     (Some(_), Some(files)) => Some(files),

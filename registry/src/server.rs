@@ -126,7 +126,8 @@ async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Respon
         state.metrics.render()
             + &state.faults.render()
             + &state.mirror.render_metrics()
-            + &state.events.render_metrics(),
+            + &state.events.render_metrics()
+            + &state.pruner.render_metrics(),
     )
         .into_response()
 }
@@ -242,6 +243,7 @@ pub async fn state(config: &Config) -> Result<AppState> {
         policy: crate::policy::Policies::new(&config.immutable).map_err(Error::Config)?,
         events: crate::events::Events::new(&config.webhooks).map_err(Error::Config)?,
         audit: crate::audit::Audit::open(config.audit.as_ref()).map_err(Error::Config)?,
+        pruner: crate::policy::pruning::Pruner::default(),
         ui: config.ui.then(crate::ui::Ui::new),
     })
 }
@@ -347,6 +349,11 @@ pub async fn serve(config: Config, reload: crate::reload::Loader) -> Result<()> 
     if !state.mirror.is_empty() {
         tokio::spawn(flush_pulls(state.clone()));
     }
+    // Always: a reload may add [[retention]] rules.
+    tokio::spawn(crate::policy::pruning::schedule(
+        state.clone(),
+        addr.to_string(),
+    ));
     if !state.events.is_empty() {
         tokio::spawn(crate::events::webhook::deliver(
             state.clone(),
@@ -416,6 +423,9 @@ pub async fn serve(config: Config, reload: crate::reload::Loader) -> Result<()> 
     }
     if let Err(e) = last_flush.mirror.flush_pulls(&last_flush.store).await {
         tracing::warn!(error = %e, "writing mirror pull times failed");
+    }
+    if let Err(e) = last_flush.pruner.flush_pulls(&last_flush.store).await {
+        tracing::warn!(error = %e, "writing manifest pull times failed");
     }
     Ok(())
 }

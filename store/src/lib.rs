@@ -21,7 +21,8 @@
 //!    ├──> local      local-disk upload data files and staged files
 //!    └──> layout     every object key
 //!  gc      (impl Store: gc, purge_orphans, fsck) ──> meta, objects, local, layout
-//!  retention (impl Store: record_pulls, expire_unpulled) ──> meta
+//!  retention (impl Store: record_pulls, expire_unpulled; [[retention]]'s
+//!            facts, deletes if unchanged, manifest pulls, its lock) ──> meta
 //!  meta ──> manifest (ParsedManifest)
 //!  digest, names   leaf value types, used by all; Error lives here in lib.rs
 //!  fault           classifies backend errors (io, object_store, sqlx) for Error's From impls
@@ -52,6 +53,7 @@ pub use manifest::{Descriptor, Platform};
 pub use meta::{now, now_ms, Effects, NewEvent, OutboxEvent};
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;
+pub use retention::{ManifestFact, RetentionFacts, RetentionLock, TagFact};
 pub use store::{
     PutManifest, RepoSort, RepoSummary, Store, StoreConfig, StoreTotals, StoredManifest, TagDetail,
     TagPage,

@@ -1,16 +1,86 @@
-//! Retention of mirrored content by last pull: the registry records when
-//! each mirrored repository was pulled ([`Store::record_pulls`], in
-//! batches), and [`Store::expire_unpulled`] deletes the manifests and tags
-//! of those under a prefix not pulled for a while. Their blobs then go the
-//! way of any unreferenced blob: the next GC sweeps them after the grace
-//! period, unless another repository still references them.
+//! Retention, the store's side of it; the registry decides what goes.
+//!
+//! - Mirrored content by last pull: the registry records when each mirrored
+//!   repository was pulled ([`Store::record_pulls`], in batches), and
+//!   [`Store::expire_unpulled`] deletes the manifests and tags of those
+//!   under a prefix not pulled for a while.
+//! - `[[retention]]` rules: the registry records manifest pulls
+//!   ([`Store::record_manifest_pulls`], in batches), reads a repository's
+//!   [`RetentionFacts`], judges them, and deletes what its rules let go
+//!   with [`Store::untag_if_unchanged`] and [`Store::delete_unkept_manifest`],
+//!   which re-check inside their transaction that nothing changed or keeps
+//!   it meanwhile, under the cluster-wide [`RetentionLock`].
+//!
+//! Blobs of deleted manifests go the way of any unreferenced blob: the next
+//! GC sweeps them after the grace period, unless another repository still
+//! references them.
 
 use std::time::Duration;
 
-use crate::meta::now;
-use crate::{Digest, RepoName, Result, Store};
+use crate::meta::{now, GcLock};
+use crate::{Digest, Effects, RepoName, Result, Store};
+
+pub use crate::meta::{ManifestFact, RetentionFacts, TagFact};
+
+/// The cluster-wide retention lock, held until [`RetentionLock::release`]:
+/// one retention pass at a time over every replica sharing the database.
+pub struct RetentionLock(GcLock);
+
+impl RetentionLock {
+    /// Release the lock.
+    pub async fn release(self) -> Result<()> {
+        self.0.release().await
+    }
+}
 
 impl Store {
+    /// Take the retention lock; `None` when another replica holds it.
+    pub async fn try_retention_lock(&self) -> Result<Option<RetentionLock>> {
+        Ok(self.meta.try_retention_lock().await?.map(RetentionLock))
+    }
+
+    /// A repository's tags, manifests and manifest links, as retention judges them.
+    pub async fn retention_facts(&self, repo: &RepoName) -> Result<RetentionFacts> {
+        self.meta.retention_facts(repo).await
+    }
+
+    /// Delete the tag of `fact` if it still points to the same manifest and
+    /// was not pushed again since (a locked tag is refused); the events of
+    /// `effects` commit with it. Whether it went.
+    pub async fn untag_if_unchanged(
+        &self,
+        repo: &RepoName,
+        fact: &TagFact,
+        effects: Effects<'_>,
+    ) -> Result<bool> {
+        self.meta.untag_if_unchanged(repo, fact, effects).await
+    }
+
+    /// Delete a manifest if no tag, no index and no subject keeps it (checked
+    /// in the delete itself); the events of `effects` commit with it.
+    /// Whether it went.
+    pub async fn delete_unkept_manifest(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        effects: Effects<'_>,
+    ) -> Result<bool> {
+        self.meta
+            .delete_unkept_manifest(repo, digest, effects)
+            .await
+    }
+
+    /// Record last-pull times of manifests (seconds since the epoch), one
+    /// transaction for the whole batch; a recorded time never moves back.
+    pub async fn record_manifest_pulls(&self, pulls: &[(RepoName, Digest, i64)]) -> Result<()> {
+        self.meta.record_manifest_pulls(pulls).await
+    }
+
+    /// Forget the recorded pulls of manifests deleted since; how many.
+    pub async fn forget_stale_pulls(&self) -> Result<u64> {
+        self.meta.forget_stale_pulls().await
+    }
+
     /// Record last-pull times (seconds since the epoch) of mirrored
     /// repositories, one transaction for the whole batch.
     pub async fn record_pulls(&self, pulls: &[(RepoName, i64)]) -> Result<()> {

@@ -35,11 +35,19 @@ pub enum Kind {
     Pull,
     /// A blob was mounted from another repository.
     Mount,
+    /// `[[retention]]` deleted a tag or a manifest.
+    Retention,
 }
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 4] = [Kind::Push, Kind::Delete, Kind::Pull, Kind::Mount];
+    pub const ALL: [Kind; 5] = [
+        Kind::Push,
+        Kind::Delete,
+        Kind::Pull,
+        Kind::Mount,
+        Kind::Retention,
+    ];
 
     /// Its name in `events = [...]` and in the CloudEvents type.
     pub fn name(self) -> &'static str {
@@ -48,6 +56,7 @@ impl Kind {
             Kind::Delete => "delete",
             Kind::Pull => "pull",
             Kind::Mount => "mount",
+            Kind::Retention => "retention",
         }
     }
 }
@@ -72,7 +81,7 @@ pub struct WebhookConfig {
     /// Its name in the outbox and the metrics (default: the URL). Events
     /// waiting for a webhook go to the webhook of that name after a restart.
     pub name: Option<String>,
-    /// Which events (`push`, `delete`, `pull`, `mount`); default all but `pull`.
+    /// Which events (`push`, `delete`, `pull`, `mount`, `retention`); default all but `pull`.
     pub events: Option<Vec<String>>,
     /// Repository glob (default `**`).
     #[serde(default = "all_repositories")]
@@ -140,7 +149,7 @@ impl Webhook {
             return Err(err(format!("url {:?} is not http(s)://", c.url)));
         }
         let kinds = match &c.events {
-            None => vec![Kind::Push, Kind::Delete, Kind::Mount],
+            None => Kind::ALL.into_iter().filter(|k| *k != Kind::Pull).collect(),
             Some(names) => names
                 .iter()
                 .map(|n| {
@@ -148,7 +157,8 @@ impl Webhook {
                         .into_iter()
                         .find(|k| k.name() == n)
                         .ok_or_else(|| {
-                            err(format!("unknown event {n:?} (push, delete, pull, mount)"))
+                            let known: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
+                            err(format!("unknown event {n:?} ({})", known.join(", ")))
                         })
                 })
                 .collect::<Result<_, _>>()?,

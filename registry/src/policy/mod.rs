@@ -1,14 +1,20 @@
-//! Repository policies from the configuration: immutable tags (`[[immutable]]`).
+//! Repository policies from the configuration: immutable tags
+//! (`[[immutable]]`) and retention (`[[retention]]`).
 //!
 //! ```text
 //! policy (Policies: the rules, checked by routes before and inside a write)
-//!  └── immutable   [[immutable]]: which tags may never move or go
+//!  ├── immutable   [[immutable]]: which tags may never move or go
+//!  ├── retention   [[retention]]: the rules, and the verdict on one repository (pure)
+//!  └── pruning     a retention pass, its schedule, the batched pull record, counters
 //! ```
 //! A policy decides; the store enforces inside the write's transaction
 //! (through [`store::Effects`]), so a race between two pushes cannot slip
-//! past a rule. Uses only `auth::glob_match` and `error`.
+//! past a rule. Uses `auth::glob_match`, `error`, and (retention) the
+//! duration parser of `mirror::config`, `events` and `routes::AppState`.
 
 pub mod immutable;
+pub mod pruning;
+pub mod retention;
 
 pub use immutable::ImmutableRule;
 

@@ -250,8 +250,10 @@ pub(super) async fn delete_manifest(
     Ok(StatusCode::ACCEPTED.into_response())
 }
 
-/// After a GET of a manifest: the pull event, for webhooks that want pulls
-/// (its own small write: a pull changes nothing to commit it with).
+/// After a GET of a manifest: its pull time, noted in memory for
+/// `[[retention]]` `keep_pulled_within` (written in batches; a HEAD only
+/// checks, so it is not a pull); and the pull event, for webhooks that want
+/// pulls (its own small write: a pull changes nothing to commit it with).
 pub(super) async fn pulled(
     state: &AppState,
     actor: &Actor,
@@ -259,6 +261,11 @@ pub(super) async fn pulled(
     reference: &Reference,
     headers: &HeaderMap,
 ) {
+    if let Some(digest) = header_str(headers, "docker-content-digest")
+        .and_then(|d| d.parse::<Digest>().ok())
+    {
+        state.pruner.pulled(repo, &digest);
+    }
     if !state.events.wants(Kind::Pull) {
         return;
     }

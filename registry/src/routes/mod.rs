@@ -69,6 +69,8 @@ pub struct AppState {
     pub events: crate::events::Events,
     /// The audit log.
     pub audit: crate::audit::Audit,
+    /// `[[retention]]`: the pulls noted for it, its counters (rules are in `live`).
+    pub pruner: crate::policy::pruning::Pruner,
     /// The web UI's sessions; `None` when the UI is off.
     pub ui: Option<crate::ui::Ui>,
 }

@@ -19,7 +19,7 @@ use crate::policy::{image, put, serve_with};
 
 /// One delivery as received.
 #[derive(Debug, Clone)]
-struct Delivery {
+pub(crate) struct Delivery {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
@@ -32,7 +32,7 @@ impl Delivery {
             .map(|(_, v)| v.as_str())
     }
 
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
 }
@@ -49,13 +49,13 @@ struct State {
 }
 
 /// A webhook receiver on `127.0.0.1`, one connection at a time.
-struct Receiver {
-    url: String,
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     state: Arc<Mutex<State>>,
 }
 
 impl Receiver {
-    fn start(fail_first: usize, hold: bool) -> Receiver {
+    pub(crate) fn start(fail_first: usize, hold: bool) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}/hook", listener.local_addr().unwrap());
         let state = Arc::new(Mutex::new(State {
@@ -88,7 +88,7 @@ impl Receiver {
     }
 
     /// Wait (a minute at most) until `n` distinct events arrived.
-    fn wait_for(&self, n: usize) -> Vec<Delivery> {
+    pub(crate) fn wait_for(&self, n: usize) -> Vec<Delivery> {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let got = distinct(self.deliveries());

@@ -1,4 +1,5 @@
-//! Garbage collection and integrity queries, and the cluster-wide GC lock.
+//! Garbage collection and integrity queries, and the cluster-wide locks of
+//! GC and of retention.
 
 use sqlx::Row;
 
@@ -126,16 +127,29 @@ impl Meta {
     /// dedicated connection until [`GcLock::release`]. SQLite serves one node,
     /// so there the lock is always granted. `None` if another replica holds it.
     pub async fn try_gc_lock(&self) -> Result<Option<GcLock>> {
+        self.try_lock(GC_LOCK_KEY).await
+    }
+
+    /// Take the cluster-wide retention lock, as [`Meta::try_gc_lock`] does
+    /// the GC one (a lock of its own: a retention pass never delays GC).
+    pub async fn try_retention_lock(&self) -> Result<Option<GcLock>> {
+        self.try_lock(RETENTION_LOCK_KEY).await
+    }
+
+    async fn try_lock(&self, key: i64) -> Result<Option<GcLock>> {
         if self.is_sqlite() {
-            return Ok(Some(GcLock { conn: None }));
+            return Ok(Some(GcLock { key, conn: None }));
         }
         let mut conn = self.write.acquire().await?;
         let row = sqlx::query("SELECT pg_try_advisory_lock($1)")
-            .bind(GC_LOCK_KEY)
+            .bind(key)
             .fetch_one(&mut *conn)
             .await?;
         if row.try_get::<bool, _>(0)? {
-            Ok(Some(GcLock { conn: Some(conn) }))
+            Ok(Some(GcLock {
+                key,
+                conn: Some(conn),
+            }))
         } else {
             Ok(None)
         }
@@ -156,9 +170,11 @@ impl Sweep {
 }
 
 const GC_LOCK_KEY: i64 = 0x5354_5241_5441_4743; // "STRATAGC"
+const RETENTION_LOCK_KEY: i64 = 0x5354_5241_5441_5245; // "STRATARE"
 
-/// The held GC lock; release it explicitly.
+/// A held cluster-wide lock (GC's or retention's); release it explicitly.
 pub struct GcLock {
+    key: i64,
     conn: Option<sqlx::pool::PoolConnection<sqlx::Any>>,
 }
 
@@ -167,7 +183,7 @@ impl GcLock {
     pub async fn release(self) -> Result<()> {
         if let Some(mut conn) = self.conn {
             sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(GC_LOCK_KEY)
+                .bind(self.key)
                 .execute(&mut *conn)
                 .await?;
         }

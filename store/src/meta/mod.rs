@@ -18,7 +18,8 @@
 //!  ├── browse     read-only summaries for a UI (sizes, tag details, totals)
 //!  ├── pulls      mirror_pulls: last pull of each mirrored repository
 //!  ├── outbox     outbox: events for webhooks, written by the writes above
-//!  └── gc         sweep, orphan and integrity queries, the GC lock
+//!  ├── retention  [[retention]]: a repository's facts, deletes if unchanged, manifest_pulls
+//!  └── gc         sweep, orphan and integrity queries, the GC and retention locks
 //! ```
 //! The submodules use only this module's pools and helpers, never each other,
 //! except that writes put their events in the outbox through
@@ -31,6 +32,7 @@ mod manifests;
 mod outbox;
 mod pulls;
 mod repos;
+mod retention;
 mod tags;
 mod uploads;
 
@@ -44,6 +46,8 @@ use crate::{Digest, Error, Result, Tag};
 
 pub use browse::{RepoSort, RepoSummary, StoreTotals, TagDetail};
 pub use outbox::{now_ms, NewEvent, OutboxEvent};
+pub use gc::GcLock;
+pub use retention::{ManifestFact, RetentionFacts, TagFact};
 pub use uploads::UploadRow;
 
 /// What a write checks and records in its own transaction, beside its change.

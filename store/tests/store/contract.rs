@@ -19,6 +19,7 @@ use crate::harness::{body, owned_body, read_back, read_range, repo, unique, Back
 use crate::outbox::{
     outbox_claims_in_order_once_across_stores, outbox_rows_commit_with_their_write,
 };
+use crate::retention::retention_deletes_only_what_nothing_keeps;
 
 /// Bytes no other case or run produces.
 pub(crate) fn content(what: &str) -> Bytes {
@@ -68,7 +69,7 @@ pub(crate) fn image(
 }
 
 /// A pushed image: its manifest's digest and bytes.
-async fn push_image(store: &Store, repo: &RepoName, reference: &str) -> (Digest, Bytes) {
+pub(crate) async fn push_image(store: &Store, repo: &RepoName, reference: &str) -> (Digest, Bytes) {
     let config = content("config");
     let layer = content("layer");
     let c = put(store, repo, &config).await;
@@ -557,5 +558,6 @@ contract!(
     unpulled_mirrored_repositories_expire,
     outbox_claims_in_order_once_across_stores,
     outbox_rows_commit_with_their_write,
+    retention_deletes_only_what_nothing_keeps,
     browse_summaries_tag_details_and_totals,
 );
