@@ -182,7 +182,10 @@ async fn prune_repo(
             locked: None,
             events: &events,
         };
-        if store.delete_unkept_manifest(repo, &m.digest, effects).await? {
+        if store
+            .delete_unkept_manifest(repo, &m.digest, effects)
+            .await?
+        {
             report.deleted.push(deletion);
         } else {
             report.skipped.push(deletion);
@@ -192,11 +195,7 @@ async fn prune_repo(
 }
 
 /// The outbox rows of the `retention` event of one deletion.
-fn event(
-    pass: &Pass<'_>,
-    d: &Deletion,
-    manifest: Option<(String, u64)>,
-) -> Vec<store::NewEvent> {
+fn event(pass: &Pass<'_>, d: &Deletion, manifest: Option<(String, u64)>) -> Vec<store::NewEvent> {
     let (media_type, size) = manifest.unzip();
     let data = EventData {
         repository: d.repository.clone(),
@@ -333,7 +332,12 @@ pub async fn schedule(state: Arc<crate::routes::AppState>, host: String) {
                     tracing::info!("retention deleted {d}");
                 }
                 let (tags, manifests) = report.counts();
-                tracing::info!(tags, manifests, skipped = report.skipped.len(), "retention run");
+                tracing::info!(
+                    tags,
+                    manifests,
+                    skipped = report.skipped.len(),
+                    "retention run"
+                );
                 if !report.deleted.is_empty() {
                     state.events.wake();
                 }

@@ -182,9 +182,7 @@ pub fn judge(
         .collect();
     // Most recently pushed first; the name breaks ties, so a run is repeatable.
     let mut order: Vec<&TagFact> = facts.tags.iter().collect();
-    order.sort_by(|a, b| {
-        (b.pushed_at, b.name.as_str()).cmp(&(a.pushed_at, a.name.as_str()))
-    });
+    order.sort_by(|a, b| (b.pushed_at, b.name.as_str()).cmp(&(a.pushed_at, a.name.as_str())));
     let mut tagged_after: HashSet<&Digest> = HashSet::new();
     for (rank, tag) in order.iter().enumerate() {
         let name = tag.name.as_str();
@@ -364,7 +362,12 @@ mod tests {
     fn pulls_and_immutable_rules_keep_tags() {
         let r = rule("keep_pulled_within = \"1h\"");
         let facts = RetentionFacts {
-            tags: vec![tag("a", 1, 0), tag("b", 2, 0), tag("c", 3, 0), tag("v1", 4, 0)],
+            tags: vec![
+                tag("a", 1, 0),
+                tag("b", 2, 0),
+                tag("c", 3, 0),
+                tag("v1", 4, 0),
+            ],
             manifests: vec![
                 manifest(1, 0, Some(NOW - 60)),
                 manifest(2, 0, Some(NOW - 7200)),

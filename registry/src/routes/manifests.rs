@@ -261,8 +261,8 @@ pub(super) async fn pulled(
     reference: &Reference,
     headers: &HeaderMap,
 ) {
-    if let Some(digest) = header_str(headers, "docker-content-digest")
-        .and_then(|d| d.parse::<Digest>().ok())
+    if let Some(digest) =
+        header_str(headers, "docker-content-digest").and_then(|d| d.parse::<Digest>().ok())
     {
         state.pruner.pulled(repo, &digest);
     }

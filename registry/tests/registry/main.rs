@@ -7,8 +7,8 @@
 //! (the distribution API: `api::blobs` for blobs and uploads, crashes and
 //! memory, `api::manifests` for manifests, listings and malformed requests), `auth` (logins, tokens, rules,
 //! TLS), `cli` (the command line: log pipes, SIGTERM, data dirs, the
-//! htpasswd prompt, log formats, `--version`), `ops` (GC, fsck, health, metrics, rate limits, slow clients), `policy` (immutable tags, the audit log), `retention` ([[retention]]: the
-//! command, the schedule, its events),
+//! htpasswd prompt, log formats, `--version`), `ops` (GC, fsck, health, metrics, rate limits, slow clients), `policy` (immutable tags, the audit log),
+//! `retention` (`[[retention]]`: the command, the schedule, its events),
 //! `events` (webhooks: retries, order, signatures, kill -9), `proxy`
 //! (forwarding headers from trusted reverse proxies) and
 //! `security` (the regression test of each security finding, performing

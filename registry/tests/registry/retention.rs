@@ -148,7 +148,10 @@ async fn keep_last_keeps_the_most_recently_pushed_tags() {
         )),
         "{out}"
     );
-    assert!(out.contains("retention: deleted 1 tags and 0 manifests"), "{out}");
+    assert!(
+        out.contains("retention: deleted 1 tags and 0 manifests"),
+        "{out}"
+    );
     assert_eq!(tags(&reg, "ci/app").await, ["build-2", "build-3"]);
     assert_eq!(
         tags(&reg, "prod/app").await,
@@ -182,7 +185,11 @@ async fn keep_tags_and_several_tags_on_one_manifest() {
         .iter()
         .map(|d| match d["tag"].as_str() {
             Some(t) => format!("{}:{t}", d["repository"].as_str().unwrap()),
-            None => format!("{}@{}", d["repository"].as_str().unwrap(), d["digest"].as_str().unwrap()),
+            None => format!(
+                "{}@{}",
+                d["repository"].as_str().unwrap(),
+                d["digest"].as_str().unwrap()
+            ),
         })
         .collect();
     assert_eq!(
@@ -252,14 +259,23 @@ async fn an_index_keeps_its_child_manifests() {
     next_second().await;
 
     let out = retention(tmp.path(), &[]);
-    assert!(out.contains(&format!("deleted manifest ci/multi@{lone}")), "{out}");
-    assert!(out.contains("retention: deleted 0 tags and 1 manifests"), "{out}");
+    assert!(
+        out.contains(&format!("deleted manifest ci/multi@{lone}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("retention: deleted 0 tags and 1 manifests"),
+        "{out}"
+    );
     assert!(exists(&reg, "ci/multi", &child).await, "the index keeps it");
 
     // Untag the index: once untagged long enough it goes, then its child.
     delete(&reg, "ci/multi", "multi").await;
     let out = retention(tmp.path(), &[]);
-    assert!(out.contains("deleted 0 tags and 0 manifests"), "untagged just now: {out}");
+    assert!(
+        out.contains("deleted 0 tags and 0 manifests"),
+        "untagged just now: {out}"
+    );
     next_second().await;
     next_second().await;
     let out = retention(tmp.path(), &[]);
@@ -356,8 +372,14 @@ async fn a_dry_run_changes_nothing() {
     // Same second: the name breaks the tie, t3 is the one kept.
     assert!(out.contains("would delete tag ci/app:t2"), "{out}");
     assert!(out.contains("would delete tag ci/app:t1"), "{out}");
-    assert!(out.contains(&format!("would delete manifest ci/app@{loose}")), "{out}");
-    assert!(out.contains("retention: would delete 2 tags and 1 manifests"), "{out}");
+    assert!(
+        out.contains(&format!("would delete manifest ci/app@{loose}")),
+        "{out}"
+    );
+    assert!(
+        out.contains("retention: would delete 2 tags and 1 manifests"),
+        "{out}"
+    );
     let dry = retention_json(tmp.path(), &["--dry-run"]);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(tags(&reg, "ci/app").await, before);
@@ -399,7 +421,10 @@ async fn immutable_tags_are_never_deleted() {
     next_second().await;
     next_second().await;
     let out = retention(tmp.path(), &[]);
-    assert!(out.contains(&format!("deleted manifest ci/app@{build}")), "{out}");
+    assert!(
+        out.contains(&format!("deleted manifest ci/app@{build}")),
+        "{out}"
+    );
     assert!(!out.contains(&release), "{out}");
     assert_eq!(tags(&reg, "ci/app").await, ["v1"]);
     assert!(exists(&reg, "ci/app", &release).await);
@@ -415,7 +440,10 @@ async fn the_schedule_follows_a_reload_sends_events_and_counts() {
     );
     let reg = Registry::launch(tmp.path())
         .data()
-        .args(["--config".as_ref(), tmp.path().join("registry.toml").as_os_str()])
+        .args([
+            "--config".as_ref(),
+            tmp.path().join("registry.toml").as_os_str(),
+        ])
         .log_level("info")
         .log_file();
     std::fs::write(tmp.path().join("registry.toml"), &hook).unwrap();

@@ -45,8 +45,8 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Digest, Error, Result, Tag};
 
 pub use browse::{RepoSort, RepoSummary, StoreTotals, TagDetail};
-pub use outbox::{now_ms, NewEvent, OutboxEvent};
 pub use gc::GcLock;
+pub use outbox::{now_ms, NewEvent, OutboxEvent};
 pub use retention::{ManifestFact, RetentionFacts, TagFact};
 pub use uploads::UploadRow;
 

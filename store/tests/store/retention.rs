@@ -13,7 +13,13 @@ use crate::harness::{repo, unique, Backend};
 
 async fn push(store: &Store, repo: &store::RepoName, reference: &str, bytes: &Bytes, media: &str) {
     store
-        .put_manifest(repo, &reference.parse().unwrap(), Some(media), bytes.clone(), &[])
+        .put_manifest(
+            repo,
+            &reference.parse().unwrap(),
+            Some(media),
+            bytes.clone(),
+            &[],
+        )
         .await
         .unwrap();
 }
@@ -29,8 +35,14 @@ pub(crate) async fn retention_deletes_only_what_nothing_keeps(backend: &Backend)
     push(&store, &r, "b", &a_bytes, OCI_MANIFEST).await;
 
     // Pulls: batched, and a recorded time never moves back.
-    store.record_manifest_pulls(&[(r.clone(), a.clone(), 2_000)]).await.unwrap();
-    store.record_manifest_pulls(&[(r.clone(), a.clone(), 1_000)]).await.unwrap();
+    store
+        .record_manifest_pulls(&[(r.clone(), a.clone(), 2_000)])
+        .await
+        .unwrap();
+    store
+        .record_manifest_pulls(&[(r.clone(), a.clone(), 1_000)])
+        .await
+        .unwrap();
     let facts = store.retention_facts(&r).await.unwrap();
     assert_eq!(facts.tags.len(), 2);
     assert_eq!(facts.manifests.len(), 1);
@@ -39,17 +51,26 @@ pub(crate) async fn retention_deletes_only_what_nothing_keeps(backend: &Backend)
     // A tag pushed again since the facts were read stays.
     let mut stale = fact_of(&facts, "a").clone();
     stale.pushed_at -= 1;
-    assert!(!store.untag_if_unchanged(&r, &stale, Effects::default()).await.unwrap());
+    assert!(!store
+        .untag_if_unchanged(&r, &stale, Effects::default())
+        .await
+        .unwrap());
     // A locked one is refused.
     let locked = |t: &Tag| t.as_str() == "a";
     let refused = store
         .untag_if_unchanged(
             &r,
             fact_of(&facts, "a"),
-            Effects { locked: Some(&locked), events: &[] },
+            Effects {
+                locked: Some(&locked),
+                events: &[],
+            },
         )
         .await;
-    assert!(matches!(refused, Err(Error::TagLocked { .. })), "{refused:?}");
+    assert!(
+        matches!(refused, Err(Error::TagLocked { .. })),
+        "{refused:?}"
+    );
     // The delete and its event commit together.
     let target = unique();
     let events = [NewEvent {
@@ -58,8 +79,14 @@ pub(crate) async fn retention_deletes_only_what_nothing_keeps(backend: &Backend)
         event_id: unique(),
         payload: "{}".into(),
     }];
-    let effects = Effects { locked: None, events: &events };
-    assert!(store.untag_if_unchanged(&r, fact_of(&facts, "a"), effects).await.unwrap());
+    let effects = Effects {
+        locked: None,
+        events: &events,
+    };
+    assert!(store
+        .untag_if_unchanged(&r, fact_of(&facts, "a"), effects)
+        .await
+        .unwrap());
     let claimed = store
         .claim_events(&unique(), std::time::Duration::from_secs(60), 1000)
         .await
@@ -67,14 +94,28 @@ pub(crate) async fn retention_deletes_only_what_nothing_keeps(backend: &Backend)
     assert_eq!(claimed.iter().filter(|e| e.target == target).count(), 1);
 
     // Tag b still keeps the manifest; once it goes, the untagged time is now.
-    assert!(!store.delete_unkept_manifest(&r, &a, Effects::default()).await.unwrap());
+    assert!(!store
+        .delete_unkept_manifest(&r, &a, Effects::default())
+        .await
+        .unwrap());
     let b = fact_of(&facts, "b").clone();
-    assert!(store.untag_if_unchanged(&r, &b, Effects::default()).await.unwrap());
+    assert!(store
+        .untag_if_unchanged(&r, &b, Effects::default())
+        .await
+        .unwrap());
     let facts = store.retention_facts(&r).await.unwrap();
     assert!(facts.tags.is_empty());
     assert!(facts.manifests[0].untagged_since >= store::now() - 60);
-    assert!(store.delete_unkept_manifest(&r, &a, Effects::default()).await.unwrap());
-    assert!(store.retention_facts(&r).await.unwrap().manifests.is_empty());
+    assert!(store
+        .delete_unkept_manifest(&r, &a, Effects::default())
+        .await
+        .unwrap());
+    assert!(store
+        .retention_facts(&r)
+        .await
+        .unwrap()
+        .manifests
+        .is_empty());
 
     // An index keeps the manifest it lists, until it goes itself.
     let (child, child_bytes) = push_image(&store, &r, "child").await;
@@ -88,12 +129,24 @@ pub(crate) async fn retention_deletes_only_what_nothing_keeps(backend: &Backend)
     let index_digest = store::Digest::of(store::Algorithm::Sha256, &index);
     push(&store, &r, &index_digest.to_string(), &index, OCI_INDEX).await;
     let child_tag = fact_of(&store.retention_facts(&r).await.unwrap(), "child").clone();
-    assert!(store.untag_if_unchanged(&r, &child_tag, Effects::default()).await.unwrap());
+    assert!(store
+        .untag_if_unchanged(&r, &child_tag, Effects::default())
+        .await
+        .unwrap());
     let facts = store.retention_facts(&r).await.unwrap();
     assert_eq!(facts.links, [(index_digest.clone(), child.clone())]);
-    assert!(!store.delete_unkept_manifest(&r, &child, Effects::default()).await.unwrap());
-    assert!(store.delete_unkept_manifest(&r, &index_digest, Effects::default()).await.unwrap());
-    assert!(store.delete_unkept_manifest(&r, &child, Effects::default()).await.unwrap());
+    assert!(!store
+        .delete_unkept_manifest(&r, &child, Effects::default())
+        .await
+        .unwrap());
+    assert!(store
+        .delete_unkept_manifest(&r, &index_digest, Effects::default())
+        .await
+        .unwrap());
+    assert!(store
+        .delete_unkept_manifest(&r, &child, Effects::default())
+        .await
+        .unwrap());
 
     // A referrer stays while its subject does; the subject does not wait for it.
     let (subject, subject_bytes) = push_image(&store, &r, "subject").await;
@@ -106,19 +159,45 @@ pub(crate) async fn retention_deletes_only_what_nothing_keeps(backend: &Backend)
         Some("application/example"),
     );
     let referrer_digest = store::Digest::of(store::Algorithm::Sha256, &referrer);
-    push(&store, &r, &referrer_digest.to_string(), &referrer, OCI_MANIFEST).await;
+    push(
+        &store,
+        &r,
+        &referrer_digest.to_string(),
+        &referrer,
+        OCI_MANIFEST,
+    )
+    .await;
     let facts = store.retention_facts(&r).await.unwrap();
-    let m = facts.manifests.iter().find(|m| m.digest == referrer_digest).unwrap();
+    let m = facts
+        .manifests
+        .iter()
+        .find(|m| m.digest == referrer_digest)
+        .unwrap();
     assert_eq!(m.subject.as_ref(), Some(&subject));
-    assert!(!store.delete_unkept_manifest(&r, &referrer_digest, Effects::default()).await.unwrap());
+    assert!(!store
+        .delete_unkept_manifest(&r, &referrer_digest, Effects::default())
+        .await
+        .unwrap());
     let subject_tag = fact_of(&facts, "subject").clone();
-    assert!(store.untag_if_unchanged(&r, &subject_tag, Effects::default()).await.unwrap());
-    assert!(store.delete_unkept_manifest(&r, &subject, Effects::default()).await.unwrap());
-    assert!(store.delete_unkept_manifest(&r, &referrer_digest, Effects::default()).await.unwrap());
+    assert!(store
+        .untag_if_unchanged(&r, &subject_tag, Effects::default())
+        .await
+        .unwrap());
+    assert!(store
+        .delete_unkept_manifest(&r, &subject, Effects::default())
+        .await
+        .unwrap());
+    assert!(store
+        .delete_unkept_manifest(&r, &referrer_digest, Effects::default())
+        .await
+        .unwrap());
 
     // Pulls of manifests gone another way are forgotten.
     let (gone, _) = push_image(&store, &r, "gone").await;
-    store.record_manifest_pulls(&[(r.clone(), gone.clone(), 5)]).await.unwrap();
+    store
+        .record_manifest_pulls(&[(r.clone(), gone.clone(), 5)])
+        .await
+        .unwrap();
     store
         .delete_manifest(&r, &Reference::Digest(gone))
         .await
@@ -129,7 +208,10 @@ pub(crate) async fn retention_deletes_only_what_nothing_keeps(backend: &Backend)
     let other = backend.open().await;
     let lock = store.try_retention_lock().await.unwrap().unwrap();
     let second = other.try_retention_lock().await.unwrap();
-    assert_eq!(second.is_none(), backend.config.database.starts_with("postgres"));
+    assert_eq!(
+        second.is_none(),
+        backend.config.database.starts_with("postgres")
+    );
     if let Some(l) = second {
         l.release().await.unwrap();
     }
