@@ -122,6 +122,12 @@ async fn next_second() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
 }
 
+/// Wait `secs` seconds and a bit: past a `delete_untagged_after` of `secs`
+/// (times are whole seconds, so a bit more than one extra).
+async fn past(secs: u64) {
+    tokio::time::sleep(Duration::from_millis(secs * 1000 + 1200)).await;
+}
+
 fn rule(extra: &str) -> String {
     format!("[[retention]]\nrepositories = \"ci/**\"\n{extra}\n")
 }
@@ -232,7 +238,7 @@ async fn an_index_keeps_its_child_manifests() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = serve_with(
         tmp.path(),
-        &rule("keep_tags = [\"multi\"]\ndelete_untagged_after = \"1s\""),
+        &rule("keep_tags = [\"multi\"]\ndelete_untagged_after = \"3s\""),
     );
     let child_bytes = image(&reg, "ci/multi", None, "child").await;
     let child = sha256(&child_bytes);
@@ -255,8 +261,7 @@ async fn an_index_keeps_its_child_manifests() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
     let lone = push(&reg, "ci/multi", "", "lone").await;
-    next_second().await;
-    next_second().await;
+    past(3).await;
 
     let out = retention(tmp.path(), &[]);
     assert!(
@@ -276,8 +281,7 @@ async fn an_index_keeps_its_child_manifests() {
         out.contains("deleted 0 tags and 0 manifests"),
         "untagged just now: {out}"
     );
-    next_second().await;
-    next_second().await;
+    past(3).await;
     let out = retention(tmp.path(), &[]);
     let at_index = out.find(&format!("manifest ci/multi@{}", sha256(&index)));
     let at_child = out.find(&format!("manifest ci/multi@{child}"));
@@ -327,20 +331,16 @@ async fn keep_pulled_within_keeps_what_was_pulled() {
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_untagged_after_counts_from_the_untagging() {
     let tmp = tempfile::tempdir().unwrap();
-    let reg = serve_with(tmp.path(), &rule("delete_untagged_after = \"2s\""));
+    let reg = serve_with(tmp.path(), &rule("delete_untagged_after = \"4s\""));
     let old = push(&reg, "ci/app", "old", "old").await;
     let kept = push(&reg, "ci/app", "kept", "kept").await;
-    next_second().await;
-    next_second().await;
-    next_second().await;
-    // Pushed 3 s ago, untagged now: not untagged for 2 s yet.
+    past(4).await;
+    // Pushed over 4 s ago, untagged now: not untagged for 4 s yet.
     delete(&reg, "ci/app", "old").await;
     let out = retention(tmp.path(), &[]);
     assert!(out.contains("deleted 0 tags and 0 manifests"), "{out}");
     assert!(exists(&reg, "ci/app", &old).await);
-    next_second().await;
-    next_second().await;
-    next_second().await;
+    past(4).await;
     let out = retention(tmp.path(), &[]);
     assert!(
         out.contains(&format!("deleted manifest ci/app@{old}: untagged for ")),
