@@ -44,6 +44,9 @@ pub struct Config {
     pub upstreams: Vec<crate::mirror::config::UpstreamConfig>,
     /// Immutable tags (`[[immutable]]` tables), see `docs/policies.md`.
     pub immutable: Vec<crate::policy::ImmutableRule>,
+    /// Byte budgets (`[[quota]]` tables), see `docs/policies.md`.
+    #[serde(rename = "quota")]
+    pub quotas: Vec<crate::policy::QuotaRule>,
     /// Webhooks (`[[webhook]]` tables), see `docs/policies.md`.
     #[serde(rename = "webhook")]
     pub webhooks: Vec<crate::events::WebhookConfig>,
@@ -185,6 +188,7 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             upstreams: Vec::new(),
             immutable: Vec::new(),
+            quotas: Vec::new(),
             webhooks: Vec::new(),
             audit: None,
             ui: true,

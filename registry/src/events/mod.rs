@@ -35,11 +35,19 @@ pub enum Kind {
     Pull,
     /// A blob was mounted from another repository.
     Mount,
+    /// A push took a quota's usage over its `warn_percent`.
+    QuotaWarning,
 }
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 4] = [Kind::Push, Kind::Delete, Kind::Pull, Kind::Mount];
+    pub const ALL: [Kind; 5] = [
+        Kind::Push,
+        Kind::Delete,
+        Kind::Pull,
+        Kind::Mount,
+        Kind::QuotaWarning,
+    ];
 
     /// Its name in `events = [...]` and in the CloudEvents type.
     pub fn name(self) -> &'static str {
@@ -48,6 +56,7 @@ impl Kind {
             Kind::Delete => "delete",
             Kind::Pull => "pull",
             Kind::Mount => "mount",
+            Kind::QuotaWarning => "quota_warning",
         }
     }
 }
@@ -72,7 +81,8 @@ pub struct WebhookConfig {
     /// Its name in the outbox and the metrics (default: the URL). Events
     /// waiting for a webhook go to the webhook of that name after a restart.
     pub name: Option<String>,
-    /// Which events (`push`, `delete`, `pull`, `mount`); default all but `pull`.
+    /// Which events (`push`, `delete`, `pull`, `mount`, `quota_warning`);
+    /// default all but `pull`.
     pub events: Option<Vec<String>>,
     /// Repository glob (default `**`).
     #[serde(default = "all_repositories")]
@@ -140,7 +150,7 @@ impl Webhook {
             return Err(err(format!("url {:?} is not http(s)://", c.url)));
         }
         let kinds = match &c.events {
-            None => vec![Kind::Push, Kind::Delete, Kind::Mount],
+            None => vec![Kind::Push, Kind::Delete, Kind::Mount, Kind::QuotaWarning],
             Some(names) => names
                 .iter()
                 .map(|n| {
@@ -148,7 +158,9 @@ impl Webhook {
                         .into_iter()
                         .find(|k| k.name() == n)
                         .ok_or_else(|| {
-                            err(format!("unknown event {n:?} (push, delete, pull, mount)"))
+                            err(format!(
+                                "unknown event {n:?} (push, delete, pull, mount, quota_warning)"
+                            ))
                         })
                 })
                 .collect::<Result<_, _>>()?,

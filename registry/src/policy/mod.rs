@@ -1,16 +1,21 @@
-//! Repository policies from the configuration: immutable tags (`[[immutable]]`).
+//! Repository policies from the configuration: immutable tags
+//! (`[[immutable]]`) and quotas (`[[quota]]`).
 //!
 //! ```text
 //! policy (Policies: the rules, checked by routes before and inside a write)
-//!  └── immutable   [[immutable]]: which tags may never move or go
+//!  ├── immutable   [[immutable]]: which tags may never move or go
+//!  └── quota       [[quota]]: byte budgets, handed to the store as store::Quota
 //! ```
 //! A policy decides; the store enforces inside the write's transaction
-//! (through [`store::Effects`]), so a race between two pushes cannot slip
-//! past a rule. Uses only `auth::glob_match` and `error`.
+//! (through [`store::Effects`] and [`store::Store::set_quotas`]), so a race
+//! between two pushes cannot slip past a rule. Uses `auth::glob_match`,
+//! `error`, `units` and (for quota warnings) `events`.
 
 pub mod immutable;
+pub mod quota;
 
 pub use immutable::ImmutableRule;
+pub use quota::{Quota, QuotaRule};
 
 use crate::error::ApiError;
 
@@ -18,17 +23,32 @@ use crate::error::ApiError;
 #[derive(Debug, Clone, Default)]
 pub struct Policies {
     immutable: Vec<ImmutableRule>,
+    quotas: Vec<Quota>,
 }
 
 impl Policies {
     /// The rules of the configuration, checked.
-    pub fn new(immutable: &[ImmutableRule]) -> Result<Policies, String> {
+    pub fn new(immutable: &[ImmutableRule], quotas: &[QuotaRule]) -> Result<Policies, String> {
         for rule in immutable {
             rule.validate()?;
         }
         Ok(Policies {
             immutable: immutable.to_vec(),
+            quotas: quotas
+                .iter()
+                .map(Quota::from_rule)
+                .collect::<Result<_, _>>()?,
         })
+    }
+
+    /// The quotas, in configuration order.
+    pub fn quotas(&self) -> &[Quota] {
+        &self.quotas
+    }
+
+    /// The quotas in the store's form, emitting `quota_warning` through `events`.
+    pub fn store_quotas(&self, events: &crate::events::Events) -> Vec<store::Quota> {
+        self.quotas.iter().map(|q| q.for_store(events)).collect()
     }
 
     /// The first immutability rule covering `tag` of `repo`.

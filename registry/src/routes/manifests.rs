@@ -167,6 +167,7 @@ pub(super) async fn put_manifest(
                     media_type: media_type.clone(),
                     size: Some(bytes.len() as u64),
                     from: None,
+                    ..EventData::default()
                 };
                 state.events.build(Kind::Push, actor, data)
             })
@@ -223,6 +224,7 @@ pub(super) async fn delete_manifest(
             media_type: found.as_ref().map(|m| m.media_type.clone()),
             size: found.as_ref().map(|m| m.size),
             from: None,
+            ..EventData::default()
         };
         events = state.events.build(Kind::Delete, actor, data);
     }
@@ -272,6 +274,7 @@ pub(super) async fn pulled(
         media_type: header_str(headers, header::CONTENT_TYPE).map(str::to_owned),
         size: content_length(headers).ok().flatten(),
         from: None,
+        ..EventData::default()
     };
     let events = state.events.build(Kind::Pull, actor, data);
     if events.is_empty() {

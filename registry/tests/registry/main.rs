@@ -8,7 +8,8 @@
 //! memory, `api::manifests` for manifests, listings and malformed requests), `auth` (logins, tokens, rules,
 //! TLS), `cli` (the command line: log pipes, SIGTERM, data dirs, the
 //! htpasswd prompt, log formats, `--version`), `ops` (GC, fsck, health, metrics, rate limits, slow clients), `policy` (immutable tags, the audit log),
-//! `events` (webhooks: retries, order, signatures, kill -9), `proxy`
+//! `events` (webhooks: retries, order, signatures, kill -9), `quota` (budgets,
+//! usage, GC), `proxy`
 //! (forwarding headers from trusted reverse proxies) and
 //! `security` (the regression test of each security finding, performing
 //! the attack) and `ui` (the web UI and its JSON API: logins, access rules,
@@ -23,6 +24,7 @@ mod mirror;
 mod ops;
 mod policy;
 mod proxy;
+mod quota;
 mod reload;
 mod security;
 mod ui;

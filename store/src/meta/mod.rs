@@ -18,11 +18,13 @@
 //!  ├── browse     read-only summaries for a UI (sizes, tag details, totals)
 //!  ├── pulls      mirror_pulls: last pull of each mirrored repository
 //!  ├── outbox     outbox: events for webhooks, written by the writes above
+//!  ├── quota      quota usage, and admission inside the writes above
 //!  └── gc         sweep, orphan and integrity queries, the GC lock
 //! ```
 //! The submodules use only this module's pools and helpers, never each other,
 //! except that writes put their events in the outbox through
-//! `outbox::insert_events`, inside their own transaction ([`Effects`]).
+//! `outbox::insert_events`, inside their own transaction ([`Effects`]),
+//! and the writes that add bytes check quotas through `Meta::admit`.
 
 mod blobs;
 mod browse;
@@ -30,6 +32,7 @@ mod gc;
 mod manifests;
 mod outbox;
 mod pulls;
+pub(crate) mod quota;
 mod repos;
 mod tags;
 mod uploads;
@@ -43,6 +46,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Digest, Error, Result, Tag};
 
 pub use browse::{RepoSort, RepoSummary, StoreTotals, TagDetail};
+pub use manifests::Checks;
 pub use outbox::{now_ms, NewEvent, OutboxEvent};
 pub use uploads::UploadRow;
 

@@ -19,6 +19,9 @@ use crate::harness::{body, owned_body, read_back, read_range, repo, unique, Back
 use crate::outbox::{
     outbox_claims_in_order_once_across_stores, outbox_rows_commit_with_their_write,
 };
+use crate::quota::{
+    quota_holds_across_concurrent_stores, quota_refuses_the_byte_over_and_counts_blobs_once,
+};
 
 /// Bytes no other case or run produces.
 pub(crate) fn content(what: &str) -> Bytes {
@@ -558,4 +561,6 @@ contract!(
     outbox_claims_in_order_once_across_stores,
     outbox_rows_commit_with_their_write,
     browse_summaries_tag_details_and_totals,
+    quota_refuses_the_byte_over_and_counts_blobs_once,
+    quota_holds_across_concurrent_stores,
 );

@@ -9,6 +9,8 @@
 //!   changes;
 //! - `outbox`: the webhook outbox's contract cases (claims, leases, order,
 //!   rows committed with their write), run by `contract` on both backends;
+//! - `quota`: quotas' contract cases (budgets, dedup, warnings, usage
+//!   after GC, concurrent writers), run by `contract` on both backends;
 //! - `harness`: backends and helpers they share.
 
 mod contract;
@@ -16,4 +18,5 @@ mod debris;
 mod harness;
 mod local_uploads;
 mod outbox;
+mod quota;
 mod tag_cache;

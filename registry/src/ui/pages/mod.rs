@@ -64,11 +64,7 @@ pub async fn handle(
         }
         UiRoute::Dashboard if get => {
             dashboard_allowed(viewer)?;
-            dashboard::render(
-                ctx,
-                viewer,
-                &view::dashboard(store, &state.metrics, &state.mirror).await?,
-            )
+            dashboard::render(ctx, viewer, &view::dashboard(state).await?)
         }
         UiRoute::Repo(name) if get => {
             let q: view::TagQuery = query(uri)?;
@@ -208,21 +204,7 @@ pub fn error_page(
     r
 }
 
-/// `1.5 MiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub use crate::units::bytes;
 
 /// `2026-12-02 01:47 UTC` (or `never` for 0).
 pub fn time(secs: i64) -> String {
