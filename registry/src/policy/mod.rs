@@ -56,6 +56,16 @@ impl Policies {
         self.immutable.iter().find(|r| r.covers(repo, tag))
     }
 
+    /// The store's test of which tags of `repo` may not move or go
+    /// ([`store::Effects::locked`]); `None` when no rule covers `repo`.
+    pub fn tag_lock<'a>(
+        &'a self,
+        repo: &'a str,
+    ) -> Option<impl Fn(&store::Tag) -> bool + Sync + 'a> {
+        self.has_immutable(repo)
+            .then_some(move |t: &store::Tag| self.immutable_rule(repo, t.as_str()).is_some())
+    }
+
     /// Whether any immutability rule covers some tag of `repo`.
     pub fn has_immutable(&self, repo: &str) -> bool {
         self.immutable.iter().any(|r| r.covers_repo(repo))

@@ -173,17 +173,9 @@ pub(super) async fn put_manifest(
             })
             .collect()
     };
-    let locked = |t: &Tag| {
-        state
-            .policy
-            .immutable_rule(repo.as_str(), t.as_str())
-            .is_some()
-    };
+    let lock = state.policy.tag_lock(repo.as_str());
     let effects = Effects {
-        locked: state
-            .policy
-            .has_immutable(repo.as_str())
-            .then_some(&locked as _),
+        locked: lock.as_ref().map(|f| f as &(dyn Fn(&Tag) -> bool + Sync)),
         events: &events,
     };
     let put = state
@@ -228,17 +220,9 @@ pub(super) async fn delete_manifest(
         };
         events = state.events.build(Kind::Delete, actor, data);
     }
-    let locked = |t: &Tag| {
-        state
-            .policy
-            .immutable_rule(repo.as_str(), t.as_str())
-            .is_some()
-    };
+    let lock = state.policy.tag_lock(repo.as_str());
     let effects = Effects {
-        locked: state
-            .policy
-            .has_immutable(repo.as_str())
-            .then_some(&locked as _),
+        locked: lock.as_ref().map(|f| f as &(dyn Fn(&Tag) -> bool + Sync)),
         events: &events,
     };
     state

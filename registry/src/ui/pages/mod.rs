@@ -211,23 +211,9 @@ pub fn time(secs: i64) -> String {
     if secs <= 0 {
         return "never".into();
     }
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    // `2026-12-02T01:47:05.000Z` -> `2026-12-02 01:47 UTC`
+    let full = crate::rfc3339::format_ms(secs.saturating_mul(1000));
+    format!("{} {} UTC", &full[..10], &full[11..16])
 }
 
 /// `sha256:0123456789ab` (the first 12 hex digits).
