@@ -23,6 +23,10 @@
 #      own prefix and database, run from the release build
 #      (`cargo test --release --workspace --test store -- --ignored`); fails
 #      unless every listed case ran and passed
+#   8. webhooks on two replicas sharing the database
+#      (conformance/webhook_replicas.py): each event answered once, in order
+#      per repository, despite refused deliveries; a replica killed with
+#      SIGKILL loses none of its events
 #
 # Results (suite report, logs, throughput.txt) in conformance/results-scaleout/.
 # Exits non-zero when any check fails. Needs root and scripts/install-deps.sh.
@@ -832,6 +836,14 @@ run_store_contract() {
   return 1
 }
 
+# ---- 8. webhooks on two replicas ------------------------------------------------
+
+run_webhook_replicas() {
+  echo "== webhooks: two replicas sharing PostgreSQL deliver each event once"
+  REGISTRY_BIN="$REGISTRY_BIN" python3 "$REPO/conformance/webhook_replicas.py" -- \
+    --storage "s3://$BUCKET/webhooks" --database "$DATABASE_URL" 2>&1 | sed 's/^/   /'
+}
+
 # ---- main --------------------------------------------------------------------
 
 start_postgres
@@ -845,6 +857,7 @@ run_conformance || { status=1; failed+=(conformance); }
 run_cross_checks || { status=1; failed+=(cross-replica); }
 run_throughput || { status=1; failed+=(throughput); }
 run_store_contract || { status=1; failed+=(store-contract); }
+run_webhook_replicas || { status=1; failed+=(webhook-replicas); }
 
 # No replica may have logged a panic.
 if grep -l 'panicked' "$WORK"/replica-*.log >/dev/null 2>&1; then

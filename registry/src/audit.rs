@@ -43,6 +43,8 @@ pub struct Pending {
     client: Option<IpAddr>,
     claimed_user: Option<String>,
     mount: bool,
+    /// A login at `/token`: only its refusals are recorded.
+    login: bool,
 }
 
 impl Pending {
@@ -61,6 +63,7 @@ impl Pending {
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.split_once(':').map(|(u, _)| u.to_owned()));
         Pending {
+            login: request.uri().path() == "/token",
             method: request.method().clone(),
             path: request.uri().path().to_owned(),
             repository,
@@ -77,6 +80,9 @@ impl Pending {
     }
 
     fn action(&self) -> &'static str {
+        if self.login {
+            return "login";
+        }
         match self.method {
             Method::GET | Method::HEAD => "pull",
             Method::DELETE => "delete",
@@ -120,7 +126,7 @@ impl Audit {
                 code,
                 Some(crate::error::Code::Denied | crate::error::Code::Unauthorized)
             );
-        let write = !matches!(p.method, Method::GET | Method::HEAD);
+        let write = !p.login && !matches!(p.method, Method::GET | Method::HEAD);
         if !write && !denied {
             return;
         }

@@ -46,6 +46,9 @@ pub struct Config {
     pub immutable: Vec<crate::policy::ImmutableRule>,
     /// Retention rules (`[[retention]]` tables), see `docs/policies.md`.
     pub retention: Vec<crate::policy::retention::RetentionConfig>,
+    /// Byte budgets (`[[quota]]` tables), see `docs/policies.md`.
+    #[serde(rename = "quota")]
+    pub quotas: Vec<crate::policy::QuotaRule>,
     /// Webhooks (`[[webhook]]` tables), see `docs/policies.md`.
     #[serde(rename = "webhook")]
     pub webhooks: Vec<crate::events::WebhookConfig>,
@@ -188,6 +191,7 @@ impl Default for Config {
             upstreams: Vec::new(),
             immutable: Vec::new(),
             retention: Vec::new(),
+            quotas: Vec::new(),
             webhooks: Vec::new(),
             audit: None,
             ui: true,

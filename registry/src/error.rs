@@ -294,6 +294,12 @@ impl From<store::Error> for ApiError {
             }
             E::ManifestUnknown { .. } => ApiError::new(Code::ManifestUnknown),
             E::ManifestBlobUnknown { .. } => ApiError::new(Code::ManifestBlobUnknown),
+            E::QuotaExceeded {
+                quota,
+                used,
+                adding,
+                limit,
+            } => return crate::policy::quota::refusal(quota, *used, *adding, *limit),
             _ => {
                 tracing::error!(error = %e, "internal error");
                 return ApiError::new(Code::Unknown);

@@ -90,3 +90,4 @@ pub mod routes;
 pub mod server;
 pub mod startup;
 pub mod ui;
+pub mod units;

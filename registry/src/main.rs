@@ -70,6 +70,22 @@ enum Command {
         /// Only this upstream (all with `repositories` otherwise).
         name: Option<String>,
     },
+    /// Show each `[[quota]]`'s usage (distinct bytes, limit, dedup saving)
+    /// and the bytes of each of its repositories.
+    Usage {
+        #[command(flatten)]
+        store: StoreArgs,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The webhook outbox's dead-letter list: events that failed `max_attempts` times.
+    Events {
+        #[command(flatten)]
+        store: StoreArgs,
+        #[command(subcommand)]
+        action: EventsAction,
+    },
     /// Print the audit log's entries (`[audit] file`) that match, one JSON object a line.
     Audit {
         #[command(flatten)]
@@ -97,6 +113,26 @@ enum Command {
     Assets {
         /// Output directory.
         dir: PathBuf,
+    },
+}
+
+/// What `registry events` does.
+#[derive(Subcommand)]
+enum EventsAction {
+    /// List the dead events, oldest first.
+    Dead {
+        /// Print one JSON object a line (with the event itself) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Queue dead events again, due now with their failures forgotten.
+    Retry {
+        /// The events' SEQ numbers (from `registry events dead`).
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        seq: Vec<i64>,
+        /// Every dead event.
+        #[arg(long)]
+        all: bool,
     },
 }
 
@@ -191,6 +227,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             user,
             repository,
         } => audit(store_config(store, format)?, since, user, repository),
+        Command::Usage { store, json } => {
+            let config = store_config(store, format)?;
+            config.require_data_dir()?;
+            tokio::runtime::Runtime::new()?.block_on(usage(config, json))
+        }
+        Command::Events { store, action } => {
+            let config = store_config(store, format)?;
+            config.require_data_dir()?;
+            tokio::runtime::Runtime::new()?.block_on(events(config, action))
+        }
         Command::Htpasswd { file, user } => Ok(registry::htpasswd::run(&file, &user)?),
         Command::Assets { dir } => Ok(registry::assets::write("registry", Cli::command(), &dir)?),
         Command::Sync {
@@ -266,10 +312,12 @@ async fn gc(config: Config, dry_run: bool) -> anyhow::Result<()> {
     }
     let verb = if dry_run { "would free" } else { "freed" };
     println!(
-        "gc: {verb} {} bytes in {} blobs; {} manifests, {} stale uploads, {} orphaned objects",
+        "gc: {verb} {} bytes in {} blobs; {} manifests, {} unused links, {} stale uploads, \
+         {} orphaned objects",
         report.bytes_freed,
         report.blobs.len(),
         report.manifests.len() + expired.len(),
+        report.links,
         report.uploads,
         report.orphans
     );
@@ -283,7 +331,7 @@ async fn retention(config: Config, dry_run: bool, json: bool) -> anyhow::Result<
         !rules.is_empty(),
         "retention: the configuration has no [[retention]] rule"
     );
-    let policies = Policies::new(&config.immutable).map_err(anyhow::Error::msg)?;
+    let policies = Policies::new(&config.immutable, &config.quotas).map_err(anyhow::Error::msg)?;
     let events = registry::events::Events::new(&config.webhooks).map_err(anyhow::Error::msg)?;
     let store = store::Store::open(&config.store()).await?;
     let actor = registry::events::Actor {
@@ -318,6 +366,78 @@ async fn retention(config: Config, dry_run: bool, json: bool) -> anyhow::Result<
     }
     let (tags, manifests) = report.counts();
     println!("retention: {verb} {tags} tags and {manifests} manifests");
+    Ok(())
+}
+
+async fn usage(config: Config, json: bool) -> anyhow::Result<()> {
+    let policies = registry::policy::Policies::new(&config.immutable, &config.quotas)
+        .map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        !policies.quotas().is_empty(),
+        "usage: the configuration has no [[quota]] table; add one (see docs/policies.md)"
+    );
+    let store = store::Store::open(&config.store()).await?;
+    let report = registry::policy::quota::usage(&store, &policies).await?;
+    store.close().await;
+    let mut out = std::io::stdout().lock();
+    if json {
+        let all: Vec<_> = report.iter().map(|q| q.json()).collect();
+        writeln!(out, "{}", serde_json::json!({ "quotas": all }))?;
+    } else {
+        write!(out, "{}", registry::policy::quota::render_text(&report))?;
+    }
+    Ok(())
+}
+
+async fn events(config: Config, action: EventsAction) -> anyhow::Result<()> {
+    let store = store::Store::open(&config.store()).await?;
+    let mut out = std::io::stdout().lock();
+    match action {
+        EventsAction::Dead { json } => {
+            let dead = store.dead_events(u32::MAX).await?;
+            if !json {
+                writeln!(
+                    out,
+                    "{:<8} {:<20} {:<30} {:<28} {:>8}  LAST ERROR",
+                    "SEQ", "WEBHOOK", "REPOSITORY", "TYPE", "ATTEMPTS"
+                )?;
+            }
+            for e in &dead {
+                let event: serde_json::Value =
+                    serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
+                if json {
+                    let line = serde_json::json!({
+                        "seq": e.seq, "webhook": e.target, "repository": e.repo,
+                        "id": e.event_id, "attempts": e.attempts,
+                        "last_error": e.last_error, "event": event,
+                    });
+                    writeln!(out, "{line}")?;
+                } else {
+                    let kind = event["type"].as_str().unwrap_or("?");
+                    writeln!(
+                        out,
+                        "{:<8} {:<20} {:<30} {:<28} {:>8}  {}",
+                        e.seq,
+                        e.target,
+                        e.repo,
+                        kind.trim_start_matches("io.strata.registry."),
+                        e.attempts,
+                        e.last_error.as_deref().unwrap_or("")
+                    )?;
+                }
+            }
+        }
+        EventsAction::Retry { seq, all } => {
+            let revived = store
+                .revive_events((!all).then_some(seq.as_slice()))
+                .await?;
+            writeln!(
+                out,
+                "events: {revived} dead event(s) queued again; a running registry delivers them"
+            )?;
+        }
+    }
+    store.close().await;
     Ok(())
 }
 

@@ -121,13 +121,21 @@ async fn metrics(State(state): State<Arc<AppState>>, request: Request) -> Respon
         tokio::spawn(refresh_storage_gauge(state.clone()));
     }
     state.faults.low_space(&state.store).await;
+    let quotas = match crate::policy::quota::usage(&state.store, &state.policy).await {
+        Ok(report) => crate::policy::quota::render_metrics(&report),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read quota usage for /metrics");
+            String::new()
+        }
+    };
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render()
             + &state.faults.render()
             + &state.mirror.render_metrics()
             + &state.events.render_metrics()
-            + &state.pruner.render_metrics(),
+            + &state.pruner.render_metrics()
+            + &quotas,
     )
         .into_response()
 }
@@ -230,6 +238,10 @@ async fn observe(State(state): State<Arc<AppState>>, mut request: Request, next:
 pub async fn state(config: &Config) -> Result<AppState> {
     let store = Store::open(&config.store()).await?;
     let live = crate::reload::LiveCell::new(crate::reload::Live::build(config, &store).await?);
+    let policy =
+        crate::policy::Policies::new(&config.immutable, &config.quotas).map_err(Error::Config)?;
+    let events = crate::events::Events::new(&config.webhooks).map_err(Error::Config)?;
+    store.set_quotas(policy.store_quotas(&events));
     Ok(AppState {
         store,
         live,
@@ -240,8 +252,8 @@ pub async fn state(config: &Config) -> Result<AppState> {
         manifest_body_timeout: config.limits.manifest_body_timeout(),
         faults: crate::faults::Faults::new(config.limits.free_space_reserve_bytes),
         mirror: crate::mirror::Mirror::new(&config.upstreams).map_err(Error::Upstream)?,
-        policy: crate::policy::Policies::new(&config.immutable).map_err(Error::Config)?,
-        events: crate::events::Events::new(&config.webhooks).map_err(Error::Config)?,
+        policy,
+        events,
         audit: crate::audit::Audit::open(config.audit.as_ref()).map_err(Error::Config)?,
         pruner: crate::policy::pruning::Pruner::default(),
         ui: config.ui.then(crate::ui::Ui::new),

@@ -47,6 +47,9 @@ pub struct GcReport {
     pub blobs: Vec<(Digest, u64)>,
     /// Bytes freed (or that would be).
     pub bytes_freed: u64,
+    /// Links of blobs to repositories that no longer use them, forgotten
+    /// (or that would be); the blobs stay while another repository uses them.
+    pub links: u64,
     /// Stale upload sessions purged.
     pub uploads: usize,
     /// Stored objects with no metadata, deleted.
@@ -110,6 +113,7 @@ impl Store {
             }
         }
         let cutoff = now - secs(options.grace);
+        report.links = self.meta.unused_links(cutoff, options.dry_run).await?;
         for blob in self.meta.unreferenced_blobs(cutoff).await? {
             if !options.dry_run {
                 let _gate = self.gc_gate.write().await;

@@ -23,6 +23,7 @@
 //!  gc      (impl Store: gc, purge_orphans, fsck) ──> meta, objects, local, layout
 //!  retention (impl Store: record_pulls, expire_unpulled; [[retention]]'s
 //!            facts, deletes if unchanged, manifest pulls, its lock) ──> meta
+//!  quota   (Quota, Usage; impl Store: set_quotas, usage) ──> meta
 //!  meta ──> manifest (ParsedManifest)
 //!  digest, names   leaf value types, used by all; Error lives here in lib.rs
 //!  fault           classifies backend errors (io, object_store, sqlx) for Error's From impls
@@ -42,6 +43,7 @@ pub mod manifest;
 pub(crate) mod meta;
 mod names;
 pub(crate) mod objects;
+pub mod quota;
 mod retention;
 mod store;
 
@@ -54,6 +56,7 @@ pub use meta::{now, now_ms, Effects, NewEvent, OutboxEvent};
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;
 pub use retention::{ManifestFact, RetentionFacts, RetentionLock, TagFact};
+pub use quota::{Quota, Usage};
 pub use store::{
     PutManifest, RepoSort, RepoSummary, Store, StoreConfig, StoreTotals, StoredManifest, TagDetail,
     TagPage,
@@ -154,6 +157,20 @@ pub enum Error {
         size: usize,
         /// The limit.
         limit: usize,
+    },
+    /// A write would take a quota over its budget.
+    #[error(
+        "quota {quota} exceeded: {used} bytes used of {limit}, this write needs {adding} more"
+    )]
+    QuotaExceeded {
+        /// The quota's name.
+        quota: String,
+        /// Its usage before the write.
+        used: u64,
+        /// The bytes the write would add.
+        adding: u64,
+        /// Its budget.
+        limit: u64,
     },
     /// A write would move or remove a tag that may not change.
     #[error("tag {tag} is immutable (it points to {digest})")]

@@ -37,6 +37,12 @@ pub struct EventData {
     pub size: Option<u64>,
     /// For a mount: the repository the blob came from.
     pub from: Option<String>,
+    /// For a quota warning: the quota's repository glob.
+    pub quota: Option<String>,
+    /// For a quota warning: its usage in bytes.
+    pub used: Option<u64>,
+    /// For a quota warning: its budget in bytes.
+    pub limit: Option<u64>,
 }
 
 /// A random event id, in the form of a UUID (version 4).
@@ -71,6 +77,9 @@ pub fn render(kind: Kind, actor: &Actor, data: &EventData) -> (String, String) {
         ("mediaType", data.media_type.as_ref().map(|v| json!(v))),
         ("size", data.size.map(|v| json!(v))),
         ("from", data.from.as_ref().map(|v| json!(v))),
+        ("quota", data.quota.as_ref().map(|v| json!(v))),
+        ("used", data.used.map(|v| json!(v))),
+        ("limit", data.limit.map(|v| json!(v))),
     ];
     for (key, value) in optional {
         if let Some(v) = value {

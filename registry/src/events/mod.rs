@@ -37,16 +37,19 @@ pub enum Kind {
     Mount,
     /// `[[retention]]` deleted a tag or a manifest.
     Retention,
+    /// A push took a quota's usage over its `warn_percent`.
+    QuotaWarning,
 }
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 5] = [
+    pub const ALL: [Kind; 6] = [
         Kind::Push,
         Kind::Delete,
         Kind::Pull,
         Kind::Mount,
         Kind::Retention,
+        Kind::QuotaWarning,
     ];
 
     /// Its name in `events = [...]` and in the CloudEvents type.
@@ -57,6 +60,7 @@ impl Kind {
             Kind::Pull => "pull",
             Kind::Mount => "mount",
             Kind::Retention => "retention",
+            Kind::QuotaWarning => "quota_warning",
         }
     }
 }
@@ -81,7 +85,8 @@ pub struct WebhookConfig {
     /// Its name in the outbox and the metrics (default: the URL). Events
     /// waiting for a webhook go to the webhook of that name after a restart.
     pub name: Option<String>,
-    /// Which events (`push`, `delete`, `pull`, `mount`, `retention`); default all but `pull`.
+    /// Which events (`push`, `delete`, `pull`, `mount`, `retention`,
+    /// `quota_warning`); default all but `pull`.
     pub events: Option<Vec<String>>,
     /// Repository glob (default `**`).
     #[serde(default = "all_repositories")]

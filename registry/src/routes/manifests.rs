@@ -167,22 +167,15 @@ pub(super) async fn put_manifest(
                     media_type: media_type.clone(),
                     size: Some(bytes.len() as u64),
                     from: None,
+                    ..EventData::default()
                 };
                 state.events.build(Kind::Push, actor, data)
             })
             .collect()
     };
-    let locked = |t: &Tag| {
-        state
-            .policy
-            .immutable_rule(repo.as_str(), t.as_str())
-            .is_some()
-    };
+    let lock = state.policy.tag_lock(repo.as_str());
     let effects = Effects {
-        locked: state
-            .policy
-            .has_immutable(repo.as_str())
-            .then_some(&locked as _),
+        locked: lock.as_ref().map(|f| f as &(dyn Fn(&Tag) -> bool + Sync)),
         events: &events,
     };
     let put = state
@@ -223,20 +216,13 @@ pub(super) async fn delete_manifest(
             media_type: found.as_ref().map(|m| m.media_type.clone()),
             size: found.as_ref().map(|m| m.size),
             from: None,
+            ..EventData::default()
         };
         events = state.events.build(Kind::Delete, actor, data);
     }
-    let locked = |t: &Tag| {
-        state
-            .policy
-            .immutable_rule(repo.as_str(), t.as_str())
-            .is_some()
-    };
+    let lock = state.policy.tag_lock(repo.as_str());
     let effects = Effects {
-        locked: state
-            .policy
-            .has_immutable(repo.as_str())
-            .then_some(&locked as _),
+        locked: lock.as_ref().map(|f| f as &(dyn Fn(&Tag) -> bool + Sync)),
         events: &events,
     };
     state
@@ -279,6 +265,7 @@ pub(super) async fn pulled(
         media_type: header_str(headers, header::CONTENT_TYPE).map(str::to_owned),
         size: content_length(headers).ok().flatten(),
         from: None,
+        ..EventData::default()
     };
     let events = state.events.build(Kind::Pull, actor, data);
     if events.is_empty() {

@@ -19,10 +19,14 @@ use crate::error::{ApiError, Code};
 const FORM_LIMIT: usize = 64 * 1024;
 
 /// The `/token` handler.
+/// A refused login goes to the audit log.
 pub async fn token(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    issue_token(&state, request)
+    let pending = crate::audit::Pending::of(&request, None);
+    let response = issue_token(&state, request)
         .await
-        .unwrap_or_else(IntoResponse::into_response)
+        .unwrap_or_else(IntoResponse::into_response);
+    state.audit.record(pending, None, &response);
+    response
 }
 
 async fn issue_token(state: &AppState, request: Request) -> Result<Response, ApiError> {

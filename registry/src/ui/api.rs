@@ -45,7 +45,7 @@ pub async fn handle(
         }
         UiRoute::ApiDashboard if get => {
             pages::dashboard_allowed(viewer)?;
-            Json(view::dashboard(store, &state.metrics, &state.mirror).await?).into_response()
+            Json(view::dashboard(state).await?).into_response()
         }
         UiRoute::ApiTags(repo) if get => {
             Json(view::tag_list(store, viewer, repo, &pages::query(uri)?).await?).into_response()

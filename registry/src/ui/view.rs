@@ -584,17 +584,41 @@ pub struct DashboardView {
     pub gc_failures: u64,
     /// Each mirrored upstream's hits and misses since start (none: no mirror).
     pub mirrors: Vec<crate::mirror::UpstreamStats>,
+    /// Each `[[quota]]`'s usage (none configured: empty).
+    pub quotas: Vec<QuotaLine>,
+}
+
+/// One quota on the dashboard.
+#[derive(Debug, Serialize)]
+pub struct QuotaLine {
+    /// Its repository glob.
+    pub repositories: String,
+    /// Distinct bytes its repositories hold.
+    pub used: u64,
+    /// Its budget.
+    pub limit: u64,
+    /// `used` in percent of `limit`.
+    pub percent: u64,
+    /// The warning threshold in percent.
+    pub warn_percent: u8,
 }
 
 /// The dashboard: the store's totals, this process's GC record and its
 /// mirror's counters.
-pub async fn dashboard(
-    store: &Store,
-    metrics: &crate::metrics::Metrics,
-    mirror: &crate::mirror::Mirror,
-) -> Result<DashboardView, UiError> {
-    let t = store.totals().await?;
-    let gc = metrics.gc_status();
+pub async fn dashboard(state: &crate::routes::AppState) -> Result<DashboardView, UiError> {
+    let t = state.store.totals().await?;
+    let gc = state.metrics.gc_status();
+    let quotas = crate::policy::quota::usage(&state.store, &state.policy)
+        .await?
+        .iter()
+        .map(|q| QuotaLine {
+            repositories: q.quota.repositories.clone(),
+            used: q.usage.used,
+            limit: q.quota.max_bytes,
+            percent: q.percent(),
+            warn_percent: q.quota.warn_percent,
+        })
+        .collect();
     Ok(DashboardView {
         stored_bytes: t.stored_bytes,
         logical_bytes: t.logical_bytes,
@@ -609,7 +633,8 @@ pub async fn dashboard(
         gc_last_success: (gc.last_success > 0).then_some(gc.last_success),
         gc_bytes_freed: gc.bytes_freed,
         gc_failures: gc.failures,
-        mirrors: mirror.stats(),
+        mirrors: state.mirror.stats(),
+        quotas,
     })
 }
 

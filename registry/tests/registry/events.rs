@@ -1,7 +1,8 @@
 //! Webhook events: a receiver in the test (a small HTTP server on loopback)
 //! that fails its first deliveries still gets every event, in order per
 //! repository, signed; an event whose delivery a `kill -9` cut short is
-//! delivered after the restart; an event that always fails goes dead.
+//! delivered after the restart; an event that always fails goes dead, is
+//! listed by `registry events dead` and delivered after `registry events retry`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -85,6 +86,12 @@ impl Receiver {
         let mut s = self.state.lock().unwrap();
         s.hold = false;
         s.held.clear();
+    }
+
+    /// Answer every request from now on with success.
+    fn heal(&self) {
+        let mut s = self.state.lock().unwrap();
+        s.fail_first = s.failed;
     }
 
     /// Wait (a minute at most) until `n` distinct events arrived.
@@ -175,7 +182,7 @@ fn webhook(name: &str, url: &str, secret: &Path, extra: &str) -> String {
     )
 }
 
-async fn metrics(reg: &Registry) -> String {
+pub(crate) async fn metrics(reg: &Registry) -> String {
     Client::new()
         .get(reg.url("/metrics"))
         .send()
@@ -300,6 +307,53 @@ async fn every_event_arrives_in_order_and_signed_despite_failures() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(broken.deliveries().is_empty());
+
+    // The dead-letter list names it; once the receiver works, a retry
+    // delivers it.
+    let dead = registry_events(dir, &["dead", "--json"]);
+    let dead: Vec<Value> = dead
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(
+        (
+            &dead[0]["webhook"],
+            &dead[0]["repository"],
+            &dead[0]["attempts"]
+        ),
+        (&Value::from("broken"), &Value::from("app"), &Value::from(2))
+    );
+    assert_eq!(dead[0]["event"]["type"], "io.strata.registry.delete");
+    assert!(
+        dead[0]["last_error"].as_str().unwrap().contains("500"),
+        "{dead:?}"
+    );
+    broken.heal();
+    let seq = dead[0]["seq"].to_string();
+    assert!(registry_events(dir, &["retry", &seq]).contains("1 dead event(s) queued again"));
+    let redelivered = broken.wait_for(1);
+    assert_eq!(redelivered[0].json()["id"], dead[0]["id"]);
+    assert_eq!(registry_events(dir, &["dead", "--json"]), "");
+}
+
+/// `registry events ARGS` with the configuration in `dir`; its stdout.
+fn registry_events(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_registry"))
+        .arg("events")
+        .arg("--config")
+        .arg(dir.join("registry.toml"))
+        .arg("--data")
+        .arg(dir.join("data"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "registry events: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// Removes a directory on drop.

@@ -10,6 +10,8 @@
 //! htpasswd prompt, log formats, `--version`), `ops` (GC, fsck, health, metrics, rate limits, slow clients), `policy` (immutable tags, the audit log),
 //! `retention` (`[[retention]]`: the command, the schedule, its events),
 //! `events` (webhooks: retries, order, signatures, kill -9), `proxy`
+//! `events` (webhooks: retries, order, signatures, kill -9), `quota` (budgets,
+//! usage, GC), `proxy`
 //! (forwarding headers from trusted reverse proxies) and
 //! `security` (the regression test of each security finding, performing
 //! the attack) and `ui` (the web UI and its JSON API: logins, access rules,
@@ -24,6 +26,7 @@ mod mirror;
 mod ops;
 mod policy;
 mod proxy;
+mod quota;
 mod reload;
 mod retention;
 mod security;

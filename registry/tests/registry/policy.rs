@@ -261,5 +261,30 @@ async fn audit_log_records_writes_and_refusals_and_filters_them() {
     assert_eq!(audit(dir, &["--repository", "other/**"]).len(), 0);
     assert_eq!(audit(dir, &["--since", "1h"]).len(), 5);
     assert_eq!(audit(dir, &["--since", "2999-01-01"]).len(), 0);
+
+    // A refused login at /token is audited too; a granted one is not.
+    for (user, password, status) in [
+        ("mallory", "guess", StatusCode::UNAUTHORIZED),
+        ("alice", "alice-pw", StatusCode::OK),
+    ] {
+        let r = Client::new()
+            .get(reg.url("/token?service=strata&scope=repository:alice/app:pull"))
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status);
+    }
+    let logins = audit(dir, &["--user", "mallory"]);
+    assert_eq!(logins.len(), 1, "{logins:#?}");
+    assert_eq!(
+        (
+            &logins[0]["action"],
+            &logins[0]["path"],
+            &logins[0]["result"]
+        ),
+        (&json!("login"), &json!("/token"), &json!("denied"))
+    );
+    assert_eq!(audit(dir, &[]).len(), 6);
     drop(reg);
 }

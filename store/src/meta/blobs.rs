@@ -4,9 +4,12 @@
 use sqlx::Row;
 
 use super::{now, outbox, Meta, NewEvent};
+use crate::quota::Quota;
 use crate::{Digest, RepoName, Result, UploadId};
 
-/// Make `digest` visible in `repo` (idempotent), inside the caller's transaction.
+/// Make `digest` visible in `repo` (idempotent), inside the caller's
+/// transaction. `created_at` is when it was last linked: GC forgets a link
+/// no manifest of the repository uses once that is past its grace period.
 async fn link_repo_blob(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     repo: &RepoName,
@@ -15,7 +18,7 @@ async fn link_repo_blob(
 ) -> Result<()> {
     sqlx::query(
         "INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (repo, digest) DO NOTHING",
+         ON CONFLICT (repo, digest) DO UPDATE SET created_at = excluded.created_at",
     )
     .bind(repo.as_str())
     .bind(digest.to_string())
@@ -59,16 +62,18 @@ impl Meta {
         Ok(row.map(|r| r.get::<i64, _>(0) as u64))
     }
 
-    /// Record a committed blob and make it visible in `repo`; also closes `upload` if given.
+    /// Record a committed blob and make it visible in `repo`, within
+    /// `quotas` ([`Meta::admit`]); also closes `upload` if given.
     pub async fn commit_blob(
         &self,
         repo: &RepoName,
-        digest: &Digest,
-        size: u64,
+        (digest, size): (&Digest, u64),
         upload: Option<&UploadId>,
+        quotas: &[Quota],
     ) -> Result<()> {
         let now = now();
         let mut tx = self.write.begin().await?;
+        self.admit(&mut tx, quotas, repo, (digest, size)).await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_access) VALUES ($1, $2, $3, $3) \
              ON CONFLICT (digest) DO UPDATE SET last_access = excluded.last_access",
@@ -103,6 +108,7 @@ impl Meta {
         digest: &Digest,
         from: &RepoName,
         events: &[NewEvent],
+        quotas: &[Quota],
     ) -> Result<Option<u64>> {
         let now = now();
         let mut tx = self.write.begin().await?;
@@ -129,6 +135,7 @@ impl Meta {
             tx.rollback().await?;
             return Ok(None);
         }
+        self.admit(&mut tx, quotas, repo, (digest, size)).await?;
         link_repo_blob(&mut tx, repo, digest, now).await?;
         outbox::insert_events(&mut tx, events).await?;
         tx.commit().await?;

@@ -39,6 +39,32 @@ impl Meta {
         rows.iter().map(sized_blob).collect()
     }
 
+    /// Links of blobs to repositories that no longer use them: last linked
+    /// before `cutoff`, referenced by no manifest of that repository and not
+    /// one of its manifests (an upload never pushed with a manifest, or a
+    /// layer of deleted manifests also kept by another repository). With
+    /// `dry_run` only counted; otherwise deleted. Quota usage counts links,
+    /// so this is what makes it exact after deletes and GC.
+    pub async fn unused_links(&self, cutoff: i64, dry_run: bool) -> Result<u64> {
+        const UNUSED: &str = "FROM repo_blobs WHERE created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM manifest_refs r \
+                             WHERE r.repo = repo_blobs.repo AND r.child = repo_blobs.digest) \
+             AND NOT EXISTS (SELECT 1 FROM manifests m \
+                             WHERE m.repo = repo_blobs.repo AND m.digest = repo_blobs.digest)";
+        if dry_run {
+            let row = sqlx::query(&format!("SELECT COUNT(*) {UNUSED}"))
+                .bind(cutoff)
+                .fetch_one(&self.read)
+                .await?;
+            return Ok(row.try_get::<i64, _>(0)? as u64);
+        }
+        let done = sqlx::query(&format!("DELETE {UNUSED}"))
+            .bind(cutoff)
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Start forgetting a blob if it is still unreferenced and idle since before
     /// `cutoff`. The returned sweep holds the blob's row deleted but uncommitted:
     /// the caller deletes the bytes, then commits, so a writer reviving the blob

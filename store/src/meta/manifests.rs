@@ -5,6 +5,7 @@ use sqlx::Row;
 
 use super::{digest_col, now, outbox, Effects, Meta};
 use crate::manifest::{ParsedManifest, RefKind};
+use crate::quota::Quota;
 use crate::{Digest, Error, RepoName, Result, Tag};
 
 /// A manifest row.
@@ -41,6 +42,14 @@ fn manifest_row(r: &sqlx::any::AnyRow) -> Result<ManifestRow> {
     })
 }
 
+/// What a manifest push must verify inside its transaction.
+pub struct Checks<'a> {
+    /// Every referenced blob must still be stored (not a sparse push).
+    pub require_refs: bool,
+    /// The budgets the manifest's bytes must fit in.
+    pub quotas: &'a [Quota],
+}
+
 impl Meta {
     /// A manifest of `repo` by digest.
     pub async fn manifest(&self, repo: &RepoName, digest: &Digest) -> Result<Option<ManifestRow>> {
@@ -75,12 +84,17 @@ impl Meta {
         (digest, size): (&Digest, u64),
         parsed: &ParsedManifest,
         tags: &[Tag],
-        require_refs: bool,
+        checks: Checks<'_>,
         effects: Effects<'_>,
     ) -> Result<()> {
+        let Checks {
+            require_refs,
+            quotas,
+        } = checks;
         let now = now();
         let digest_s = digest.to_string();
         let mut tx = self.write.begin().await?;
+        self.admit(&mut tx, quotas, repo, (digest, size)).await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_access) VALUES ($1, $2, $3, $3) \
              ON CONFLICT (digest) DO UPDATE SET last_access = excluded.last_access",

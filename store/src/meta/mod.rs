@@ -20,10 +20,13 @@
 //!  ├── outbox     outbox: events for webhooks, written by the writes above
 //!  ├── retention  [[retention]]: a repository's facts, deletes if unchanged, manifest_pulls
 //!  └── gc         sweep, orphan and integrity queries, the GC and retention locks
+//!  ├── quota      quota usage, and admission inside the writes above
+//!  └── gc         sweep, orphan and integrity queries, the GC lock
 //! ```
 //! The submodules use only this module's pools and helpers, never each other,
 //! except that writes put their events in the outbox through
-//! `outbox::insert_events`, inside their own transaction ([`Effects`]).
+//! `outbox::insert_events`, inside their own transaction ([`Effects`]),
+//! and the writes that add bytes check quotas through `Meta::admit`.
 
 mod blobs;
 mod browse;
@@ -31,6 +34,7 @@ mod gc;
 mod manifests;
 mod outbox;
 mod pulls;
+pub(crate) mod quota;
 mod repos;
 mod retention;
 mod tags;
@@ -46,6 +50,7 @@ use crate::{Digest, Error, Result, Tag};
 
 pub use browse::{RepoSort, RepoSummary, StoreTotals, TagDetail};
 pub use gc::GcLock;
+pub use manifests::Checks;
 pub use outbox::{now_ms, NewEvent, OutboxEvent};
 pub use retention::{ManifestFact, RetentionFacts, TagFact};
 pub use uploads::UploadRow;

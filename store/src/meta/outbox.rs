@@ -185,6 +185,31 @@ impl Meta {
         rows.iter().map(outbox_row).collect()
     }
 
+    /// Make dead rows pending again, due now with no failures counted: the
+    /// rows `seqs` names, or every dead row when it is `None`. Returns how
+    /// many. A revived row goes out before later rows of its repository.
+    pub async fn revive_events(&self, seqs: Option<&[i64]>) -> Result<u64> {
+        const REVIVE: &str = "UPDATE outbox SET state = 'pending', attempts = 0, \
+             next_attempt_at = $1, claimed_by = NULL, claimed_until = 0 WHERE state = 'dead'";
+        let now = now_ms();
+        let Some(seqs) = seqs else {
+            let done = sqlx::query(REVIVE).bind(now).execute(&self.write).await?;
+            return Ok(done.rows_affected());
+        };
+        let mut tx = self.write.begin().await?;
+        let mut revived = 0;
+        for seq in seqs {
+            let done = sqlx::query(&format!("{REVIVE} AND seq = $2"))
+                .bind(now)
+                .bind(*seq)
+                .execute(&mut *tx)
+                .await?;
+            revived += done.rows_affected();
+        }
+        tx.commit().await?;
+        Ok(revived)
+    }
+
     /// Rows pending and dead.
     pub async fn outbox_counts(&self) -> Result<(u64, u64)> {
         let row = sqlx::query(

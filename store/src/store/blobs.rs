@@ -76,7 +76,7 @@ impl Store {
         let _gate = self.gc_gate.read().await;
         Ok(self
             .meta
-            .mount_blob(repo, digest, from, events)
+            .mount_blob(repo, digest, from, events, &self.quotas_for(repo))
             .await?
             .is_some())
     }
@@ -194,10 +194,18 @@ impl Store {
         staging: &object_store::path::Path,
         upload: Option<&UploadId>,
     ) -> Result<()> {
+        let quotas = self.quotas_for(repo);
+        if !quotas.is_empty() {
+            // Refuse before the bytes move: the check inside the commit's
+            // transaction stays the one that counts, against races.
+            self.precheck(&quotas, digest, size).await?;
+        }
         let _gate = self.gc_gate.read().await;
         let blob = layout::blob(digest);
         self.objects.commit(staging, &blob).await?;
-        self.meta.commit_blob(repo, digest, size, upload).await?;
+        self.meta
+            .commit_blob(repo, (digest, size), upload, &quotas)
+            .await?;
         // A GC in another process may have swept the stored copy we deduplicated
         // onto just before our metadata committed: then commit ours after all.
         if matches!(

@@ -6,6 +6,7 @@ use bytes::Bytes;
 
 use super::Store;
 use crate::manifest::{self, Descriptor, RefKind};
+use crate::meta::Checks;
 use crate::{layout, Algorithm, Digest, Effects, Error, Reference, RepoName, Result, Tag};
 
 /// The outcome of a manifest push.
@@ -140,7 +141,10 @@ impl Store {
                 (&digest, bytes.len() as u64),
                 &parsed,
                 &tags,
-                require_refs,
+                Checks {
+                    require_refs,
+                    quotas: &self.quotas_for(repo),
+                },
                 effects,
             )
             .await?;

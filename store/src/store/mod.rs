@@ -77,6 +77,8 @@ pub struct Store {
     tag_lists: TagLists,
     /// Verified manifest bytes by digest.
     manifests: ManifestBytes,
+    /// The byte budgets writes are admitted under ([`crate::quota`]).
+    pub(crate) quotas: std::sync::RwLock<std::sync::Arc<[crate::Quota]>>,
 }
 
 impl Store {
@@ -93,6 +95,7 @@ impl Store {
             hashers: Hashers::default(),
             tag_lists: TagLists::default(),
             manifests: ManifestBytes::default(),
+            quotas: std::sync::RwLock::new(std::sync::Arc::from(Vec::new())),
         })
     }
 

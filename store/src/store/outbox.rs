@@ -48,6 +48,12 @@ impl Store {
         self.meta.dead_events(limit).await
     }
 
+    /// Queue dead events again (those `seqs` names, or all with `None`),
+    /// due now with their failures forgotten; returns how many.
+    pub async fn revive_events(&self, seqs: Option<&[i64]>) -> Result<u64> {
+        self.meta.revive_events(seqs).await
+    }
+
     /// How many events are pending and dead.
     pub async fn outbox_counts(&self) -> Result<(u64, u64)> {
         self.meta.outbox_counts().await

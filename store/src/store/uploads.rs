@@ -264,8 +264,15 @@ impl Store {
                 actual,
             });
         }
-        self.commit_verified(repo, digest, up.size, staging, Some(id))
-            .await?;
+        let committed = self
+            .commit_verified(repo, digest, up.size, staging, Some(id))
+            .await;
+        if let Err(e @ Error::QuotaExceeded { .. }) = committed {
+            // A refused blob leaves nothing behind: neither the session nor its bytes.
+            self.cancel_upload(repo, id).await?;
+            return Err(e);
+        }
+        committed?;
         self.delete_upload_dir(id).await?;
         Ok(())
     }
@@ -281,7 +288,7 @@ impl Store {
         match self.objects.head(&layout::blob(digest)).await {
             Ok(stored) if stored.size == up.size => {
                 self.meta
-                    .commit_blob(repo, digest, up.size, Some(id))
+                    .commit_blob(repo, (digest, up.size), Some(id), &self.quotas_for(repo))
                     .await?;
                 self.delete_upload_dir(id).await
             }

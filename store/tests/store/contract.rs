@@ -20,6 +20,9 @@ use crate::outbox::{
     outbox_claims_in_order_once_across_stores, outbox_rows_commit_with_their_write,
 };
 use crate::retention::retention_deletes_only_what_nothing_keeps;
+use crate::quota::{
+    quota_holds_across_concurrent_stores, quota_refuses_the_byte_over_and_counts_blobs_once,
+};
 
 /// Bytes no other case or run produces.
 pub(crate) fn content(what: &str) -> Bytes {
@@ -560,4 +563,6 @@ contract!(
     outbox_rows_commit_with_their_write,
     retention_deletes_only_what_nothing_keeps,
     browse_summaries_tag_details_and_totals,
+    quota_refuses_the_byte_over_and_counts_blobs_once,
+    quota_holds_across_concurrent_stores,
 );

@@ -11,6 +11,8 @@
 //!   rows committed with their write), run by `contract` on both backends;
 //! - `retention`: the store's side of `[[retention]]` (facts, deletes that
 //!   re-check, manifest pulls, the lock), run by `contract` on both backends;
+//! - `quota`: quotas' contract cases (budgets, dedup, warnings, usage
+//!   after GC, concurrent writers), run by `contract` on both backends;
 //! - `harness`: backends and helpers they share.
 
 mod contract;
@@ -19,4 +21,5 @@ mod harness;
 mod local_uploads;
 mod outbox;
 mod retention;
+mod quota;
 mod tag_cache;

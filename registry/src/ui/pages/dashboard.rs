@@ -1,6 +1,6 @@
 //! The dashboard: storage used, what dedup saves, blobs, repositories,
 //! uploads in flight, this process's GC runs and, with a mirror, each
-//! upstream's hit rate.
+//! upstream's hit rate, and each quota's usage against its budget.
 
 use maud::{html, Markup};
 
@@ -51,6 +51,31 @@ pub fn render(ctx: &Ctx, viewer: &Viewer, d: &DashboardView) -> Markup {
                     }
                 }
                 @if d.gc_failures > 0 { p.error { (d.gc_failures) " runs failed; see the log" } }
+            }
+        }
+        @if !d.quotas.is_empty() {
+            h2 #quotas { "Quotas" }
+            table aria-labelledby="quotas" {
+                thead { tr {
+                    th scope="col" { "Repositories" }
+                    th scope="col" { "Use" }
+                    th scope="col" .num { "Used" }
+                    th scope="col" .num { "Limit" }
+                } }
+                tbody {
+                    @for q in &d.quotas {
+                        tr {
+                            th scope="row" { code { (q.repositories) } }
+                            td {
+                                meter min="0" max="100" low=(q.warn_percent) high=(q.warn_percent)
+                                    optimum="0" value=(q.percent.min(100)) { (q.percent) "%" }
+                                " " (q.percent) "%"
+                            }
+                            td.num { (bytes(q.used)) }
+                            td.num { (bytes(q.limit)) }
+                        }
+                    }
+                }
             }
         }
         @if !d.mirrors.is_empty() {

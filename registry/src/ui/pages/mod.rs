@@ -64,11 +64,7 @@ pub async fn handle(
         }
         UiRoute::Dashboard if get => {
             dashboard_allowed(viewer)?;
-            dashboard::render(
-                ctx,
-                viewer,
-                &view::dashboard(store, &state.metrics, &state.mirror).await?,
-            )
+            dashboard::render(ctx, viewer, &view::dashboard(state).await?)
         }
         UiRoute::Repo(name) if get => {
             let q: view::TagQuery = query(uri)?;
@@ -208,44 +204,16 @@ pub fn error_page(
     r
 }
 
-/// `1.5 MiB`.
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = n as f64;
-    let mut unit = 0;
-    while v >= 1024.0 && unit < UNITS.len() - 1 {
-        v /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[unit])
-    }
-}
+pub use crate::units::bytes;
 
 /// `2026-12-02 01:47 UTC` (or `never` for 0).
 pub fn time(secs: i64) -> String {
     if secs <= 0 {
         return "never".into();
     }
-    let days = secs.div_euclid(86400);
-    let rem = secs.rem_euclid(86400);
-    // Civil from days (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
-    )
+    // `2026-12-02T01:47:05.000Z` -> `2026-12-02 01:47 UTC`
+    let full = crate::rfc3339::format_ms(secs.saturating_mul(1000));
+    format!("{} {} UTC", &full[..10], &full[11..16])
 }
 
 /// `sha256:0123456789ab` (the first 12 hex digits).
