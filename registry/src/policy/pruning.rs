@@ -203,7 +203,7 @@ fn event(pass: &Pass<'_>, d: &Deletion, manifest: Option<(String, u64)>) -> Vec<
         digest: Some(d.digest.clone()),
         media_type,
         size,
-        from: None,
+        ..EventData::default()
     };
     pass.events.build(Kind::Retention, pass.actor, data)
 }
