@@ -89,8 +89,8 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     // its memory or descriptors through /proc (exec makes the workload
     // dumpable again; `--init`'s PID 1 clears it itself).
     sys::proc::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
-    // So the parent cannot open /proc/<pid>/ns/net (unless it is real
-    // root): the network hook gets the namespace from here.
+    // Not dumpable, so only real root could open /proc/<pid>/ns/net from
+    // outside: the parent's network hook gets the namespace from here.
     if ctx.send_netns {
         let netns = fs::File::open("/proc/self/ns/net").ctx(|| "open /proc/self/ns/net".into())?;
         sys::fd::send_fd(ctx.layer_fds, netns.as_raw_fd())

@@ -194,6 +194,9 @@ pub fn wait_single_threaded(wait: Duration) -> Result<()> {
     }
 }
 
+/// See [`Hooks::network`]: (child's host pid, its network namespace).
+pub type NetworkHook<'a> = dyn Fn(i32, BorrowedFd<'_>) -> Result<(), String> + 'a;
+
 /// What a caller other than the foreground `run` hooks into: a detached
 /// container's monitor sends the output to its log and records PID 1.
 #[derive(Default)]
@@ -207,7 +210,7 @@ pub struct Hooks<'a> {
     /// `/proc/<pid>/ns/net` of a child that is not dumpable) after `clone`,
     /// before it is let go: connects the new namespace (`--network
     /// bridge`). An error ends the child and the run.
-    pub network: Option<&'a dyn Fn(i32, BorrowedFd<'_>) -> Result<(), String>>,
+    pub network: Option<&'a NetworkHook<'a>>,
 }
 
 /// Starts the container and supervises it until it exits. The process must
