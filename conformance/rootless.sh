@@ -22,7 +22,8 @@
 # published on 127.0.0.1 (a fixed port and one the runner picks) answers
 # curl from the namespace, `port` and `ps` show both, a taken port is
 # refused, slirp4netns is the monitor's child and PID 1 holds none of its
-# descriptors; after stop and rm slirp4netns is gone. This VM's
+# descriptors; after stop and rm slirp4netns is gone, and it also goes
+# when a container's monitor is killed outright. This VM's
 # /dev/net/tun is mode 0600 (udev would make it 0666): the test checks the
 # runner's message about it, then binds a 0666 node of the same device
 # over it in a private mount namespace (held by a sleep) where the user's
@@ -295,6 +296,20 @@ expect "its API socket and record are gone" "" \
   "$(find "$RUN_DIR/data" -name 'slirp4netns.sock' -o -name 'slirp4netns.json' 2>/dev/null)"
 expect "the published port is free again" "" "$(in_netns ss -Htln "sport = :$WEB_PORT")"
 as_user_net rm rlweb >/dev/null 2>&1 && pass "rm the published container" || fail "rm the published container"
+# A monitor killed outright: its slirp4netns goes too (its exit pipe closes).
+as_user_net run -d --name rlkill -p 127.0.0.1::80 "$BASE" sleep 300 >/dev/null 2>&1 || fail "run -d rlkill"
+cid=$(as_user_net inspect rlkill 2>/dev/null | jq -r '.[0].Id')
+monitor=$(jq -r .owner_pid "$RUN_DIR/data/strata-runner/containers/$cid/state.json" 2>/dev/null || true)
+slirp=$(ps -o pid=,comm= --ppid "${monitor:-1}" | awk '$2 == "slirp4netns" { print $1 }')
+[ -n "$slirp" ] && pass "the second container has its slirp4netns" || fail "no slirp4netns under monitor $monitor"
+# alive PID: true while PID runs (a zombie has ended).
+alive() { ps -o stat= -p "$1" 2>/dev/null | grep -qv '^Z'; }
+alive "${slirp:-0}" && pass "it runs before" || fail "slirp4netns ${slirp:-?} does not run"
+kill -KILL "${monitor:-0}" 2>/dev/null || true
+for _ in $(seq 1 30); do alive "${slirp:-0}" || break; sleep 0.1; done
+alive "${slirp:-0}" && fail "slirp4netns outlived its killed monitor" ||
+  pass "slirp4netns exits when its monitor is killed"
+as_user_net rm -f rlkill >/dev/null 2>&1 && pass "rm -f after the monitor was killed" || fail "rm -f rlkill"
 
 # A user without a subordinate range gets the fix.
 sed -i "/^$TEST_USER:/d" /etc/subuid
