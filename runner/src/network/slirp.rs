@@ -27,11 +27,11 @@
 //! Lifetime: slirp4netns is a child of the process that supervises PID 1
 //! (the foreground runner, or a detached container's monitor), in a process
 //! group of its own so that a Ctrl-C to the runner does not reach it. It
-//! gets `/dev/null`, its log, the two pipe ends and the namespace, nothing else of its
-//! parent's (every other descriptor is close-on-exec). It exits when the
-//! exit pipe closes, that is when [`Slirp`] is dropped or its parent dies
-//! in any way; the drop also waits for it, and kills it (by its pid, still
-//! unreaped) after [`EXIT_TIMEOUT`]. The container's PID 1 was cloned
+//! gets `/dev/null`, its log, the two pipe ends and the namespace, nothing
+//! else of its parent's (every other descriptor is close-on-exec). It
+//! exits when the exit pipe closes, that is when [`Slirp`] is dropped or
+//! its parent dies in any way; the drop also waits for it, and kills it (by
+//! its pid, still unreaped) after [`EXIT_TIMEOUT`]. The container's PID 1 was cloned
 //! before slirp4netns started, so it holds none of its descriptors.
 //!
 //! `--disable-host-loopback` is the default: without it 10.0.2.2 reaches
@@ -215,15 +215,7 @@ impl Plan {
             .stderr(err_log)
             .process_group(0);
         let child =
-            crate::sys::fd::spawn_keeping(&mut cmd, handed.to_vec()).map_err(|e| {
-                match e.kind() {
-            std::io::ErrorKind::NotFound => failed(
-                "slirp4netns is not installed: as root, run `apt-get install slirp4netns`, \
-                 or use --network none or host",
-            ),
-            _ => failed(format!("starting {PROGRAM}: {e}")),
-        }
-            })?;
+            crate::sys::fd::spawn_keeping(&mut cmd, handed.to_vec()).map_err(spawn_error)?;
         drop((ready_w, exit_r));
         // From here on a failure drops `slirp`, which stops it.
         let slirp = Slirp {
@@ -243,6 +235,17 @@ impl Plan {
         let json = serde_json::to_vec(&record).map_err(failed)?;
         crate::fsutil::write_replace(&self.dir.join(RECORD), &json, false).map_err(failed)?;
         Ok(slirp)
+    }
+}
+
+/// Why slirp4netns did not start: missing, or something else.
+fn spawn_error(e: std::io::Error) -> Error {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => failed(
+            "slirp4netns is not installed: as root, run `apt-get install slirp4netns`, \
+             or use --network none or host",
+        ),
+        _ => failed(format!("starting {PROGRAM}: {e}")),
     }
 }
 
