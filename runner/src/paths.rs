@@ -21,6 +21,10 @@
 //!     upper/ work/ rootfs/         overlay upper, work and mount point
 //!     etc/                         hostname, hosts, resolv.conf bound into the container
 //!     lower/<n>/                   id-mapped layer mount points (--userns only)
+//!     slirp4netns.json             rootless network: slirp4netns's pid and published
+//!                                  ports, while it runs (see [`crate::network::slirp`])
+//!     slirp4netns.log              its output; slirp4netns.sock its API socket, removed
+//!                                  once the ports are published
 //!   seccomp/<sha256>.bpf           compiled seccomp filters, built once
 //!   image-cache/<sha256>.json      local images by reference (hash) as `run` reads them
 //!   image-cache.lock               flock: held while an image-cache entry is filled or dropped

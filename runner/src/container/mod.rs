@@ -255,10 +255,7 @@ pub fn build_spec(
             ));
         }
         if options.network == spec::Network::Bridge {
-            return Err(Error::Rootless(
-                "--network bridge (and -p, -P)",
-                " yet: use --network none or --network host",
-            ));
+            crate::network::slirp::Options::parse(options.net.network_name())?;
         }
     }
     let args = spec::command(image, options.entrypoint.as_deref(), command)?;
@@ -422,13 +419,14 @@ pub(crate) fn prepare_state_dir(dir: &Path, spec: &ContainerSpec, layers: usize)
 }
 
 /// With `--network bridge`: joins the container to its network (see
-/// [`crate::network::attach`]); `<state>/etc` must be written already.
+/// [`crate::network::attach`]), or in rootless mode plans its slirp4netns
+/// (see [`crate::network::slirp`]); `<state>/etc` must be written already.
 pub(crate) fn join_network(
     root: &Root,
     spec: &ContainerSpec,
     net: &crate::network::Request,
     exec: Option<&ExecConfig>,
-) -> Result<Option<crate::network::Attachment>> {
+) -> Result<Option<crate::network::Connection>> {
     if spec.network != spec::Network::Bridge {
         return Ok(None);
     }
@@ -437,20 +435,29 @@ pub(crate) fn join_network(
         .and_then(|e| e.exposed_ports.as_ref())
         .map(|p| p.keys().cloned().collect::<Vec<_>>())
         .unwrap_or_default();
+    if crate::rootless::active() {
+        let plan = crate::network::slirp::plan(&root.container(&spec.id), net, exposed)?;
+        return Ok(Some(crate::network::Connection::Slirp(
+            plan,
+            Default::default(),
+        )));
+    }
     let member = crate::network::Member {
         id: &spec.id,
         name: name.as_deref(),
         hostname: &spec.hostname,
     };
-    Ok(Some(crate::network::attach(root, net, &member, exposed)?))
+    let attachment = crate::network::attach(root, net, &member, exposed)?;
+    Ok(Some(crate::network::Connection::Bridge(attachment)))
 }
 
-/// The sandbox's network hook: plumbs the attachment into the child's namespace.
+/// The sandbox's network hook: connects the child's namespace.
 pub(crate) fn plumb(
-    attachment: Option<&crate::network::Attachment>,
+    connection: Option<&crate::network::Connection>,
     pid: i32,
+    netns: std::os::fd::BorrowedFd<'_>,
 ) -> Result<(), String> {
-    attachment.map_or(Ok(()), |a| a.plumb(pid).map_err(|e| e.to_string()))
+    connection.map_or(Ok(()), |c| c.plumb(pid, netns).map_err(|e| e.to_string()))
 }
 
 /// Runs a prepared container and waits for it to end. The image store must
@@ -507,8 +514,9 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
     cgroup.create(&spec.limits)?;
     prepare_state_dir(container.dir(), spec, layers.len())?;
     let exec = record.image_config.config.as_ref();
-    let attachment = join_network(root, spec, net, exec)?;
-    let connect = |pid: i32| plumb(attachment.as_ref(), pid);
+    let connection = join_network(root, spec, net, exec)?;
+    let connect =
+        |pid: i32, netns: std::os::fd::BorrowedFd<'_>| plumb(connection.as_ref(), pid, netns);
     let record_pid = |pid: i32| {
         let _ = records::update(root, &spec.id, |s| s.life.pid = pid);
     };
@@ -527,6 +535,7 @@ pub fn run(root: &Root, prepared: &Prepared) -> Result<RunResult> {
         },
     )?;
     let oom_killed = cgroup.oom_killed();
+    drop(connection);
     drop(container);
     Ok(RunResult {
         code: outcome.code,

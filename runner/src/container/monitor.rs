@@ -213,8 +213,10 @@ fn run_once(
     prepare_state_dir(&dir, &spec, config.layers.len())?;
     let me = std::process::id() as i32;
     let owner_start = state::process_start_time(me).unwrap_or(0);
-    let attachment = super::join_network(root, &spec, &config.options.net, Some(&config.exec))?;
-    let connect = |pid: i32| super::plumb(attachment.as_ref(), pid);
+    let connection = super::join_network(root, &spec, &config.options.net, Some(&config.exec))?;
+    let connect = |pid: i32, netns: std::os::fd::BorrowedFd<'_>| {
+        super::plumb(connection.as_ref(), pid, netns)
+    };
     records::update(root, id, |s| {
         if first {
             s.owner_pid = me;
@@ -256,6 +258,8 @@ fn run_once(
     );
     drop(health.take());
     drop(settle.take());
+    // slirp4netns (rootless) is stopped and waited for before the exit is recorded.
+    drop(connection);
     if outcome.as_ref().is_ok_and(|o| o.setup_error.is_none()) {
         *reported = true;
     }

@@ -19,15 +19,17 @@
 //!
 //! Files: [`ports`] (`-p` syntax), [`subnet`] (CIDR arithmetic), [`store`]
 //! (networks and leases on disk, locked), [`link`] (rtnetlink), [`rules`]
-//! (nft), [`view`] (`network inspect`, `NetworkSettings`, `port`).
+//! (nft), [`slirp`] (rootless), [`view`] (`network inspect`, `NetworkSettings`, `port`).
 //!
-//! Rootless networking would need a user-space stack (pasta,
-//! slirp4netns) plugged in where [`Attachment::plumb`] is; with `--userns`
-//! the runner is still real root, so everything here works unchanged.
+//! In rootless mode none of that is possible: [`slirp`] runs a user-space
+//! stack instead, started where [`Attachment::plumb`] would be (see
+//! [`Connection`]). With `--userns` the runner is still real root, so
+//! everything here works unchanged.
 
 mod link;
 pub mod ports;
 mod rules;
+pub mod slirp;
 pub mod store;
 pub mod subnet;
 pub mod view;
@@ -87,6 +89,12 @@ pub enum Error {
     /// Reading or writing the networks' state failed.
     #[error("{0}: {1}")]
     State(String, String),
+    /// slirp4netns (rootless networking) failed.
+    #[error("rootless networking: {0}")]
+    Slirp(String),
+    /// Not possible for an ordinary user.
+    #[error("{0} is not available in rootless mode: {1}")]
+    Rootless(String, String),
 }
 
 /// Result alias for this module.
@@ -386,6 +394,29 @@ impl Attachment {
     }
 }
 
+/// How a container on a network is connected while it runs: dropped when
+/// the run ends, which takes the connection down.
+pub enum Connection {
+    /// As root: a veth on a bridge.
+    Bridge(Attachment),
+    /// Rootless: slirp4netns, started by [`Connection::plumb`].
+    Slirp(slirp::Plan, std::cell::RefCell<Option<slirp::Slirp>>),
+}
+
+impl Connection {
+    /// Connects `netns`, the network namespace of `pid` (the container's
+    /// PID 1, not yet running its command).
+    pub fn plumb(&self, pid: i32, netns: std::os::fd::BorrowedFd<'_>) -> Result<()> {
+        match self {
+            Connection::Bridge(a) => a.plumb(pid),
+            Connection::Slirp(plan, running) => {
+                *running.borrow_mut() = Some(plan.start(netns)?);
+                Ok(())
+            }
+        }
+    }
+}
+
 impl Drop for Attachment {
     fn drop(&mut self) {
         let _ = release(&self.root, std::slice::from_ref(&self.lease.container));
@@ -462,6 +493,12 @@ pub fn create(
     gateway: Option<&str>,
 ) -> Result<NetworkConfig> {
     check_name(name)?;
+    if crate::rootless::active() {
+        return Err(Error::Rootless(
+            "network create".into(),
+            "a network is a bridge; rootless containers get slirp4netns (--network bridge)".into(),
+        ));
+    }
     let subnet = subnet.map(str::parse::<Subnet>).transpose()?;
     let mut locked = Locked::take(root)?;
     locked.db.ensure_default()?;

@@ -5,6 +5,7 @@
 use serde_json::{json, Map, Value};
 
 use super::ports::PortBinding;
+use super::slirp;
 use super::store::{self, Lease, NetworkConfig};
 use crate::paths::Root;
 
@@ -51,9 +52,13 @@ pub fn lease(root: &Root, id: &str) -> Option<(Lease, NetworkConfig)> {
     Some((lease, net))
 }
 
-/// Container `id`'s published ports (none unless it runs).
+/// Container `id`'s published ports (none unless it runs): its lease's,
+/// or in rootless mode its slirp4netns's.
 pub fn ports(root: &Root, id: &str) -> Vec<PortBinding> {
-    lease(root, id).map(|(l, _)| l.ports).unwrap_or_default()
+    match lease(root, id) {
+        Some((l, _)) => l.ports,
+        None => slirp::published(&root.container(id)).map_or_else(Vec::new, |r| r.ports),
+    }
 }
 
 /// Docker's `Ports` map: `"80/tcp": [{"HostIp": "0.0.0.0", "HostPort": "8080"}]`.
@@ -73,6 +78,20 @@ fn ports_map(ports: &[PortBinding]) -> Value {
 /// a network.
 pub fn settings(root: &Root, id: &str) -> Value {
     let Some((l, net)) = lease(root, id) else {
+        if let Some(r) = slirp::published(&root.container(id)) {
+            return json!({
+                "IPAddress": slirp::GUEST_IP.to_string(),
+                "IPPrefixLen": slirp::PREFIX,
+                "Gateway": slirp::GATEWAY.to_string(),
+                "MacAddress": "",
+                "Ports": ports_map(&r.ports),
+                "Networks": {"slirp4netns": {
+                    "IPAddress": slirp::GUEST_IP.to_string(),
+                    "IPPrefixLen": slirp::PREFIX,
+                    "Gateway": slirp::GATEWAY.to_string(),
+                }},
+            });
+        }
         return json!({
             "IPAddress": "", "Gateway": "", "MacAddress": "", "IPPrefixLen": 0,
             "Ports": {}, "Networks": {},

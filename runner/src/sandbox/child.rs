@@ -29,6 +29,9 @@ pub(super) struct ChildContext<'a> {
     pub(super) sync_r: RawFd,
     pub(super) err_w: RawFd,
     pub(super) layer_fds: RawFd,
+    /// Send this process's network namespace on `layer_fds` first (for the
+    /// parent's network hook).
+    pub(super) send_netns: bool,
     pub(super) streams: ChildStreams,
     pub(super) console: Option<&'a Path>,
     /// The runner's `/proc/self/cgroup`.
@@ -86,6 +89,13 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     // its memory or descriptors through /proc (exec makes the workload
     // dumpable again; `--init`'s PID 1 clears it itself).
     sys::proc::set_dumpable(false).ctx(|| "prctl(PR_SET_DUMPABLE)".into())?;
+    // Not dumpable, so only real root could open /proc/<pid>/ns/net from
+    // outside: the parent's network hook gets the namespace from here.
+    if ctx.send_netns {
+        let netns = fs::File::open("/proc/self/ns/net").ctx(|| "open /proc/self/ns/net".into())?;
+        sys::fd::send_fd(ctx.layer_fds, netns.as_raw_fd())
+            .ctx(|| "send the network namespace to the runner".into())?;
+    }
     // In a user namespace nothing works before the runner wrote the id maps,
     // so wait for its go first. Otherwise build the root filesystem while the
     // runner puts this process in its cgroup (on cgroup v1 that write waits

@@ -43,7 +43,7 @@ mod stdio;
 use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -194,6 +194,9 @@ pub fn wait_single_threaded(wait: Duration) -> Result<()> {
     }
 }
 
+/// See [`Hooks::network`]: (child's host pid, its network namespace).
+pub type NetworkHook<'a> = dyn Fn(i32, BorrowedFd<'_>) -> Result<(), String> + 'a;
+
 /// What a caller other than the foreground `run` hooks into: a detached
 /// container's monitor sends the output to its log and records PID 1.
 #[derive(Default)]
@@ -202,10 +205,12 @@ pub struct Hooks<'a> {
     pub output: Option<std::sync::Arc<dyn OutputSink>>,
     /// Called with PID 1's host pid once it runs the workload.
     pub started: Option<&'a dyn Fn(i32)>,
-    /// Called with the child's host pid after `clone`, before it is let go:
-    /// connects its new network namespace (`--network bridge`). An error
-    /// ends the child and the run.
-    pub network: Option<&'a dyn Fn(i32) -> Result<(), String>>,
+    /// Called with the child's host pid and its network namespace (a
+    /// descriptor the child sends, since a rootless runner may not open
+    /// `/proc/<pid>/ns/net` of a child that is not dumpable) after `clone`,
+    /// before it is let go: connects the new namespace (`--network
+    /// bridge`). An error ends the child and the run.
+    pub network: Option<&'a NetworkHook<'a>>,
 }
 
 /// Starts the container and supervises it until it exits. The process must
@@ -252,6 +257,7 @@ pub fn run_with(launch: &Launch<'_>, hooks: &Hooks<'_>) -> Result<Outcome> {
         sync_r: sync_r.as_raw_fd(),
         err_w: err_w.as_raw_fd(),
         layer_fds: fd_child.as_raw_fd(),
+        send_netns: hooks.network.is_some(),
         streams: streams.child(),
         console: streams.console(),
         runner_cgroups: &runner_cgroups,
@@ -264,7 +270,12 @@ pub fn run_with(launch: &Launch<'_>, hooks: &Hooks<'_>) -> Result<Outcome> {
     drop(fd_child);
 
     let prepared = prepare_child(launch, pid, &fd_parent).and_then(|()| match hooks.network {
-        Some(connect) => connect(pid.as_raw()).map_err(Error::Network),
+        Some(connect) => {
+            let netns = sys::fd::recv_fd(fd_parent.as_raw_fd())
+                .map_err(|e| Error::Network(format!("receiving its network namespace: {e}")))?
+                .ok_or_else(|| Error::Network("the child sent no network namespace".into()))?;
+            connect(pid.as_raw(), netns.as_fd()).map_err(Error::Network)
+        }
         None => Ok(()),
     });
     if let Err(e) = prepared {

@@ -29,6 +29,75 @@ pub(crate) fn close_fds_except(first: RawFd, keep: RawFd) -> io::Result<()> {
     close_range(keep + 1, u32::MAX)
 }
 
+/// Spawns `cmd` so that, besides its stdio, it inherits `keep` and no
+/// other descriptor: in the child, between `fork` and `exec`, every
+/// descriptor from 3 up is marked close-on-exec, then `keep` loses the
+/// flag (what the spawning machinery uses until `exec` stays open). Only
+/// async-signal-safe calls there (`close_range` with `CLOSE_RANGE_CLOEXEC`,
+/// Linux 5.11, and `fcntl`).
+pub(crate) fn spawn_keeping(
+    cmd: &mut std::process::Command,
+    keep: Vec<RawFd>,
+) -> io::Result<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    let hook = move || {
+        // SAFETY: close_range over our own descriptor table, only setting FD_CLOEXEC.
+        check(unsafe {
+            libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, CLOSE_RANGE_CLOEXEC)
+        })?;
+        for fd in &keep {
+            // SAFETY: F_SETFD with no flags on a descriptor we hold.
+            check(unsafe { libc::fcntl(*fd, libc::F_SETFD, 0) }.into())?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook makes async-signal-safe calls only, and allocates nothing.
+    unsafe { cmd.pre_exec(hook) };
+    cmd.spawn()
+}
+
+/// Sends descriptor `fd` over the Unix socket `socket` (one byte, `SCM_RIGHTS`).
+pub(crate) fn send_fd(socket: RawFd, fd: RawFd) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [io::IoSlice::new(&[0u8])];
+    let fds = [fd];
+    sendmsg::<()>(
+        socket,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )?;
+    Ok(())
+}
+
+/// Receives one descriptor [`send_fd`] sent on `socket`, close-on-exec;
+/// `None` when the peer closed its end without sending one.
+pub(crate) fn recv_fd(socket: RawFd) -> io::Result<Option<OwnedFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        socket,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    let mut got = None;
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: a descriptor the kernel just installed for us.
+                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+                got.get_or_insert(owned);
+            }
+        }
+    }
+    Ok(got)
+}
+
 /// Whether descriptor `fd` is open.
 pub(crate) fn is_open(fd: RawFd) -> bool {
     nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).is_ok()
