@@ -55,8 +55,8 @@ pub use manifest::{Descriptor, Platform};
 pub use meta::{now, now_ms, Effects, NewEvent, OutboxEvent};
 pub use names::{Reference, RepoName, Tag, UploadId, MAX_NAME_LEN};
 pub use objects::ByteStream;
-pub use retention::{ManifestFact, RetentionFacts, RetentionLock, TagFact};
 pub use quota::{Quota, Usage};
+pub use retention::{ManifestFact, RetentionFacts, RetentionLock, TagFact};
 pub use store::{
     PutManifest, RepoSort, RepoSummary, Store, StoreConfig, StoreTotals, StoredManifest, TagDetail,
     TagPage,

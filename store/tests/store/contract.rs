@@ -19,10 +19,10 @@ use crate::harness::{body, owned_body, read_back, read_range, repo, unique, Back
 use crate::outbox::{
     outbox_claims_in_order_once_across_stores, outbox_rows_commit_with_their_write,
 };
-use crate::retention::retention_deletes_only_what_nothing_keeps;
 use crate::quota::{
     quota_holds_across_concurrent_stores, quota_refuses_the_byte_over_and_counts_blobs_once,
 };
+use crate::retention::retention_deletes_only_what_nothing_keeps;
 
 /// Bytes no other case or run produces.
 pub(crate) fn content(what: &str) -> Bytes {

@@ -20,6 +20,6 @@ mod debris;
 mod harness;
 mod local_uploads;
 mod outbox;
-mod retention;
 mod quota;
+mod retention;
 mod tag_cache;
