@@ -38,7 +38,7 @@ APT_PACKAGES=(
   libseccomp-dev pkg-config apache2-utils postgresql openssl jq curl
   python3-yaml python3-venv ca-certificates iproute2 util-linux gcc libc6-dev
   bzip2 xz-utils liblzma-dev nginx haproxy prometheus nftables iperf3 apparmor
-  dpkg-dev man-db uidmap slirp4netns
+  dpkg-dev man-db uidmap slirp4netns docker-registry
   chromium fonts-dejavu-core
 )
 # The browser test's node and npm: Debian's, unless the machine already has
