@@ -160,6 +160,8 @@ class Bench:
         self.runs = args.runs
         self.bins = {"registry": args.registry, "runner": args.runner, "loadgen": args.loadgen}
         self.work = tempfile.mkdtemp(prefix="strata-bench-", dir=args.tmp)
+        # podman refuses a runroot over 50 characters, which a long TMPDIR makes likely.
+        self.short = tempfile.mkdtemp(prefix="sb-", dir="/tmp")
         self.rows = []
         self.info = {}
 
@@ -384,7 +386,8 @@ class Bench:
             f.write("{}")
 
         def podman(root):
-            return (f"podman --root {root}/root --runroot {root}/runroot --storage-driver overlay "
+            runroot = os.path.join(self.short, os.path.basename(root))
+            return (f"podman --root {root}/root --runroot {runroot} --storage-driver overlay "
                     f"--cgroup-manager cgroupfs --events-backend none")
         # podman's default rlimits are above this machine's hard limits, hence the explicit --ulimit.
         pm_run = (f"{podman(pm_root)} run --rm --network none --ulimit nofile=1024:1024 "
@@ -462,6 +465,7 @@ class Bench:
                 f"unshare -m bash -c 's=$EPOCHREALTIME; {podman(root)} pull -q --tls-verify=false "
                 f"--authfile {authfile} {big} >/dev/null && echo $s $EPOCHREALTIME'"))
             shutil.rmtree(root, ignore_errors=True)
+            shutil.rmtree(os.path.join(self.short, os.path.basename(root)), ignore_errors=True)
             log(f"pull+unpack run {i}: runner {pulls['runner'][-1] if pulls['runner'] else '-'} "
                 f"podman {pulls['podman'][-1]:.2f}s")
         p = stats(pulls["podman"])
@@ -550,6 +554,7 @@ class Bench:
             self.info["measure_seconds"] = time.monotonic() - T0
             log(f"removing {self.work}")
             shutil.rmtree(self.work, ignore_errors=True)
+            shutil.rmtree(self.short, ignore_errors=True)
             self.info["cleanup_seconds"] = time.monotonic() - T0 - self.info["measure_seconds"]
 
 
