@@ -18,6 +18,20 @@ use crate::paths::Root;
 pub struct Record {
     /// The layer: digest (= diff_id) and size; `None` for no layer.
     pub layer: Option<(Digest, u64)>,
+    /// When the step ran (its history time), so that a fully cached
+    /// rebuild makes the same image as the build before, as Docker's do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
+impl Record {
+    /// The record of a step that ran now and made `layer`.
+    pub fn made(layer: Option<(Digest, u64)>) -> Record {
+        Record {
+            layer,
+            created: Some(super::config::created()),
+        }
+    }
 }
 
 /// Chains `parts` onto `parent` into a new key.
@@ -26,10 +40,16 @@ pub fn key(parent: &Digest, parts: &[&str]) -> Digest {
     crate::image::digest::sha256_of(text.as_bytes())
 }
 
-/// The record for `key`, if any.
+/// The record for `key`, if any. A record written before records had
+/// times is given one now, and written back, so later rebuilds agree.
 pub fn get(root: &Root, key: &Digest) -> Option<Record> {
     let bytes = fs::read(root.build_cache(key)).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    let mut record: Record = serde_json::from_slice(&bytes).ok()?;
+    if record.created.is_none() {
+        record.created = Record::made(None).created;
+        let _ = put(root, key, &record);
+    }
+    Some(record)
 }
 
 /// Records what step `key` made.
@@ -38,7 +58,8 @@ pub fn put(root: &Root, key: &Digest, record: &Record) -> io::Result<()> {
     if let Some(parent) = path.parent() {
         fs::create_dir_all(parent)?;
     }
-    crate::fsutil::write_atomic(&path, &serde_json::to_vec(record)?)
+    // Not synced: a record a crash loses or truncates is only a cache miss.
+    crate::fsutil::write_replace(&path, &serde_json::to_vec(record)?, false)
 }
 
 /// Every layer digest the cache names (kept by `runner prune` only while the store has them).
@@ -82,6 +103,7 @@ pub fn remove_dangling(root: &Root, exists: impl Fn(&Digest) -> bool) -> usize {
         let gone = match record {
             Some(Record {
                 layer: Some((d, _)),
+                ..
             }) => !exists(&d),
             Some(_) => false,
             None => true,

@@ -26,6 +26,15 @@ pub fn created() -> String {
     rfc3339(secs, nanos)
 }
 
+/// The history time of a step: `SOURCE_DATE_EPOCH` when set, else when
+/// the step ran (`recorded`, from its cache record).
+pub fn step_time(recorded: Option<&str>) -> String {
+    match (super::layer::source_date_epoch(), recorded) {
+        (None, Some(t)) => t.to_owned(),
+        _ => created(),
+    }
+}
+
 /// RFC 3339 in UTC.
 pub fn rfc3339(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86400);
@@ -94,12 +103,12 @@ pub fn set_env(image: &mut Value, key: &str, value: &str) {
 }
 
 /// Adds a history entry.
-pub fn history(image: &mut Value, created_by: String, empty_layer: bool) {
+pub fn history(image: &mut Value, created_by: String, empty_layer: bool, created: &str) {
     if !image.get("history").is_some_and(Value::is_array) {
         image["history"] = json!([]);
     }
     let mut h = json!({
-        "created": created(),
+        "created": created,
         "created_by": created_by,
         "comment": "buildkit.dockerfile.v0",
     });

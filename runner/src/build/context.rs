@@ -131,7 +131,9 @@ impl Context {
         if let Some(parent) = self.cache_file.parent() {
             fs::create_dir_all(parent)?;
         }
-        crate::fsutil::write_atomic(&self.cache_file, &serde_json::to_vec(&live)?)
+        // Not synced: a stat cache a crash loses only means hashing again,
+        // and any version of it maps stats to the content they had.
+        crate::fsutil::write_replace(&self.cache_file, &serde_json::to_vec(&live)?, false)
     }
 }
 

@@ -4,6 +4,7 @@
 //! Submodules: `instr` (one instruction), `helpers` (cache lookups, layers
 //! into the store, the final image, `COPY --from` sources).
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -25,7 +26,7 @@ use crate::image::layers;
 use crate::image::oci::{Descriptor, Platform};
 use crate::image::pull::PullOptions;
 use crate::image::reference::Reference;
-use crate::image::store::with_store;
+use crate::image::store::{self as image_store, ImageStore};
 use crate::paths::Root;
 
 /// Build args usable without an ARG line (Docker's predefined proxy args).
@@ -58,6 +59,8 @@ struct State {
     args: Vec<(String, Option<String>)>,
     shell: Vec<String>,
     cmd_set: bool,
+    /// The history time of the newest step this build added.
+    created: Option<String>,
 }
 
 struct Builder<'a> {
@@ -73,6 +76,9 @@ struct Builder<'a> {
     cached: usize,
     platform: Platform,
     meta_cached: bool,
+    /// The image store, opened on first use and closed before a RUN (the
+    /// sandbox clones, so the process must be single-threaded then).
+    store: RefCell<Option<ImageStore>>,
 }
 
 fn platform_string(p: &Platform) -> String {
@@ -138,6 +144,7 @@ pub fn build(root: &Root, opts: &BuildOptions) -> Result<Built, Error> {
         cached: 0,
         platform,
         meta_cached: false,
+        store: RefCell::new(None),
     };
     b.meta_args = b.platform_args();
     for i in &meta {
@@ -382,6 +389,7 @@ impl Builder<'_> {
                 args,
                 shell,
                 cmd_set: false,
+                created: None,
             });
         }
         let (image, layers, digest) = self.image(&name, &from)?;
@@ -404,6 +412,7 @@ impl Builder<'_> {
             args,
             shell,
             cmd_set: false,
+            created: None,
         })
     }
 
@@ -412,21 +421,22 @@ impl Builder<'_> {
         let reference: Reference = name
             .parse()
             .map_err(|e| self.err(at, format!("{name}: {e}")))?;
-        let record = with_store(self.root, |store| -> Result<_, Error> {
-            let record = if self.opts.pull {
-                crate::image::pull::pull(self.root, store, &reference, &self.pull_options())
-                    .map_err(container::Error::from)?
-            } else {
-                container::ensure_image(self.root, store, &reference, &self.pull_options())?
-            };
-            let raw: Value = serde_json::from_slice(&store.read_blob(&record.config)?)
-                .map_err(|e| self.err(at, format!("{name}: config: {e}")))?;
-            Ok((record, raw))
-        })
-        .map_err(|e| match e {
-            Error::Container(c) => self.err(at, format!("{name}: {c}")),
-            other => other,
-        })?;
+        let record = self
+            .with_store(|store| -> Result<_, Error> {
+                let record = if self.opts.pull {
+                    crate::image::pull::pull(self.root, store, &reference, &self.pull_options())
+                        .map_err(container::Error::from)?
+                } else {
+                    container::ensure_image(self.root, store, &reference, &self.pull_options())?
+                };
+                let raw: Value = serde_json::from_slice(&store.read_blob(&record.config)?)
+                    .map_err(|e| self.err(at, format!("{name}: config: {e}")))?;
+                Ok((record, raw))
+            })
+            .map_err(|e| match e {
+                Error::Container(c) => self.err(at, format!("{name}: {c}")),
+                other => other,
+            })?;
         let (record, raw) = record;
         let mut image = json!({
             "architecture": raw["architecture"],
@@ -460,9 +470,29 @@ impl Builder<'_> {
             .iter()
             .map(|(d, id)| (d.digest.clone(), id.clone()))
             .collect();
-        Ok(with_store(self.root, |store| {
+        Ok(self.with_store(|store| {
             layers::ensure_layers(self.root, store, &pairs).map_err(crate::container::Error::from)
         })?)
+    }
+
+    /// Calls `f` with the image store, opening it if it is closed.
+    fn with_store<T, E: From<image_store::Error>>(
+        &self,
+        f: impl FnOnce(&ImageStore) -> Result<T, E>,
+    ) -> Result<T, E> {
+        if self.store.borrow().is_none() {
+            let opened = ImageStore::open(self.root)?;
+            *self.store.borrow_mut() = Some(opened);
+        }
+        let store = self.store.borrow();
+        f(store.as_ref().expect("just opened"))
+    }
+
+    /// Closes the image store (before anything that forks a sandbox).
+    fn close_store(&self) {
+        if let Some(store) = self.store.borrow_mut().take() {
+            store.close();
+        }
     }
 
     fn run_stage(&mut self, s: usize) -> Result<State, Error> {
@@ -472,7 +502,7 @@ impl Builder<'_> {
         st.key = cache::key(&st.key, &["FROM", &platform_string(&self.platform)]);
         let cached = !self.opts.no_cache && cache::get(self.root, &st.key).is_some();
         if !cached {
-            let _ = cache::put(self.root, &st.key, &Record { layer: None });
+            let _ = cache::put(self.root, &st.key, &Record::made(None));
         }
         self.finish_step(n, t, cached);
         // The base's ONBUILD triggers run first.

@@ -80,6 +80,19 @@ fn built_image_runs_with_config_and_layers() {
     let again = build_ok(&w, &dir, &["-t", "local/app:1"]);
     assert_eq!(again.matches("CACHED").count(), 8, "{again}");
     assert!(again.contains("0 steps run"), "{again}");
+    // ... and makes the same image, as Docker's builders do: the history
+    // times come from the cache records.
+    let config = |log: &str| {
+        log.lines()
+            .find_map(|l| {
+                l.strip_prefix("built ")?
+                    .split(' ')
+                    .next()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| panic!("no `built` line in {log}"))
+    };
+    assert_eq!(config(&again), config(&log), "{log}\n{again}");
 }
 
 fn stamp(w: &World, image: &str, file: &str) -> String {

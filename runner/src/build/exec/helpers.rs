@@ -18,7 +18,7 @@ use super::super::Error;
 use super::{Builder, State, PROXY_ARGS};
 use crate::image::digest::{sha256_of, Digest};
 use crate::image::oci::{Descriptor, OCI_MANIFEST};
-use crate::image::store::{with_store, ImageStore};
+use crate::image::store::ImageStore;
 
 /// Lines kept from a failing RUN's output.
 const TAIL_LINES: usize = 10;
@@ -37,27 +37,23 @@ impl Builder<'_> {
         Ok(self.context.as_mut().expect("just opened"))
     }
 
-    /// Adds a layer made (or found) by a step; an empty one is only history.
-    pub(super) fn add_layer(
-        &self,
-        st: &mut State,
-        layer: Option<(Digest, u64)>,
-        created_by: String,
-    ) {
-        match layer {
-            Some((digest, size)) => {
-                st.image["rootfs"]["diff_ids"]
-                    .as_array_mut()
-                    .expect("diff_ids")
-                    .push(json!(digest.to_string()));
-                st.layers.push((
-                    Descriptor::new(LAYER_MEDIA_TYPE, digest.clone(), size),
-                    digest,
-                ));
-                cfg::history(&mut st.image, created_by, false);
-            }
-            None => cfg::history(&mut st.image, created_by, true),
+    /// Adds the layer a step made (or found cached); no layer is only history.
+    pub(super) fn add_layer(&self, st: &mut State, record: Record, created_by: String) {
+        let created = cfg::step_time(record.created.as_deref());
+        if let Some((digest, size)) = record.layer {
+            st.image["rootfs"]["diff_ids"]
+                .as_array_mut()
+                .expect("diff_ids")
+                .push(json!(digest.to_string()));
+            st.layers.push((
+                Descriptor::new(LAYER_MEDIA_TYPE, digest.clone(), size),
+                digest,
+            ));
+            cfg::history(&mut st.image, created_by, false, &created);
+        } else {
+            cfg::history(&mut st.image, created_by, true, &created);
         }
+        st.created = Some(created);
     }
 
     /// A cached record for `key` whose layer is still stored.
@@ -71,7 +67,7 @@ impl Builder<'_> {
         match &r.layer {
             None => Ok(Some(r)),
             Some((d, _)) => {
-                let have = with_store(self.root, |store: &ImageStore| store.has_blob(d))?;
+                let have = self.with_store(|store: &ImageStore| store.has_blob(d))?;
                 Ok(have.then_some(r))
             }
         }
@@ -82,29 +78,25 @@ impl Builder<'_> {
         &self,
         key: &Digest,
         written: Option<super::super::layer::Written>,
-    ) -> Result<Option<(Digest, u64)>, Error> {
+    ) -> Result<Record, Error> {
         let layer = match written {
             Some(w) if w.entries > 0 => {
-                with_store(self.root, |store| store.put_blob_file(&w.digest, &w.path))?;
+                self.with_store(|store| store.put_blob_file(&w.digest, &w.path))?;
                 Some((w.digest, w.size))
             }
             _ => None,
         };
-        cache::put(
-            self.root,
-            key,
-            &Record {
-                layer: layer.clone(),
-            },
-        )
-        .map_err(|e| Error::io("write", &self.root.build_cache(key), e))?;
-        Ok(layer)
+        let record = Record::made(layer);
+        cache::put(self.root, key, &record)
+            .map_err(|e| Error::io("write", &self.root.build_cache(key), e))?;
+        Ok(record)
     }
 
     /// The final image into the store, under every tag.
     pub(super) fn store_image(&self, st: &State) -> Result<(Digest, Digest), Error> {
         let mut image = st.image.clone();
-        image["created"] = json!(cfg::created());
+        // As new as its newest step: a fully cached rebuild is the same image.
+        image["created"] = json!(st.created.clone().unwrap_or_else(cfg::created));
         let config = serde_json::to_vec(&image).expect("json");
         let config_digest = sha256_of(&config);
         let manifest = json!({
@@ -115,7 +107,7 @@ impl Builder<'_> {
         });
         let manifest = serde_json::to_vec(&manifest).expect("json");
         let manifest_digest = sha256_of(&manifest);
-        with_store(self.root, |store| -> Result<(), Error> {
+        self.with_store(|store| -> Result<(), Error> {
             store.put_blob_bytes(&config_digest, &config)?;
             for r in &self.opts.tags {
                 store.put_image(r, &manifest)?;

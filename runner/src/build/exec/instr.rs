@@ -217,13 +217,20 @@ impl Builder<'_> {
     /// CACHED for it as for the others.
     fn meta_step(&mut self, st: &mut State, created_by: &str) {
         st.key = cache::key(&st.key, &[created_by]);
-        cfg::history(&mut st.image, created_by.to_owned(), true);
-        self.meta_cached = !self.opts.no_cache && cache::get(self.root, &st.key).is_some();
-        if !self.meta_cached {
-            let _ = cache::put(self.root, &st.key, &cache::Record { layer: None });
-        } else {
-            self.cached += 1;
-        }
+        let found = cache::get(self.root, &st.key).filter(|_| !self.opts.no_cache);
+        self.meta_cached = found.is_some();
+        let record = match found {
+            Some(r) => {
+                self.cached += 1;
+                r
+            }
+            None => {
+                let r = cache::Record::made(None);
+                let _ = cache::put(self.root, &st.key, &r);
+                r
+            }
+        };
+        self.add_layer(st, record, created_by.to_owned());
     }
 
     fn healthcheck(&self, st: &State, i: &Instruction) -> Result<Value, Error> {
@@ -311,7 +318,7 @@ impl Builder<'_> {
         st.key = key.clone();
         if let Some(r) = self.cached(&key)? {
             self.cached += 1;
-            self.add_layer(st, r.layer, created_by);
+            self.add_layer(st, r, created_by);
             return Ok(true);
         }
         let mut dirs = self.layer_dirs(&st.layers)?;
@@ -325,6 +332,7 @@ impl Builder<'_> {
         env.extend(args);
         let exec = &st.image["config"];
         let dir = StepDir::create(self.root)?;
+        self.close_store();
         let outcome = step::run(
             self.root,
             &dir,
@@ -356,8 +364,8 @@ impl Builder<'_> {
         let view = LayerView::new(self.layer_dirs(&st.layers)?);
         let written = snapshot::snapshot(&dir.upper(), &view, &dir.layer_file())
             .map_err(|e| Error::io("snapshot", &dir.upper(), e))?;
-        let layer = self.keep_layer(&key, Some(written))?;
-        self.add_layer(st, layer, created_by);
+        let record = self.keep_layer(&key, Some(written))?;
+        self.add_layer(st, record, created_by);
         Ok(false)
     }
 
@@ -377,7 +385,7 @@ impl Builder<'_> {
         let created_by = format!("WORKDIR {new}");
         if let Some(r) = self.cached(&key)? {
             self.cached += 1;
-            self.add_layer(st, r.layer, created_by);
+            self.add_layer(st, r, created_by);
             return Ok(true);
         }
         let view = LayerView::new(self.layer_dirs(&st.layers)?);
@@ -416,12 +424,12 @@ impl Builder<'_> {
             }
             let file = dir.layer_file();
             let w = copy::write(&plan, &file).map_err(|e| Error::io("write", &file, e))?;
-            let layer = self.keep_layer(&key, Some(w))?;
-            self.add_layer(st, layer, created_by);
+            let record = self.keep_layer(&key, Some(w))?;
+            self.add_layer(st, record, created_by);
             return Ok(false);
         };
-        let layer = self.keep_layer(&key, written)?;
-        self.add_layer(st, layer, created_by);
+        let record = self.keep_layer(&key, written)?;
+        self.add_layer(st, record, created_by);
         Ok(false)
     }
 
@@ -543,14 +551,14 @@ impl Builder<'_> {
         let created_by = format!("{} {} # buildkit", i.keyword, words.join(" "));
         if let Some(r) = self.cached(&key)? {
             self.cached += 1;
-            self.add_layer(st, r.layer, created_by);
+            self.add_layer(st, r, created_by);
             return Ok(true);
         }
         let dir = StepDir::create(self.root)?;
         let file = dir.layer_file();
         let w = copy::write(&plan, &file).map_err(|e| Error::io("write", &file, e))?;
-        let layer = self.keep_layer(&key, Some(w))?;
-        self.add_layer(st, layer, created_by);
+        let record = self.keep_layer(&key, Some(w))?;
+        self.add_layer(st, record, created_by);
         Ok(false)
     }
 }

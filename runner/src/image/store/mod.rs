@@ -351,10 +351,16 @@ impl ImageStore {
     fn put_image_uncached(&self, reference: &Reference, manifest: &[u8]) -> Result<()> {
         let (repo, tag) = locate(reference)?;
         let parsed: Manifest = parse_json(manifest, "manifest", reference)?;
+        let previous = self.tagged(&repo, &tag)?;
+        if previous
+            .as_ref()
+            .is_some_and(|(old, _)| *old == crate::image::digest::sha256_of(manifest))
+        {
+            return Ok(()); // tagged so already (a fully cached rebuild)
+        }
         for d in blobs_of(&parsed) {
             self.link_blob(&repo, d)?;
         }
-        let previous = self.tagged(&repo, &tag)?;
         // A manifest without mediaType was served as an OCI manifest (pull
         // resolved indexes already).
         let content_type = parsed
