@@ -441,6 +441,9 @@ class Bench:
                      ours=o, peer=off, peer_name="runner run --security-opt landlock=off", ratio=o["median"] / off["median"],
                      target="<= 1 ms added", met=added <= 1.0, lower_is_better=True,
                      extra=f"added: {added:.2f} ms (difference of the medians)", ratio_def="on ms / off ms")
+            log("rootless row (bench/rootless.py)")
+            import rootless
+            rootless.rootless_rows(self, busybox, runner, o["median"], stats, timed_bash)
         else:
             self.row(name="runner run of /bin/true from an already pulled image (seccomp, cgroup, all namespaces)",
                      unit="ms wall", ours=None, peer=c, peer_name="crun run of the same image as a bundle, equivalent isolation",
@@ -530,14 +533,14 @@ class Bench:
                 log("container rows (run -d, exec, monitor RSS; bench/containers.py)")
                 import containers
                 containers.container_rows(self, f"{S.host}/bench/busybox:latest",
-                                          os.path.join(self.work, "containers"), stats)
+                                          os.path.join(self.short, "c"), stats)
                 log("build rows (runner build vs docker classic, BuildKit, buildah; bench/build.py)")
                 import build
                 build.build_rows(self, stats)
                 log("network rows (run --network bridge, TCP through -p; in a netns; bench/network.py)")
                 import network
                 network.network_rows(self, f"{S.host}/bench/busybox:latest",
-                                     os.path.join(self.work, "network"), stats)
+                                     os.path.join(self.short, "n"), stats)
             S.stop()
             log("storage row")
             self.storage_row()
@@ -693,6 +696,11 @@ and the load generator `bench/loadgen` (Go, standard library only), then runs `b
   runner's isolation: pid, net, ipc, uts, mount and cgroup namespaces, a cgroup, Docker's default
   capabilities, no_new_privs, and podman's seccomp profile.
 {run_commands}
+- Landlock's cost: the same `runner run`, and the same with `--security-opt landlock=off`,
+  taken in turn in the same loop.
+- Rootless: `bench/rootless.py` (its docstring has the details) runs `runner run` and rootless
+  podman as the user `strata-rootless` (made when missing, with subordinate ids), each through
+  `runuser` with a clean environment, taken in turn; every process of the user is killed after.
 - Pull + unpack: a 3-layer gzip image (busybox + two 150 MB random files) in our registry, pulled
   into a fresh, empty store each run: `runner --root R pull IMAGE` then `runner --root R run IMAGE
   /bin/true`, against `podman --root R ... pull --tls-verify=false IMAGE`.
