@@ -23,9 +23,34 @@ def sh(cmd, env=None, check=True):
     return r
 
 
-def timed(cmd, env=None):
-    # Each builder pays for its own writes only, not the previous one's writeback.
+def busy():
+    """CPU busy fraction and KiB written to disk in the next 0.2 s."""
+    def sample():
+        cpu = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+        written = sum(int(f[9]) for f in (l.split() for l in open("/proc/diskstats"))
+                      if len(f) > 9 and not f[2].startswith(("loop", "ram")))
+        return sum(cpu), cpu[3] + cpu[4], written
+    t0, i0, w0 = sample()
+    time.sleep(0.2)
+    t1, i1, w1 = sample()
+    return 1 - (i1 - i0) / max(t1 - t0, 1), (w1 - w0) / 2
+
+
+def settle():
+    """Waits (at most 10 s) until the machine is quiet: the builders' daemons
+    clean up in the background after a build (BuildKit's and containerd's
+    garbage collection), and that would be charged to the next one."""
     os.sync()
+    for _ in range(50):
+        cpu, kib = busy()
+        if cpu < 0.15 and kib < 1024:
+            return
+
+
+def timed(cmd, env=None):
+    # Each builder pays for its own work only, not the previous one's
+    # writeback or background clean-up.
+    settle()
     t = time.monotonic()
     sh(cmd, env=env)
     return time.monotonic() - t
@@ -149,7 +174,9 @@ def measure(runner, runs, work):
         live = [p for p, why in peers.items() if why is None]
         rows = {k: {p: [] for p in live} for k in NAMES}
         for run in range(runs):
-            for peer in [p for p in live if peers[p] is None]:
+            # The order turns each run, so no builder always follows the same one.
+            turn = live[run % len(live):] + live[:run % len(live)]
+            for peer in [p for p in turn if peers[p] is None]:
                 root = os.path.join(work, f"runner-root-{run}")
                 try:
                     reset(peer, root)
