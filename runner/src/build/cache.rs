@@ -22,6 +22,9 @@ pub struct Record {
     /// rebuild makes the same image as the build before, as Docker's do.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created: Option<String>,
+    /// The build that wrote it (a `--no-cache` build takes only its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
 }
 
 impl Record {
@@ -30,6 +33,7 @@ impl Record {
         Record {
             layer,
             created: Some(super::config::created()),
+            session: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::cache::{self, Record};
+use super::cache;
 use super::config::{self as cfg, DEFAULT_PATH};
 use super::context::Context;
 
@@ -79,6 +79,10 @@ struct Builder<'a> {
     /// The image store, opened on first use and closed before a RUN (the
     /// sandbox clones, so the process must be single-threaded then).
     store: RefCell<Option<ImageStore>>,
+    /// This build's id, in the cache records it writes (see `lookup`).
+    session: String,
+    /// Set while walking a stage a copy built (`parallel`): not printed again.
+    silent: bool,
 }
 
 fn platform_string(p: &Platform) -> String {
@@ -145,6 +149,8 @@ pub fn build(root: &Root, opts: &BuildOptions) -> Result<Built, Error> {
         platform,
         meta_cached: false,
         store: RefCell::new(None),
+        session: container::new_id(),
+        silent: false,
     };
     b.meta_args = b.platform_args();
     for i in &meta {
@@ -168,10 +174,25 @@ pub fn build(root: &Root, opts: &BuildOptions) -> Result<Built, Error> {
     };
     let mut order = Vec::new();
     b.needed(target, &mut order)?;
-    for s in order {
+    let alone = b.independent(&order, target);
+    let by_copies = if alone.is_empty() {
+        Vec::new()
+    } else {
+        b.build_in_copies(&alone, &order)
+    };
+    for &s in &order {
+        if !by_copies.is_empty() {
+            b.step = b.first_step(s, &order);
+        }
+        b.silent = by_copies.contains(&s);
+        let counts = (b.ran, b.cached);
         let state = b.run_stage(s)?;
+        if b.silent {
+            (b.ran, b.cached) = counts; // the copy's counts are in already
+        }
         b.done.insert(s, state);
     }
+    b.silent = false;
     if let Some(ctx) = &b.context {
         ctx.save()
             .map_err(|e| Error::io("write stat cache for", &opts.context, e))?;
@@ -325,31 +346,32 @@ impl Builder<'_> {
 
     fn announce(&mut self, stage: usize, i: &Instruction) -> (usize, Instant) {
         self.step += 1;
-        if self.opts.progress == Progress::Plain {
+        if self.plain() {
             let name = self.stages[stage]
                 .name
                 .clone()
                 .unwrap_or_else(|| format!("stage-{stage}"));
-            let text = match &i.nested {
-                Some(_) => i.text.clone(),
-                None => i.text.clone(),
-            };
-            eprintln!(
+            say(&format!(
                 "#{} [{name}] {} {}",
                 self.step,
                 i.keyword,
-                text.replace('\n', " ")
-            );
+                i.text.replace('\n', " ")
+            ));
         }
         (self.step, Instant::now())
     }
 
+    /// Whether steps are printed now.
+    fn plain(&self) -> bool {
+        self.opts.progress == Progress::Plain && !self.silent
+    }
+
     fn finish_step(&self, n: usize, started: Instant, cached: bool) {
-        if self.opts.progress == Progress::Plain {
+        if self.plain() {
             if cached {
-                eprintln!("#{n} CACHED");
+                say(&format!("#{n} CACHED"));
             } else {
-                eprintln!("#{n} DONE {}", step::seconds(started.elapsed()));
+                say(&format!("#{n} DONE {}", step::seconds(started.elapsed())));
             }
         }
     }
@@ -500,9 +522,9 @@ impl Builder<'_> {
         let (n, t) = self.announce(s, &from);
         let mut st = self.base(s)?;
         st.key = cache::key(&st.key, &["FROM", &platform_string(&self.platform)]);
-        let cached = !self.opts.no_cache && cache::get(self.root, &st.key).is_some();
+        let cached = self.lookup(&st.key).is_some();
         if !cached {
-            let _ = cache::put(self.root, &st.key, &Record::made(None));
+            let _ = cache::put(self.root, &st.key, &self.record(None));
         }
         self.finish_step(n, t, cached);
         // The base's ONBUILD triggers run first.
@@ -538,6 +560,13 @@ impl Builder<'_> {
     }
 }
 
+/// Prints one progress line in a single write, so that the lines of stages
+/// built side by side (by several processes) do not mix.
+pub(super) fn say(line: &str) {
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("{line}\n").as_bytes());
+}
+
 /// The OCI media type for a layer of media type `t`.
 fn oci_layer_type(t: &str) -> String {
     match t {
@@ -565,3 +594,4 @@ fn join_workdir(workdir: &str, path: &str) -> String {
 
 mod helpers;
 mod instr;
+mod parallel;

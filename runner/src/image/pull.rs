@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
 
+use nix::fcntl::{Flock, FlockArg};
+
 use crate::image::auth::{self, AuthFile, Credentials};
 use crate::image::client::{self, Client};
 use crate::image::digest::Digest;
@@ -376,6 +378,13 @@ fn download_and_unpack(
     done: &AtomicU64,
 ) -> Result<()> {
     let partial = root.partial_download(digest);
+    // One download of a blob per root at a time, across processes (two
+    // pulls, or a build's stages side by side, may want the same layer):
+    // the second waits for the first, then finds the layer in place.
+    let _lock = lock_download(&partial, digest)?;
+    if root.layer(diff_id).is_dir() && store.has_blob(digest)? {
+        return Ok(());
+    }
     if root.layer(diff_id).is_dir() {
         client.download_blob(digest, &partial, &mut |bytes| {
             done.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -410,6 +419,25 @@ fn download_and_unpack(
         unpacked.install()?;
         Ok(())
     })
+}
+
+/// An exclusive lock on `partial`'s download (a `.lock` file beside it,
+/// which stays: removing it would race with a process about to lock it).
+fn lock_download(partial: &std::path::Path, digest: &Digest) -> Result<Flock<std::fs::File>> {
+    let path = partial.with_extension("partial.lock");
+    let fail = |source| unpack::Error::Io {
+        layer: digest.clone(),
+        action: "lock",
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(fail)?;
+    Ok(Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| fail(e.into()))?)
 }
 
 /// Reads the byte chunks sent through a queue, until its sender is gone.

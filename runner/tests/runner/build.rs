@@ -207,6 +207,46 @@ fn multi_stage_builds_only_what_the_target_needs() {
     );
 }
 
+/// Stages that need no other stage are built at the same time: two of them
+/// note when their RUN started and ended, and the two spans overlap, which
+/// one after the other they could not. Also with `--no-cache`, and the steps
+/// of each are printed once.
+#[test]
+fn independent_stages_build_at_once() {
+    let w = World::new();
+    let run = |name: &str| {
+        format!("FROM base AS {name}\nRUN echo {name} && cut -d' ' -f1 /proc/uptime > /start && sleep 1 && cut -d' ' -f1 /proc/uptime > /end\n")
+    };
+    let dockerfile = format!(
+        "{}{}FROM base\nCOPY --from=a /start /a.start\nCOPY --from=a /end /a.end\n\
+         COPY --from=b /start /b.start\nCOPY --from=b /end /b.end\n",
+        run("a"),
+        run("b")
+    );
+    let dir = context(&w, "parallel", &dockerfile, &[]);
+    for extra in [&[][..], &["--no-cache"][..]] {
+        let mut args = vec!["-t", "local/parallel"];
+        args.extend(extra);
+        let log = build_ok(&w, &dir, &args);
+        for stage in ["[a] RUN", "[b] RUN"] {
+            assert_eq!(log.matches(stage).count(), 1, "{extra:?}: {log}");
+        }
+        assert!(log.contains("(2 steps run"), "{extra:?}: {log}");
+        assert!(!log.contains("built after the others"), "{extra:?}: {log}");
+        let t = |f: &str| -> f64 {
+            w.ok(&["run", "local/parallel", "cat", f])
+                .trim()
+                .parse()
+                .unwrap()
+        };
+        let (a, b) = ((t("/a.start"), t("/a.end")), (t("/b.start"), t("/b.end")));
+        assert!(
+            a.0 < b.1 && b.0 < a.1,
+            "{extra:?}: a ran {a:?}, b ran {b:?}: one after the other"
+        );
+    }
+}
+
 /// A failing build: the message names the file and line, the exit status is
 /// not 0, and the tag does not exist.
 pub(crate) fn fails(

@@ -72,7 +72,7 @@ impl Meta {
         quotas: &[Quota],
     ) -> Result<()> {
         let now = now();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         self.admit(&mut tx, quotas, repo, (digest, size)).await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_access) VALUES ($1, $2, $3, $3) \
@@ -111,7 +111,7 @@ impl Meta {
         quotas: &[Quota],
     ) -> Result<Option<u64>> {
         let now = now();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         // Read the source inside the transaction, and link only if the blob
         // is still stored: a GC may have swept it since the client asked.
         let row = sqlx::query(

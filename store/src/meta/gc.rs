@@ -71,7 +71,7 @@ impl Meta {
     /// waits for the sweep and then finds it gone. `None` if the blob is in use.
     pub async fn begin_sweep(&self, digest: &Digest, cutoff: i64) -> Result<Option<Sweep>> {
         let d = digest.to_string();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM repo_blobs WHERE digest = $1")
             .bind(&d)
             .execute(&mut *tx)
@@ -125,7 +125,7 @@ impl Meta {
     /// Forget a corrupt blob everywhere; returns the manifests (repo, digest) that reference it.
     pub async fn quarantine_blob(&self, digest: &Digest) -> Result<Vec<(String, String)>> {
         let d = digest.to_string();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let affected = sqlx::query("SELECT repo, manifest FROM manifest_refs WHERE child = $1")
             .bind(&d)
             .fetch_all(&mut *tx)

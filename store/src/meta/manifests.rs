@@ -93,7 +93,7 @@ impl Meta {
         } = checks;
         let now = now();
         let digest_s = digest.to_string();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         self.admit(&mut tx, quotas, repo, (digest, size)).await?;
         sqlx::query(
             "INSERT INTO blobs (digest, size, created_at, last_access) VALUES ($1, $2, $3, $3) \
@@ -194,7 +194,7 @@ impl Meta {
         effects: Effects<'_>,
     ) -> Result<bool> {
         let digest_s = digest.to_string();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         if effects.locked.is_some() {
             let rows = sqlx::query("SELECT name FROM tags WHERE repo = $1 AND digest = $2")
                 .bind(repo.as_str())

@@ -175,6 +175,18 @@ impl Meta {
         Ok(row.get(0))
     }
 
+    /// A write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`), waiting for it up to `busy_timeout`: a deferred
+    /// one that read first fails at once with "database is locked" when
+    /// another process (runners sharing a root) wrote in between.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(if self.is_sqlite() {
+            self.write.begin_with("BEGIN IMMEDIATE").await?
+        } else {
+            self.write.begin().await?
+        })
+    }
+
     /// Whether the database is SQLite (else PostgreSQL).
     fn is_sqlite(&self) -> bool {
         self.read.connect_options().database_url.scheme() == "sqlite"

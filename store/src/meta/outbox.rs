@@ -101,7 +101,7 @@ impl Meta {
         if events.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         insert_events(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
@@ -196,7 +196,7 @@ impl Meta {
             let done = sqlx::query(REVIVE).bind(now).execute(&self.write).await?;
             return Ok(done.rows_affected());
         };
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut revived = 0;
         for seq in seqs {
             let done = sqlx::query(&format!("{REVIVE} AND seq = $2"))

@@ -13,7 +13,7 @@ impl Meta {
         if pulls.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (repo, at) in pulls {
             sqlx::query(
                 "INSERT INTO mirror_pulls (repo, pulled_at) VALUES ($1, $2) \

@@ -129,7 +129,7 @@ impl Meta {
                 digest: fact.digest.to_string(),
             });
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "DELETE FROM tags WHERE repo = $1 AND name = $2 AND digest = $3 AND updated_at = $4",
         )
@@ -158,7 +158,7 @@ impl Meta {
         effects: Effects<'_>,
     ) -> Result<bool> {
         let digest_s = digest.to_string();
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The conditions live in the DELETE itself, checked against the rows
         // as they are when it runs.
         let done = sqlx::query(
@@ -196,7 +196,7 @@ impl Meta {
         if pulls.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (repo, digest, at) in pulls {
             sqlx::query(
                 "INSERT INTO manifest_pulls (repo, digest, pulled_at) VALUES ($1, $2, $3) \

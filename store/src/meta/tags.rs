@@ -14,7 +14,7 @@ impl Meta {
         tag: &Tag,
         effects: Effects<'_>,
     ) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let done = if effects.is_locked(tag) {
             let row = sqlx::query("SELECT digest FROM tags WHERE repo = $1 AND name = $2")
                 .bind(repo.as_str())

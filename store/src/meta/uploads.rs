@@ -61,7 +61,7 @@ impl Meta {
         part_id: &str,
         len: u64,
     ) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         let moved = sqlx::query(
             "UPDATE uploads SET size = size + $1, parts = parts + 1, updated_at = $2 \
              WHERE id = $3 AND size = $4 AND parts = $5",
@@ -100,7 +100,7 @@ impl Meta {
 
     /// Forget an upload session. Returns whether it existed.
     pub async fn delete_upload(&self, id: &UploadId) -> Result<bool> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM upload_parts WHERE upload = $1")
             .bind(id.as_str())
             .execute(&mut *tx)

@@ -56,12 +56,24 @@ impl Builder<'_> {
         st.created = Some(created);
     }
 
+    /// The cache record for `key`; with `--no-cache`, only one this build
+    /// wrote (a copy building a stage in parallel).
+    pub(super) fn lookup(&self, key: &Digest) -> Option<Record> {
+        cache::get(self.root, key)
+            .filter(|r| !self.opts.no_cache || r.session.as_deref() == Some(&self.session))
+    }
+
+    /// The record of a step of this build that ran now and made `layer`.
+    pub(super) fn record(&self, layer: Option<(Digest, u64)>) -> Record {
+        Record {
+            session: Some(self.session.clone()),
+            ..Record::made(layer)
+        }
+    }
+
     /// A cached record for `key` whose layer is still stored.
     pub(super) fn cached(&self, key: &Digest) -> Result<Option<Record>, Error> {
-        if self.opts.no_cache {
-            return Ok(None);
-        }
-        let Some(r) = cache::get(self.root, key) else {
+        let Some(r) = self.lookup(key) else {
             return Ok(None);
         };
         match &r.layer {
@@ -86,7 +98,7 @@ impl Builder<'_> {
             }
             _ => None,
         };
-        let record = Record::made(layer);
+        let record = self.record(layer);
         cache::put(self.root, key, &record)
             .map_err(|e| Error::io("write", &self.root.build_cache(key), e))?;
         Ok(record)

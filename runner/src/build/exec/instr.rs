@@ -217,7 +217,7 @@ impl Builder<'_> {
     /// CACHED for it as for the others.
     fn meta_step(&mut self, st: &mut State, created_by: &str) {
         st.key = cache::key(&st.key, &[created_by]);
-        let found = cache::get(self.root, &st.key).filter(|_| !self.opts.no_cache);
+        let found = self.lookup(&st.key);
         self.meta_cached = found.is_some();
         let record = match found {
             Some(r) => {
@@ -225,7 +225,7 @@ impl Builder<'_> {
                 r
             }
             None => {
-                let r = cache::Record::made(None);
+                let r = self.record(None);
                 let _ = cache::put(self.root, &st.key, &r);
                 r
             }
@@ -355,9 +355,9 @@ impl Builder<'_> {
         if outcome.code != 0 {
             return Err(self.run_failed(i, &dir, &argv, outcome.code, outcome.setup_error));
         }
-        if self.opts.progress == super::Progress::Plain {
+        if self.plain() {
             for l in log.lines() {
-                eprintln!("#{} {l}", self.step);
+                super::say(&format!("#{} {l}", self.step));
             }
         }
         self.ran += 1;
