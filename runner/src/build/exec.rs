@@ -83,6 +83,8 @@ struct Builder<'a> {
     session: String,
     /// Set while walking a stage a copy built (`parallel`): not printed again.
     silent: bool,
+    /// Whether a RUN's output is redrawn live (a terminal; not in copies).
+    live: bool,
 }
 
 fn platform_string(p: &Platform) -> String {
@@ -151,6 +153,7 @@ pub fn build(root: &Root, opts: &BuildOptions) -> Result<Built, Error> {
         store: RefCell::new(None),
         session: container::new_id(),
         silent: false,
+        live: opts.progress == Progress::Live,
     };
     b.meta_args = b.platform_args();
     for i in &meta {
@@ -363,7 +366,7 @@ impl Builder<'_> {
 
     /// Whether steps are printed now.
     fn plain(&self) -> bool {
-        self.opts.progress == Progress::Plain && !self.silent
+        self.opts.progress != Progress::Quiet && !self.silent
     }
 
     fn finish_step(&self, n: usize, started: Instant, cached: bool) {

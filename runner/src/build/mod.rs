@@ -36,6 +36,7 @@ pub mod fetch;
 pub mod history;
 pub mod ignore;
 pub mod layer;
+pub mod live;
 pub mod parse;
 pub mod snapshot;
 pub mod step;
@@ -107,6 +108,9 @@ impl Error {
 /// How much `build` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Progress {
+    /// Every step as plain text on stderr, and while a RUN runs, its time
+    /// and last output lines redrawn (a terminal).
+    Live,
     /// Every step and the RUN output, as plain text on stderr.
     Plain,
     /// Nothing but errors (and the failing RUN's last lines).

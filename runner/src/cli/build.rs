@@ -3,7 +3,7 @@
 //! their conversion into [`BuildOptions`] (kept apart from `cli.rs` so the
 //! build flags stay in one place).
 
-use std::io::Read;
+use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -59,7 +59,8 @@ pub struct BuildArgs {
 /// `--progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressArg {
-    /// Plain text (no live redrawing yet).
+    /// On a terminal, plain text with each RUN's time and last lines redrawn
+    /// while it runs; plain text otherwise.
     Auto,
     /// Plain text.
     Plain,
@@ -146,10 +147,12 @@ impl BuildArgs {
                 .collect::<Result<_, _>>()?,
             network: self.network.into(),
             registries,
-            progress: if self.quiet || self.progress == ProgressArg::Quiet {
-                Progress::Quiet
-            } else {
-                Progress::Plain
+            progress: match self.progress {
+                _ if self.quiet => Progress::Quiet,
+                ProgressArg::Quiet => Progress::Quiet,
+                ProgressArg::Plain => Progress::Plain,
+                ProgressArg::Auto if std::io::stderr().is_terminal() => Progress::Live,
+                ProgressArg::Auto => Progress::Plain,
             },
         })
     }

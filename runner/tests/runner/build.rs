@@ -247,6 +247,46 @@ fn independent_stages_build_at_once() {
     }
 }
 
+/// On a terminal, `--progress auto` redraws a running RUN's time and last
+/// output lines under its step, erases them when it ends, and does not print
+/// the output again (plain progress does).
+#[test]
+fn progress_auto_on_a_terminal_redraws_the_running_step() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "live",
+        "FROM base\nRUN for i in 1 2 3 4 5; do echo line-$i; sleep 0.3; done\n",
+        &[],
+    );
+    let screen = w.dir.path().join("typescript");
+    let cmd = format!(
+        "{} --root {} build -t local/live {}",
+        env!("CARGO_BIN_EXE_runner"),
+        w.root().display(),
+        dir.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-q", "-e", "-c", &cmd])
+        .arg(&screen)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let screen = fs::read_to_string(&screen).unwrap();
+    assert!(out.status.success(), "{screen}");
+    let erase = "\x1b[1A\x1b[2K";
+    assert!(
+        screen.contains("#2 \x1b[2mline-1"),
+        "shown while running: {screen:?}"
+    );
+    let done = screen.find("#2 DONE").expect("a DONE line");
+    assert!(
+        screen[..done].ends_with(erase),
+        "erased before DONE: {screen:?}"
+    );
+    assert!(!screen.contains("#2 line-1"), "printed again: {screen:?}");
+}
+
 /// A failing build: the message names the file and line, the exit status is
 /// not 0, and the tag does not exist.
 pub(crate) fn fails(

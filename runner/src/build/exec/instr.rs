@@ -11,6 +11,7 @@ use super::super::config as cfg;
 use super::super::copy::{self, Sources, Src};
 use super::super::expand;
 use super::super::fetch;
+use super::super::live::Painter;
 use super::super::parse::{Args, Instruction, Keyword};
 use super::super::snapshot;
 use super::super::step::{self, RunStep, StepDir};
@@ -333,6 +334,10 @@ impl Builder<'_> {
         let exec = &st.image["config"];
         let dir = StepDir::create(self.root)?;
         self.close_store();
+        let painter = self
+            .live
+            .then(|| Painter::start(self.step, &dir.log()))
+            .flatten();
         let outcome = step::run(
             self.root,
             &dir,
@@ -351,11 +356,14 @@ impl Builder<'_> {
                 layers: &dirs,
             },
         )?;
+        if let Some(p) = painter {
+            p.stop();
+        }
         let log = std::fs::read_to_string(dir.log()).unwrap_or_default();
         if outcome.code != 0 {
             return Err(self.run_failed(i, &dir, &argv, outcome.code, outcome.setup_error));
         }
-        if self.plain() {
+        if self.plain() && !self.live {
             for l in log.lines() {
                 super::say(&format!("#{} {l}", self.step));
             }

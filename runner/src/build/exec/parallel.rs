@@ -105,6 +105,7 @@ impl Builder<'_> {
                 drop(read);
                 // The copy dies with the builder (killed, it cannot clean up).
                 let _ = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL);
+                self.live = false; // several painters would draw over each other
                 self.step = self.first_step(s, order);
                 self.ran = 0;
                 self.cached = 0;
