@@ -3,6 +3,7 @@
 //! each layer while it downloads, and record the image in the local store.
 
 use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Duration;
@@ -421,9 +422,23 @@ fn download_and_unpack(
     })
 }
 
-/// An exclusive lock on `partial`'s download (a `.lock` file beside it,
-/// which stays: removing it would race with a process about to lock it).
-fn lock_download(partial: &std::path::Path, digest: &Digest) -> Result<Flock<std::fs::File>> {
+/// An exclusive lock on `partial`'s download: a `.lock` file beside it,
+/// removed by its holder when done. A waiter that then holds the lock of a
+/// removed file takes a new one (the inode at the path must be the one it
+/// locked).
+struct DownloadLock {
+    path: PathBuf,
+    _lock: Flock<std::fs::File>,
+}
+
+impl Drop for DownloadLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn lock_download(partial: &Path, digest: &Digest) -> Result<DownloadLock> {
+    use std::os::unix::fs::MetadataExt;
     let path = partial.with_extension("partial.lock");
     let fail = |source| unpack::Error::Io {
         layer: digest.clone(),
@@ -431,13 +446,19 @@ fn lock_download(partial: &std::path::Path, digest: &Digest) -> Result<Flock<std
         path: path.clone(),
         source,
     };
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(fail)?;
-    Ok(Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| fail(e.into()))?)
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(fail)?;
+        let lock = Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, e)| fail(e.into()))?;
+        let held = lock.metadata().map_err(fail)?.ino();
+        if std::fs::metadata(&path).is_ok_and(|m| m.ino() == held) {
+            return Ok(DownloadLock { path, _lock: lock });
+        }
+    }
 }
 
 /// Reads the byte chunks sent through a queue, until its sender is gone.

@@ -136,6 +136,10 @@ struct Unpacker<'a> {
     mode: Whiteouts,
     written: HashSet<PathBuf>,
     dir_times: Vec<(PathBuf, i64)>,
+    /// Directories this unpack found or made real (not symlinks), so that
+    /// their entries do not stat them again; whatever [`Unpacker::clear`]
+    /// removes leaves it with everything under it.
+    dirs: HashSet<PathBuf>,
 }
 
 fn cstr(p: &Path) -> CString {
@@ -179,12 +183,15 @@ impl Unpacker<'_> {
 
     /// Makes sure every parent of `parts` is a real directory (creating missing ones),
     /// never a symlink, and returns the full destination path.
-    fn prepare_parents(&self, raw: &[u8], parts: &[&[u8]]) -> Result<PathBuf> {
+    fn prepare_parents(&mut self, raw: &[u8], parts: &[&[u8]]) -> Result<PathBuf> {
         let mut path = self.dest.to_path_buf();
         for (i, part) in parts.iter().enumerate() {
             path.push(OsStr::from_bytes(part));
             if i + 1 == parts.len() {
                 break;
+            }
+            if self.dirs.contains(&path) {
+                continue;
             }
             match fs::symlink_metadata(&path) {
                 Ok(m) if m.file_type().is_symlink() => {
@@ -199,16 +206,23 @@ impl Unpacker<'_> {
                 }
                 Err(e) => return Err(self.io("stat", &path)(e)),
             }
+            self.dirs.insert(path.clone());
         }
         Ok(path)
     }
 
     /// Removes whatever is at `path` unless it is a directory and `keep_dir`.
-    fn clear(&self, path: &Path, keep_dir: bool) -> Result<()> {
+    fn clear(&mut self, path: &Path, keep_dir: bool) -> Result<()> {
         match fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() && keep_dir => Ok(()),
-            Ok(m) if m.is_dir() => fs::remove_dir_all(path).map_err(self.io("remove", path)),
-            Ok(_) => fs::remove_file(path).map_err(self.io("remove", path)),
+            Ok(m) => {
+                self.dirs.retain(|d| !d.starts_with(path));
+                if m.is_dir() {
+                    fs::remove_dir_all(path).map_err(self.io("remove", path))
+                } else {
+                    fs::remove_file(path).map_err(self.io("remove", path))
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.io("stat", path)(e)),
         }
@@ -281,17 +295,27 @@ impl Unpacker<'_> {
                 if !path.is_dir() {
                     fs::create_dir(&path).map_err(self.io("mkdir", &path))?;
                 }
+                self.dirs.insert(path.clone());
                 self.dir_times.push((path.clone(), mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                self.clear(&path, false)?;
-                let mut f = OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .mode(0o600)
-                    .open(&path)
-                    .map_err(self.io("create", &path))?;
+                let create = || {
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .custom_flags(libc::O_NOFOLLOW)
+                        .mode(0o600)
+                        .open(&path)
+                };
+                // Most entries are new: clear what is there only when something is.
+                let mut f = match create() {
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        self.clear(&path, false)?;
+                        create()
+                    }
+                    other => other,
+                }
+                .map_err(self.io("create", &path))?;
                 io::copy(&mut entry, &mut f).map_err(self.io("write", &path))?;
             }
             tar::EntryType::Symlink => {
@@ -441,6 +465,7 @@ pub fn unpack_into(blob: impl Read, dest: &Path, diff_id: &Digest, mode: Whiteou
         mode,
         written: HashSet::new(),
         dir_times: Vec::new(),
+        dirs: HashSet::new(),
     };
     for entry in archive.entries().map_err(|e| io_err("read archive", e))? {
         let entry = entry.map_err(|e| io_err("read archive", e))?;
