@@ -1,7 +1,7 @@
 //! Reading a request: the query string, headers, and bodies (streamed with
 //! an idle timeout, or read whole up to a limit).
 
-use axum::body::Body;
+use axum::body::{Body, BodyDataStream};
 use axum::http::{header, HeaderMap, StatusCode};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
@@ -110,6 +110,19 @@ pub(super) fn body_stream(body: Body) -> impl Stream<Item = std::io::Result<Byte
 /// Past a refused body's limit, how much more is read and dropped so the
 /// client reads our error instead of a connection reset.
 pub(super) const DRAIN: usize = 16 * 1024 * 1024;
+
+/// Read and drop what a refused request left of its body, up to [`DRAIN`]
+/// bytes, so the client can finish sending and read our error instead of a
+/// connection reset (an out-of-order chunk is refused before it is read).
+pub(super) async fn drain(mut stream: BodyDataStream) {
+    let mut seen = 0usize;
+    while let Some(Ok(chunk)) = stream.next().await {
+        seen += chunk.len();
+        if seen > DRAIN {
+            break;
+        }
+    }
+}
 
 /// Read a whole body of at most `limit` bytes.
 pub(super) async fn read_limited(body: Body, limit: usize) -> Result<Bytes, ApiError> {

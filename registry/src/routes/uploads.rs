@@ -4,9 +4,10 @@
 use axum::body::Body;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use futures::TryStreamExt;
 use store::{Digest, RepoName, Store, UploadId};
 
-use super::request::{body_stream, content_length, has_body, header_str, Query};
+use super::request::{body_stream, content_length, drain, has_body, header_str, Query};
 use super::responses::{BlobCreated, UploadAccepted, UploadStatus};
 use super::AppState;
 use crate::auth::policy::Access;
@@ -106,6 +107,36 @@ fn chunk_bounds(h: &HeaderMap) -> Result<(Option<u64>, Option<u64>), ApiError> {
     Ok((Some(start), Some(len)))
 }
 
+/// Append the body as the session's next chunk. When it is refused (out of
+/// order, a bad `Content-Range`, a busy session), what the client is still
+/// sending is drained first, so that it reads the error.
+async fn append_chunk(
+    store: &Store,
+    repo: &RepoName,
+    id: &UploadId,
+    h: &HeaderMap,
+    body: Body,
+) -> Result<u64, ApiError> {
+    let mut data = body.into_data_stream();
+    let appended = match chunk_bounds(h) {
+        Ok((start, len)) => store
+            .append_upload(
+                repo,
+                id,
+                start,
+                len,
+                (&mut data).map_err(std::io::Error::other),
+            )
+            .await
+            .map_err(ApiError::from),
+        Err(e) => Err(e),
+    };
+    if appended.is_err() {
+        drain(data).await;
+    }
+    appended
+}
+
 /// `PATCH`: append a chunk.
 pub(super) async fn patch_upload(
     store: &Store,
@@ -114,10 +145,7 @@ pub(super) async fn patch_upload(
     h: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let (start, len) = chunk_bounds(h)?;
-    let size = store
-        .append_upload(repo, id, start, len, body_stream(body))
-        .await?;
+    let size = append_chunk(store, repo, id, h, body).await?;
     Ok(UploadAccepted { repo, id, size }.into_response())
 }
 
@@ -137,10 +165,7 @@ pub(super) async fn put_upload(
         })?
         .parse()?;
     if has_body(h)? {
-        let (start, len) = chunk_bounds(h)?;
-        store
-            .append_upload(repo, id, start, len, body_stream(body))
-            .await?;
+        append_chunk(store, repo, id, h, body).await?;
     }
     store.finish_upload(repo, id, &digest).await?;
     Ok(BlobCreated {

@@ -4,6 +4,7 @@
 use reqwest::{header, StatusCode};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{client, serve, serve_in, sha512, start_upload};
 use crate::harness::{error_code, push_blob, sha256, OCI_MANIFEST};
@@ -58,6 +59,35 @@ async fn blob_get_head_and_range_reads() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     assert_eq!(error_code(r).await, "BLOB_UNKNOWN");
+}
+
+/// A large chunk refused before it is read (out of order) is drained, so
+/// the client can send all of it and then reads the 416; it used to get a
+/// broken pipe when the server closed on its unread bytes.
+#[tokio::test]
+async fn a_refused_large_chunk_is_answered_not_reset() {
+    let reg = serve(&[]);
+    let loc = start_upload(&reg, "chunks").await;
+    let chunk = vec![7u8; 8 << 20];
+    let head = format!(
+        "PATCH {loc} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/octet-stream\r\n\
+         Content-Range: 5-{}\r\nContent-Length: {}\r\n\r\n",
+        reg.addr,
+        5 + chunk.len() - 1,
+        chunk.len()
+    );
+    let mut s = tokio::net::TcpStream::connect(reg.addr).await.unwrap();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(&chunk)
+        .await
+        .expect("the whole refused chunk can be sent");
+    let mut answer = vec![0u8; 4096];
+    let n = s.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 416"), "{answer}");
+    let r = client().get(reg.url(&loc)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(r.headers()["range"], "0-0");
 }
 
 #[tokio::test]
