@@ -290,6 +290,11 @@ impl Root {
             .join(format!("{}.json", key.hex()))
     }
 
+    /// `runner build`'s cache mounts (`RUN --mount=type=cache`), each beside its lock file.
+    pub fn build_mounts_dir(&self) -> PathBuf {
+        self.dir.join("build/mounts")
+    }
+
     /// `runner build`'s stat cache for the context directory whose path hashes to `key`.
     pub fn build_stat_cache(&self, key: &Digest) -> PathBuf {
         self.dir

@@ -17,6 +17,7 @@ use super::context::Context;
 
 use super::expand;
 use super::layer::LAYER_MEDIA_TYPE;
+use super::mount;
 use super::parse::{self, Instruction, Keyword};
 use super::step;
 use super::{BuildOptions, Built, Error, Progress};
@@ -334,12 +335,21 @@ impl Builder<'_> {
         }
         for i in &self.stages[s].body {
             let i = i.nested.as_deref().filter(|_| false).unwrap_or(i);
-            if matches!(i.keyword, Keyword::Copy | Keyword::Add) {
-                if let Some(from) = i.flag("from") {
-                    let from = self.expand_with(from, &self.meta_args, i)?;
-                    if let Some(dep) = self.stage_index(&from, s) {
-                        self.needed(dep, order)?;
-                    }
+            let froms: Vec<String> = match i.keyword {
+                Keyword::Copy | Keyword::Add => {
+                    i.flag("from").map(str::to_owned).into_iter().collect()
+                }
+                Keyword::Run => i
+                    .flag_all("mount")
+                    .into_iter()
+                    .filter_map(mount::from_of)
+                    .collect(),
+                _ => Vec::new(),
+            };
+            for from in froms {
+                let from = self.expand_with(&from, &self.meta_args, i)?;
+                if let Some(dep) = self.stage_index(&from, s) {
+                    self.needed(dep, order)?;
                 }
             }
         }
@@ -597,4 +607,5 @@ fn join_workdir(workdir: &str, path: &str) -> String {
 
 mod helpers;
 mod instr;
+pub mod mounts;
 mod parallel;

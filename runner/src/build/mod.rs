@@ -37,6 +37,7 @@ pub mod history;
 pub mod ignore;
 pub mod layer;
 pub mod live;
+pub mod mount;
 pub mod parse;
 pub mod snapshot;
 pub mod step;
@@ -148,6 +149,8 @@ pub struct BuildOptions {
     pub registries: Settings,
     /// What to print.
     pub progress: Progress,
+    /// `--secret` values by id, for `RUN --mount=type=secret`.
+    pub secrets: Vec<(String, Vec<u8>)>,
 }
 
 /// A finished build.
@@ -178,5 +181,5 @@ pub fn find_dockerignore(dockerfile: Option<&Path>, context: &Path) -> Option<St
 
 /// The root of the build cache records (for `builder prune`).
 pub fn remove_cache(root: &Root) -> io::Result<usize> {
-    cache::remove_all(root)
+    Ok(cache::remove_all(root)? + exec::mounts::remove_cache_mounts(root)?)
 }

@@ -24,7 +24,7 @@ use crate::image::oci::ExecConfig;
 use crate::paths::Root;
 use crate::sandbox::{self, Launch, Outcome};
 use crate::seccomp::{self, Profile};
-use crate::spec::Network;
+use crate::spec::{Network, SecretFile, Tmpfs, Volume};
 
 use super::Error;
 
@@ -149,6 +149,12 @@ pub struct RunStep<'a> {
     pub network: Network,
     /// Unpacked layers, base first (at least one).
     pub layers: &'a [PathBuf],
+    /// `RUN --mount` binds (context, stage, cache and secret mounts).
+    pub volumes: Vec<Volume>,
+    /// `RUN --mount=type=tmpfs`.
+    pub tmpfs: Vec<Tmpfs>,
+    /// `RUN --mount=type=secret` files.
+    pub secrets: Vec<SecretFile>,
 }
 
 /// Runs `step` with `dir` as its scratch dir; returns how it ended.
@@ -191,7 +197,10 @@ pub fn run(root: &Root, dir: &StepDir, step: &RunStep<'_>) -> Result<Outcome, Er
         healthcheck: None,
         exposed_ports: None,
     };
-    let spec = container::build_spec(&options, &exec, &step.argv, id.clone())?;
+    let mut spec = container::build_spec(&options, &exec, &step.argv, id.clone())?;
+    spec.volumes.extend(step.volumes.iter().cloned());
+    spec.tmpfs.extend(step.tmpfs.iter().cloned());
+    spec.secrets.extend(step.secrets.iter().cloned());
     let etc = dir.dir.join("etc");
     let hosts = match step.network {
         Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),

@@ -49,6 +49,10 @@ pub struct BuildArgs {
     /// Print only the image digest.
     #[arg(short, long)]
     pub quiet: bool,
+    /// A secret for `RUN --mount=type=secret`: id=ID[,src=FILE|,env=VARIABLE]
+    /// (repeatable; with neither, the variable named ID). Never stored in the image or the cache.
+    #[arg(long = "secret")]
+    pub secrets: Vec<String>,
     /// Push every -t reference to its registry after the build.
     #[arg(long)]
     pub push: bool,
@@ -86,6 +90,39 @@ fn key_value(kv: &str, what: &str) -> Result<(String, String), String> {
         },
         _ => Err(format!("{what} {kv:?}: expected KEY=VALUE")),
     }
+}
+
+/// One `--secret`: its id and bytes, read now (a file, or a variable).
+fn secret(spec: &str) -> Result<(String, Vec<u8>), String> {
+    let (mut id, mut src, mut env) = (None, None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_owned()),
+            Some(("src" | "source", v)) => src = Some(v.to_owned()),
+            Some(("env", v)) => env = Some(v.to_owned()),
+            Some(("type", "file" | "env")) => {}
+            _ => {
+                return Err(format!(
+                    "--secret {spec:?}: expected id=ID[,src=FILE|,env=VARIABLE]"
+                ))
+            }
+        }
+    }
+    let id = id
+        .filter(|i| !i.is_empty())
+        .ok_or_else(|| format!("--secret {spec:?}: the id is missing (id=ID)"))?;
+    let bytes = match (src, env) {
+        (Some(f), _) => std::fs::read(&f).map_err(|e| format!("--secret id={id}: {f}: {e}"))?,
+        (None, Some(v)) => std::env::var_os(&v)
+            .ok_or_else(|| format!("--secret id={id}: variable {v} is not set"))?
+            .into_encoded_bytes(),
+        (None, None) => std::env::var_os(&id)
+            .ok_or_else(|| {
+                format!("--secret id={id}: give src=FILE or env=VARIABLE (no variable {id} is set either)")
+            })?
+            .into_encoded_bytes(),
+    };
+    Ok((id, bytes))
 }
 
 impl BuildArgs {
@@ -146,6 +183,11 @@ impl BuildArgs {
                 .map(|kv| key_value(kv, "--label"))
                 .collect::<Result<_, _>>()?,
             network: self.network.into(),
+            secrets: self
+                .secrets
+                .iter()
+                .map(|s| secret(s))
+                .collect::<Result<_, _>>()?,
             registries,
             progress: match self.progress {
                 _ if self.quiet => Progress::Quiet,

@@ -345,6 +345,7 @@ pub fn build_spec(
             .iter()
             .map(|t| t.parse::<Tmpfs>())
             .collect::<Result<_, _>>()?,
+        secrets: Vec::new(),
         network: options.network,
         userns: options.userns.map(|host_start| IdMap {
             host_start,

@@ -151,6 +151,7 @@ fn child_setup(ctx: &ChildContext<'_>) -> Result<Never, ChildError> {
     };
     overlay::mount_overlay(launch, &lowers, &rootfs)?;
     rootfs::mount_volumes(spec, &rootfs)?;
+    rootfs::mount_secrets(spec, launch.state_dir, &rootfs)?;
     rootfs::mount_system(spec, &rootfs, ctx.console)?;
     rootfs::mount_etc_files(launch.state_dir, &rootfs)?;
     if spec.read_only {

@@ -92,6 +92,50 @@ pub(super) fn mount_volumes(spec: &ContainerSpec, rootfs: &Path) -> Result<(), C
     Ok(())
 }
 
+/// Writes the spec's secret files on a tmpfs mounted at `<state>/secrets`
+/// in this (private) mount namespace only, binds each read-only at its
+/// path, and detaches the tmpfs: the host never sees it and it goes with
+/// the container's mounts.
+pub(super) fn mount_secrets(
+    spec: &ContainerSpec,
+    state_dir: &Path,
+    rootfs: &Path,
+) -> Result<(), ChildError> {
+    use std::os::unix::fs::PermissionsExt;
+    if spec.secrets.is_empty() {
+        return Ok(());
+    }
+    let stage = state_dir.join("secrets");
+    fs::create_dir_all(&stage).ctx(|| format!("create {}", stage.display()))?;
+    mount(
+        Some("tmpfs"),
+        &stage,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0700"),
+    )
+    .ctx(|| "mount the secrets' tmpfs".into())?;
+    for (n, s) in spec.secrets.iter().enumerate() {
+        let file = stage.join(n.to_string());
+        let what = || format!("secret file for {}", s.path.display());
+        fs::write(&file, &s.bytes).ctx(what)?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(s.mode)).ctx(what)?;
+        std::os::unix::fs::chown(&file, Some(s.uid), Some(s.gid)).ctx(what)?;
+        let target =
+            secure_join(rootfs, &s.path).ctx(|| format!("resolve {}", s.path.display()))?;
+        ensure_mount_point(&target, false)?;
+        bind(&file, &target, false).ctx(|| format!("bind the secret to {}", s.path.display()))?;
+        remount_ro(
+            &target,
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        )
+        .ctx(|| format!("remount {} read-only", s.path.display()))?;
+    }
+    nix::mount::umount2(&stage, nix::mount::MntFlags::MNT_DETACH)
+        .ctx(|| "detach the secrets' tmpfs".into())?;
+    Ok(())
+}
+
 /// Binds `<state>/etc/*` (hostname, hosts, resolv.conf) over the image's
 /// `/etc`, creating `/etc` (0755, in the container's upper layer) when the
 /// image has none, as Docker does. An `/etc` that is not a directory is left

@@ -231,6 +231,36 @@ pub struct IdMap {
     pub size: u32,
 }
 
+/// A file written on a tmpfs that only the container's mount namespace
+/// has, then bound read-only at `path` (`RUN --mount=type=secret`): its
+/// bytes are never on disk and go with the container. Debug output leaves
+/// them out.
+#[derive(Clone)]
+pub struct SecretFile {
+    /// Path inside the container.
+    pub path: PathBuf,
+    /// Content.
+    pub bytes: Vec<u8>,
+    /// Mode.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+}
+
+impl std::fmt::Debug for SecretFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFile")
+            .field("path", &self.path)
+            .field("bytes", &format_args!("<{} bytes>", self.bytes.len()))
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("uid", &self.uid)
+            .field("gid", &self.gid)
+            .finish()
+    }
+}
+
 /// Everything needed to start one container.
 #[derive(Debug, Clone)]
 pub struct ContainerSpec {
@@ -266,6 +296,8 @@ pub struct ContainerSpec {
     pub volumes: Vec<Volume>,
     /// tmpfs mounts.
     pub tmpfs: Vec<Tmpfs>,
+    /// Files made on a tmpfs of the container's own (build secrets).
+    pub secrets: Vec<SecretFile>,
     /// Network mode.
     pub network: Network,
     /// User namespace mapping, if any.

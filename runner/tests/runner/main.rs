@@ -19,6 +19,7 @@
 
 mod build;
 mod build_add;
+mod build_mount;
 mod containers;
 mod containers_life;
 mod harness;

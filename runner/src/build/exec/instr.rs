@@ -17,6 +17,7 @@ use super::super::snapshot;
 use super::super::step::{self, RunStep, StepDir};
 use super::super::view::LayerView;
 use super::super::Error;
+use super::mounts;
 use super::{join_workdir, Builder, State};
 
 impl Builder<'_> {
@@ -29,7 +30,7 @@ impl Builder<'_> {
         let text = i.text.as_str();
         match i.keyword {
             Keyword::From => unreachable!("stages start at FROM"),
-            Keyword::Run => return self.run(st, i),
+            Keyword::Run => return self.run(s, st, i),
             Keyword::Copy | Keyword::Add => return self.copy(s, st, i),
             Keyword::Workdir => return self.workdir(st, i),
             Keyword::Env => {
@@ -271,7 +272,7 @@ impl Builder<'_> {
         Ok(hc)
     }
 
-    fn run(&mut self, st: &mut State, i: &Instruction) -> Result<bool, Error> {
+    fn run(&mut self, s: usize, st: &mut State, i: &Instruction) -> Result<bool, Error> {
         let argv: Vec<String> = match (&i.args, i.heredocs.first()) {
             (Args::Shell(t), Some(h))
                 if t.trim_start_matches("<<").trim_matches(['-', '"', '\'']) == h.name =>
@@ -306,10 +307,13 @@ impl Builder<'_> {
         };
         let argv_json = serde_json::to_string(&argv).expect("json");
         let args_json = serde_json::to_string(&args).expect("json");
-        let key = cache::key(
-            &st.key,
-            &["RUN", &argv_json, &args_json, &format!("{network:?}")],
-        );
+        let (mounts, mounts_key) = self.plan_mounts(s, st, i)?;
+        let network_key = format!("{network:?}");
+        let mut parts = vec!["RUN", &argv_json, &args_json, &network_key];
+        if !mounts.is_empty() {
+            parts.push(&mounts_key);
+        }
+        let key = cache::key(&st.key, &parts);
         let shown = argv.join(" ");
         let created_by = if args.is_empty() {
             format!("RUN {shown} # buildkit")
@@ -333,6 +337,10 @@ impl Builder<'_> {
         env.extend(args);
         let exec = &st.image["config"];
         let dir = StepDir::create(self.root)?;
+        let ready = self.ready_mounts(&mounts, &dir, i)?;
+        env.extend(ready.env.iter().cloned());
+        let targets: Vec<&str> = mounts.iter().map(|m| m.mount.target.as_str()).collect();
+        let stubs = mounts::stubs(&LayerView::new(dirs.clone()), &targets);
         self.close_store();
         let painter = self
             .live
@@ -354,8 +362,13 @@ impl Builder<'_> {
                     .map(str::to_owned),
                 network,
                 layers: &dirs,
+                volumes: ready.volumes.clone(),
+                tmpfs: ready.tmpfs.clone(),
+                secrets: ready.secrets.clone(),
             },
         )?;
+        drop(ready);
+        mounts::remove_stubs(&dir.upper(), &stubs);
         if let Some(p) = painter {
             p.stop();
         }
