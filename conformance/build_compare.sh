@@ -114,6 +114,17 @@ COPY --from=tools /bin/busybox /bin/busybox
 COPY . /ctx/
 CMD ["/bin/busybox", "cat", "/result/artifact"]
 DOCKERFILE
+
+[ "$1" = buildkit ] || return 0
+# RUN --mount is BuildKit's only.
+case_dir "mounts.$1" <<DOCKERFILE
+$B
+RUN --mount=target=/ctx cp /ctx/src/a.txt /from-ctx && ls -a /ctx > /ctx-list && ls /ctx/src > /ctx-src-list
+RUN --mount=type=cache,target=/var/cache/x echo c > /var/cache/x/f && cat /var/cache/x/f > /from-cache
+RUN --mount=type=tmpfs,target=/scratch/t echo t > /scratch/t/f && cat /scratch/t/f > /from-tmpfs
+RUN --mount=type=bind,source=src,target=/srcrw,rw echo w > /srcrw/new && ls /srcrw > /srcrw-list
+RUN --mount=type=bind,source=src/a.txt,target=/etc/one.txt cat /etc/one.txt > /from-file
+DOCKERFILE
 }
 make_cases classic
 make_cases buildkit
@@ -122,7 +133,9 @@ fail=0
 for builder in classic buildkit; do
   bk=0
   [ $builder = classic ] || bk=1
-  for name in config snapshot multistage; do
+  names="config snapshot multistage"
+  [ $builder = classic ] || names="$names mounts"
+  for name in $names; do
     c=$WORK/$name.$builder
     DOCKER_BUILDKIT=$bk "${DOCKER[@]}" build -q --network none -t "cmp/$name:$builder" "$c" \
       >"$c.docker.log" 2>&1 ||
@@ -138,7 +151,9 @@ for builder in classic buildkit; do
       "${DOCKER[@]}" rm "$id" >/dev/null
       "${DOCKER[@]}" image inspect -f '{{json .Config}}' "$img" >"$c.$who.json"
     done
-    python3 "$here/build_compare.py" "$c" || fail=1
+    stubs=()
+    [ $name != mounts ] || stubs=(ctx scratch scratch/t srcrw var var/cache var/cache/x)
+    python3 "$here/build_compare.py" "$c" "${stubs[@]}" || fail=1
   done
 done
 # The runner-built image runs under docker too.
