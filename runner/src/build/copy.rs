@@ -76,6 +76,29 @@ pub fn clean_source(src: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// The paths in `view` that the relative pattern `pat` matches, one path
+/// element at a time, sorted.
+fn view_glob(view: &LayerView, pat: &str) -> Vec<String> {
+    let mut found = vec![String::new()];
+    for part in pat.split('/') {
+        let mut next = Vec::new();
+        for base in &found {
+            let names = view.read_dir(Path::new(if base.is_empty() { "." } else { base }));
+            for name in names.keys() {
+                if glob(part.as_bytes(), name.as_bytes()) {
+                    next.push(if base.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{base}/{name}")
+                    });
+                }
+            }
+        }
+        found = next;
+    }
+    found
+}
+
 /// Plans a COPY of `srcs` to `dest` (absolute, as written after WORKDIR
 /// joining; a trailing `/` kept) over the image `target`.
 #[allow(clippy::too_many_arguments)]
@@ -134,6 +157,15 @@ pub fn plan(
                             return Err(format!("{p}: {why}"));
                         }
                         vec![rel]
+                    }
+                    Sources::View(view) if has_glob(&rel) => {
+                        let m = view_glob(view, &rel);
+                        if m.is_empty() {
+                            return Err(format!(
+                                "{p}: no source files were specified (nothing matches)"
+                            ));
+                        }
+                        m
                     }
                     Sources::View(view) => {
                         if view.lookup(Path::new(&rel)).is_none() {

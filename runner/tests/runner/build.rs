@@ -205,6 +205,32 @@ fn multi_stage_builds_only_what_the_target_needs() {
         w.ok(&["run", "local/builder", "cat", "/artifact"]),
         "built\n"
     );
+    // COPY --from takes globs, matched one path element at a time.
+    let dir = context(
+        &w,
+        "fromglob",
+        "FROM base AS libs\nRUN mkdir -p /out/a /out/b && echo 1 > /out/a/x.so && echo 2 > /out/b/y.so && echo 3 > /out/a/z.txt\n\
+         FROM base\nCOPY --from=libs /out/*/*.so /lib/\nCOPY --from=libs /out/?/z.* /txt/\n",
+        &[],
+    );
+    build_ok(&w, &dir, &["-t", "local/fromglob"]);
+    assert_eq!(
+        w.ok(&["run", "local/fromglob", "ls", "/lib", "/txt"]),
+        "/lib:\nx.so\ny.so\n\n/txt:\nz.txt\n"
+    );
+    let dir = context(
+        &w,
+        "fromnoglob",
+        "FROM base AS libs\nFROM base\nCOPY --from=libs /nothing/*.so /lib/\n",
+        &[],
+    );
+    let out = crate::build::build(&w, &dir, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("/nothing/*.so: no source files were specified"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Stages that need no other stage are built at the same time: two of them
