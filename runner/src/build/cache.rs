@@ -84,7 +84,7 @@ pub fn layers(root: &Root) -> Vec<Digest> {
 pub fn remove_all(root: &Root) -> io::Result<usize> {
     let dir = root.dir().join("build/cache");
     let n = fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
-    for sub in ["build/cache", "build/stat"] {
+    for sub in ["build/cache", "build/stat", "build/urls"] {
         match fs::remove_dir_all(root.dir().join(sub)) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -6,21 +6,29 @@
 //! (`__unnamed__` if it has none), its mtime is the answer's
 //! `Last-Modified` (else the time of the fetch), and its mode is 0600 unless
 //! `--chmod`. The body is not extracted even when it is a tar.
+//!
+//! A URL fetched before is revalidated, as BuildKit does: the answer's
+//! `ETag` and `Last-Modified` are kept with what the body was
+//! ([`Known`], in `<root>/build/urls/`), and the next build sends them as
+//! `If-None-Match` and `If-Modified-Since`. A `304 Not Modified` reuses the
+//! body's digest for the step's key without a download; only when that
+//! step then misses the cache is the body fetched again, unconditionally.
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::image::client::Settings;
-use crate::image::digest::{Algorithm, HashingReader};
+use crate::image::digest::{sha256_of, Algorithm, HashingReader};
+use crate::paths::Root;
 
 /// The bound on a fetched body unless `STRATA_BUILD_ADD_MAX_BYTES` says
 /// otherwise: 2 GiB.
 pub const DEFAULT_MAX_BYTES: u64 = 2 << 30;
 
 /// A fetched URL, on disk.
-#[derive(Debug)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Fetched {
     /// The file name the URL gives (BuildKit's rule).
     pub name: String,
@@ -30,6 +38,82 @@ pub struct Fetched {
     pub mtime: i64,
     /// `sha256:<hex>` of the body.
     pub digest: String,
+}
+
+/// What an earlier fetch of a URL answered: its validators and what the body was.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Known {
+    /// `ETag`.
+    pub etag: Option<String>,
+    /// `Last-Modified`, as sent.
+    pub last_modified: Option<String>,
+    /// The body then.
+    pub fetched: Fetched,
+}
+
+/// Where `url`'s [`Known`] is kept.
+fn known_path(root: &Root, url: &str) -> PathBuf {
+    root.dir()
+        .join("build/urls")
+        .join(format!("{}.json", sha256_of(url.as_bytes()).hex()))
+}
+
+/// The validators kept for `url`, if any.
+pub fn known(root: &Root, url: &str) -> Option<Known> {
+    let bytes = std::fs::read(known_path(root, url)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Keeps `known` for `url` (losing it only costs a download).
+fn remember(root: &Root, url: &str, known: &Known) {
+    let bytes = serde_json::to_vec(known).expect("json");
+    let _ = crate::fsutil::write_replace(&known_path(root, url), &bytes, false);
+}
+
+/// An answer's `ETag` and `Last-Modified`.
+pub type Validators = (Option<String>, Option<String>);
+
+/// How a fetch ended: a body in the file, or the server said the one
+/// `known` describes has not changed (nothing written).
+#[derive(Debug)]
+pub enum Answer {
+    /// A body, in the file, and the answer's validators.
+    Body(Fetched, Validators),
+    /// `304 Not Modified`: the body is the one known.
+    NotModified(Fetched),
+}
+
+impl Answer {
+    /// The body's description either way.
+    pub fn fetched(&self) -> &Fetched {
+        match self {
+            Answer::Body(f, _) | Answer::NotModified(f) => f,
+        }
+    }
+}
+
+/// GETs `url` into `out`, revalidating what `root` knows of it when
+/// `revalidate`; keeps the answer's validators for the next build.
+pub fn fetch_known(
+    root: &Root,
+    url: &str,
+    settings: &Settings,
+    out: &Path,
+    revalidate: bool,
+) -> Result<Answer, String> {
+    let known = revalidate.then(|| known(root, url)).flatten();
+    let answer = fetch(url, settings, out, max_bytes(), known.as_ref())?;
+    if let Answer::Body(f, (etag, last_modified)) = &answer {
+        if etag.is_some() || last_modified.is_some() {
+            let known = Known {
+                etag: etag.clone(),
+                last_modified: last_modified.clone(),
+                fetched: f.clone(),
+            };
+            remember(root, url, &known);
+        }
+    }
+    Ok(answer)
 }
 
 /// The bound on a body: `STRATA_BUILD_ADD_MAX_BYTES`, else
@@ -52,9 +136,15 @@ pub fn file_name(url: &str) -> String {
     }
 }
 
-/// GETs `url` into `out`; the message says what failed (the caller adds
-/// the Dockerfile's file and line).
-pub fn fetch(url: &str, settings: &Settings, out: &Path, max: u64) -> Result<Fetched, String> {
+/// GETs `url` into `out`, conditionally when `known`; the message says
+/// what failed (the caller adds the Dockerfile's file and line).
+pub fn fetch(
+    url: &str,
+    settings: &Settings,
+    out: &Path,
+    max: u64,
+    known: Option<&Known>,
+) -> Result<Answer, String> {
     let host = url
         .split_once("://")
         .map_or("", |(_, r)| r)
@@ -68,7 +158,24 @@ pub fn fetch(url: &str, settings: &Settings, out: &Path, max: u64) -> Result<Fet
         .timeout_read(Duration::from_secs(300))
         .tls_config(tls)
         .build();
-    let resp = match agent.get(url).call() {
+    let mut request = agent.get(url);
+    if let Some(k) = known {
+        if let Some(e) = &k.etag {
+            request = request.set("If-None-Match", e);
+        }
+        if let Some(m) = &k.last_modified {
+            request = request.set("If-Modified-Since", m);
+        }
+    }
+    let resp = match request.call() {
+        Ok(r) if r.status() == 304 => match known {
+            Some(k) => return Ok(Answer::NotModified(k.fetched.clone())),
+            None => {
+                return Err(format!(
+                    "failed to fetch: 304 Not Modified to a plain GET {url}"
+                ))
+            }
+        },
         Ok(r) => r,
         Err(ureq::Error::Status(code, r)) => {
             return Err(format!(
@@ -92,6 +199,10 @@ pub fn fetch(url: &str, settings: &Settings, out: &Path, max: u64) -> Result<Fet
         .unwrap_or_else(SystemTime::now)
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
+    let validators = (
+        resp.header("ETag").map(str::to_owned),
+        resp.header("Last-Modified").map(str::to_owned),
+    );
     let mut body = resp.into_reader().take(max + 1);
     let mut file = File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let (size, digest) = copy_hashed(&mut body, &mut file)
@@ -99,12 +210,15 @@ pub fn fetch(url: &str, settings: &Settings, out: &Path, max: u64) -> Result<Fet
     if size > max {
         return Err(too_big(url, max));
     }
-    Ok(Fetched {
-        name: file_name(url),
-        size,
-        mtime,
-        digest,
-    })
+    Ok(Answer::Body(
+        Fetched {
+            name: file_name(url),
+            size,
+            mtime,
+            digest,
+        },
+        validators,
+    ))
 }
 
 fn too_big(url: &str, max: u64) -> String {

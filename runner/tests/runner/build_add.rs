@@ -7,16 +7,28 @@ use crate::build::{build_ok, context, fails, tar_bytes};
 use crate::harness::*;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 /// A tiny HTTP/1.0 server on 127.0.0.1: `GET /…/f.txt` answers a body with
-/// a Last-Modified, `/big` 4096 bytes, anything else 404. Stopped on drop.
+/// a Last-Modified, `/big` 4096 bytes, `/etag.txt` the current
+/// [`Versioned`] body with its ETag (304 to a matching `If-None-Match`),
+/// anything else 404. Stopped on drop.
 struct Http {
     port: u16,
     stop: Arc<AtomicBool>,
+    versioned: Arc<Versioned>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// `/etag.txt`'s body (its ETag is `"v<version>"`), and how many times the
+/// server sent it whole and answered 304.
+#[derive(Default)]
+struct Versioned {
+    body: Mutex<(u32, String)>,
+    sent: AtomicUsize,
+    not_modified: AtomicUsize,
 }
 
 /// `Wed, 21 Oct 2015 07:28:00 GMT`.
@@ -27,20 +39,23 @@ impl Http {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
+        let versioned = Arc::new(Versioned::default());
+        *versioned.body.lock().unwrap() = (1, "first\n".into());
+        let (flag, state) = (stop.clone(), versioned.clone());
         let thread = std::thread::spawn(move || {
             for conn in l.incoming() {
                 if flag.load(Ordering::SeqCst) {
                     break;
                 }
                 if let Ok(c) = conn {
-                    let _ = answer(c);
+                    let _ = answer(c, &state);
                 }
             }
         });
         Http {
             port,
             stop,
+            versioned,
             thread: Some(thread),
         }
     }
@@ -50,17 +65,41 @@ impl Http {
     }
 }
 
-fn answer(mut c: TcpStream) -> std::io::Result<()> {
+fn answer(mut c: TcpStream, versioned: &Versioned) -> std::io::Result<()> {
     let mut r = BufReader::new(c.try_clone()?);
     let mut line = String::new();
     r.read_line(&mut line)?;
     let target = line.split_whitespace().nth(1).unwrap_or("");
     let path = target.split('?').next().unwrap_or("").to_owned();
+    let mut if_none_match = None;
     loop {
         let mut h = String::new();
         if r.read_line(&mut h)? == 0 || h == "\r\n" {
             break;
         }
+        if let Some((name, value)) = h.split_once(':') {
+            if name.eq_ignore_ascii_case("if-none-match") {
+                if_none_match = Some(value.trim().to_owned());
+            }
+        }
+    }
+    if path == "/etag.txt" {
+        let (version, body) = versioned.body.lock().unwrap().clone();
+        let etag = format!("\"v{version}\"");
+        if if_none_match.as_deref() == Some(etag.as_str()) {
+            versioned.not_modified.fetch_add(1, Ordering::SeqCst);
+            return write!(
+                c,
+                "HTTP/1.0 304 Not Modified\r\nETag: {etag}\r\nConnection: close\r\n\r\n"
+            );
+        }
+        versioned.sent.fetch_add(1, Ordering::SeqCst);
+        write!(
+            c,
+            "HTTP/1.0 200 OK\r\nContent-Length: {}\r\nETag: {etag}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )?;
+        return c.write_all(body.as_bytes());
     }
     let (status, extra, body): (&str, &str, Vec<u8>) = if path.ends_with("/f.txt") {
         (
@@ -124,6 +163,79 @@ fn add_url_fetches_with_docker_modes_and_mtime() {
     assert!(
         big.starts_with("/dl/big 600 0:0 ") && big.ends_with(" 4096"),
         "{out}"
+    );
+}
+
+/// A URL fetched before is revalidated with its ETag: unchanged, the step
+/// is cached and no body is sent; a step that misses the cache fetches the
+/// body again; a new version re-runs the step. `--checksum` is checked.
+#[test]
+fn add_url_is_revalidated_and_checksummed() {
+    let w = World::new();
+    let http = Http::start();
+    let url = http.url("/etag.txt");
+    let df = |n: &str| format!("FROM base\nRUN echo {n} > /n\nADD {url} /e.txt\n");
+    let dir = context(&w, "etag", &df("1"), &[]);
+    let t = ["-t", "local/etag"];
+    let v = &http.versioned;
+    let counts = || {
+        (
+            v.sent.load(Ordering::SeqCst),
+            v.not_modified.load(Ordering::SeqCst),
+        )
+    };
+    build_ok(&w, &dir, &t);
+    assert_eq!(counts(), (1, 0));
+    // Unchanged: a 304, no body, the step cached.
+    let log = build_ok(&w, &dir, &t);
+    assert_eq!(counts(), (1, 1));
+    let lines: Vec<&str> = log.lines().collect();
+    let add = lines.iter().position(|l| l.contains("] ADD ")).unwrap();
+    assert!(lines[add + 1].ends_with(" CACHED"), "{log}");
+    // The step before changed, so the ADD misses: the body is fetched again.
+    std::fs::write(
+        dir.join("Dockerfile"),
+        df("2").replace("FROM base", &format!("FROM {}", w.image("busybox"))),
+    )
+    .unwrap();
+    build_ok(&w, &dir, &t);
+    assert_eq!(counts(), (2, 2));
+    assert_eq!(w.ok(&["run", "local/etag", "cat", "/e.txt"]), "first\n");
+    // A new version: fetched, and the image has it.
+    *v.body.lock().unwrap() = (2, "second\n".into());
+    build_ok(&w, &dir, &t);
+    assert_eq!(counts(), (3, 2));
+    assert_eq!(w.ok(&["run", "local/etag", "cat", "/e.txt"]), "second\n");
+    // --checksum: the right digest builds, a wrong one names both.
+    let good = sha256(b"second\n");
+    let dir = context(
+        &w,
+        "sum",
+        &format!("FROM base\nADD --checksum={good} {url} /s.txt\n"),
+        &[],
+    );
+    build_ok(&w, &dir, &["-t", "local/sum"]);
+    let bad = sha256(b"other");
+    fails(
+        &w,
+        "badsum",
+        &format!("FROM base\nADD --checksum={bad} {url} /s.txt\n"),
+        &[],
+        &[
+            "Dockerfile:2: ADD",
+            &format!("--checksum={bad} does not match"),
+            &good,
+        ],
+    );
+    fails(
+        &w,
+        "localsum",
+        &format!("FROM base\nADD --checksum={good} Dockerfile /d\n"),
+        &[],
+        &[
+            "Dockerfile:2: ADD",
+            "--checksum is only for ADD of an http(s) URL",
+        ],
     );
 }
 

@@ -9,9 +9,11 @@ use serde_json::json;
 use super::super::cache::{self, Record};
 use super::super::config as cfg;
 use super::super::context::Context;
+use super::super::copy::Src;
+use super::super::fetch;
 use super::super::ignore::Ignore;
 use super::super::layer::LAYER_MEDIA_TYPE;
-use super::super::parse::Instruction;
+use super::super::parse::{Instruction, Keyword};
 use super::super::step::StepDir;
 use super::super::view::LayerView;
 use super::super::Error;
@@ -213,5 +215,64 @@ impl Builder<'_> {
             }
         }
         self.err(i, message)
+    }
+
+    /// A COPY's or ADD's sources as given: heredocs, URLs (ADD; fetched
+    /// into a scratch dir, which is returned, revalidated when
+    /// `revalidate`, checked against `--checksum`), paths. The flag says
+    /// whether a URL answered "not modified" and so has no file.
+    pub(super) fn gather_sources(
+        &self,
+        st: &State,
+        i: &Instruction,
+        srcs: &[String],
+        revalidate: bool,
+        checksum: Option<&str>,
+    ) -> Result<(Vec<Src>, Option<StepDir>, bool), Error> {
+        let mut heredocs = i.heredocs.iter();
+        let mut sources = Vec::new();
+        let mut fetch_dir: Option<StepDir> = None;
+        let mut unfetched = false;
+        let is_url = |s: &str| s.starts_with("http://") || s.starts_with("https://");
+        if checksum.is_some() && (i.keyword != Keyword::Add || !srcs.iter().all(|s| is_url(s))) {
+            return Err(self.err(i, "--checksum is only for ADD of an http(s) URL".into()));
+        }
+        for src in srcs {
+            if src.starts_with("<<") {
+                let h = heredocs
+                    .next()
+                    .ok_or_else(|| self.err(i, format!("{src}: no heredoc body")))?;
+                let content = if h.expand {
+                    self.word(&h.content.replace('"', "\\\""), st, i)?
+                } else {
+                    h.content.clone()
+                };
+                sources.push(Src::Heredoc(h.name.clone(), content.into_bytes()));
+            } else if i.keyword == Keyword::Add && is_url(src) {
+                if fetch_dir.is_none() {
+                    fetch_dir = Some(StepDir::create(self.root)?);
+                }
+                let dir = fetch_dir.as_ref().expect("just made");
+                let file = dir.file(&format!("fetch-{}", sources.len()));
+                let answer =
+                    fetch::fetch_known(self.root, src, &self.opts.registries, &file, revalidate)
+                        .map_err(|m| self.err(i, m))?;
+                unfetched |= matches!(answer, fetch::Answer::NotModified(_));
+                let f = answer.fetched().clone();
+                if let Some(want) = checksum.filter(|c| *c != f.digest) {
+                    return Err(self.err(
+                        i,
+                        format!(
+                            "--checksum={want} does not match {src}: its body is {}",
+                            f.digest
+                        ),
+                    ));
+                }
+                sources.push(Src::Url(f, file));
+            } else {
+                sources.push(Src::Path(src.clone()));
+            }
+        }
+        Ok((sources, fetch_dir, unfetched))
     }
 }

@@ -8,9 +8,8 @@ use serde_json::{json, Value};
 
 use super::super::cache;
 use super::super::config as cfg;
-use super::super::copy::{self, Sources, Src};
+use super::super::copy::{self, Sources};
 use super::super::expand;
-use super::super::fetch;
 use super::super::live::Painter;
 use super::super::parse::{Args, Instruction, Keyword};
 use super::super::snapshot;
@@ -477,109 +476,96 @@ impl Builder<'_> {
             .unwrap_or("/")
             .to_owned();
         let dest = join_workdir(&workdir, dest);
-        let mut heredocs = i.heredocs.iter();
-        let mut sources = Vec::new();
-        // Holds the fetched URLs' bodies until the layer is written.
-        let mut fetch_dir: Option<StepDir> = None;
-        for src in srcs {
-            if src.starts_with("<<") {
-                let h = heredocs
-                    .next()
-                    .ok_or_else(|| self.err(i, format!("{src}: no heredoc body")))?;
-                let content = if h.expand {
-                    self.word(&h.content.replace('"', "\\\""), st, i)?
-                } else {
-                    h.content.clone()
-                };
-                sources.push(Src::Heredoc(h.name.clone(), content.into_bytes()));
-            } else if i.keyword == Keyword::Add
-                && (src.starts_with("http://") || src.starts_with("https://"))
-            {
-                if fetch_dir.is_none() {
-                    fetch_dir = Some(StepDir::create(self.root)?);
+        let checksum = i
+            .flag("checksum")
+            .map(|c| self.word(c, st, i))
+            .transpose()?;
+        let mut revalidate = true;
+        loop {
+            // `_fetched` holds the fetched URLs' bodies until the layer is written.
+            let (sources, _fetched, unfetched) =
+                self.gather_sources(st, i, srcs, revalidate, checksum.as_deref())?;
+            let view = LayerView::new(self.layer_dirs(&st.layers)?);
+            let owner = match i.flag("chown") {
+                Some(c) => {
+                    Some(cfg::chown(&self.word(c, st, i)?, &view).map_err(|m| self.err(i, m))?)
                 }
-                let dir = fetch_dir.as_ref().expect("just made");
-                let file = dir.file(&format!("fetch-{}", sources.len()));
-                let f = fetch::fetch(src, &self.opts.registries, &file, fetch::max_bytes())
+                None => None,
+            };
+            let chmod = match i.flag("chmod") {
+                Some(m) => Some(
+                    u32::from_str_radix(m, 8)
+                        .map_err(|_| self.err(i, format!("invalid --chmod={m}: an octal mode")))?,
+                ),
+                None => None,
+            };
+            let from = i.flag("from").map(|f| self.word(f, st, i)).transpose()?;
+            let extract = i.keyword == Keyword::Add
+                && !matches!(i.flag("unpack"), Some("false"))
+                && !i
+                    .flags
+                    .iter()
+                    .any(|(n, v)| n == "unpack" && v.as_deref() == Some("false"));
+            let (plan, from_key) = match &from {
+                Some(f) => {
+                    let (src_view, key) = self.sources_for_from(f, s, i)?;
+                    let plan = copy::plan(
+                        &mut Sources::View(&src_view),
+                        &sources,
+                        &dest,
+                        &view,
+                        owner,
+                        chmod,
+                        extract,
+                    )
                     .map_err(|m| self.err(i, m))?;
-                sources.push(Src::Url(f, file));
-            } else {
-                sources.push(Src::Path(src.clone()));
-            }
-        }
-        let view = LayerView::new(self.layer_dirs(&st.layers)?);
-        let owner = match i.flag("chown") {
-            Some(c) => Some(cfg::chown(&self.word(c, st, i)?, &view).map_err(|m| self.err(i, m))?),
-            None => None,
-        };
-        let chmod = match i.flag("chmod") {
-            Some(m) => Some(
-                u32::from_str_radix(m, 8)
-                    .map_err(|_| self.err(i, format!("invalid --chmod={m}: an octal mode")))?,
-            ),
-            None => None,
-        };
-        let from = i.flag("from").map(|f| self.word(f, st, i)).transpose()?;
-        let extract = i.keyword == Keyword::Add
-            && !matches!(i.flag("unpack"), Some("false"))
-            && !i
-                .flags
-                .iter()
-                .any(|(n, v)| n == "unpack" && v.as_deref() == Some("false"));
-        let (plan, from_key) = match &from {
-            Some(f) => {
-                let (src_view, key) = self.sources_for_from(f, s, i)?;
-                let plan = copy::plan(
-                    &mut Sources::View(&src_view),
-                    &sources,
+                    (plan, key.to_string())
+                }
+                None => {
+                    let ctx = self.context()?;
+                    let plan = copy::plan(
+                        &mut Sources::Context(ctx),
+                        &sources,
+                        &dest,
+                        &view,
+                        owner,
+                        chmod,
+                        extract,
+                    );
+                    (plan.map_err(|m| self.err(i, m))?, String::new())
+                }
+            };
+            let flags = serde_json::to_string(&i.flags).expect("json");
+            let summary = plan.summary.join("\n");
+            let key = cache::key(
+                &st.key,
+                &[
+                    i.keyword.name(),
+                    &flags,
+                    &words.join(" "),
                     &dest,
-                    &view,
-                    owner,
-                    chmod,
-                    extract,
-                )
-                .map_err(|m| self.err(i, m))?;
-                (plan, key.to_string())
+                    &from_key,
+                    &summary,
+                ],
+            );
+            st.key = key.clone();
+            let created_by = format!("{} {} # buildkit", i.keyword, words.join(" "));
+            if let Some(r) = self.cached(&key)? {
+                self.cached += 1;
+                self.add_layer(st, r, created_by);
+                return Ok(true);
             }
-            None => {
-                let ctx = self.context()?;
-                let plan = copy::plan(
-                    &mut Sources::Context(ctx),
-                    &sources,
-                    &dest,
-                    &view,
-                    owner,
-                    chmod,
-                    extract,
-                );
-                (plan.map_err(|m| self.err(i, m))?, String::new())
+            if unfetched {
+                // A 304 gave the key; the layer needs the body itself.
+                revalidate = false;
+                continue;
             }
-        };
-        let flags = serde_json::to_string(&i.flags).expect("json");
-        let summary = plan.summary.join("\n");
-        let key = cache::key(
-            &st.key,
-            &[
-                i.keyword.name(),
-                &flags,
-                &words.join(" "),
-                &dest,
-                &from_key,
-                &summary,
-            ],
-        );
-        st.key = key.clone();
-        let created_by = format!("{} {} # buildkit", i.keyword, words.join(" "));
-        if let Some(r) = self.cached(&key)? {
-            self.cached += 1;
-            self.add_layer(st, r, created_by);
-            return Ok(true);
+            let dir = StepDir::create(self.root)?;
+            let file = dir.layer_file();
+            let w = copy::write(&plan, &file).map_err(|e| Error::io("write", &file, e))?;
+            let record = self.keep_layer(&key, Some(w))?;
+            self.add_layer(st, record, created_by);
+            return Ok(false);
         }
-        let dir = StepDir::create(self.root)?;
-        let file = dir.layer_file();
-        let w = copy::write(&plan, &file).map_err(|e| Error::io("write", &file, e))?;
-        let record = self.keep_layer(&key, Some(w))?;
-        self.add_layer(st, record, created_by);
-        Ok(false)
     }
 }
