@@ -8,7 +8,8 @@
 //! path element; several sources, or a destination ending in `/`, need a
 //! directory destination; a relative destination joins WORKDIR; parent
 //! directories the image lacks are created (0755); owners are 0:0 unless
-//! `--chown`; `--chmod` sets every copied entry's mode.
+//! `--chown`; `--chmod` sets every copied entry's mode; `--exclude` leaves
+//! out what its patterns match.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -16,7 +17,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
 use super::context::Context;
-use super::ignore::{glob, has_glob};
+use super::ignore::{glob, has_glob, Ignore};
 use super::layer::{Kind, LayerWriter, Meta, Written};
 use super::view::LayerView;
 
@@ -56,6 +57,24 @@ pub struct Plan {
     pub entries: BTreeMap<String, (Meta, Data)>,
     /// Summary for the cache key: one line per entry.
     pub summary: Vec<String>,
+}
+
+/// A COPY's flags that shape its plan.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// `--chown`, resolved.
+    pub owner: Option<(u32, u32)>,
+    /// `--chmod`.
+    pub chmod: Option<u32>,
+    /// ADD: extract local tars.
+    pub extract: bool,
+    /// `--exclude` patterns (`.dockerignore`'s syntax), matched against
+    /// paths relative to each source: a directory source's entries, or a
+    /// file source's own name.
+    pub exclude: Ignore,
+    /// `--parents`: each source keeps its parent directories under the
+    /// destination (those after a `/./` in the source, if it has one).
+    pub parents: bool,
 }
 
 /// What went wrong planning a COPY (the caller adds file and line).
@@ -101,20 +120,31 @@ fn view_glob(view: &LayerView, pat: &str) -> Vec<String> {
 
 /// Plans a COPY of `srcs` to `dest` (absolute, as written after WORKDIR
 /// joining; a trailing `/` kept) over the image `target`.
-#[allow(clippy::too_many_arguments)]
 pub fn plan(
     sources: &mut Sources<'_>,
     srcs: &[Src],
     dest: &str,
     target: &LayerView,
-    owner: Option<(u32, u32)>,
-    chmod: Option<u32>,
-    extract: bool,
+    opts: &Options,
 ) -> Result<Plan, PlanError> {
+    let Options {
+        owner,
+        chmod,
+        extract,
+        exclude,
+        parents,
+    } = opts;
+    let (owner, chmod, extract) = (*owner, *chmod, *extract);
     let (uid, gid) = owner.unwrap_or((0, 0));
     // Resolve every source to (relative path, is_dir) lists first.
     let mut resolved: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    // Per source: how many leading path elements `--parents` drops.
+    let mut pivots: Vec<usize> = Vec::new();
     for src in srcs {
+        pivots.push(match src {
+            Src::Path(p) => pivot(p),
+            _ => 0,
+        });
         match src {
             Src::Heredoc(name, _) => resolved.push((None, vec![name.clone()])),
             Src::Url(f, _) => resolved.push((None, vec![f.name.clone()])),
@@ -217,7 +247,7 @@ pub fn plan(
         mtime: 0,
         xattrs: Vec::new(),
     };
-    for ((_, matches), src) in resolved.iter().zip(srcs) {
+    for (((_, matches), src), pivot) in resolved.iter().zip(srcs).zip(pivots) {
         if let Src::Heredoc(name, bytes) = src {
             let path = if dest_is_dir {
                 join(&dest_rel, name)
@@ -264,6 +294,14 @@ pub fn plan(
             continue;
         }
         for rel in matches {
+            // With --parents, where `rel` goes under the destination.
+            let kept = parents.then(|| {
+                let parts: Vec<&str> = rel.split('/').filter(|p| !p.is_empty()).collect();
+                parts[pivot.min(parts.len())..].join("/")
+            });
+            if let Some(kept) = &kept {
+                add_parents(&mut plan, sources, &dest_rel, rel, kept, uid, gid, chmod)?;
+            }
             let (real, meta) = match sources {
                 Sources::Context(ctx) => {
                     let real = ctx.path(rel);
@@ -274,6 +312,9 @@ pub fn plan(
                     .lookup(Path::new(rel))
                     .ok_or_else(|| format!("{rel}: not found"))?,
             };
+            if !meta.is_dir() && exclude.excluded(rel.rsplit('/').next().unwrap_or(rel)) {
+                continue;
+            }
             if meta.is_dir() {
                 // The directory's contents go to the destination.
                 let below: Vec<(String, PathBuf, fs::Metadata)> = match sources {
@@ -297,12 +338,32 @@ pub fn plan(
                         out
                     }
                 };
-                if target.lookup(Path::new(&dest_rel)).is_none() && !dest_rel.is_empty() {
+                let base = match &kept {
+                    Some(k) => join(&dest_rel, k),
+                    None => dest_rel.clone(),
+                };
+                if kept.as_ref().is_some_and(|k| !k.is_empty()) {
+                    add(
+                        &mut plan,
+                        sources,
+                        base.clone(),
+                        &real,
+                        &meta,
+                        uid,
+                        gid,
+                        chmod,
+                        rel,
+                        "",
+                    )?;
+                } else if target.lookup(Path::new(&base)).is_none() && !base.is_empty() {
                     plan.entries
-                        .insert(dest_rel.clone(), (dir_meta(dest_rel.clone()), Data::None));
+                        .insert(base.clone(), (dir_meta(base.clone()), Data::None));
                 }
                 for (sub, path, m) in below {
-                    let to = join(&dest_rel, &sub);
+                    if exclude.excluded(&sub) {
+                        continue;
+                    }
+                    let to = join(&base, &sub);
                     add(
                         &mut plan, sources, to, &path, &m, uid, gid, chmod, rel, &sub,
                     )?;
@@ -332,7 +393,8 @@ pub fn plan(
                         add(
                             &mut plan,
                             sources,
-                            file_dest(rel),
+                            kept.as_ref()
+                                .map_or_else(|| file_dest(rel), |k| join(&dest_rel, k)),
                             &real,
                             &meta,
                             uid,
@@ -347,7 +409,8 @@ pub fn plan(
                 add(
                     &mut plan,
                     sources,
-                    file_dest(rel),
+                    kept.as_ref()
+                        .map_or_else(|| file_dest(rel), |k| join(&dest_rel, k)),
                     &real,
                     &meta,
                     uid,
@@ -386,6 +449,60 @@ pub fn plan(
     }
     plan.summary.sort();
     Ok(plan)
+}
+
+/// How many leading elements of source `p` `--parents` drops: those
+/// before a `/./` pivot (none without one).
+fn pivot(p: &str) -> usize {
+    match p.find("/./") {
+        Some(at) => {
+            clean_source(&p[..at]).map_or(0, |c| c.split('/').filter(|s| !s.is_empty()).count())
+        }
+        None => 0,
+    }
+}
+
+/// `--parents`: the source directories above `rel` that `kept` keeps,
+/// added under `dest_rel` with their own metadata (once each).
+#[allow(clippy::too_many_arguments)]
+fn add_parents(
+    plan: &mut Plan,
+    sources: &mut Sources<'_>,
+    dest_rel: &str,
+    rel: &str,
+    kept: &str,
+    uid: u32,
+    gid: u32,
+    chmod: Option<u32>,
+) -> Result<(), PlanError> {
+    let parts: Vec<&str> = rel.split('/').collect();
+    let kept_n = kept.split('/').filter(|p| !p.is_empty()).count();
+    for n in (parts.len() - kept_n + 1)..parts.len() {
+        let src_dir = parts[..n].join("/");
+        let to_rel = parts[parts.len() - kept_n..n].join("/");
+        let to = if dest_rel.is_empty() {
+            to_rel
+        } else {
+            format!("{dest_rel}/{to_rel}")
+        };
+        if plan.entries.contains_key(&to) {
+            continue;
+        }
+        let (real, meta) = match sources {
+            Sources::Context(ctx) => {
+                let real = ctx.path(&src_dir);
+                let meta = fs::symlink_metadata(&real).map_err(|e| format!("{src_dir}: {e}"))?;
+                (real, meta)
+            }
+            Sources::View(view) => view
+                .lookup(Path::new(&src_dir))
+                .ok_or_else(|| format!("{src_dir}: not found"))?,
+        };
+        add(
+            plan, sources, to, &real, &meta, uid, gid, chmod, &src_dir, "",
+        )?;
+    }
+    Ok(())
 }
 
 fn walk_view(

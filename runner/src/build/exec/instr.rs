@@ -10,6 +10,7 @@ use super::super::cache;
 use super::super::config as cfg;
 use super::super::copy::{self, Sources};
 use super::super::expand;
+use super::super::ignore::Ignore;
 use super::super::live::Painter;
 use super::super::parse::{Args, Instruction, Keyword};
 use super::super::snapshot;
@@ -506,32 +507,33 @@ impl Builder<'_> {
                     .flags
                     .iter()
                     .any(|(n, v)| n == "unpack" && v.as_deref() == Some("false"));
+            let mut exclude = String::new();
+            for pattern in i.flag_all("exclude") {
+                exclude.push_str(&self.word(pattern, st, i)?);
+                exclude.push('\n');
+            }
+            let opts = copy::Options {
+                owner,
+                chmod,
+                extract,
+                exclude: Ignore::parse(&exclude),
+                parents: i
+                    .flags
+                    .iter()
+                    .any(|(n, v)| n == "parents" && v.as_deref() != Some("false")),
+            };
             let (plan, from_key) = match &from {
                 Some(f) => {
                     let (src_view, key) = self.sources_for_from(f, s, i)?;
-                    let plan = copy::plan(
-                        &mut Sources::View(&src_view),
-                        &sources,
-                        &dest,
-                        &view,
-                        owner,
-                        chmod,
-                        extract,
-                    )
-                    .map_err(|m| self.err(i, m))?;
+                    let plan =
+                        copy::plan(&mut Sources::View(&src_view), &sources, &dest, &view, &opts)
+                            .map_err(|m| self.err(i, m))?;
                     (plan, key.to_string())
                 }
                 None => {
                     let ctx = self.context()?;
-                    let plan = copy::plan(
-                        &mut Sources::Context(ctx),
-                        &sources,
-                        &dest,
-                        &view,
-                        owner,
-                        chmod,
-                        extract,
-                    );
+                    let plan =
+                        copy::plan(&mut Sources::Context(ctx), &sources, &dest, &view, &opts);
                     (plan.map_err(|m| self.err(i, m))?, String::new())
                 }
             };

@@ -97,8 +97,9 @@ impl Builder<'_> {
         };
         let srcs = [Src::Path(source.clone())];
         let empty = LayerView::new(Vec::new());
-        let plan =
-            |sources: &mut Sources<'_>| copy::plan(sources, &srcs, "/", &empty, None, None, false);
+        let plan = |sources: &mut Sources<'_>| {
+            copy::plan(sources, &srcs, "/", &empty, &copy::Options::default())
+        };
         match &m.from {
             Some(f) => {
                 let (view, key) = self.sources_for_from(f, s, i)?;
