@@ -21,6 +21,9 @@ use super::ignore::{glob, has_glob, Ignore};
 use super::layer::{Kind, LayerWriter, Meta, Written};
 use super::view::LayerView;
 
+mod sources;
+use sources::{add_parents, pivot, view_glob, walk_view};
+
 /// Where an entry's bytes come from.
 #[derive(Debug, Clone)]
 pub enum Data {
@@ -93,29 +96,6 @@ pub fn clean_source(src: &str) -> Option<String> {
         }
     }
     Some(parts.join("/"))
-}
-
-/// The paths in `view` that the relative pattern `pat` matches, one path
-/// element at a time, sorted.
-fn view_glob(view: &LayerView, pat: &str) -> Vec<String> {
-    let mut found = vec![String::new()];
-    for part in pat.split('/') {
-        let mut next = Vec::new();
-        for base in &found {
-            let names = view.read_dir(Path::new(if base.is_empty() { "." } else { base }));
-            for name in names.keys() {
-                if glob(part.as_bytes(), name.as_bytes()) {
-                    next.push(if base.is_empty() {
-                        name.clone()
-                    } else {
-                        format!("{base}/{name}")
-                    });
-                }
-            }
-        }
-        found = next;
-    }
-    found
 }
 
 /// Plans a COPY of `srcs` to `dest` (absolute, as written after WORKDIR
@@ -449,88 +429,6 @@ pub fn plan(
     }
     plan.summary.sort();
     Ok(plan)
-}
-
-/// How many leading elements of source `p` `--parents` drops: those
-/// before a `/./` pivot (none without one).
-fn pivot(p: &str) -> usize {
-    match p.find("/./") {
-        Some(at) => {
-            clean_source(&p[..at]).map_or(0, |c| c.split('/').filter(|s| !s.is_empty()).count())
-        }
-        None => 0,
-    }
-}
-
-/// `--parents`: the source directories above `rel` that `kept` keeps,
-/// added under `dest_rel` with their own metadata (once each).
-#[allow(clippy::too_many_arguments)]
-fn add_parents(
-    plan: &mut Plan,
-    sources: &mut Sources<'_>,
-    dest_rel: &str,
-    rel: &str,
-    kept: &str,
-    uid: u32,
-    gid: u32,
-    chmod: Option<u32>,
-) -> Result<(), PlanError> {
-    let parts: Vec<&str> = rel.split('/').collect();
-    let kept_n = kept.split('/').filter(|p| !p.is_empty()).count();
-    for n in (parts.len() - kept_n + 1)..parts.len() {
-        let src_dir = parts[..n].join("/");
-        let to_rel = parts[parts.len() - kept_n..n].join("/");
-        let to = if dest_rel.is_empty() {
-            to_rel
-        } else {
-            format!("{dest_rel}/{to_rel}")
-        };
-        if plan.entries.contains_key(&to) {
-            continue;
-        }
-        let (real, meta) = match sources {
-            Sources::Context(ctx) => {
-                let real = ctx.path(&src_dir);
-                let meta = fs::symlink_metadata(&real).map_err(|e| format!("{src_dir}: {e}"))?;
-                (real, meta)
-            }
-            Sources::View(view) => view
-                .lookup(Path::new(&src_dir))
-                .ok_or_else(|| format!("{src_dir}: not found"))?,
-        };
-        add(
-            plan, sources, to, &real, &meta, uid, gid, chmod, &src_dir, "",
-        )?;
-    }
-    Ok(())
-}
-
-fn walk_view(
-    view: &LayerView,
-    rel: &str,
-    sub: &str,
-    out: &mut Vec<(String, PathBuf, fs::Metadata)>,
-) {
-    let here = if sub.is_empty() {
-        rel.to_owned()
-    } else {
-        format!("{rel}/{sub}")
-    };
-    for (name, path) in view.read_dir(Path::new(&here)) {
-        let Ok(m) = fs::symlink_metadata(&path) else {
-            continue;
-        };
-        let s = if sub.is_empty() {
-            name.clone()
-        } else {
-            format!("{sub}/{name}")
-        };
-        let is_dir = m.is_dir();
-        out.push((s.clone(), path, m));
-        if is_dir {
-            walk_view(view, rel, &s, out);
-        }
-    }
 }
 
 #[allow(clippy::too_many_arguments)]
