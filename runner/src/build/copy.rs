@@ -348,10 +348,13 @@ pub fn plan(
                         &mut plan, sources, to, &path, &m, uid, gid, chmod, rel, &sub,
                     )?;
                 }
-            } else if extract && meta.is_file() {
-                match super::archive::entries(&real, &dest_rel)
-                    .map_err(|e| format!("{rel}: {e}"))?
-                {
+            } else {
+                let archive = if extract && meta.is_file() {
+                    super::archive::entries(&real, &dest_rel).map_err(|e| format!("{rel}: {e}"))?
+                } else {
+                    None
+                };
+                match archive {
                     Some(entries) => {
                         let digest = match sources {
                             Sources::Context(ctx) => {
@@ -370,35 +373,15 @@ pub fn plan(
                         }
                     }
                     None => {
+                        let to = match &kept {
+                            Some(k) => join(&dest_rel, k),
+                            None => file_dest(rel),
+                        };
                         add(
-                            &mut plan,
-                            sources,
-                            kept.as_ref()
-                                .map_or_else(|| file_dest(rel), |k| join(&dest_rel, k)),
-                            &real,
-                            &meta,
-                            uid,
-                            gid,
-                            chmod,
-                            rel,
-                            "",
+                            &mut plan, sources, to, &real, &meta, uid, gid, chmod, rel, "",
                         )?;
                     }
                 }
-            } else {
-                add(
-                    &mut plan,
-                    sources,
-                    kept.as_ref()
-                        .map_or_else(|| file_dest(rel), |k| join(&dest_rel, k)),
-                    &real,
-                    &meta,
-                    uid,
-                    gid,
-                    chmod,
-                    rel,
-                    "",
-                )?;
             }
         }
     }
