@@ -6,12 +6,48 @@
 //!   resolution.
 //! - [`write_atomic`] and [`write_replace`], for every file the runner
 //!   replaces whole (the seccomp cache, container records, `/etc` files).
+//! - [`open_same`], for files listed earlier (a build context, a stage's
+//!   layers) that someone else may swap for a symlink or another file before
+//!   they are read.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Component, Path, PathBuf};
+
+/// Opens `path` as the file it was when listed, whose (device, inode) was
+/// `listed`, and not one swapped in since: the last component is not
+/// followed (`O_NOFOLLOW`), and the opened file must have the listed
+/// identity, so a symlink put anywhere on the path, or a file moved there,
+/// is refused. `O_PATH` with `path_only` (for a directory to bind).
+pub fn open_same(path: &Path, listed: (u64, u64), path_only: bool) -> io::Result<File> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let mut flags = libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    if path_only {
+        flags |= libc::O_PATH;
+    }
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
+        .map_err(|e| changed(path, e))?;
+    let m = f.metadata()?;
+    if (m.dev(), m.ino()) != listed {
+        return Err(changed(path, io::Error::other("another file is there now")));
+    }
+    Ok(f)
+}
+
+fn changed(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(
+        e.kind(),
+        format!(
+            "{} changed after it was listed ({e}); run again",
+            path.display()
+        ),
+    )
+}
 
 /// The names and `..`s of `path`, in order (`/` and `.` say nothing here).
 fn steps(path: &Path) -> VecDeque<OsString> {

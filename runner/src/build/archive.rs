@@ -6,15 +6,15 @@
 
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
-use std::path::{Component, Path};
+use std::path::Component;
 
 use super::copy::Data;
 use super::layer::{Kind, Meta};
 
 /// The entries of archive `path` placed under `dest` (layer-relative), or
 /// `None` if `path` is not a tar archive.
-pub fn entries(path: &Path, dest: &str) -> io::Result<Option<Vec<(Meta, Data)>>> {
-    let reader = decompress(File::open(path)?)?;
+pub fn entries(file: File, dest: &str) -> io::Result<Option<Vec<(Meta, Data)>>> {
+    let reader = decompress(file)?;
     let mut archive = tar::Archive::new(reader);
     let mut out = Vec::new();
     let iter = match archive.entries() {

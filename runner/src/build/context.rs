@@ -4,7 +4,7 @@
 //! are those recorded is not read again (git's index does the same).
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -54,13 +54,16 @@ pub struct Context {
     dirty: bool,
     /// Files read (not found in the stat cache) in this build.
     pub hashed: usize,
+    /// The paths `.dockerignore` left out (the topmost of each subtree).
+    pub excluded: Vec<String>,
 }
 
 impl Context {
     /// Lists `dir` without what `ignore` excludes; `cache_file` holds the stat cache.
     pub fn open(dir: &Path, ignore: &Ignore, cache_file: PathBuf) -> io::Result<Context> {
         let mut entries = BTreeMap::new();
-        walk(dir, "", ignore, &mut entries)?;
+        let mut excluded = Vec::new();
+        walk(dir, "", ignore, &mut entries, &mut excluded)?;
         let stats = fs::read(&cache_file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
@@ -72,6 +75,7 @@ impl Context {
             cache_file,
             dirty: false,
             hashed: 0,
+            excluded,
         })
     }
 
@@ -85,13 +89,23 @@ impl Context {
     }
 
     /// The SHA-256 of regular file `rel`, from the stat cache when it is fresh.
+    /// The file is the one listed: a file swapped for another (or for a
+    /// symlink) since is refused, not read ([`crate::fsutil::open_same`]).
     pub fn digest(&mut self, rel: &str) -> io::Result<String> {
-        let meta = fs::symlink_metadata(self.path(rel))?;
+        let meta = match self.entries.get(rel) {
+            Some(e) => e.meta.clone(),
+            None => {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "not in the context",
+                ))
+            }
+        };
         if let Some(s) = self.stats.get(rel).filter(|s| s.matches(&meta)) {
             return Ok(s.sha256.clone());
         }
         let mut hasher = Algorithm::Sha256.hasher();
-        let mut f = File::open(self.path(rel))?;
+        let mut f = crate::fsutil::open_same(&self.path(rel), (meta.dev(), meta.ino()), false)?;
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = f.read(&mut buf)?;
@@ -142,6 +156,7 @@ fn walk(
     prefix: &str,
     ignore: &Ignore,
     out: &mut BTreeMap<String, Entry>,
+    excluded_out: &mut Vec<String>,
 ) -> io::Result<()> {
     for e in fs::read_dir(dir)? {
         let e = e?;
@@ -150,11 +165,64 @@ fn walk(
         let meta = e.metadata()?;
         let excluded = ignore.excluded(&rel);
         if meta.is_dir() && (!excluded || ignore.may_reinclude_under(&rel)) {
-            walk(&e.path(), &format!("{rel}/"), ignore, out)?;
+            walk(&e.path(), &format!("{rel}/"), ignore, out, excluded_out)?;
         }
         if !excluded {
             out.insert(rel, Entry { meta });
+        } else {
+            excluded_out.push(rel);
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::build::copy::{self, Sources, Src};
+    use crate::build::view::LayerView;
+
+    /// A hostile owner of the context swaps a listed file for a symlink to a
+    /// secret (or moves a directory on its path) after the build listed it:
+    /// hashing and writing the layer refuse it instead of reading the secret.
+    #[test]
+    fn a_file_swapped_after_listing_is_refused_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx_dir = dir.path().join("ctx");
+        fs::create_dir_all(ctx_dir.join("d")).unwrap();
+        fs::write(ctx_dir.join("a.txt"), "harmless").unwrap();
+        fs::write(ctx_dir.join("d/b.txt"), "harmless").unwrap();
+        let secret = dir.path().join("secret");
+        fs::write(&secret, "host secret").unwrap();
+        let mut ctx = Context::open(&ctx_dir, &Ignore::default(), dir.path().join("stat")).unwrap();
+        // Swapped before hashing: a symlink in its place.
+        fs::remove_file(ctx_dir.join("a.txt")).unwrap();
+        std::os::unix::fs::symlink(&secret, ctx_dir.join("a.txt")).unwrap();
+        let e = ctx.digest("a.txt").unwrap_err();
+        assert!(e.to_string().contains("changed after it was listed"), "{e}");
+        // A directory on the path moved away and a symlink put there.
+        fs::rename(ctx_dir.join("d"), dir.path().join("d-moved")).unwrap();
+        fs::create_dir(dir.path().join("evil")).unwrap();
+        fs::copy(&secret, dir.path().join("evil/b.txt")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("evil"), ctx_dir.join("d")).unwrap();
+        let e = ctx.digest("d/b.txt").unwrap_err();
+        assert!(e.to_string().contains("changed after it was listed"), "{e}");
+
+        // Swapped after planning, before the layer is written.
+        fs::remove_file(ctx_dir.join("a.txt")).unwrap();
+        fs::write(ctx_dir.join("a.txt"), "harmless").unwrap();
+        let mut ctx = Context::open(&ctx_dir, &Ignore::default(), dir.path().join("stat")).unwrap();
+        let plan = copy::plan(
+            &mut Sources::Context(&mut ctx),
+            &[Src::Path("a.txt".into())],
+            "/x",
+            &LayerView::new(Vec::new()),
+            &copy::Options::default(),
+        )
+        .unwrap();
+        fs::remove_file(ctx_dir.join("a.txt")).unwrap();
+        fs::hard_link(&secret, ctx_dir.join("a.txt")).unwrap();
+        let e = copy::write(&plan, &dir.path().join("layer.tar")).unwrap_err();
+        assert!(e.to_string().contains("changed after it was listed"), "{e}");
+    }
 }

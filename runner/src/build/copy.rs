@@ -29,8 +29,9 @@ use sources::{add_parents, pivot, view_glob, walk_view};
 pub enum Data {
     /// Nothing (not a regular file).
     None,
-    /// A file on disk.
-    File(PathBuf),
+    /// A file on disk and, when someone else could swap it, the (device,
+    /// inode) it had when listed ([`crate::fsutil::open_same`]).
+    File(PathBuf, Option<(u64, u64)>),
     /// Bytes in memory (a heredoc).
     Bytes(Vec<u8>),
 }
@@ -270,7 +271,8 @@ pub fn plan(
             };
             plan.summary
                 .push(format!("{path} f {:o} {uid}:{gid} {}", meta.mode, f.digest));
-            plan.entries.insert(path, (meta, Data::File(file.clone())));
+            plan.entries
+                .insert(path, (meta, Data::File(file.clone(), None)));
             continue;
         }
         for rel in matches {
@@ -285,7 +287,11 @@ pub fn plan(
             let (real, meta) = match sources {
                 Sources::Context(ctx) => {
                     let real = ctx.path(rel);
-                    let meta = fs::symlink_metadata(&real).map_err(|e| format!("{rel}: {e}"))?;
+                    // As listed: what is there now may have been swapped.
+                    let meta = match ctx.entries.get(rel.as_str()) {
+                        Some(e) => e.meta.clone(),
+                        None => fs::symlink_metadata(&real).map_err(|e| format!("{rel}: {e}"))?,
+                    };
                     (real, meta)
                 }
                 Sources::View(view) => view
@@ -350,7 +356,9 @@ pub fn plan(
                 }
             } else {
                 let archive = if extract && meta.is_file() {
-                    super::archive::entries(&real, &dest_rel).map_err(|e| format!("{rel}: {e}"))?
+                    crate::fsutil::open_same(&real, (meta.dev(), meta.ino()), false)
+                        .and_then(|f| super::archive::entries(f, &dest_rel))
+                        .map_err(|e| format!("{rel}: {e}"))?
                 } else {
                     None
                 };
@@ -444,7 +452,11 @@ fn add(
             // A stage's content is keyed by the stage's own cache key.
             Sources::View(_) => String::new(),
         };
-        (Kind::File(meta.len()), Data::File(real.to_owned()), digest)
+        (
+            Kind::File(meta.len()),
+            Data::File(real.to_owned(), Some((meta.dev(), meta.ino()))),
+            digest,
+        )
     } else if ft.is_dir() {
         (Kind::Dir, Data::None, String::new())
     } else if ft.is_symlink() {
@@ -484,8 +496,11 @@ pub fn write(plan: &Plan, out: &Path) -> std::io::Result<Written> {
     for (meta, data) in plan.entries.values() {
         match data {
             Data::None => w.add(meta, None)?,
-            Data::File(p) => {
-                let mut f = fs::File::open(p)?;
+            Data::File(p, listed) => {
+                let mut f = match listed {
+                    Some(id) => crate::fsutil::open_same(p, *id, false)?,
+                    None => fs::File::open(p)?,
+                };
                 w.add(meta, Some(&mut f))?;
             }
             Data::Bytes(b) => w.add(meta, Some(&mut b.as_slice()))?,

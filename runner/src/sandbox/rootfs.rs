@@ -15,6 +15,7 @@
 
 use std::fs;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -64,11 +65,24 @@ pub(super) fn mount_volumes(spec: &ContainerSpec, rootfs: &Path) -> Result<(), C
     for v in &spec.volumes {
         let target = secure_join(rootfs, &v.container)
             .ctx(|| format!("resolve {}", v.container.display()))?;
-        let is_dir = fs::metadata(&v.host)
+        // A listed source is bound through a descriptor of this mount
+        // namespace checked to be what was listed.
+        let checked = match v.listed {
+            Some(id) => Some(
+                crate::fsutil::open_same(&v.host, id, true)
+                    .ctx(|| format!("volume source {}", v.host.display()))?,
+            ),
+            None => None,
+        };
+        let source = match &checked {
+            Some(f) => PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())),
+            None => v.host.clone(),
+        };
+        let is_dir = fs::metadata(&source)
             .ctx(|| format!("volume source {}", v.host.display()))?
             .is_dir();
         ensure_mount_point(&target, is_dir)?;
-        bind(&v.host, &target, true)
+        bind(&source, &target, true)
             .ctx(|| format!("bind {} to {}", v.host.display(), v.container.display()))?;
         if v.read_only {
             remount_ro(&target, MsFlags::empty())

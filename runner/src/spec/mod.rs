@@ -70,6 +70,11 @@ pub struct Volume {
     pub container: PathBuf,
     /// Mounted read-only.
     pub read_only: bool,
+    /// The (device, inode) the host path must still have: it was listed
+    /// earlier by a build and someone else may have swapped it since
+    /// ([`crate::fsutil::open_same`]; the bind is made through the checked
+    /// descriptor).
+    pub listed: Option<(u64, u64)>,
 }
 
 impl std::str::FromStr for Volume {
@@ -91,6 +96,7 @@ impl std::str::FromStr for Volume {
             host: host.into(),
             container: container.into(),
             read_only,
+            listed: None,
         })
     }
 }

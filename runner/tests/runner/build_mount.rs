@@ -1,5 +1,6 @@
 //! `runner build`'s `RUN --mount`: bind mounts of the context (after
-//! `.dockerignore`, read-only, or read-write with the writes thrown away),
+//! `.dockerignore`, read-only, or read-write with the writes thrown away;
+//! a directory nothing is ignored in bound as it is),
 //! of a stage's files, cache mounts that outlive builds until `builder
 //! prune`, tmpfs, and secrets that reach the step and nothing else (not the
 //! layer, the cache, the state root on disk, nor a later step). No mount
@@ -38,6 +39,7 @@ RUN --mount=target=/ctx cat /proc/sys/kernel/random/uuid > /stamp && cat /ctx/a.
 RUN --mount=type=bind,from=src,source=/out,target=/mnt/s cat /mnt/s/s.txt > /s-copy
 RUN --mount=type=bind,source=a.txt,target=/one.txt,rw echo changed > /one.txt && cat /one.txt > /one-copy
 RUN --mount=type=cache,target=/var/cache/app echo run >> /var/cache/app/log && wc -l < /var/cache/app/log > /cache-count
+RUN --mount=source=sub,target=/sub cat /sub/s.txt > /sub-copy && (touch /sub/w 2>/dev/null && echo writable || echo read-only) > /sub-ro
 RUN --mount=type=tmpfs,target=/scratch,size=1m echo t > /scratch/t && grep -q ' /scratch tmpfs ' /proc/mounts && echo tmpfs > /tmpfs-ok
 ";
 
@@ -50,6 +52,7 @@ fn run_mounts_bind_cache_and_tmpfs_and_leave_no_mount_point() {
         MOUNTS,
         &[
             ("a.txt", "from-context\n"),
+            ("sub/s.txt", "in-sub\n"),
             ("ignored.txt", "secret-ish\n"),
             (".dockerignore", "ignored.txt\n"),
         ],
@@ -72,13 +75,17 @@ fn run_mounts_bind_cache_and_tmpfs_and_leave_no_mount_point() {
     );
     assert_eq!(cat("/cache-count"), "1\n");
     assert_eq!(cat("/tmpfs-ok"), "tmpfs\n");
+    // A directory .dockerignore takes nothing from is bound as it is, read-only.
+    assert_eq!(cat("/sub-copy"), "in-sub\n");
+    assert_eq!(cat("/sub-ro"), "read-only\n");
+    assert!(!dir.join("sub/w").exists());
     // The mount points (and the parents made for them) are in no layer.
     let left = w.ok(&[
         "run",
         "local/mounts",
         "sh",
         "-c",
-        "for p in /ctx /mnt /one.txt /var /scratch; do test -e $p && echo $p; done; true",
+        "for p in /ctx /mnt /one.txt /var /scratch /sub; do test -e $p && echo $p; done; true",
     ]);
     assert_eq!(left, "", "mount points left in the image");
 

@@ -2,9 +2,12 @@
 //!
 //! What a bind mount shows is planned as a COPY of its source would be, so
 //! its content summary joins the step's key and `.dockerignore` and the
-//! context's bounds hold; on a cache miss it is written to the step's
-//! scratch directory and bound from there (read-only, or read-write with
-//! the writes thrown away with the scratch dir). Cache mounts live in
+//! context's bounds hold. On a cache miss a read-only bind of a context
+//! directory `.dockerignore` takes nothing from is bound as it is, through
+//! a descriptor the sandbox checks is the directory that was listed
+//! ([`Volume::listed`]); any other is
+//! written to the step's scratch directory and bound from there (read-only,
+//! or read-write with the writes thrown away with the scratch dir). Cache mounts live in
 //! `<root>/build/mounts/`, each beside a lock file: `shared` takes it
 //! shared, `locked` and `private` exclusively (`private` falls back to an
 //! empty directory of the step's own when it is busy), and `builder prune`
@@ -32,10 +35,13 @@ use crate::paths::Root;
 use crate::spec::{SecretFile, Tmpfs, Volume};
 
 /// A mount and, for a bind mount, the plan of what it shows and whether its
-/// source is a directory.
+/// source is a directory; or, for a read-only bind of a context directory
+/// `.dockerignore` takes nothing from, that directory and its (device,
+/// inode) as listed, bound as it is.
 pub(in crate::build) struct Planned {
     pub mount: Mount,
     bind: Option<(Plan, bool)>,
+    direct: Option<(PathBuf, (u64, u64))>,
 }
 
 /// What the sandbox gets for a step's mounts; the locks and descriptors it
@@ -70,16 +76,21 @@ impl Builder<'_> {
             let value = self.word(value, st, i)?;
             let m = mount::parse(&value, &workdir).map_err(|e| self.err(i, e))?;
             key.push_str(&format!("{m:?}\n"));
-            let bind = match m.kind {
+            let (bind, direct) = match m.kind {
                 Type::Bind => {
                     let (plan, is_dir, from_key) = self.plan_bind(s, &m, i)?;
                     key.push_str(&from_key);
                     key.push_str(&plan.summary.join("\n"));
-                    Some((plan, is_dir))
+                    let direct = self.direct_bind(&m, is_dir);
+                    (Some((plan, is_dir)), direct)
                 }
-                _ => None,
+                _ => (None, None),
             };
-            planned.push(Planned { mount: m, bind });
+            planned.push(Planned {
+                mount: m,
+                bind,
+                direct,
+            });
         }
         Ok((planned, key))
     }
@@ -120,6 +131,29 @@ impl Builder<'_> {
         }
     }
 
+    /// The context directory a read-only bind mount may show as it is:
+    /// `.dockerignore` excludes nothing in it (else a copy without those
+    /// files is made).
+    fn direct_bind(&self, m: &Mount, is_dir: bool) -> Option<(PathBuf, (u64, u64))> {
+        use std::os::unix::fs::MetadataExt;
+        if m.from.is_some() || !m.read_only || !is_dir {
+            return None;
+        }
+        let ctx = self.context.as_ref()?;
+        let rel = copy::clean_source(&m.source)?;
+        let inside = |p: &String| rel.is_empty() || *p == rel || p.starts_with(&format!("{rel}/"));
+        if ctx.excluded.iter().any(inside) {
+            return None;
+        }
+        let path = ctx.path(&rel);
+        let meta = match ctx.entries.get(&rel) {
+            Some(e) => e.meta.clone(),
+            None if rel.is_empty() => fs::symlink_metadata(&path).ok()?,
+            None => return None,
+        };
+        Some((path, (meta.dev(), meta.ino())))
+    }
+
     /// Makes the planned mounts ready for a step in `dir` (a cache miss).
     pub(super) fn ready_mounts(
         &self,
@@ -132,6 +166,15 @@ impl Builder<'_> {
             let m = &p.mount;
             let target = PathBuf::from(&m.target);
             match m.kind {
+                Type::Bind if p.direct.is_some() => {
+                    let (path, listed) = p.direct.clone().expect("direct");
+                    ready.volumes.push(Volume {
+                        host: path,
+                        container: target,
+                        read_only: true,
+                        listed: Some(listed),
+                    });
+                }
                 Type::Bind => {
                     let (plan, is_dir) = p.bind.as_ref().expect("planned bind");
                     let host = bind_tree(plan, *is_dir, dir, n)?;
@@ -139,6 +182,7 @@ impl Builder<'_> {
                         host,
                         container: target,
                         read_only: m.read_only,
+                        listed: None,
                     });
                 }
                 Type::Cache => {
@@ -147,6 +191,7 @@ impl Builder<'_> {
                         host,
                         container: target,
                         read_only: m.read_only,
+                        listed: None,
                     });
                 }
                 Type::Tmpfs => ready.tmpfs.push(Tmpfs {
