@@ -2,8 +2,10 @@
 //! of `runner run` (namespaces, the default seccomp profile and
 //! capabilities, `no_new_privs`, a cgroup, no network unless asked), on an
 //! overlay of the stage's layers so far. The overlay's upper directory is
-//! kept for the snapshot, in a scratch directory under the state root's
-//! `tmp/` that is removed when the returned [`StepDir`] is dropped.
+//! kept for the snapshot, in a scratch directory that is removed when the
+//! returned [`StepDir`] is dropped, under the state root's `tmp/`; a RUN's
+//! upper directory is on a tmpfs of the step's own when it can be
+//! ([`StepDir::for_run`]). The layer tar always goes to disk.
 //!
 //! The process must be single-threaded (the image store closed): the
 //! sandbox `clone`s. While the step runs, the runner's own stdout and
@@ -35,6 +37,10 @@ use super::Error;
 pub struct StepDir {
     dir: PathBuf,
     _lock: Flock<File>,
+    /// `scratch/` is a tmpfs of its own ([`StepDir::for_run`]).
+    memory: bool,
+    /// Where the layer tar is written: on disk, beside the state root's store.
+    layer: PathBuf,
 }
 
 impl StepDir {
@@ -53,32 +59,90 @@ impl StepDir {
         self.dir.join(name)
     }
 
-    /// Where a layer tar may be written before it moves into the store.
+    /// Where a layer tar may be written before it moves into the store
+    /// (always on disk, so moving it is a rename).
     pub fn layer_file(&self) -> PathBuf {
-        self.dir.join("layer.tar")
+        self.layer.clone()
     }
 
-    /// A fresh scratch dir under the state root. It is made under a hidden
-    /// name and renamed once locked, so no sweeper sees it unlocked.
+    /// A fresh scratch dir on disk under the state root's `tmp/`.
     pub fn create(root: &Root) -> Result<StepDir, Error> {
+        Self::create_in(root, false, false)
+    }
+
+    /// A RUN's scratch dir whose `upper/` and `work/` (links into
+    /// `scratch/`) are on a tmpfs of the step's own, at most half the RAM,
+    /// so the files a step writes, and the snapshot's reading of them, cost
+    /// no disk allocation. On disk with `disk`, with
+    /// `STRATA_BUILD_SCRATCH=disk`, in rootless mode, or when no tmpfs can
+    /// be mounted. The tmpfs is detached on drop (and by
+    /// [`remove_abandoned`] after a runner was killed).
+    pub fn for_run(root: &Root, disk: bool) -> Result<StepDir, Error> {
+        let memory = !disk
+            && !std::env::var("STRATA_BUILD_SCRATCH").is_ok_and(|v| v == "disk")
+            && !crate::rootless::active();
+        Self::create_in(root, true, memory)
+    }
+
+    /// Whether this dir's scratch is a tmpfs and full (a step that failed
+    /// then is run again on disk).
+    pub fn memory_full(&self) -> bool {
+        self.memory
+            && nix::sys::statvfs::statvfs(&self.dir.join(SCRATCH))
+                .is_ok_and(|s| s.blocks_available() * s.fragment_size() < 1 << 20)
+    }
+
+    /// A fresh scratch dir under `tmp/`, with `upper/` and `work/` links into
+    /// `scratch/` when `linked`, a tmpfs mounted there when `memory`. It is
+    /// made under a hidden name and renamed once locked, so no sweeper sees
+    /// it unlocked.
+    fn create_in(root: &Root, linked: bool, memory: bool) -> Result<StepDir, Error> {
+        let parent = root.tmp_dir();
         let name = format!("{STEP_PREFIX}{}", container::new_id());
-        let hidden = root.tmp_dir().join(format!(".{name}"));
-        for sub in ["upper", "work", "rootfs", "etc"] {
+        let layer = parent.join(format!("{name}{LAYER_SUFFIX}"));
+        let hidden = parent.join(format!(".{name}"));
+        let subs: &[&str] = if linked {
+            &[SCRATCH, "rootfs", "etc"]
+        } else {
+            &["upper", "work", "rootfs", "etc"]
+        };
+        for sub in subs {
             let p = hidden.join(sub);
             fs::create_dir_all(&p).map_err(|e| Error::io("create", &p, e))?;
+        }
+        if linked {
+            for sub in ["upper", "work"] {
+                let p = hidden.join(sub);
+                std::os::unix::fs::symlink(format!("{SCRATCH}/{sub}"), &p)
+                    .map_err(|e| Error::io("link", &p, e))?;
+            }
         }
         let lock = File::open(&hidden)
             .and_then(|f| {
                 Flock::lock(f, FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e.into())
             })
             .map_err(|e| Error::io("lock", &hidden, e));
-        let dir = root.tmp_dir().join(name);
+        let dir = parent.join(name);
         let renamed = lock.and_then(|lock| {
             fs::rename(&hidden, &dir).map_err(|e| Error::io("rename", &hidden, e))?;
             Ok(lock)
         });
         match renamed {
-            Ok(lock) => Ok(StepDir { dir, _lock: lock }),
+            Ok(lock) => {
+                let memory = memory && mount_scratch(&dir.join(SCRATCH));
+                if linked {
+                    for sub in ["upper", "work"] {
+                        let p = dir.join(SCRATCH).join(sub);
+                        fs::create_dir(&p).map_err(|e| Error::io("create", &p, e))?;
+                    }
+                }
+                Ok(StepDir {
+                    dir,
+                    _lock: lock,
+                    memory,
+                    layer,
+                })
+            }
             Err(e) => {
                 let _ = fs::remove_dir_all(&hidden);
                 Err(e)
@@ -88,6 +152,42 @@ impl StepDir {
 }
 
 const STEP_PREFIX: &str = "build-";
+/// A step's layer tar on disk: `tmp/build-ID.layer.tar`.
+const LAYER_SUFFIX: &str = ".layer.tar";
+/// A RUN dir's subdirectory for `upper/` and `work/`: a tmpfs when it can.
+const SCRATCH: &str = "scratch";
+
+/// Mounts a tmpfs on `dir`, of `STRATA_BUILD_SCRATCH_SIZE` (tmpfs's
+/// `size=`: bytes, `k`, `m`, `g` or a percentage of the RAM; default 50%)
+/// at most; whether it could.
+fn mount_scratch(dir: &Path) -> bool {
+    use nix::mount::{mount, MsFlags};
+    let size = std::env::var("STRATA_BUILD_SCRATCH_SIZE")
+        .ok()
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '%'))
+        .unwrap_or_else(|| "50%".into());
+    mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some(format!("mode=0700,size={size}").as_str()),
+    )
+    .is_ok()
+}
+
+/// Detaches the tmpfs on a step dir's scratch, if it has one.
+fn unmount_scratch(dir: &Path) {
+    let scratch = dir.join(SCRATCH);
+    if is_tmpfs(&scratch) {
+        let _ = nix::mount::umount2(&scratch, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+fn is_tmpfs(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path)
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC)
+}
 
 /// Removes the `tmp/build-*` scratch dirs of build steps whose runner is gone
 /// (killed mid-step: its locked directory was never dropped), and returns
@@ -97,7 +197,32 @@ const STEP_PREFIX: &str = "build-";
 /// container cgroups' orphan sweep, its processes with the runner (they get
 /// SIGKILL when it dies).
 pub fn remove_abandoned(root: &Root) -> usize {
-    let Ok(entries) = fs::read_dir(root.tmp_dir()) else {
+    let disk = root.tmp_dir();
+    let removed = remove_abandoned_in(&disk);
+    // Layer tars whose step dir is gone (a runner killed between the two).
+    if let Ok(entries) = fs::read_dir(&disk) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(step) = name.strip_suffix(LAYER_SUFFIX) else {
+                continue;
+            };
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age >= Duration::from_secs(60));
+            if old && !disk.join(step).exists() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+    }
+    removed
+}
+
+/// [`remove_abandoned`] for the step dirs in `parent` (with their layer tars).
+fn remove_abandoned_in(parent: &Path) -> usize {
+    let Ok(entries) = fs::read_dir(parent) else {
         return 0;
     };
     let mut removed = 0;
@@ -122,7 +247,11 @@ pub fn remove_abandoned(root: &Root) -> usize {
         } else {
             false
         };
+        if abandoned {
+            unmount_scratch(&path);
+        }
         if abandoned && fs::remove_dir_all(&path).is_ok() {
+            let _ = fs::remove_file(parent.join(format!("{name}{LAYER_SUFFIX}")));
             removed += 1;
         }
     }
@@ -131,7 +260,11 @@ pub fn remove_abandoned(root: &Root) -> usize {
 
 impl Drop for StepDir {
     fn drop(&mut self) {
+        if self.memory {
+            unmount_scratch(&self.dir);
+        }
         let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(&self.layer);
     }
 }
 

@@ -617,6 +617,8 @@ fn a_build_killed_mid_run_leaves_nothing_for_long() {
         assert!(build.try_wait().unwrap().is_none(), "the build ended early");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    // Its upper dir is on a tmpfs of its own.
+    assert_eq!(mounts_under(&w.root()), 1, "the step's memory scratch");
     // In progress: its scratch dir is locked and stays.
     let out = w.ok(&["prune"]);
     assert!(out.contains("0 interrupted build steps"), "{out}");
@@ -634,5 +636,55 @@ fn a_build_killed_mid_run_leaves_nothing_for_long() {
     assert_eq!(step_dirs(&w).len(), 1, "left for the next command");
     let out = w.ok(&["prune"]);
     assert!(out.contains("1 interrupted build steps"), "{out}");
+    assert!(step_dirs(&w).is_empty(), "{:?}", step_dirs(&w));
+    assert_eq!(mounts_under(&w.root()), 0, "the tmpfs goes with its dir");
+}
+
+/// Mounts at or below `dir`.
+fn mounts_under(dir: &Path) -> usize {
+    let prefix = dir.to_str().unwrap().to_owned();
+    fs::read_to_string("/proc/self/mounts")
+        .unwrap()
+        .lines()
+        .filter(|l| l.split(' ').nth(1).is_some_and(|m| m.starts_with(&prefix)))
+        .count()
+}
+
+/// A RUN that fills its memory scratch (made 1 MiB here) fails there and
+/// is run again on disk, with the same result a disk build gives; nothing
+/// stays mounted.
+#[test]
+fn a_step_that_fills_the_memory_scratch_runs_again_on_disk() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "bigstep",
+        "FROM base\nRUN dd if=/dev/zero of=/big bs=1024 count=3072 && echo done > /ok\n",
+        &[],
+    );
+    let out = w
+        .cmd(&[
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            "local/bigstep",
+            dir.to_str().unwrap(),
+        ])
+        .env("STRATA_BUILD_SCRATCH_SIZE", "1m")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("filled the memory scratch; running it again on disk"),
+        "{err}"
+    );
+    assert_eq!(w.ok(&["run", "local/bigstep", "cat", "/ok"]), "done\n");
+    assert_eq!(
+        w.ok(&["run", "local/bigstep", "stat", "-c", "%s", "/big"]),
+        "3145728\n"
+    );
+    assert_eq!(mounts_under(&w.root()), 0);
     assert!(step_dirs(&w).is_empty(), "{:?}", step_dirs(&w));
 }

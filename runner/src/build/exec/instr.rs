@@ -336,42 +336,56 @@ impl Builder<'_> {
             .collect();
         env.extend(args);
         let exec = &st.image["config"];
-        let dir = StepDir::create(self.root)?;
-        let ready = self.ready_mounts(&mounts, &dir, i)?;
-        env.extend(ready.env.iter().cloned());
         let targets: Vec<&str> = mounts.iter().map(|m| m.mount.target.as_str()).collect();
         let stubs = mounts::stubs(&LayerView::new(dirs.clone()), &targets);
-        self.close_store();
-        let painter = self
-            .live
-            .then(|| Painter::start(self.step, &dir.log()))
-            .flatten();
-        let outcome = step::run(
-            self.root,
-            &dir,
-            &RunStep {
-                argv: argv.clone(),
-                env,
-                user: exec["User"]
-                    .as_str()
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_owned),
-                workdir: exec["WorkingDir"]
-                    .as_str()
-                    .filter(|u| !u.is_empty())
-                    .map(str::to_owned),
-                network,
-                layers: &dirs,
-                volumes: ready.volumes.clone(),
-                tmpfs: ready.tmpfs.clone(),
-                secrets: ready.secrets.clone(),
-            },
-        )?;
-        drop(ready);
+        let mut on_disk = false;
+        let (dir, outcome) = loop {
+            let dir = StepDir::for_run(self.root, on_disk)?;
+            let ready = self.ready_mounts(&mounts, &dir, i)?;
+            let mut env = env.clone();
+            env.extend(ready.env.iter().cloned());
+            self.close_store();
+            let painter = self
+                .live
+                .then(|| Painter::start(self.step, &dir.log()))
+                .flatten();
+            let outcome = step::run(
+                self.root,
+                &dir,
+                &RunStep {
+                    argv: argv.clone(),
+                    env,
+                    user: exec["User"]
+                        .as_str()
+                        .filter(|u| !u.is_empty())
+                        .map(str::to_owned),
+                    workdir: exec["WorkingDir"]
+                        .as_str()
+                        .filter(|u| !u.is_empty())
+                        .map(str::to_owned),
+                    network,
+                    layers: &dirs,
+                    volumes: ready.volumes.clone(),
+                    tmpfs: ready.tmpfs.clone(),
+                    secrets: ready.secrets.clone(),
+                },
+            )?;
+            drop(ready);
+            if let Some(p) = painter {
+                p.stop();
+            }
+            if outcome.code != 0 && dir.memory_full() {
+                // The step filled the memory scratch: run it again on disk.
+                super::say(&format!(
+                    "#{} the step filled the memory scratch; running it again on disk",
+                    self.step
+                ));
+                on_disk = true;
+                continue;
+            }
+            break (dir, outcome);
+        };
         mounts::remove_stubs(&dir.upper(), &stubs);
-        if let Some(p) = painter {
-            p.stop();
-        }
         let log = std::fs::read_to_string(dir.log()).unwrap_or_default();
         if outcome.code != 0 {
             return Err(self.run_failed(i, &dir, &argv, outcome.code, outcome.setup_error));
