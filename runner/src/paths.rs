@@ -290,6 +290,14 @@ impl Root {
             .join(format!("{}.json", key.hex()))
     }
 
+    /// `runner build`'s record of a URL `ADD` fetched (its validators), by
+    /// the URL's hash.
+    pub fn build_url(&self, key: &Digest) -> PathBuf {
+        self.dir
+            .join("build/urls")
+            .join(format!("{}.json", key.hex()))
+    }
+
     /// `runner build`'s cache mounts (`RUN --mount=type=cache`), each beside its lock file.
     pub fn build_mounts_dir(&self) -> PathBuf {
         self.dir.join("build/mounts")

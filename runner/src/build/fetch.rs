@@ -53,9 +53,7 @@ pub struct Known {
 
 /// Where `url`'s [`Known`] is kept.
 fn known_path(root: &Root, url: &str) -> PathBuf {
-    root.dir()
-        .join("build/urls")
-        .join(format!("{}.json", sha256_of(url.as_bytes()).hex()))
+    root.build_url(&sha256_of(url.as_bytes()))
 }
 
 /// The validators kept for `url`, if any.
