@@ -125,6 +125,18 @@ pub fn create_private_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Asks ext4 to put each directory made under `dir` in a block group of
+/// its own (`chattr +T`). Layers and scratch trees come and go by the
+/// thousand files; without it they share a block group, and in a journal-less
+/// ext4 every new inode first steps over each one deleted there in the last
+/// minute, which made unpacking 10,000 files take 0.4-1.1 s instead of 0.12 s.
+/// A hint only: other filesystems ignore or refuse it, and so does this.
+fn spread_children(dir: &Path) {
+    if let Ok(f) = fs::File::open(dir) {
+        let _ = crate::sys::fs::add_inode_flags(&f, crate::sys::fs::FS_TOPDIR_FL);
+    }
+}
+
 /// Whether a parent directory is safe: only root or `uid` can write it, or
 /// it is sticky (like `/tmp`), so nobody else can rename what is in it.
 fn safe_parent(meta: &fs::Metadata, uid: u32) -> bool {
@@ -204,6 +216,8 @@ impl Root {
                 });
             }
         }
+        // Absolute: the sandbox mounts from it after changing directory.
+        let dir = std::path::absolute(&dir).map_err(io_err("resolve", &dir))?;
         let root = Root { dir };
         for sub in [
             root.store_dir(),
@@ -213,6 +227,7 @@ impl Root {
             root.seccomp_dir(),
         ] {
             create_private_dir(&sub).map_err(io_err("create", &sub))?;
+            spread_children(&sub);
         }
         Ok(root)
     }

@@ -20,8 +20,9 @@ use std::collections::HashSet;
 use std::ffi::{CString, OsStr};
 use std::fs::{self, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{symlink, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::sys::stat::{mknod, Mode, SFlag, UtimensatFlags};
@@ -289,6 +290,9 @@ impl Unpacker<'_> {
         let uid = header.uid().unwrap_or(0) as u32;
         let gid = header.gid().unwrap_or(0) as u32;
         let mtime = header.mtime().unwrap_or(0) as i64;
+        // A regular file's metadata is set through its descriptor, and only
+        // what differs from what it was created with.
+        let mut file = None;
         match kind {
             tar::EntryType::Directory => {
                 self.clear(&path, true)?;
@@ -317,6 +321,7 @@ impl Unpacker<'_> {
                 }
                 .map_err(self.io("create", &path))?;
                 io::copy(&mut entry, &mut f).map_err(self.io("write", &path))?;
+                file = Some(f);
             }
             tar::EntryType::Symlink => {
                 let target = entry
@@ -382,14 +387,26 @@ impl Unpacker<'_> {
                 }
             }
         }
-        nix::unistd::fchownat(
-            None,
-            &path,
-            Some(Uid::from_raw(uid)),
-            Some(Gid::from_raw(gid)),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .map_err(|e| match e {
+        let created = match &file {
+            Some(f) => Some(f.metadata().map_err(self.io("stat", &path))?),
+            None => None,
+        };
+        let chown = match (&file, &created) {
+            (Some(_), Some(m)) if m.uid() == uid && m.gid() == gid => Ok(()),
+            (Some(f), _) => nix::unistd::fchown(
+                f.as_raw_fd(),
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+            ),
+            _ => nix::unistd::fchownat(
+                None,
+                &path,
+                Some(Uid::from_raw(uid)),
+                Some(Gid::from_raw(gid)),
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ),
+        };
+        chown.map_err(|e| match e {
             // Rootless: the id is not mapped in the user's namespace.
             nix::errno::Errno::EINVAL if crate::rootless::active() => Error::UnmappedId {
                 layer: self.layer.clone(),
@@ -399,12 +416,23 @@ impl Unpacker<'_> {
             },
             e => self.io("chown", &path)(e.into()),
         })?;
-        if kind != tar::EntryType::Symlink {
-            fs::set_permissions(&path, fs::Permissions::from_mode(mode))
-                .map_err(self.io("chmod", &path))?;
-        }
-        if kind != tar::EntryType::Directory {
-            set_mtime(&path, mtime).map_err(self.io("set mtime on", &path))?;
+        if let (Some(f), Some(m)) = (&file, &created) {
+            // chown clears set-id bits, so the mode comes after it.
+            if m.permissions().mode() & 0o7777 != mode || m.uid() != uid || m.gid() != gid {
+                f.set_permissions(fs::Permissions::from_mode(mode))
+                    .map_err(self.io("chmod", &path))?;
+            }
+            let t = TimeSpec::new(mtime, 0);
+            nix::sys::stat::futimens(f.as_raw_fd(), &t, &t)
+                .map_err(|e| self.io("set mtime on", &path)(e.into()))?;
+        } else {
+            if kind != tar::EntryType::Symlink {
+                fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+                    .map_err(self.io("chmod", &path))?;
+            }
+            if kind != tar::EntryType::Directory {
+                set_mtime(&path, mtime).map_err(self.io("set mtime on", &path))?;
+            }
         }
         self.written.insert(path);
         Ok(())

@@ -1,7 +1,9 @@
-//! File attributes nix does not wrap: extended attributes.
+//! File attributes nix does not wrap: extended attributes, and the inode
+//! flags of `chattr` (`FS_IOC_GETFLAGS`/`FS_IOC_SETFLAGS`).
 
 use std::ffi::CStr;
 use std::io;
+use std::os::fd::AsRawFd;
 
 use super::check;
 
@@ -66,4 +68,22 @@ pub(crate) fn lgetxattr(path: &CStr, name: &CStr) -> io::Result<Vec<u8>> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// `FS_TOPDIR_FL` (`chattr +T`): ext4's hint that the directory's children
+/// are the tops of unrelated trees, so each goes to its own block group.
+pub(crate) const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
+
+/// Adds `flags` to the inode flags of the open file `fd` (`chattr +...`).
+pub(crate) fn add_inode_flags(fd: &impl AsRawFd, flags: libc::c_int) -> io::Result<()> {
+    let mut now: libc::c_int = 0;
+    // SAFETY: the kernel reads and writes one int through the pointer, which
+    // outlives the call; `fd` is an open descriptor.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut now) }.into())?;
+    if now & flags == flags {
+        return Ok(());
+    }
+    let new = now | flags;
+    // SAFETY: as above; the kernel only reads the int.
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_SETFLAGS, &new) }.into()).map(drop)
 }

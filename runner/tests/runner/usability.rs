@@ -477,6 +477,42 @@ fn an_image_without_etc_gets_hostname_hosts_and_resolv_conf() {
 }
 
 #[test]
+fn a_relative_state_root_works_from_its_directory() {
+    // The sandbox mounts layers after changing directory: a relative root
+    // once failed with "mount overlay: No such file or directory".
+    let w = World::new();
+    let image = w.push_busybox("relroot", vec![]);
+    let out = Command::new(env!("CARGO_BIN_EXE_runner"))
+        .current_dir(w.dir.path())
+        .args(["--root", "state", "run", &image, "echo", "hi"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
+    // On ext4, the layer store and the scratch space carry its spread hint (`chattr +T`).
+    let fs_type = Command::new("stat")
+        .args(["-f", "-c", "%T"])
+        .arg(w.root())
+        .output()
+        .unwrap();
+    if stdout(&fs_type).trim() == "ext2/ext3" {
+        for sub in ["layers", "tmp"] {
+            let flags = Command::new("lsattr")
+                .arg("-d")
+                .arg(w.root().join(sub))
+                .output()
+                .unwrap();
+            let text = stdout(&flags);
+            assert!(
+                text.split_whitespace().next().unwrap_or("").contains('T'),
+                "{sub}: {text}"
+            );
+        }
+    }
+}
+
+#[test]
 fn bundle_twice_into_one_dir_replaces_its_own_output_but_not_foreign_content() {
     let w = World::new();
     let image = w.push_busybox("app", vec![]);
