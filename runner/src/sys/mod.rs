@@ -17,7 +17,7 @@
 //!   `execveat` of a descriptor;
 //! - [`mount`]: the new mount API (`fsopen`, `fsconfig`, `fsmount`,
 //!   `open_tree`, `mount_setattr`, `move_mount`);
-//! - [`fs`]: extended attributes;
+//! - [`fs`]: extended attributes, inode flags (`chattr`);
 //! - [`caps`]: bounding and ambient sets, `capset`;
 //! - [`bpf`]: loading a seccomp filter, loading and attaching a cgroup
 //!   device program;
