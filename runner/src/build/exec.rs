@@ -2,11 +2,12 @@
 //! instruction, each step's key chained from its parent's, and the final
 //! image written to the store and tagged only once everything succeeded.
 //! Submodules: `instr` (one instruction), `helpers` (cache lookups, layers
-//! into the store, the final image, `COPY --from` sources).
+//! into the store, the final image, `COPY --from` sources), `memory` (the
+//! unpacked layers below a step, this build's own in memory).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use serde_json::{json, Value};
@@ -23,7 +24,6 @@ use super::step;
 use super::{BuildOptions, Built, Error, Progress};
 use crate::container;
 use crate::image::digest::{sha256_of, Digest};
-use crate::image::layers;
 use crate::image::oci::{Descriptor, Platform};
 use crate::image::pull::PullOptions;
 use crate::image::reference::Reference;
@@ -86,6 +86,8 @@ struct Builder<'a> {
     silent: bool,
     /// Whether a RUN's output is redrawn live (a terminal; not in copies).
     live: bool,
+    /// The layers this build wrote, unpacked in memory for its later steps.
+    memory: RefCell<memory::MemoryLayers>,
 }
 
 fn platform_string(p: &Platform) -> String {
@@ -155,6 +157,7 @@ pub fn build(root: &Root, opts: &BuildOptions) -> Result<Built, Error> {
         session: container::new_id(),
         silent: false,
         live: opts.progress == Progress::Live,
+        memory: RefCell::default(),
     };
     b.meta_args = b.platform_args();
     for i in &meta {
@@ -208,7 +211,12 @@ pub fn build(root: &Root, opts: &BuildOptions) -> Result<Built, Error> {
             .or_insert(json!({}));
         labels[k] = json!(v);
     }
-    let (manifest, config) = b.store_image(&state)?;
+    // The in-memory layers and the last scratch are not needed any more.
+    let memory = b.memory.take();
+    let cleanup = std::thread::spawn(move || drop(memory));
+    let stored = b.store_image(&state);
+    let _ = cleanup.join();
+    let (manifest, config) = stored?;
     Ok(Built {
         manifest,
         config,
@@ -496,20 +504,6 @@ impl Builder<'_> {
         Ok((image, layers, record.manifest))
     }
 
-    /// Unpacked directories of `layers` (unpacking what is missing).
-    fn layer_dirs(&self, layers: &[(Descriptor, Digest)]) -> Result<Vec<PathBuf>, Error> {
-        if layers.iter().all(|(_, id)| self.root.layer(id).is_dir()) {
-            return Ok(layers.iter().map(|(_, id)| self.root.layer(id)).collect());
-        }
-        let pairs: Vec<(Digest, Digest)> = layers
-            .iter()
-            .map(|(d, id)| (d.digest.clone(), id.clone()))
-            .collect();
-        Ok(self.with_store(|store| {
-            layers::ensure_layers(self.root, store, &pairs).map_err(crate::container::Error::from)
-        })?)
-    }
-
     /// Calls `f` with the image store, opening it if it is closed.
     fn with_store<T, E: From<image_store::Error>>(
         &self,
@@ -607,5 +601,6 @@ fn join_workdir(workdir: &str, path: &str) -> String {
 
 mod helpers;
 mod instr;
+mod memory;
 pub mod mounts;
 mod parallel;

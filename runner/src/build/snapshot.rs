@@ -38,7 +38,7 @@ const MOUNT_POINTS: [&str; 6] = [
 pub fn snapshot(upper: &Path, below: &LayerView, out: &Path) -> io::Result<Written> {
     let mut entries = Vec::new();
     let mut links = HashMap::new();
-    walk(upper, "", below, &mut entries, &mut links)?;
+    walk(upper, "", Some(below), &mut entries, &mut links)?;
     let mut w = LayerWriter::create(out)?;
     for (meta, source) in entries {
         let mut file = match (&meta.kind, source) {
@@ -53,25 +53,26 @@ pub fn snapshot(upper: &Path, below: &LayerView, out: &Path) -> io::Result<Writt
 type Entries = Vec<(Meta, Option<std::path::PathBuf>)>;
 
 /// Walks directory `dir` (layer path `prefix`); returns whether anything
-/// under it was added.
+/// under it was added. `below` is `None` under a directory the layers below
+/// do not have as a directory: nothing there can have a lower entry.
 fn walk(
     dir: &Path,
     prefix: &str,
-    below: &LayerView,
+    below: Option<&LayerView>,
     out: &mut Entries,
     links: &mut HashMap<(u64, u64), String>,
 ) -> io::Result<bool> {
+    // The entries' metadata through the directory (`fstatat`), not full paths.
     let mut names: Vec<_> = fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
+        .map(|e| e.and_then(|e| Ok((e.file_name(), e.metadata()?))))
         .collect::<io::Result<_>>()?;
-    names.sort();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
     let mut any = false;
-    for name in names {
+    for (name, meta) in names {
         let full = dir.join(&name);
         let name = name.to_string_lossy().into_owned();
         let rel = format!("{prefix}{name}");
-        let meta = fs::symlink_metadata(&full)?;
-        let lower = below.lookup(Path::new(&rel));
+        let lower = below.and_then(|b| b.lookup(Path::new(&rel)));
         if is_whiteout(&meta) {
             // Overlay only whites out what the layers below have.
             if lower.is_some() {
@@ -108,7 +109,8 @@ fn walk(
                     None,
                 ));
             }
-            let below_any = walk(&full, &format!("{rel}/"), below, out, links)?;
+            let lower_dir = below.filter(|_| lower.as_ref().is_some_and(|(_, m)| m.is_dir()));
+            let below_any = walk(&full, &format!("{rel}/"), lower_dir, out, links)?;
             // A new /etc holding only the sandbox's mount points is the sandbox's too.
             if rel == "etc" && lower.is_none() && !below_any && only_mount_points(&full) {
                 out.truncate(at);

@@ -84,6 +84,11 @@ impl StepDir {
         Self::create_in(root, true, memory)
     }
 
+    /// The scratch directory when it is a tmpfs of its own.
+    pub fn memory_scratch(&self) -> Option<PathBuf> {
+        self.memory.then(|| self.dir.join(SCRATCH))
+    }
+
     /// Whether this dir's scratch is a tmpfs and full (a step that failed
     /// then is run again on disk).
     pub fn memory_full(&self) -> bool {

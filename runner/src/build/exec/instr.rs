@@ -400,6 +400,7 @@ impl Builder<'_> {
         let written = snapshot::snapshot(&dir.upper(), &view, &dir.layer_file())
             .map_err(|e| Error::io("snapshot", &dir.upper(), e))?;
         let record = self.keep_layer(&key, Some(written))?;
+        self.memory.borrow_mut().retire(dir);
         self.add_layer(st, record, created_by);
         Ok(false)
     }
