@@ -581,7 +581,7 @@ fn processes_running(argv: &[&str]) -> usize {
         .count()
 }
 
-fn step_dirs(w: &World) -> Vec<PathBuf> {
+pub(crate) fn step_dirs(w: &World) -> Vec<PathBuf> {
     fs::read_dir(w.root().join("tmp"))
         .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
         .unwrap_or_default()
@@ -641,7 +641,7 @@ fn a_build_killed_mid_run_leaves_nothing_for_long() {
 }
 
 /// Mounts at or below `dir`.
-fn mounts_under(dir: &Path) -> usize {
+pub(crate) fn mounts_under(dir: &Path) -> usize {
     let prefix = dir.to_str().unwrap().to_owned();
     fs::read_to_string("/proc/self/mounts")
         .unwrap()

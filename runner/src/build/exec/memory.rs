@@ -62,7 +62,10 @@ impl MemoryLayers {
 
 impl Builder<'_> {
     /// Unpacked directories of `layers`, base first, unpacking what is missing.
-    pub(super) fn layer_dirs(&self, layers: &[(Descriptor, Digest)]) -> Result<Vec<PathBuf>, Error> {
+    pub(super) fn layer_dirs(
+        &self,
+        layers: &[(Descriptor, Digest)],
+    ) -> Result<Vec<PathBuf>, Error> {
         let mut dirs = Vec::with_capacity(layers.len());
         let mut missing = Vec::new();
         for (i, (desc, id)) in layers.iter().enumerate() {
