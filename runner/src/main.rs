@@ -215,9 +215,15 @@ fn run(cli: &Cli) -> Result<i32> {
                 .map_err(anyhow::Error::msg)?;
             let built = runner::build::build(&root, &options)?;
             if options.progress != runner::build::Progress::Quiet {
+                let n = |n: usize, what: &str| match n {
+                    1 => format!("1 {what}"),
+                    n => format!("{n} {what}s"),
+                };
                 eprintln!(
-                    "built {} ({} steps run, {} cached)",
-                    built.config, built.ran, built.cached
+                    "built {} ({} run, {} cached)",
+                    built.config,
+                    n(built.ran, "RUN step"),
+                    n(built.cached, "step")
                 );
                 for t in &options.tags {
                     eprintln!("naming to {t}");

@@ -213,9 +213,13 @@ pub fn build(root: &Root, opts: &BuildOptions) -> Result<Built, Error> {
     }
     // The in-memory layers and the last scratch are not needed any more.
     let memory = b.memory.take();
-    let cleanup = std::thread::spawn(move || drop(memory));
+    let cleanup = memory
+        .holds_mounts()
+        .then(|| std::thread::spawn(move || drop(memory)));
     let stored = b.store_image(&state);
-    let _ = cleanup.join();
+    if let Some(c) = cleanup {
+        let _ = c.join();
+    }
     let (manifest, config) = stored?;
     Ok(Built {
         manifest,

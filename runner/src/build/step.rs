@@ -12,6 +12,7 @@
 //! stderr point at a log file, so the step's output can be folded, shown
 //! whole, or its last lines quoted when it fails.
 
+use std::cell::RefCell;
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -41,6 +42,10 @@ pub struct StepDir {
     memory: bool,
     /// Where the layer tar is written: on disk, beside the state root's store.
     layer: PathBuf,
+    /// The finished step's mount namespace, held open so that tearing down
+    /// its overlay (thousands of inodes after a big RUN) waits for this
+    /// dir's drop instead of delaying the end of the step.
+    mount_ns: RefCell<Option<File>>,
 }
 
 impl StepDir {
@@ -146,6 +151,7 @@ impl StepDir {
                     _lock: lock,
                     memory,
                     layer,
+                    mount_ns: RefCell::new(None),
                 })
             }
             Err(e) => {
@@ -265,6 +271,7 @@ fn remove_abandoned_in(parent: &Path) -> usize {
 
 impl Drop for StepDir {
     fn drop(&mut self) {
+        drop(self.mount_ns.take());
         if self.memory {
             unmount_scratch(&self.dir);
         }
@@ -371,13 +378,22 @@ pub fn run(root: &Root, dir: &StepDir, step: &RunStep<'_>) -> Result<Outcome, Er
     let outcome = {
         let _redirect = Redirect::to(&log)?;
         sandbox::block_forwarded_signals().map_err(container::Error::from)?;
-        let outcome = sandbox::run(&Launch {
-            spec: &spec,
-            layers: step.layers,
-            state_dir: &dir.dir,
-            seccomp_bpf: Some(&bpf),
-            cgroup: &cgroup,
-        });
+        let hold_ns = |pid: i32| {
+            *dir.mount_ns.borrow_mut() = File::open(format!("/proc/{pid}/ns/mnt")).ok();
+        };
+        let outcome = sandbox::run_with(
+            &Launch {
+                spec: &spec,
+                layers: step.layers,
+                state_dir: &dir.dir,
+                seccomp_bpf: Some(&bpf),
+                cgroup: &cgroup,
+            },
+            &sandbox::Hooks {
+                started: Some(&hold_ns),
+                ..Default::default()
+            },
+        );
         unblock_stop_signals();
         outcome
     };

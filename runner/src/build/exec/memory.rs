@@ -48,6 +48,11 @@ pub(super) struct MemoryLayers {
 }
 
 impl MemoryLayers {
+    /// Whether it holds a tmpfs (dropping it takes time).
+    pub(super) fn holds_mounts(&self) -> bool {
+        self.retired.is_some() || matches!(self.scratch, Some(Some(_)))
+    }
+
     /// Keeps a RUN's scratch until the next RUN's (dropping the one before),
     /// so the last one's clean-up runs beside the storing of the image.
     pub(super) fn retire(&mut self, dir: StepDir) {
