@@ -178,6 +178,9 @@ async fn keep_tags_and_several_tags_on_one_manifest() {
     let shared = push(&reg, "ci/app", "build-1", "shared").await;
     tag(&reg, "ci/app", "release-1", &shared).await;
     tag(&reg, "ci/app", "latest", &shared).await;
+    // A second later, so build-0 is newer than build-1 whatever the clock
+    // does between the pushes, and the report's newest-first order is fixed.
+    next_second().await;
     let other = push(&reg, "ci/app", "build-0", "other").await;
     let loose = push(&reg, "ci/app", "", "loose").await;
     next_second().await;
@@ -201,8 +204,8 @@ async fn keep_tags_and_several_tags_on_one_manifest() {
     assert_eq!(
         gone,
         [
-            "ci/app:build-1".to_owned(),
             "ci/app:build-0".to_owned(),
+            "ci/app:build-1".to_owned(),
             format!("ci/app@{loose}"),
         ],
         "{report:#}"
