@@ -212,14 +212,9 @@ pub fn build(root: &Root, opts: &BuildOptions) -> Result<Built, Error> {
         labels[k] = json!(v);
     }
     // The in-memory layers and the last scratch are not needed any more.
-    let memory = b.memory.take();
-    let cleanup = memory
-        .holds_mounts()
-        .then(|| std::thread::spawn(move || drop(memory)));
+    // Their teardown forks, so it goes before the store is written to.
+    b.memory.take().drop_in_background();
     let stored = b.store_image(&state);
-    if let Some(c) = cleanup {
-        let _ = c.join();
-    }
     let (manifest, config) = stored?;
     Ok(Built {
         manifest,

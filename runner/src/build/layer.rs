@@ -4,10 +4,12 @@
 //! and with `SOURCE_DATE_EPOCH` every mtime clamped to it.
 
 use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
+use std::thread::JoinHandle;
 
-use crate::image::digest::{Algorithm, Digest, Hasher};
+use crate::image::digest::{Algorithm, Digest};
 
 /// The media type of the layers the builder writes.
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -50,28 +52,95 @@ pub struct Meta {
     pub xattrs: Vec<(String, Vec<u8>)>,
 }
 
-struct HashingWriter<W> {
-    inner: W,
-    hasher: Hasher,
-    len: u64,
+/// Bytes go to the spooler's thread in pieces of this size.
+const SPOOL_CHUNK: usize = 1 << 20;
+/// Pieces queued for the spooler's thread.
+const SPOOL_DEPTH: usize = 4;
+
+/// Hashes a layer's bytes and writes them to its file on a thread of its
+/// own, so reading the sources and making the tar headers (this thread)
+/// overlap with the hash and the page-cache copy (that one).
+struct Spooler {
+    buf: Vec<u8>,
+    tx: Option<SyncSender<Vec<u8>>>,
+    thread: Option<JoinHandle<io::Result<(Digest, u64)>>>,
 }
 
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
+impl Spooler {
+    fn start(mut file: File) -> Spooler {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(SPOOL_DEPTH);
+        let thread = std::thread::spawn(move || {
+            let mut hasher = Algorithm::Sha256.hasher();
+            let mut len = 0u64;
+            for piece in rx {
+                hasher.update(&piece);
+                file.write_all(&piece)?;
+                len += piece.len() as u64;
+            }
+            Ok((hasher.finish(), len))
+        });
+        Spooler {
+            buf: Vec::with_capacity(SPOOL_CHUNK),
+            tx: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Hands the buffered bytes to the thread; its error if it stopped.
+    fn send(&mut self) -> io::Result<()> {
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(SPOOL_CHUNK));
+        let sent = self.tx.as_ref().map(|tx| tx.send(piece).is_ok());
+        if sent == Some(true) {
+            return Ok(());
+        }
+        self.join()
+            .and(Err(io::Error::other("the layer writer stopped")))
+    }
+
+    /// The digest and length of everything written.
+    fn finish(mut self) -> io::Result<(Digest, u64)> {
+        if !self.buf.is_empty() {
+            self.send()?;
+        }
+        self.join()
+    }
+
+    fn join(&mut self) -> io::Result<(Digest, u64)> {
+        self.tx = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(done)) => done,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            None => Err(io::Error::other("the layer writer stopped")),
+        }
+    }
+}
+
+impl Write for Spooler {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= SPOOL_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
+        Ok(())
+    }
+}
+
+impl Drop for Spooler {
+    /// An abandoned layer: its thread stops before the file is removed.
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.join();
+        }
     }
 }
 
 /// A layer tar being written to a file.
 pub struct LayerWriter {
-    tar: tar::Builder<HashingWriter<BufWriter<File>>>,
+    tar: tar::Builder<Spooler>,
     path: PathBuf,
     clamp: Option<i64>,
     entries: usize,
@@ -99,11 +168,7 @@ impl LayerWriter {
     /// Starts a layer at `path` (created).
     pub fn create(path: &Path) -> io::Result<LayerWriter> {
         let file = File::create(path)?;
-        let mut tar = tar::Builder::new(HashingWriter {
-            inner: BufWriter::with_capacity(1 << 20, file),
-            hasher: Algorithm::Sha256.hasher(),
-            len: 0,
-        });
+        let mut tar = tar::Builder::new(Spooler::start(file));
         tar.mode(tar::HeaderMode::Complete);
         tar.follow_symlinks(false);
         Ok(LayerWriter {
@@ -178,12 +243,11 @@ impl LayerWriter {
 
     /// Finishes the archive.
     pub fn finish(self) -> io::Result<Written> {
-        let mut w = self.tar.into_inner()?;
-        w.flush()?;
+        let (digest, size) = self.tar.into_inner()?.finish()?;
         Ok(Written {
             path: self.path,
-            digest: w.hasher.finish(),
-            size: w.len,
+            digest,
+            size,
             entries: self.entries,
         })
     }

@@ -14,12 +14,13 @@
 //! holding only those).
 
 use std::collections::HashMap;
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::SyncSender;
 
 use super::layer::{Kind, LayerWriter, Meta, Written};
 use super::view::{is_opaque, is_whiteout, LayerView};
@@ -34,23 +35,108 @@ const MOUNT_POINTS: [&str; 6] = [
     "etc/resolv.conf",
 ];
 
-/// Writes the layer for `upper` (over `below`) to `out`.
+/// Regular files up to this size are read ahead into memory; larger ones
+/// are handed over open.
+const SMALL_FILE: u64 = 64 << 10;
+/// Entries each reader reads ahead of the tar writer.
+const READ_AHEAD: usize = 128;
+/// At most this many reader threads (fewer on fewer cores).
+const READERS: usize = 4;
+
+/// Writes the layer for `upper` (over `below`) to `out`. After the walk,
+/// reader threads open the files (and read the xattrs and the bytes of the
+/// small ones), taking turns, while this one writes the tar in order (and
+/// the layer writer's own thread hashes it).
 pub fn snapshot(upper: &Path, below: &LayerView, out: &Path) -> io::Result<Written> {
     let mut entries = Vec::new();
     let mut links = HashMap::new();
     walk(upper, "", Some(below), &mut entries, &mut links)?;
-    let mut w = LayerWriter::create(out)?;
-    for (meta, source) in entries {
-        let mut file = match (&meta.kind, source) {
-            (Kind::File(_), Some(src)) => Some(File::open(src)?),
-            _ => None,
-        };
-        w.add(&meta, file.as_mut().map(|f| f as &mut dyn Read))?;
+    let total = entries.len();
+    let readers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, READERS));
+    // Reader r takes entries r, r + readers, r + 2 * readers, ...
+    let mut shares: Vec<Entries> = (0..readers).map(|_| Vec::new()).collect();
+    for (i, e) in entries.into_iter().enumerate() {
+        shares[i % readers].push(e);
     }
+    let mut w = LayerWriter::create(out)?;
+    std::thread::scope(|scope| {
+        let rxs: Vec<_> = shares
+            .into_iter()
+            .map(|share| {
+                let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+                scope.spawn(move || read_ahead(share, tx));
+                rx
+            })
+            .collect();
+        // An error returns here, which drops the receivers and so stops the readers.
+        for i in 0..total {
+            let item = rxs[i % readers]
+                .recv()
+                .map_err(|_| io::Error::other("a snapshot reader stopped"))?;
+            let (meta, data) = item?;
+            match data {
+                Data::None => w.add(&meta, None)?,
+                Data::Bytes(b) => w.add(&meta, Some(&mut b.as_slice()))?,
+                Data::File(mut f) => w.add(&meta, Some(&mut f))?,
+            }
+        }
+        Ok::<(), io::Error>(())
+    })?;
     w.finish()
 }
 
-type Entries = Vec<(Meta, Option<std::path::PathBuf>)>;
+/// Where an entry's bytes (and, for a new file, its xattrs) come from.
+enum Source {
+    /// Nothing to read.
+    None,
+    /// A regular file; `xattrs`: its xattrs are still to be read.
+    File { path: PathBuf, xattrs: bool },
+}
+
+/// An entry's bytes, as the reader hands them to the tar writer.
+enum Data {
+    None,
+    Bytes(Vec<u8>),
+    File(File),
+}
+
+/// Opens the entries' files in order and sends them on, until the writer
+/// stops taking them.
+fn read_ahead(entries: Entries, tx: SyncSender<io::Result<(Meta, Data)>>) {
+    for (mut meta, source) in entries {
+        let data = match source {
+            Source::None => Ok(Data::None),
+            Source::File { path, xattrs } => open_entry(&mut meta, &path, xattrs),
+        };
+        let failed = data.is_err();
+        if tx.send(data.map(|d| (meta, d))).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn open_entry(meta: &mut Meta, path: &Path, xattrs: bool) -> io::Result<Data> {
+    let mut file = File::open(path)?;
+    if xattrs {
+        meta.xattrs = xattrs_from(
+            || crate::sys::fs::flistxattr(&file),
+            |name| crate::sys::fs::fgetxattr(&file, name),
+        )?;
+    }
+    match meta.kind {
+        Kind::File(size) if size <= SMALL_FILE => {
+            // Reads `size` bytes and no more (read_to_end would probe for
+            // the end with one more read).
+            let mut bytes = vec![0u8; size as usize];
+            let n = read_full(&mut file, &mut bytes)?;
+            bytes.truncate(n);
+            Ok(Data::Bytes(bytes))
+        }
+        _ => Ok(Data::File(file)),
+    }
+}
+
+type Entries = Vec<(Meta, Source)>;
 
 /// Walks directory `dir` (layer path `prefix`); returns whether anything
 /// under it was added. `below` is `None` under a directory the layers below
@@ -78,7 +164,7 @@ fn walk(
             if lower.is_some() {
                 out.push((
                     plain(format!("{prefix}.wh.{name}"), &meta, Kind::File(0)),
-                    None,
+                    Source::None,
                 ));
                 any = true;
             }
@@ -102,11 +188,11 @@ fn walk(
             let at = out.len();
             let mut header = header(rel.clone(), &meta, Kind::Dir, &full)?;
             header.xattrs.retain(|(n, _)| !is_overlay_xattr(n));
-            out.push((header, None));
+            out.push((header, Source::None));
             if opaque {
                 out.push((
                     plain(format!("{rel}/.wh..wh..opq"), &meta, Kind::File(0)),
-                    None,
+                    Source::None,
                 ));
             }
             let lower_dir = below.filter(|_| lower.as_ref().is_some_and(|(_, m)| m.is_dir()));
@@ -126,7 +212,10 @@ fn walk(
         let kind = if ft.is_file() {
             if meta.nlink() > 1 {
                 if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
-                    out.push((plain(rel, &meta, Kind::Hardlink(first.clone())), None));
+                    out.push((
+                        plain(rel, &meta, Kind::Hardlink(first.clone())),
+                        Source::None,
+                    ));
                     any = true;
                     continue;
                 }
@@ -145,13 +234,34 @@ fn walk(
             // Sockets are not archived (as Docker does).
             continue;
         };
-        let entry = header(rel, &meta, kind, &full)?;
-        if let Some((lpath, lmeta)) = &lower {
-            if unchanged(&entry, &full, &meta, lpath, lmeta)? {
-                continue;
+        // A new regular file's xattrs are read from it once it is open for
+        // the tar; the rest need theirs now (to compare, or by path).
+        let (entry, source) = match &lower {
+            None if ft.is_file() => (
+                plain(rel, &meta, kind),
+                Source::File {
+                    path: full,
+                    xattrs: true,
+                },
+            ),
+            _ => {
+                let entry = header(rel, &meta, kind, &full)?;
+                if let Some((lpath, lmeta)) = &lower {
+                    if unchanged(&entry, &full, &meta, lpath, lmeta)? {
+                        continue;
+                    }
+                }
+                let source = match ft.is_file() {
+                    true => Source::File {
+                        path: full,
+                        xattrs: false,
+                    },
+                    false => Source::None,
+                };
+                (entry, source)
             }
-        }
-        out.push((entry, ft.is_file().then_some(full)));
+        };
+        out.push((entry, source));
         any = true;
     }
     Ok(any)
@@ -216,7 +326,19 @@ fn is_overlay_xattr(name: &str) -> bool {
 /// The xattrs of `path` the layer carries (not overlay's own).
 fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     let c = CString::new(path.as_os_str().as_bytes())?;
-    let names = match crate::sys::fs::llistxattr(&c) {
+    xattrs_from(
+        || crate::sys::fs::llistxattr(&c),
+        |name| crate::sys::fs::lgetxattr(&c, name),
+    )
+}
+
+/// The xattrs the layer carries, from `list` (their names) and `get` (a
+/// value), sorted.
+fn xattrs_from(
+    list: impl FnOnce() -> io::Result<Vec<Vec<u8>>>,
+    get: impl Fn(&CStr) -> io::Result<Vec<u8>>,
+) -> io::Result<Vec<(String, Vec<u8>)>> {
+    let names = match list() {
         Ok(n) => n,
         Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
         Err(e) => return Err(e),
@@ -228,7 +350,7 @@ fn xattrs(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
             continue;
         }
         let cname = CString::new(name)?;
-        if let Ok(v) = crate::sys::fs::lgetxattr(&c, &cname) {
+        if let Ok(v) = get(&cname) {
             out.push((text, v));
         }
     }

@@ -13,8 +13,10 @@
 //! whole, or its last lines quoted when it fails.
 
 use std::cell::RefCell;
+use std::ffi::CString;
 use std::fs::{self, File};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStringExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -267,6 +269,25 @@ fn remove_abandoned_in(parent: &Path) -> usize {
         }
     }
     removed
+}
+
+impl StepDir {
+    /// Drops the step dir, leaving the freeing of its tmpfs scratch and of
+    /// its overlay to a short-lived process of its own
+    /// ([`crate::sys::mount::detach_in_background`]), so the caller does not
+    /// wait for the teardown of thousands of inodes. That process is forked:
+    /// call this only while no other thread of ours holds a lock on a file
+    /// (the store's uploads), or a copy of it would hold the lock too.
+    pub fn drop_in_background(self) {
+        let scratch = self.dir.join(SCRATCH);
+        if self.memory && is_tmpfs(&scratch) {
+            let mount_ns = self.mount_ns.take().map(OwnedFd::from);
+            if let Ok(path) = CString::new(scratch.into_os_string().into_vec()) {
+                let _ = crate::sys::mount::detach_in_background(&path, mount_ns);
+            }
+        }
+        drop(self);
+    }
 }
 
 impl Drop for StepDir {

@@ -26,40 +26,66 @@ pub(crate) fn lsetxattr(path: &CStr, name: &CStr, value: &[u8]) -> io::Result<()
 /// The names of `path`'s extended attributes (not following a final
 /// symlink; `llistxattr`), each without its NUL.
 pub(crate) fn llistxattr(path: &CStr) -> io::Result<Vec<Vec<u8>>> {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: valid NUL-terminated path and a buffer of buf.len() bytes.
-        let rc = unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
-        match check(rc as libc::c_long) {
-            Ok(n) => {
-                buf.truncate(n as usize);
-                return Ok(buf
-                    .split(|b| *b == 0)
-                    .filter(|n| !n.is_empty())
-                    .map(<[u8]>::to_vec)
-                    .collect());
-            }
-            Err(e) if e.raw_os_error() == Some(libc::ERANGE) => buf.resize(buf.len() * 4, 0),
-            Err(e) => return Err(e),
-        }
-    }
+    // SAFETY: valid NUL-terminated path and a buffer of the length given.
+    names(|buf| unsafe { libc::llistxattr(path.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
+}
+
+/// The names of the open file `fd`'s extended attributes (`flistxattr`).
+pub(crate) fn flistxattr(fd: &impl AsRawFd) -> io::Result<Vec<Vec<u8>>> {
+    // SAFETY: an open descriptor and a buffer of the length given.
+    names(|buf| unsafe { libc::flistxattr(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })
 }
 
 /// The value of `path`'s extended attribute `name` (not following a final
 /// symlink; `lgetxattr`).
 pub(crate) fn lgetxattr(path: &CStr, name: &CStr) -> io::Result<Vec<u8>> {
-    let mut buf = vec![0u8; 256];
-    loop {
-        // SAFETY: valid NUL-terminated strings and a buffer of buf.len() bytes.
-        let rc = unsafe {
+    value(|buf| {
+        // SAFETY: valid NUL-terminated strings and a buffer of the length given.
+        unsafe {
             libc::lgetxattr(
                 path.as_ptr(),
                 name.as_ptr(),
                 buf.as_mut_ptr().cast(),
                 buf.len(),
             )
-        };
-        match check(rc as libc::c_long) {
+        }
+    })
+}
+
+/// The value of the open file `fd`'s extended attribute `name` (`fgetxattr`).
+pub(crate) fn fgetxattr(fd: &impl AsRawFd, name: &CStr) -> io::Result<Vec<u8>> {
+    value(|buf| {
+        // SAFETY: an open descriptor, a NUL-terminated name and a buffer of the length given.
+        unsafe {
+            libc::fgetxattr(
+                fd.as_raw_fd(),
+                name.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+            )
+        }
+    })
+}
+
+/// A list of NUL-terminated names from `call` (a `*listxattr`), growing the
+/// buffer while it is too small.
+fn names(call: impl FnMut(&mut [u8]) -> isize) -> io::Result<Vec<Vec<u8>>> {
+    let buf = grow(vec![0u8; 1024], call)?;
+    Ok(buf
+        .split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect())
+}
+
+/// A value from `call` (a `*getxattr`), growing the buffer while it is too small.
+fn value(call: impl FnMut(&mut [u8]) -> isize) -> io::Result<Vec<u8>> {
+    grow(vec![0u8; 256], call)
+}
+
+fn grow(mut buf: Vec<u8>, mut call: impl FnMut(&mut [u8]) -> isize) -> io::Result<Vec<u8>> {
+    loop {
+        match check(call(&mut buf) as libc::c_long) {
             Ok(n) => {
                 buf.truncate(n as usize);
                 return Ok(buf);

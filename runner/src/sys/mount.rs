@@ -117,3 +117,69 @@ pub(crate) fn fsmount(fs: &OwnedFd) -> io::Result<OwnedFd> {
     // SAFETY: fd is a fresh descriptor we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
+
+/// Detaches the mount at `path` (`MNT_DETACH`) and leaves the freeing of
+/// what it holds to a short-lived process of its own, together with
+/// whatever `keep` holds (a finished step's mount namespace): tearing down
+/// a tmpfs or an overlay of thousands of inodes takes tens of
+/// milliseconds, which the caller need not wait for. The mount is gone
+/// from the mount table when this returns; the process (a grandchild, so
+/// nobody has to reap it) holds a descriptor of the mount until then, so
+/// the last reference, and the teardown, are its. Without a process (fork
+/// failed) the teardown happens here.
+pub(crate) fn detach_in_background(path: &CStr, keep: Option<OwnedFd>) -> io::Result<()> {
+    // SAFETY: a NUL-terminated path; the descriptor returned is ours.
+    let held = unsafe {
+        let fd = libc::open(
+            path.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        );
+        check(fd.into())?;
+        OwnedFd::from_raw_fd(fd)
+    };
+    let keep_fd = keep.as_ref().map_or(held.as_raw_fd(), AsRawFd::as_raw_fd);
+    let mut ends = [0 as libc::c_int; 2];
+    // SAFETY: the kernel writes two descriptors into `ends`.
+    check(unsafe { libc::pipe2(ends.as_mut_ptr(), libc::O_CLOEXEC) }.into())?;
+    // SAFETY: both are fresh descriptors of ours.
+    let (wait_end, go_end) =
+        unsafe { (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1])) };
+    // SAFETY: between fork and _exit the children make only async-signal-safe
+    // system calls (fork, dup2, close_range, read, _exit) on descriptors that
+    // exist, so another thread of ours holding a lock cannot hurt them.
+    unsafe {
+        match libc::fork() {
+            0 => {
+                if libc::fork() == 0 {
+                    // The grandchild: keep the mount, the namespace and the
+                    // pipe's read end as 0, 1 and 2, close the rest (stdout
+                    // and stderr too: a caller reading them must not wait
+                    // for us), and wait for the detach.
+                    let ok = libc::dup2(held.as_raw_fd(), 0) == 0
+                        && libc::dup2(keep_fd, 1) == 1
+                        && libc::dup2(wait_end.as_raw_fd(), 2) == 2;
+                    libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
+                    let mut byte = 0u8;
+                    while ok && libc::read(2, (&mut byte as *mut u8).cast(), 1) < 0 {}
+                }
+                libc::_exit(0);
+            }
+            -1 => {}
+            child => {
+                let mut status = 0;
+                while libc::waitpid(child, &mut status, 0) < 0
+                    && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR)
+                {
+                }
+            }
+        }
+    }
+    drop(wait_end);
+    // SAFETY: a NUL-terminated path.
+    let detached = check(unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) }.into());
+    drop(keep);
+    drop(held);
+    // The grandchild's read ends: it exits, and the teardown is its.
+    drop(go_end);
+    detached.map(drop)
+}

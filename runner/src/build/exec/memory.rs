@@ -9,9 +9,10 @@
 //! cached steps, and a fresh layer the memory cannot take) goes to the
 //! layer store and stays there for the next build and `runner run`.
 //!
-//! Detaching a tmpfs of thousands of files takes milliseconds: the build's
-//! own, and the last RUN's scratch, are dropped in a thread once the stages
-//! are built, while the image is stored.
+//! Freeing a tmpfs of thousands of files takes tens of milliseconds: once
+//! the stages are built, the build's own tmpfs and the last RUN's scratch
+//! are detached and freed by a short-lived process of their own, so the
+//! build ends without waiting for it.
 
 use std::collections::{HashMap, HashSet};
 use std::fs;
@@ -48,9 +49,14 @@ pub(super) struct MemoryLayers {
 }
 
 impl MemoryLayers {
-    /// Whether it holds a tmpfs (dropping it takes time).
-    pub(super) fn holds_mounts(&self) -> bool {
-        self.retired.is_some() || matches!(self.scratch, Some(Some(_)))
+    /// Drops the tmpfs mounts, leaving their teardown to the background
+    /// ([`StepDir::drop_in_background`]: only while no other thread writes
+    /// to the store).
+    pub(super) fn drop_in_background(self) {
+        let dirs = self.retired.into_iter().chain(self.scratch.flatten());
+        for dir in dirs {
+            dir.drop_in_background();
+        }
     }
 
     /// Keeps a RUN's scratch until the next RUN's (dropping the one before),
