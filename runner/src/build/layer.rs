@@ -6,7 +6,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::SyncSender;
+use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::image::digest::{Algorithm, Digest};
@@ -63,32 +63,43 @@ const SPOOL_DEPTH: usize = 4;
 struct Spooler {
     buf: Vec<u8>,
     tx: Option<SyncSender<Vec<u8>>>,
+    /// Pieces the thread is done with, to fill again (fresh ones would
+    /// each cost a megabyte of page faults).
+    spent: Receiver<Vec<u8>>,
     thread: Option<JoinHandle<io::Result<(Digest, u64)>>>,
 }
 
 impl Spooler {
     fn start(mut file: File) -> Spooler {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(SPOOL_DEPTH);
+        let (spent_tx, spent) = std::sync::mpsc::channel();
         let thread = std::thread::spawn(move || {
             let mut hasher = Algorithm::Sha256.hasher();
             let mut len = 0u64;
-            for piece in rx {
+            for mut piece in rx {
                 hasher.update(&piece);
                 file.write_all(&piece)?;
                 len += piece.len() as u64;
+                piece.clear();
+                let _ = spent_tx.send(piece);
             }
             Ok((hasher.finish(), len))
         });
         Spooler {
             buf: Vec::with_capacity(SPOOL_CHUNK),
             tx: Some(tx),
+            spent,
             thread: Some(thread),
         }
     }
 
     /// Hands the buffered bytes to the thread; its error if it stopped.
     fn send(&mut self) -> io::Result<()> {
-        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(SPOOL_CHUNK));
+        let next = self
+            .spent
+            .try_recv()
+            .unwrap_or_else(|_| Vec::with_capacity(SPOOL_CHUNK));
+        let piece = std::mem::replace(&mut self.buf, next);
         let sent = self.tx.as_ref().map(|tx| tx.send(piece).is_ok());
         if sent == Some(true) {
             return Ok(());
