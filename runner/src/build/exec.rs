@@ -247,77 +247,6 @@ impl Builder<'_> {
         step_err(&self.opts.dockerfile_name, i, message)
     }
 
-    fn build_arg(&self, name: &str) -> Option<String> {
-        self.opts
-            .build_args
-            .iter()
-            .rev()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.clone())
-    }
-
-    fn platform_args(&self) -> Vec<(String, Option<String>)> {
-        let t = &self.platform;
-        let h = Platform::host();
-        vec![
-            ("TARGETPLATFORM".into(), Some(platform_string(t))),
-            ("TARGETOS".into(), Some(t.os.clone())),
-            ("TARGETARCH".into(), Some(t.architecture.clone())),
-            (
-                "TARGETVARIANT".into(),
-                Some(t.variant.clone().unwrap_or_default()),
-            ),
-            ("BUILDPLATFORM".into(), Some(platform_string(&h))),
-            ("BUILDOS".into(), Some(h.os.clone())),
-            ("BUILDARCH".into(), Some(h.architecture.clone())),
-            (
-                "BUILDVARIANT".into(),
-                Some(h.variant.clone().unwrap_or_default()),
-            ),
-        ]
-    }
-
-    fn expand_with(
-        &self,
-        text: &str,
-        vars: &[(String, Option<String>)],
-        i: &Instruction,
-    ) -> Result<String, Error> {
-        let lookup = |n: &str| {
-            vars.iter()
-                .rev()
-                .find(|(k, _)| k == n)
-                .and_then(|(_, v)| v.clone())
-        };
-        expand::word(text, self.escape, &lookup).map_err(|e| self.err(i, e.to_string()))
-    }
-
-    /// What `$name` means in a stage: ENV wins over ARG.
-    fn vars(&self, s: &State) -> Vec<(String, Option<String>)> {
-        let mut v: Vec<(String, Option<String>)> = s.args.clone();
-        v.extend(
-            cfg::env(&s.image)
-                .into_iter()
-                .map(|(k, val)| (k, Some(val))),
-        );
-        v
-    }
-
-    fn word(&self, text: &str, s: &State, i: &Instruction) -> Result<String, Error> {
-        self.expand_with(text, &self.vars(s), i)
-    }
-
-    fn words(&self, text: &str, s: &State, i: &Instruction) -> Result<Vec<String>, Error> {
-        let vars = self.vars(s);
-        let lookup = |n: &str| {
-            vars.iter()
-                .rev()
-                .find(|(k, _)| k == n)
-                .and_then(|(_, v)| v.clone())
-        };
-        expand::words(text, self.escape, &lookup).map_err(|e| self.err(i, e.to_string()))
-    }
-
     fn stage_index(&self, name: &str, before: usize) -> Option<usize> {
         let lower = name.to_ascii_lowercase();
         self.stages[..before]
@@ -603,3 +532,4 @@ mod instr;
 mod memory;
 pub mod mounts;
 mod parallel;
+mod vars;
