@@ -160,7 +160,10 @@ pub(crate) fn detach_in_background(path: &CStr, keep: Option<OwnedFd>) -> io::Re
                         && libc::dup2(wait_end.as_raw_fd(), 2) == 2;
                     libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32);
                     let mut byte = 0u8;
-                    while ok && libc::read(2, (&mut byte as *mut u8).cast(), 1) < 0 {}
+                    while ok
+                        && libc::read(2, (&mut byte as *mut u8).cast(), 1) < 0
+                        && *libc::__errno_location() == libc::EINTR
+                    {}
                 }
                 libc::_exit(0);
             }
