@@ -282,6 +282,11 @@ impl StagedFile {
         .await
     }
 
+    /// The file's length.
+    pub fn size(&self) -> Result<u64> {
+        Ok(self.file.metadata().map_err(local_err)?.len())
+    }
+
     /// The file's name in its directory.
     pub fn name(&self) -> &str {
         self.path

@@ -390,7 +390,7 @@ fn download_and_unpack(
         client.download_blob(digest, &partial, &mut |bytes| {
             done.fetch_add(bytes.len() as u64, Ordering::Relaxed);
         })?;
-        return Ok(store.put_blob_file(digest, &partial)?);
+        return Ok(store.put_hashed_file(digest, &partial)?);
     }
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(16);
     std::thread::scope(|s| {
@@ -416,7 +416,7 @@ fn download_and_unpack(
         let unpacked = unpacked.inspect_err(|_| {
             let _ = std::fs::remove_file(&partial);
         })?;
-        store.put_blob_file(digest, &partial)?;
+        store.put_hashed_file(digest, &partial)?;
         unpacked.install()?;
         Ok(())
     })

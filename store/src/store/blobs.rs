@@ -158,16 +158,46 @@ impl Store {
         digest: &Digest,
         path: &std::path::Path,
     ) -> Result<()> {
+        self.store_file(repo, digest, path, true).await
+    }
+
+    /// [`Store::put_blob_file`] for a file whose digest the caller computed
+    /// over exactly the bytes it wrote into it, in this process (a download
+    /// it verified, a layer it made). On a local store the file is moved in
+    /// without being read and hashed a second time; elsewhere its upload is
+    /// verified as always. The caller vouches for the digest: never use it
+    /// for a file another process could have written.
+    pub async fn put_hashed_file(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        path: &std::path::Path,
+    ) -> Result<()> {
+        self.store_file(repo, digest, path, false).await
+    }
+
+    async fn store_file(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        path: &std::path::Path,
+        verify: bool,
+    ) -> Result<()> {
         if let Some(root) = self.objects.local_root() {
             let dir = root.join(layout::staging_root().as_ref());
             if let Some(staged) = StagedFile::adopt(dir, path.to_path_buf()).await? {
-                let (actual, size) = staged.digest(digest.algorithm()).await?;
-                if &actual != digest {
-                    return Err(Error::DigestMismatch {
-                        expected: digest.clone(),
-                        actual,
-                    });
-                }
+                let size = if verify {
+                    let (actual, size) = staged.digest(digest.algorithm()).await?;
+                    if &actual != digest {
+                        return Err(Error::DigestMismatch {
+                            expected: digest.clone(),
+                            actual,
+                        });
+                    }
+                    size
+                } else {
+                    staged.size()?
+                };
                 let staging = layout::staging_file(staged.name());
                 return self
                     .commit_verified(repo, digest, size, &staging, None)

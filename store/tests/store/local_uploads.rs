@@ -170,3 +170,46 @@ async fn a_local_file_is_moved_in_verified_or_copied_across_filesystems() {
     let left = std::fs::read_dir(&staging).map(|d| d.count()).unwrap_or(0);
     assert_eq!(left, 0);
 }
+
+#[tokio::test]
+async fn a_file_hashed_by_its_writer_is_moved_in_unread_and_verified_when_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::local(dir.path())).await.unwrap();
+    let repo = RepoName::from_str("a/b").unwrap();
+
+    // Same filesystem: moved in under the digest its writer computed.
+    let data = b"a layer the runner wrote and hashed".repeat(1000);
+    let digest = Digest::of(Algorithm::Sha256, &data);
+    let file = dir.path().join("layer");
+    std::fs::write(&file, &data).unwrap();
+    let inode = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&file).unwrap());
+    store.put_hashed_file(&repo, &digest, &file).await.unwrap();
+    assert!(!file.exists());
+    let stored = dir.path().join(format!(
+        "storage/blobs/sha256/{}/{}",
+        &digest.hex()[..2],
+        digest.hex()
+    ));
+    assert_eq!(
+        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&stored).unwrap()),
+        inode
+    );
+    assert_eq!(read_back(&store, &digest).await, data);
+    assert_eq!(
+        store.blob_size(&repo, &digest).await.unwrap(),
+        data.len() as u64
+    );
+
+    // Another filesystem: the copy is an upload, verified as any other, so
+    // a wrong digest is still refused there.
+    let shm = tempfile::tempdir_in("/dev/shm").unwrap();
+    let far = shm.path().join("layer");
+    std::fs::write(&far, b"not what the digest says").unwrap();
+    let other = Digest::of(Algorithm::Sha256, b"what was announced");
+    let err = store
+        .put_hashed_file(&repo, &other, &far)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    assert!(!far.exists());
+}

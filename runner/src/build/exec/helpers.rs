@@ -95,7 +95,7 @@ impl Builder<'_> {
     ) -> Result<Record, Error> {
         let layer = match written {
             Some(w) if w.entries > 0 => {
-                self.with_store(|store| store.put_blob_file(&w.digest, &w.path))?;
+                self.with_store(|store| store.put_hashed_file(&w.digest, &w.path))?;
                 self.memory.borrow_mut().wrote(&w.digest);
                 Some((w.digest, w.size))
             }

@@ -321,6 +321,16 @@ impl ImageStore {
         Ok(self.block_on(self.store.put_blob_file(&pulling(), digest, file))?)
     }
 
+    /// [`ImageStore::put_blob_file`] for a file this process wrote and
+    /// hashed as it wrote it (a verified download, a built layer): the store
+    /// moves it in without reading it again. The file is gone afterwards.
+    pub fn put_hashed_file(&self, digest: &Digest, file: &Path) -> Result<()> {
+        if self.has_blob(digest)? {
+            return fs::remove_file(file).map_err(io_err("remove", file));
+        }
+        Ok(self.block_on(self.store.put_hashed_file(&pulling(), digest, file))?)
+    }
+
     /// The manifest stored as `tag` in `repo`, with its digest; `None` if there is none.
     fn tagged(&self, repo: &RepoName, tag: &Tag) -> Result<Option<(Digest, Manifest)>> {
         let found = self.block_on(self.store.manifest(
