@@ -10,7 +10,11 @@
 //!
 //! Writes run on a blocking thread fed through a bounded channel, and start
 //! write-back every 8 MiB (`sync_file_range`), so the fsync at commit only
-//! waits for the tail while the network, the hash and the disk overlap.
+//! waits for the tail while the network, the hash and the disk overlap. A
+//! writer whose client is served before the commit (the mirror's tee) asks
+//! for no write-back ([`WriteBehind::Off`]): starting it during the transfer
+//! takes the cores and the disk from the transfer, and nobody waits on that
+//! fsync.
 //!
 //! A [`StagedFile`] is the same idea for bytes that arrive whole (manifests)
 //! or as a finished local file (the runner's downloads): a locked file under
@@ -32,9 +36,21 @@ const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
 /// Body chunks queued between the network and the disk.
 const QUEUED_CHUNKS: usize = 4;
 
+/// Whether an append starts write-back as it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteBehind {
+    /// Every 8 MiB: the commit's fsync only waits for the tail (a client
+    /// waits on that commit: a push).
+    On,
+    /// Never: the page cache holds the bytes until the commit's fsync (the
+    /// client was served before it: a mirrored blob's first pull).
+    Off,
+}
+
 /// An upload's data file, locked exclusively until dropped.
 pub struct LockedData {
     file: File,
+    write_behind: WriteBehind,
 }
 
 fn local_err(e: io::Error) -> Error {
@@ -85,9 +101,10 @@ impl LockedData {
                 Err(std::fs::TryLockError::Error(e)) => return Err(e),
             }
             match std::fs::metadata(&path) {
-                Ok(now) if now.ino() == file.metadata()?.ino() => {
-                    Ok(Some(Some(LockedData { file })))
-                }
+                Ok(now) if now.ino() == file.metadata()?.ino() => Ok(Some(Some(LockedData {
+                    file,
+                    write_behind: WriteBehind::On,
+                }))),
                 Ok(_) => Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
                 Err(e) => Err(e),
@@ -95,6 +112,14 @@ impl LockedData {
         })
         .await?;
         locked.ok_or_else(unknown)
+    }
+
+    /// The same file, its appends starting write-back or not.
+    pub fn with_write_behind(self, write_behind: WriteBehind) -> LockedData {
+        LockedData {
+            write_behind,
+            ..self
+        }
     }
 
     /// Cut the file to `len` bytes, dropping what a failed append left past it.
@@ -123,7 +148,7 @@ impl LockedData {
         S: Stream<Item = io::Result<Bytes>> + Send,
     {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUED_CHUNKS);
-        let file = self.file;
+        let (file, write_behind) = (self.file, self.write_behind);
         let writer = tokio::task::spawn_blocking(move || {
             let mut pos = offset;
             let mut unflushed = offset;
@@ -137,7 +162,7 @@ impl LockedData {
                     break;
                 }
                 pos += chunk.len() as u64;
-                if pos - unflushed >= WRITE_BEHIND {
+                if write_behind == WriteBehind::On && pos - unflushed >= WRITE_BEHIND {
                     start_writeback(&file, unflushed, pos - unflushed);
                     unflushed = pos;
                 }
@@ -183,7 +208,7 @@ impl LockedData {
                 _ => Ok(()),
             });
         match result {
-            Ok(()) => Ok((LockedData { file }, written, hasher)),
+            Ok(()) => Ok((LockedData { file, write_behind }, written, hasher)),
             Err(e) => {
                 // A failed append leaves the file as it was: what it wrote
                 // past `offset` goes now, not when the session ends (on a

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::Store;
-use crate::local::StagedFile;
+use crate::local::{StagedFile, WriteBehind};
 use crate::objects::ByteStream;
 use crate::{layout, Digest, Error, NewEvent, RepoName, Result, UploadId};
 
@@ -127,7 +127,16 @@ impl Store {
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
         let id = self.start_upload(repo).await?;
-        let result = match self.append_upload(repo, &id, Some(0), len, body).await {
+        // A caller told early serves its client before the commit: no
+        // write-back during the transfer (see `local`).
+        let write_behind = match verified {
+            Some(_) => WriteBehind::Off,
+            None => WriteBehind::On,
+        };
+        let result = match self
+            .append_upload_with(repo, &id, Some(0), len, body, write_behind)
+            .await
+        {
             Ok(size) => {
                 if let Some(verified) = verified {
                     if let Some(h) = self.hashers.take(&id, size) {

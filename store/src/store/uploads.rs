@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::Store;
-use crate::local::LockedData;
+use crate::local::{LockedData, WriteBehind};
 use crate::meta::UploadRow;
 use crate::objects::Objects;
 use crate::{layout, Algorithm, Digest, Error, RepoName, Result, UploadId};
@@ -100,19 +100,41 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
+        self.append_upload_with(repo, id, start, len, body, WriteBehind::On)
+            .await
+    }
+
+    /// [`Store::append_upload`], choosing whether a local data file starts
+    /// write-back as it goes.
+    pub(crate) async fn append_upload_with<S>(
+        &self,
+        repo: &RepoName,
+        id: &UploadId,
+        start: Option<u64>,
+        len: Option<u64>,
+        body: S,
+        write_behind: WriteBehind,
+    ) -> Result<u64>
+    where
+        S: Stream<Item = std::io::Result<Bytes>> + Send,
+    {
         match &self.uploads {
             Uploads::LocalFile { root } => {
-                self.append_local(root, repo, id, start, len, body).await
+                let data = self
+                    .lock_data(root, repo, id)
+                    .await?
+                    .with_write_behind(write_behind);
+                self.append_local(data, repo, id, start, len, body).await
             }
             Uploads::Parts => self.append_part(repo, id, start, len, body).await,
         }
     }
 
-    /// Append to the session's data file, held locked from before its offset
-    /// is read until the new offset is recorded.
+    /// Append to the session's data file (`data`, locked by the caller
+    /// before the offset is read and held until the new offset is recorded).
     async fn append_local<S>(
         &self,
-        root: &FsPath,
+        data: LockedData,
         repo: &RepoName,
         id: &UploadId,
         start: Option<u64>,
@@ -122,7 +144,6 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        let data = self.lock_data(root, repo, id).await?;
         let up = self.upload(repo, id).await?;
         check_start(start, &up)?;
         let hasher = self.hashers.take(id, up.size);
