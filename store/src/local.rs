@@ -11,10 +11,12 @@
 //! Writes run on a blocking thread fed through a bounded channel, and start
 //! write-back every 8 MiB (`sync_file_range`), so the fsync at commit only
 //! waits for the tail while the network, the hash and the disk overlap. A
-//! writer whose client is served before the commit (the mirror's tee) asks
-//! for no write-back ([`WriteBehind::Off`]): starting it during the transfer
-//! takes the cores and the disk from the transfer, and nobody waits on that
-//! fsync.
+//! writer whose client is served as soon as the bytes hash right, before the
+//! commit (the mirror's tee), asks for [`WriteBehind::Off`]: no write-back
+//! (it would take the cores and the disk from the transfer, and nobody waits
+//! on that fsync), and the hash runs ahead of the page-cache copies by up to
+//! [`LAG_CHUNKS`] chunks on a thread of its own, telling its caller the
+//! digest the moment the last byte is hashed; the copies finish after.
 //!
 //! A [`StagedFile`] is the same idea for bytes that arrive whole (manifests)
 //! or as a finished local file (the runner's downloads): a locked file under
@@ -27,7 +29,7 @@ use std::os::unix::io::AsRawFd;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use futures::{Stream, StreamExt};
+use futures::{FutureExt, Stream, StreamExt};
 
 use crate::{Error, Hasher, Result, UploadId};
 
@@ -36,15 +38,28 @@ const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
 /// Body chunks queued between the network and the disk.
 const QUEUED_CHUNKS: usize = 4;
 
+/// Chunks the hash may run ahead of the writes in [`WriteBehind::Off`]
+/// (the mirror's 256 KiB chunks: 32 MiB a blob at most).
+pub const LAG_CHUNKS: usize = 128;
+
+/// The nice value of the thread that writes behind the hash: below the
+/// transfer, so the client is served first and the copies catch up after.
+const LAGGING_WRITER_NICE: libc::c_int = 10;
+
 /// Whether an append starts write-back as it goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WriteBehind {
     /// Every 8 MiB: the commit's fsync only waits for the tail (a client
     /// waits on that commit: a push).
     On,
     /// Never: the page cache holds the bytes until the commit's fsync (the
-    /// client was served before it: a mirrored blob's first pull).
-    Off,
+    /// client was served before it: a mirrored blob's first pull). The hash
+    /// runs ahead of the writes, and `hashed` gets the hasher once the
+    /// whole body (of the expected length, if one was given) is hashed,
+    /// while the last writes may still run; the append returns after them.
+    Off {
+        /// Told the running digest as soon as the last byte is hashed.
+        hashed: Option<tokio::sync::oneshot::Sender<Hasher>>,
+    },
 }
 
 /// An upload's data file, locked exclusively until dropped.
@@ -136,7 +151,8 @@ impl LockedData {
     /// body fails; a failed append cuts the file back to `offset`, so it holds
     /// no bytes nobody acknowledged. Returns the file, still locked, the bytes written and the
     /// hasher. The writer thread hashes, so receiving the body, hashing it and
-    /// copying it to the page cache run on two cores.
+    /// copying it to the page cache run on two cores; with
+    /// [`WriteBehind::Off`] the hash has a thread of its own and runs ahead.
     pub async fn append<S>(
         self,
         offset: u64,
@@ -148,27 +164,63 @@ impl LockedData {
         S: Stream<Item = io::Result<Bytes>> + Send,
     {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUED_CHUNKS);
-        let (file, write_behind) = (self.file, self.write_behind);
-        let writer = tokio::task::spawn_blocking(move || {
-            let mut pos = offset;
-            let mut unflushed = offset;
-            let mut result = Ok(());
-            while let Some(chunk) = rx.blocking_recv() {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(&chunk);
-                }
-                if let Err(e) = file.write_all_at(&chunk, pos) {
-                    result = Err(e);
-                    break;
-                }
-                pos += chunk.len() as u64;
-                if write_behind == WriteBehind::On && pos - unflushed >= WRITE_BEHIND {
-                    start_writeback(&file, unflushed, pos - unflushed);
-                    unflushed = pos;
-                }
+        let file = self.file;
+        let (hashed, write_behind) = match self.write_behind {
+            WriteBehind::Off { hashed } => (hashed, WriteBehind::Off { hashed: None }),
+            on => (None, on),
+        };
+        // `hash_ahead`: the hash on a thread of its own, ahead of the writes.
+        let (hash_ahead, writer) = match write_behind {
+            WriteBehind::On => {
+                let writer = tokio::task::spawn_blocking(move || {
+                    let chunks = std::iter::from_fn(|| {
+                        let chunk = rx.blocking_recv()?;
+                        if let Some(h) = hasher.as_mut() {
+                            h.update(&chunk);
+                        }
+                        Some(chunk)
+                    });
+                    let (file, result) = write_chunks(file, offset, chunks, true);
+                    (file, result, hasher)
+                });
+                (None, joined(writer).boxed())
             }
-            (file, result, hasher)
-        });
+            WriteBehind::Off { .. } => {
+                let (lag_tx, lag_rx) = std::sync::mpsc::sync_channel::<Bytes>(LAG_CHUNKS);
+                let hash = tokio::task::spawn_blocking(move || {
+                    while let Some(chunk) = rx.blocking_recv() {
+                        if let Some(h) = hasher.as_mut() {
+                            h.update(&chunk);
+                        }
+                        if lag_tx.send(chunk).is_err() {
+                            break; // the writer failed
+                        }
+                    }
+                    hasher
+                });
+                // A thread of its own, at a lower priority: the copies take
+                // the cores the transfer leaves, and catch up after it.
+                let (done, writer) = tokio::sync::oneshot::channel();
+                std::thread::Builder::new()
+                    .name("strata-lagging-writer".into())
+                    .spawn(move || {
+                        // SAFETY: a plain syscall on the calling thread (`0`
+                        // is this thread on Linux); it reads no memory. Only
+                        // a lower priority: if it fails, the writes run at
+                        // the usual one.
+                        unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, LAGGING_WRITER_NICE) };
+                        let (file, result) = write_chunks(file, offset, lag_rx.into_iter(), false);
+                        let _ = done.send((file, result, None));
+                    })
+                    .map_err(local_err)?;
+                let writer = async move {
+                    writer
+                        .await
+                        .map_err(|_| local_err(io::Error::other("the writer thread died")))
+                };
+                (Some(hash), writer.boxed())
+            }
+        };
         let mut body = std::pin::pin!(body);
         let mut written: u64 = 0;
         let mut outcome: Result<()> = Ok(());
@@ -193,11 +245,19 @@ impl LockedData {
             }
         }
         drop(tx);
-        let (file, wrote, hasher) = match writer.await {
-            Ok(done) => done,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            Err(e) => return Err(local_err(io::Error::other(e))),
+        let whole = outcome.is_ok() && expected_len.is_none_or(|expected| written == expected);
+        let hashed_ahead = match hash_ahead {
+            Some(hash) => {
+                let hasher = joined(hash).await?;
+                if let (true, Some(tell), Some(h)) = (whole, hashed, hasher.as_ref()) {
+                    let _ = tell.send(h.clone());
+                }
+                Some(hasher)
+            }
+            None => None,
         };
+        let (file, wrote, hasher) = writer.await?;
+        let hasher = hashed_ahead.unwrap_or(hasher);
         let result = outcome
             .and(wrote.map_err(local_err))
             .and(match expected_len {
@@ -221,6 +281,38 @@ impl LockedData {
             }
         }
     }
+}
+
+/// Wait for a blocking task, passing its panic on.
+async fn joined<T>(task: tokio::task::JoinHandle<T>) -> Result<T> {
+    match task.await {
+        Ok(done) => Ok(done),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => Err(local_err(io::Error::other(e))),
+    }
+}
+
+/// Write `chunks` into `file` from `offset` on, starting write-back every
+/// 8 MiB when `flush`; stops at the first error.
+fn write_chunks(
+    file: File,
+    offset: u64,
+    chunks: impl Iterator<Item = Bytes>,
+    flush: bool,
+) -> (File, io::Result<()>) {
+    let mut pos = offset;
+    let mut unflushed = offset;
+    for chunk in chunks {
+        if let Err(e) = file.write_all_at(&chunk, pos) {
+            return (file, Err(e));
+        }
+        pos += chunk.len() as u64;
+        if flush && pos - unflushed >= WRITE_BEHIND {
+            start_writeback(&file, unflushed, pos - unflushed);
+            unflushed = pos;
+        }
+    }
+    (file, Ok(()))
 }
 
 /// Bytes in a file of their own under `staging/`, locked from creation until

@@ -128,21 +128,38 @@ impl Store {
     {
         let id = self.start_upload(repo).await?;
         // A caller told early serves its client before the commit: no
-        // write-back during the transfer (see `local`).
+        // write-back during the transfer, and on a local store the digest
+        // as soon as the last byte is hashed (see `local`).
+        let (hashed_tx, hashed) = tokio::sync::oneshot::channel();
         let write_behind = match verified {
-            Some(_) => WriteBehind::Off,
+            Some(_) => WriteBehind::Off {
+                hashed: Some(hashed_tx),
+            },
             None => WriteBehind::On,
         };
-        let result = match self
-            .append_upload_with(repo, &id, Some(0), len, body, write_behind)
-            .await
-        {
+        let tell = |verified: tokio::sync::oneshot::Sender<bool>, h: &crate::Hasher| {
+            if h.algorithm() == digest.algorithm() {
+                let _ = verified.send(h.clone().finish() == *digest);
+            }
+        };
+        // `verified` comes back unsent when the append did not hash ahead.
+        let early = async {
+            let verified = verified?;
+            match hashed.await {
+                Ok(h) => {
+                    tell(verified, &h);
+                    None
+                }
+                Err(_) => Some(verified),
+            }
+        };
+        let append = self.append_upload_with(repo, &id, Some(0), len, body, write_behind);
+        let (appended, verified) = tokio::join!(append, early);
+        let result = match appended {
             Ok(size) => {
                 if let Some(verified) = verified {
                     if let Some(h) = self.hashers.take(&id, size) {
-                        if h.algorithm() == digest.algorithm() {
-                            let _ = verified.send(h.clone().finish() == *digest);
-                        }
+                        tell(verified, &h);
                         self.hashers.put(&id, size, Some(h));
                     }
                 }

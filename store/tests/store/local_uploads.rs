@@ -1,6 +1,7 @@
 //! Uploads on the embedded local store: chunked appends into one data file,
-//! a failed append that leaves no trace, one writer at a time, and a finish by
-//! a store that never saw the chunks (no cached hash, as after a restart).
+//! a failed append that leaves no trace, one writer at a time, a finish by
+//! a store that never saw the chunks (no cached hash, as after a restart),
+//! and the mirror's early-verified put, whose hash runs ahead of its writes.
 
 use std::str::FromStr;
 
@@ -8,7 +9,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use store::{Algorithm, Digest, Error, RepoName, Store, StoreConfig};
 
-use crate::harness::{body, read_back};
+use crate::harness::{body, owned_body, read_back};
 
 #[tokio::test]
 async fn chunked_upload_survives_a_failed_append_and_finishes_elsewhere() {
@@ -212,4 +213,88 @@ async fn a_file_hashed_by_its_writer_is_moved_in_unread_and_verified_when_copied
         .unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
     assert!(!far.exists());
+}
+
+/// 48 MiB in 256 KiB chunks: more than the writes may lag behind the hash.
+fn big_blob() -> Vec<Bytes> {
+    (0..192u32)
+        .map(|i| {
+            let chunk: Vec<u8> = (0..256 * 1024u32)
+                .map(|j| (i.wrapping_mul(31) ^ j.wrapping_mul(7)) as u8)
+                .collect();
+            Bytes::from(chunk)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_early_verified_put_says_so_before_it_returns_and_stores_only_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&StoreConfig::local(dir.path())).await.unwrap();
+    let repo = RepoName::from_str("mirror/big").unwrap();
+    let chunks = big_blob();
+    let whole: Vec<u8> = chunks.iter().flat_map(|c| c.iter().copied()).collect();
+    let digest = Digest::of(Algorithm::Sha256, &whole);
+    let size = whole.len() as u64;
+
+    // The right bytes: `verified` says true while the put still runs (its
+    // last writes and the commit), and the blob reads back whole once it
+    // returns.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let put = store.put_blob_early(
+        &repo,
+        &digest,
+        Some(size),
+        owned_body(chunks.clone()),
+        Some(tx),
+    );
+    tokio::pin!(put);
+    let verified = tokio::select! {
+        verified = rx => verified,
+        done = &mut put => panic!("the put returned ({done:?}) before saying whether the bytes verify"),
+    };
+    assert_eq!(verified, Ok(true));
+    put.await.unwrap();
+    assert_eq!(store.blob_size(&repo, &digest).await.unwrap(), size);
+    assert!(
+        read_back(&store, &digest).await == whole,
+        "the stored bytes differ"
+    );
+
+    // Bytes that are not the digest's.
+    let mut tampered = chunks.clone();
+    tampered[150] = Bytes::from(vec![0u8; 256 * 1024]);
+    let lie = Digest::of(Algorithm::Sha256, b"not these bytes");
+    let err = refused_early(&store, &lie, size, owned_body(tampered)).await;
+    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    // The right bytes, one chunk short of the announced length.
+    let short = owned_body(chunks[..chunks.len() - 1].to_vec());
+    let err = refused_early(&store, &digest, size, short).await;
+    assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
+    // A body that fails half-way.
+    let broken = owned_body(chunks[..100].to_vec()).chain(futures::stream::once(async {
+        Err(std::io::Error::other("the upstream went away"))
+    }));
+    let err = refused_early(&store, &digest, size, broken).await;
+    assert!(matches!(err, Error::BodyIncomplete { .. }), "{err}");
+}
+
+/// Put `body` early as `digest` into a fresh repository: the put fails, its
+/// caller is never told the bytes verified, and nothing is stored. The error.
+async fn refused_early(
+    store: &Store,
+    digest: &Digest,
+    size: u64,
+    body: impl futures::Stream<Item = std::io::Result<Bytes>> + Send,
+) -> Error {
+    let repo = RepoName::from_str("mirror/refused").unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let err = store
+        .put_blob_early(&repo, digest, Some(size), body, Some(tx))
+        .await
+        .unwrap_err();
+    assert_ne!(rx.await, Ok(true), "told verified: {err}");
+    let gone = store.blob_size(&repo, digest).await.unwrap_err();
+    assert!(matches!(gone, Error::BlobUnknown { .. }), "{gone}");
+    err
 }
