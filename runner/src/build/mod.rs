@@ -33,6 +33,7 @@ pub mod copy;
 pub mod exec;
 pub mod expand;
 pub mod fetch;
+pub mod git;
 pub mod history;
 pub mod ignore;
 pub mod layer;

@@ -20,6 +20,7 @@
 mod build;
 mod build_add;
 mod build_copy;
+mod build_git;
 mod build_memory;
 mod build_mount;
 mod containers;

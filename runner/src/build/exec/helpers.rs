@@ -11,6 +11,7 @@ use super::super::config as cfg;
 use super::super::context::Context;
 use super::super::copy::Src;
 use super::super::fetch;
+use super::super::git;
 use super::super::ignore::Ignore;
 use super::super::layer::LAYER_MEDIA_TYPE;
 use super::super::parse::{Instruction, Keyword};
@@ -276,4 +277,60 @@ impl Builder<'_> {
         }
         Ok((sources, fetch_dir, unfetched))
     }
+
+    /// ADD of a git URL (its only source): fetched and checked out in a
+    /// scratch directory, with `--checksum` (a commit id) checked. `None`
+    /// for any other COPY or ADD.
+    pub(super) fn git_source(
+        &self,
+        i: &Instruction,
+        srcs: &[String],
+        checksum: Option<&str>,
+    ) -> Result<Option<GitSource>, Error> {
+        if i.keyword != Keyword::Add || !srcs.iter().any(|s| git::is_git_url(s)) {
+            return Ok(None);
+        }
+        if srcs.len() > 1 || i.flag("from").is_some() {
+            let m = "ADD of a git repository takes no other source and no --from";
+            return Err(self.err(i, m.into()));
+        }
+        let src = &srcs[0];
+        let url = git::parse(src).map_err(|m| self.err(i, m))?;
+        let dir = StepDir::create(self.root)?;
+        let (repo, home) = (dir.file("repo"), dir.file("home"));
+        std::fs::create_dir(&home).map_err(|e| Error::io("create", &home, e))?;
+        let commit =
+            git::checkout(&url, &repo, &home).map_err(|m| self.err(i, format!("{src}: {m}")))?;
+        if let Some(want) = checksum.filter(|c| *c != commit) {
+            let m = format!("--checksum={want} does not match {src}: it is at commit {commit}");
+            return Err(self.err(i, m));
+        }
+        let keep = i
+            .flags
+            .iter()
+            .any(|(n, v)| n == "keep-git-dir" && v.as_deref() != Some("false"));
+        let ignore = Ignore::parse(if keep { "" } else { ".git" });
+        let context = Context::open(&repo, &ignore, home.join("stat-cache"))
+            .map_err(|e| Error::io("list", &repo, e))?;
+        let subdir = if url.subdir.is_empty() {
+            ".".into()
+        } else {
+            url.subdir
+        };
+        Ok(Some(GitSource {
+            _dir: dir,
+            context,
+            subdir,
+        }))
+    }
+}
+
+/// A checked-out repository an ADD copies from, listed as a context.
+pub(super) struct GitSource {
+    /// The scratch directory holding the checkout, until the layer is written.
+    _dir: StepDir,
+    /// The checkout (without `.git` unless `--keep-git-dir`).
+    pub context: Context,
+    /// The directory of it to add (`.`: all of it).
+    pub subdir: String,
 }

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::super::cache;
 use super::super::config as cfg;
-use super::super::copy::{self, Sources};
+use super::super::copy::{self, Sources, Src};
 use super::super::expand;
 use super::super::ignore::Ignore;
 use super::super::live::Painter;
@@ -496,11 +496,14 @@ impl Builder<'_> {
             .flag("checksum")
             .map(|c| self.word(c, st, i))
             .transpose()?;
+        let mut git = self.git_source(i, srcs, checksum.as_deref())?;
         let mut revalidate = true;
         loop {
             // `_fetched` holds the fetched URLs' bodies until the layer is written.
-            let (sources, _fetched, unfetched) =
-                self.gather_sources(st, i, srcs, revalidate, checksum.as_deref())?;
+            let (sources, _fetched, unfetched) = match &git {
+                Some(g) => (vec![Src::Path(g.subdir.clone())], None, false),
+                None => self.gather_sources(st, i, srcs, revalidate, checksum.as_deref())?,
+            };
             let view = LayerView::new(self.layer_dirs(&st.layers)?);
             let owner = match i.flag("chown") {
                 Some(c) => {
@@ -537,15 +540,25 @@ impl Builder<'_> {
                     .iter()
                     .any(|(n, v)| n == "parents" && v.as_deref() != Some("false")),
             };
-            let (plan, from_key) = match &from {
-                Some(f) => {
+            let (plan, from_key) = match (&from, &mut git) {
+                (_, Some(g)) => {
+                    let plan = copy::plan(
+                        &mut Sources::Context(&mut g.context),
+                        &sources,
+                        &dest,
+                        &view,
+                        &opts,
+                    );
+                    (plan.map_err(|m| self.err(i, m))?, String::new())
+                }
+                (Some(f), None) => {
                     let (src_view, key) = self.sources_for_from(f, s, i)?;
                     let plan =
                         copy::plan(&mut Sources::View(&src_view), &sources, &dest, &view, &opts)
                             .map_err(|m| self.err(i, m))?;
                     (plan, key.to_string())
                 }
-                None => {
+                (None, None) => {
                     let ctx = self.context()?;
                     let plan =
                         copy::plan(&mut Sources::Context(ctx), &sources, &dest, &view, &opts);
