@@ -101,10 +101,13 @@ impl GitServer {
         format!("git://127.0.0.1:{}/repo.git{fragment}", self.port)
     }
 
-    /// Commit `content` as README on main and publish it.
+    /// Commit `content` as README on main, and `hostetc` -> `/etc`, and
+    /// publish it.
     fn commit_readme(&self, content: &str) {
         std::fs::write(self.work.join("README"), content).unwrap();
-        git(&self.home, &self.work, &["commit", "-qam", "more"]);
+        let _ = std::os::unix::fs::symlink("/etc", self.work.join("hostetc"));
+        git(&self.home, &self.work, &["add", "-A"]);
+        git(&self.home, &self.work, &["commit", "-qm", "more"]);
         let bare = self.work.parent().unwrap().join("served/repo.git");
         git(
             &self.home,
@@ -152,7 +155,7 @@ fn add_git_is_cached_by_content_and_failures_name_the_line() {
     let w = World::new();
     let g = GitServer::start(&w);
     let df = format!(
-        "FROM base\nADD {} /src\nRUN date +%s%N > /stamp\n",
+        "FROM base\nADD {} /src\nRUN cat /proc/sys/kernel/random/uuid > /stamp\n",
         g.url("#main")
     );
     let dir = context(&w, "gitcache", &df, &[]);
@@ -172,6 +175,24 @@ fn add_git_is_cached_by_content_and_failures_name_the_line() {
         "v3\n"
     );
     assert_ne!(w.ok(&["run", "local/gitcache", "cat", "/stamp"]), stamp);
+
+    // A symbolic link to the host's /etc, as the directory to add: the
+    // link itself is added, never the host's files.
+    let dir = context(
+        &w,
+        "gitlink",
+        &format!("FROM base\nADD {} /e\n", g.url("#main:hostetc")),
+        &[],
+    );
+    build_ok(&w, &dir, &["-t", "local/gitlink"]);
+    let listing = w.ok(&[
+        "run",
+        "local/gitlink",
+        "sh",
+        "-c",
+        "test -L /e && readlink /e; cat /e/shadow 2>/dev/null || true",
+    ]);
+    assert_eq!(listing, "/etc\n", "the link itself, no host file");
 
     let missing = format!("git://127.0.0.1:{}/none.git", g.port);
     fails(
