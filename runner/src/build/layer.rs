@@ -54,6 +54,9 @@ pub struct Meta {
 
 /// Bytes go to the spooler's thread in pieces of this size.
 const SPOOL_CHUNK: usize = 1 << 20;
+/// The spooler starts write-back of the layer file every this many bytes,
+/// while the tar is still being made.
+const WRITE_BACK: u64 = 2 << 20;
 /// Pieces queued for the spooler's thread.
 const SPOOL_DEPTH: usize = 4;
 
@@ -76,10 +79,17 @@ impl Spooler {
         let thread = std::thread::spawn(move || {
             let mut hasher = Algorithm::Sha256.hasher();
             let mut len = 0u64;
+            let mut flushed = 0u64;
             for mut piece in rx {
                 hasher.update(&piece);
                 file.write_all(&piece)?;
                 len += piece.len() as u64;
+                if len - flushed >= WRITE_BACK {
+                    // The store's fsync then only waits for the tail. A
+                    // failure only leaves more for that fsync to do.
+                    let _ = crate::sys::fs::start_write_back(&file, flushed, len - flushed);
+                    flushed = len;
+                }
                 piece.clear();
                 let _ = spent_tx.send(piece);
             }

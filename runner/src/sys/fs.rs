@@ -1,5 +1,6 @@
-//! File attributes nix does not wrap: extended attributes, and the inode
-//! flags of `chattr` (`FS_IOC_GETFLAGS`/`FS_IOC_SETFLAGS`).
+//! File calls nix does not wrap: extended attributes, the inode flags of
+//! `chattr` (`FS_IOC_GETFLAGS`/`FS_IOC_SETFLAGS`), and starting write-back
+//! of a file's range (`sync_file_range`).
 
 use std::ffi::CStr;
 use std::io;
@@ -112,4 +113,15 @@ pub(crate) fn add_inode_flags(fd: &impl AsRawFd, flags: libc::c_int) -> io::Resu
     let new = now | flags;
     // SAFETY: as above; the kernel only reads the int.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_SETFLAGS, &new) }.into()).map(drop)
+}
+
+/// Starts writing bytes `offset..offset + len` of `fd` to disk without
+/// waiting for them (`sync_file_range(SYNC_FILE_RANGE_WRITE)`), so a later
+/// fsync only waits for what came after.
+pub(crate) fn start_write_back(fd: &impl AsRawFd, offset: u64, len: u64) -> io::Result<()> {
+    let (offset, len) = (offset as libc::off64_t, len as libc::off64_t);
+    // SAFETY: plain integers; `fd` is an open descriptor.
+    let rc =
+        unsafe { libc::sync_file_range(fd.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE) };
+    check(rc.into()).map(drop)
 }
