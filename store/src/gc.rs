@@ -106,7 +106,7 @@ impl Store {
                 if !options.dry_run {
                     let name: RepoName = repo.parse()?;
                     self.meta
-                        .delete_manifest(&name, &digest, crate::Effects::default())
+                        .delete_manifest(&name, &digest, &[], crate::Effects::default())
                         .await?;
                 }
                 report.manifests.push((repo, digest));

@@ -124,7 +124,7 @@ impl Store {
             for digest in self.meta.repo_manifests(&name).await? {
                 if !dry_run {
                     self.meta
-                        .delete_manifest(&name, &digest, crate::Effects::default())
+                        .delete_manifest(&name, &digest, &[], crate::Effects::default())
                         .await?;
                 }
                 deleted.push((repo.clone(), digest));

@@ -48,6 +48,10 @@ pub struct Checks<'a> {
     pub require_refs: bool,
     /// The budgets the manifest's bytes must fit in.
     pub quotas: &'a [Quota],
+    /// Blobs the manifest references that this repository holds move from
+    /// it into `repo` (linked there unless held already, unlinked here), in
+    /// the push's transaction (a local client's staging repository).
+    pub adopt_from: Option<&'a RepoName>,
 }
 
 impl Meta {
@@ -90,6 +94,7 @@ impl Meta {
         let Checks {
             require_refs,
             quotas,
+            adopt_from,
         } = checks;
         let now = now();
         let digest_s = digest.to_string();
@@ -131,6 +136,10 @@ impl Meta {
                 return Err(Error::ManifestBlobUnknown {
                     digest: child.clone(),
                 });
+            }
+            if let (Some(from), RefKind::Blob) = (adopt_from, kind) {
+                self.adopt_blob(&mut tx, quotas, (repo, from), child, now)
+                    .await?;
             }
             sqlx::query(
                 "INSERT INTO manifest_refs (repo, manifest, child) VALUES ($1, $2, $3) \
@@ -186,11 +195,54 @@ impl Meta {
         Ok(())
     }
 
-    /// Remove a manifest, its references and the tags pointing at it. Returns whether it existed.
+    /// Move `digest` from `from` into `repo` inside the caller's
+    /// transaction, if `from` holds it (`repo` may hold it already).
+    async fn adopt_blob(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        quotas: &[Quota],
+        (repo, from): (&RepoName, &RepoName),
+        digest: &Digest,
+        now: i64,
+    ) -> Result<()> {
+        let digest_s = digest.to_string();
+        let held = |r: &RepoName| {
+            sqlx::query(
+                "SELECT b.size FROM repo_blobs r JOIN blobs b ON b.digest = r.digest \
+                 WHERE r.repo = $1 AND r.digest = $2",
+            )
+            .bind(r.as_str().to_owned())
+            .bind(digest_s.clone())
+        };
+        let Some(row) = held(from).fetch_optional(&mut **tx).await? else {
+            return Ok(());
+        };
+        if held(repo).fetch_optional(&mut **tx).await?.is_none() {
+            let size = row.try_get::<i64, _>(0)? as u64;
+            self.admit(tx, quotas, repo, (digest, size)).await?;
+            sqlx::query("INSERT INTO repo_blobs (repo, digest, created_at) VALUES ($1, $2, $3)")
+                .bind(repo.as_str())
+                .bind(&digest_s)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+        }
+        sqlx::query("DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2")
+            .bind(from.as_str())
+            .bind(&digest_s)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Remove a manifest, its references and the tags pointing at it, and
+    /// unlink `blobs` from `repo` with it (those only it used, for a client
+    /// that keeps no untagged content). Returns whether it existed.
     pub async fn delete_manifest(
         &self,
         repo: &RepoName,
         digest: &Digest,
+        blobs: &[Digest],
         effects: Effects<'_>,
     ) -> Result<bool> {
         let digest_s = digest.to_string();
@@ -228,6 +280,13 @@ impl Meta {
             .await?;
         if done.rows_affected() == 0 {
             return Ok(false);
+        }
+        for blob in blobs {
+            sqlx::query("DELETE FROM repo_blobs WHERE repo = $1 AND digest = $2")
+                .bind(repo.as_str())
+                .bind(blob.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         outbox::insert_events(&mut tx, effects.events).await?;
         tx.commit().await?;

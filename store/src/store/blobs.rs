@@ -94,6 +94,43 @@ impl Store {
             .collect())
     }
 
+    /// Store `bytes` (a config, a small file) as blob `digest` of `repo`,
+    /// verifying them: one durable write and one metadata commit, without
+    /// the upload session [`Store::put_blob`] keeps for a stream.
+    pub async fn put_blob_bytes(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        bytes: Bytes,
+    ) -> Result<()> {
+        let actual = Digest::of(digest.algorithm(), &bytes);
+        if &actual != digest {
+            return Err(Error::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
+        }
+        let size = bytes.len() as u64;
+        let quotas = self.quotas_for(repo);
+        if !quotas.is_empty() {
+            self.precheck(&quotas, digest, size).await?;
+        }
+        let _gate = self.gc_gate.read().await;
+        self.put_small_blob(digest, bytes.clone()).await?;
+        self.meta
+            .commit_blob(repo, (digest, size), None, &quotas)
+            .await?;
+        // As in `commit_verified`: a GC in another process may have swept
+        // the stored copy just before the metadata committed.
+        if matches!(
+            self.objects.head(&layout::blob(digest)).await,
+            Err(object_store::Error::NotFound { .. })
+        ) {
+            self.put_small_blob(digest, bytes).await?;
+        }
+        Ok(())
+    }
+
     /// Push a whole blob in one go.
     pub async fn put_blob<S>(
         &self,

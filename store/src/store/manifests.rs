@@ -33,6 +33,17 @@ pub struct StoredManifest {
     pub bytes: Option<Bytes>,
 }
 
+/// Where the blobs a manifest references must be.
+#[derive(Clone, Copy)]
+enum Refs<'a> {
+    /// In the repository.
+    Required,
+    /// Anywhere or nowhere yet (a sparse push, a mirror's copy).
+    Sparse,
+    /// In the repository, or in this one to be moved from.
+    AdoptFrom(&'a RepoName),
+}
+
 impl Store {
     /// Validate and store a manifest, then point `reference` (if a tag) and `extra_tags` at it.
     pub async fn put_manifest(
@@ -70,8 +81,36 @@ impl Store {
             reference,
             (content_type, bytes),
             extra_tags,
-            !self.allow_sparse,
+            if self.allow_sparse {
+                Refs::Sparse
+            } else {
+                Refs::Required
+            },
             effects,
+        )
+        .await
+    }
+
+    /// Store a manifest as [`Store::put_manifest`] does, for a local client
+    /// that stages what it downloads or builds in repository `from`: each
+    /// blob it references that `repo` lacks must be in `from`, and every
+    /// referenced blob `from` holds moves from there into `repo` in the
+    /// manifest's own transaction (one commit for the whole image).
+    pub async fn put_manifest_adopting(
+        &self,
+        repo: &RepoName,
+        reference: &Reference,
+        content_type: Option<&str>,
+        bytes: Bytes,
+        from: &RepoName,
+    ) -> Result<PutManifest> {
+        self.store_manifest(
+            repo,
+            reference,
+            (content_type, bytes),
+            &[],
+            Refs::AdoptFrom(from),
+            Effects::default(),
         )
         .await
     }
@@ -91,7 +130,7 @@ impl Store {
             reference,
             (content_type, bytes),
             &[],
-            false,
+            Refs::Sparse,
             Effects::default(),
         )
         .await
@@ -104,7 +143,7 @@ impl Store {
         reference: &Reference,
         (content_type, bytes): (Option<&str>, Bytes),
         extra_tags: &[Tag],
-        require_refs: bool,
+        refs: Refs<'_>,
         effects: Effects<'_>,
     ) -> Result<PutManifest> {
         if bytes.len() > manifest::MAX_MANIFEST_SIZE {
@@ -127,7 +166,7 @@ impl Store {
             }
             Reference::Tag(_) => Digest::of(Algorithm::Sha256, &bytes),
         };
-        self.check_refs(repo, &parsed.refs, require_refs).await?;
+        self.check_refs(repo, &parsed.refs, refs).await?;
         let mut tags: Vec<Tag> = extra_tags.to_vec();
         if let Reference::Tag(t) = reference {
             tags.insert(0, t.clone());
@@ -142,8 +181,12 @@ impl Store {
                 &parsed,
                 &tags,
                 Checks {
-                    require_refs,
+                    require_refs: !matches!(refs, Refs::Sparse),
                     quotas: &self.quotas_for(repo),
+                    adopt_from: match refs {
+                        Refs::AdoptFrom(from) => Some(from),
+                        Refs::Required | Refs::Sparse => None,
+                    },
                 },
                 effects,
             )
@@ -156,18 +199,21 @@ impl Store {
     }
 
     /// Check each reference against what `repo` holds: a size other than the
-    /// stored content's is refused always; absent content unless `require`
-    /// is off (sparse manifests). Only `repo` is looked at, never content
-    /// another repository holds.
+    /// stored content's is refused always; absent content unless `rule` is
+    /// [`Refs::Sparse`]. Only `repo` is looked at (and the repository blobs
+    /// are adopted from), never content another repository holds.
     async fn check_refs(
         &self,
         repo: &RepoName,
         refs: &[(Digest, RefKind, u64)],
-        require: bool,
+        rule: Refs<'_>,
     ) -> Result<()> {
         for (digest, kind, declared) in refs {
             let stored = match kind {
-                RefKind::Blob => self.meta.repo_blob_size(repo, digest).await?,
+                RefKind::Blob => match (self.meta.repo_blob_size(repo, digest).await?, rule) {
+                    (None, Refs::AdoptFrom(from)) => self.meta.repo_blob_size(from, digest).await?,
+                    (held, _) => held,
+                },
                 RefKind::Manifest => self.meta.manifest(repo, digest).await?.map(|m| m.size),
                 RefKind::ForeignBlob => continue,
             };
@@ -179,7 +225,7 @@ impl Store {
                         stored,
                     })
                 }
-                None if require => {
+                None if !matches!(rule, Refs::Sparse) => {
                     return Err(Error::ManifestBlobUnknown {
                         digest: digest.clone(),
                     })
@@ -255,13 +301,35 @@ impl Store {
     ) -> Result<()> {
         let existed = match reference {
             Reference::Tag(t) => self.meta.delete_tag(repo, t, effects).await?,
-            Reference::Digest(d) => self.meta.delete_manifest(repo, d, effects).await?,
+            Reference::Digest(d) => self.meta.delete_manifest(repo, d, &[], effects).await?,
         };
         if existed {
             Ok(())
         } else {
             Err(Error::ManifestUnknown {
                 reference: reference.to_string(),
+            })
+        }
+    }
+
+    /// Delete manifest `digest` of `repo` (with every tag pointing at it)
+    /// and unlink `blobs` from `repo` in the same commit: for a local client
+    /// that keeps no untagged content, the blobs only that manifest used.
+    pub async fn delete_manifest_unlinking(
+        &self,
+        repo: &RepoName,
+        digest: &Digest,
+        blobs: &[Digest],
+    ) -> Result<()> {
+        if self
+            .meta
+            .delete_manifest(repo, digest, blobs, Effects::default())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(Error::ManifestUnknown {
+                reference: digest.to_string(),
             })
         }
     }

@@ -23,6 +23,7 @@ use crate::quota::{
     quota_holds_across_concurrent_stores, quota_refuses_the_byte_over_and_counts_blobs_once,
 };
 use crate::retention::retention_deletes_only_what_nothing_keeps;
+use crate::staging::staged_blobs_move_into_the_image_with_its_manifest;
 
 /// Bytes no other case or run produces.
 pub(crate) fn content(what: &str) -> Bytes {
@@ -565,4 +566,5 @@ contract!(
     browse_summaries_tag_details_and_totals,
     quota_refuses_the_byte_over_and_counts_blobs_once,
     quota_holds_across_concurrent_stores,
+    staged_blobs_move_into_the_image_with_its_manifest,
 );

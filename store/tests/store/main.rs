@@ -13,6 +13,9 @@
 //!   re-check, manifest pulls, the lock), run by `contract` on both backends;
 //! - `quota`: quotas' contract cases (budgets, dedup, warnings, usage
 //!   after GC, concurrent writers), run by `contract` on both backends;
+//! - `staging`: a local client's staging repository (small blobs, manifests
+//!   that move their staged blobs in, deletes that unlink), run by
+//!   `contract` on both backends;
 //! - `harness`: backends and helpers they share.
 
 mod contract;
@@ -22,4 +25,5 @@ mod local_uploads;
 mod outbox;
 mod quota;
 mod retention;
+mod staging;
 mod tag_cache;

@@ -306,9 +306,8 @@ impl ImageStore {
         if self.has_blob(digest)? {
             return Ok(());
         }
-        let body = futures::stream::iter([Ok(Bytes::copy_from_slice(bytes))]);
-        let len = Some(bytes.len() as u64);
-        Ok(self.block_on(self.store.put_blob(&pulling(), digest, len, body))?)
+        let bytes = Bytes::copy_from_slice(bytes);
+        Ok(self.block_on(self.store.put_blob_bytes(&pulling(), digest, bytes))?)
     }
 
     /// Moves a downloaded file into the store, which verifies its digest.
@@ -369,7 +368,7 @@ impl ImageStore {
             return Ok(()); // tagged so already (a fully cached rebuild)
         }
         for d in blobs_of(&parsed) {
-            self.link_blob(&repo, d)?;
+            self.reach_blob(&repo, d)?;
         }
         // A manifest without mediaType was served as an OCI manifest (pull
         // resolved indexes already).
@@ -377,35 +376,32 @@ impl ImageStore {
             .media_type
             .is_none()
             .then_some(store::manifest::OCI_MANIFEST);
-        let put = self.block_on(self.store.put_manifest(
+        // One commit: the manifest, its tag, and its blobs moved out of
+        // [`PULLING`] (fresh downloads and built layers).
+        let put = self.block_on(self.store.put_manifest_adopting(
             &repo,
             &store::Reference::Tag(tag),
             content_type,
             Bytes::copy_from_slice(manifest),
-            &[],
+            &pulling(),
         ))?;
         if let Some((old, _)) = previous.filter(|(old, _)| old != &put.digest) {
             self.drop_if_untagged(&repo, &old)?;
         }
-        for d in blobs_of(&parsed) {
-            match self.block_on(self.store.delete_blob(&pulling(), d)) {
-                Ok(()) | Err(store::Error::BlobUnknown { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
         Ok(())
     }
 
-    /// Makes stored blob `digest` visible in `repo`. The store mounts only
-    /// from a named repository: [`PULLING`] first (a fresh download), then
-    /// a repository that holds it (a layer shared with another image, not
-    /// downloaded again). The runner owns every repository of its store.
-    fn link_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        if self.block_on(self.store.blob_size(repo, digest)).is_ok() {
-            return Ok(());
-        }
-        if self.block_on(self.store.mount_blob(repo, digest, &pulling()))? {
-            return Ok(());
+    /// Makes sure stored blob `digest` can be part of an image of `repo`:
+    /// it is there already, or in [`PULLING`] (a fresh download or a built
+    /// layer, which the manifest's put moves over), or else it is mounted
+    /// from a repository that holds it (a layer shared with another image,
+    /// not downloaded again). The store mounts only from a named
+    /// repository; the runner owns every repository of its store.
+    fn reach_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
+        for held in [repo, &pulling()] {
+            if self.block_on(self.store.blob_size(held, digest)).is_ok() {
+                return Ok(());
+            }
         }
         for from in self.linked_in(digest, 4)? {
             if self.block_on(self.store.mount_blob(repo, digest, &from))? {
@@ -441,13 +437,14 @@ impl ImageStore {
             "manifest",
             &format_args!("{repo}@{digest}"),
         )?;
-        self.block_on(self.store.delete_manifest(repo, &by_digest))?;
-        for d in blobs_of(&manifest).filter(|d| !used.contains(*d)) {
-            match self.block_on(self.store.delete_blob(repo, d)) {
-                Ok(()) | Err(store::Error::BlobUnknown { .. }) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        let only_its: Vec<Digest> = blobs_of(&manifest)
+            .filter(|d| !used.contains(*d))
+            .cloned()
+            .collect();
+        self.block_on(
+            self.store
+                .delete_manifest_unlinking(repo, digest, &only_its),
+        )?;
         Ok(())
     }
 
