@@ -1,6 +1,8 @@
 //! The snapshot: a RUN's overlay upper directory turned into a layer tar.
 //!
-//! Walked in sorted order. A 0:0 character device (overlay's whiteout)
+//! Walked in sorted order. A regular file under a directory the layers
+//! below do not have (most of what a RUN writes) is not stat'ed by the
+//! walk: its reader thread reads its metadata from the open file. A 0:0 character device (overlay's whiteout)
 //! becomes an empty `.wh.NAME`; a directory marked opaque gets a
 //! `.wh..wh..opq` entry first; files with several links become one file
 //! and hard links to it; owners, modes, set-id bits, devices, FIFOs,
@@ -18,7 +20,7 @@ use std::ffi::{CStr, CString};
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::SyncSender;
 
@@ -49,8 +51,7 @@ const READERS: usize = 4;
 /// the layer writer's own thread hashes it).
 pub fn snapshot(upper: &Path, below: &LayerView, out: &Path) -> io::Result<Written> {
     let mut entries = Vec::new();
-    let mut links = HashMap::new();
-    walk(upper, "", Some(below), &mut entries, &mut links)?;
+    walk(upper, "", Some(below), &mut entries)?;
     let total = entries.len();
     let readers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, READERS));
     // Reader r takes entries r, r + readers, r + 2 * readers, ...
@@ -68,12 +69,24 @@ pub fn snapshot(upper: &Path, below: &LayerView, out: &Path) -> io::Result<Writt
                 rx
             })
             .collect();
+        // Files with several links become one file and hard links to it,
+        // the first in tar order holding the bytes.
+        let mut links: HashMap<Inode, String> = HashMap::new();
         // An error returns here, which drops the receivers and so stops the readers.
         for i in 0..total {
             let item = rxs[i % readers]
                 .recv()
                 .map_err(|_| io::Error::other("a snapshot reader stopped"))?;
-            let (meta, data) = item?;
+            let (mut meta, data, inode) = item?;
+            if let Some(inode) = inode {
+                if let Some(first) = links.get(&inode) {
+                    meta.kind = Kind::Hardlink(first.clone());
+                    meta.xattrs.clear();
+                    w.add(&meta, None)?;
+                    continue;
+                }
+                links.insert(inode, meta.path.clone());
+            }
             match data {
                 Data::None => w.add(&meta, None)?,
                 Data::Bytes(b) => w.add(&meta, Some(&mut b.as_slice()))?,
@@ -85,12 +98,31 @@ pub fn snapshot(upper: &Path, below: &LayerView, out: &Path) -> io::Result<Writt
     w.finish()
 }
 
-/// Where an entry's bytes (and, for a new file, its xattrs) come from.
+/// Where an entry's bytes (and, for a new file, its xattrs and metadata) come from.
 enum Source {
     /// Nothing to read.
     None,
-    /// A regular file; `xattrs`: its xattrs are still to be read.
-    File { path: PathBuf, xattrs: bool },
+    /// A regular file; `xattrs`: its xattrs are still to be read; `stat`:
+    /// so is its metadata (the entry holds only its path).
+    File {
+        path: PathBuf,
+        xattrs: bool,
+        stat: bool,
+    },
+}
+
+/// A regular file's device and inode, when it has several links.
+type Inode = (u64, u64);
+
+/// An entry the walk found: what it is, where its bytes come from, and
+/// its inode if it is a regular file with several links.
+type Entry = (Meta, Source, Option<Inode>);
+
+/// What a reader hands the tar writer for an entry.
+type Item = (Meta, Data, Option<Inode>);
+
+fn inode_of(meta: &fs::Metadata) -> Option<Inode> {
+    (meta.is_file() && meta.nlink() > 1).then(|| (meta.dev(), meta.ino()))
 }
 
 /// An entry's bytes, as the reader hands them to the tar writer.
@@ -102,21 +134,54 @@ enum Data {
 
 /// Opens the entries' files in order and sends them on, until the writer
 /// stops taking them.
-fn read_ahead(entries: Entries, tx: SyncSender<io::Result<(Meta, Data)>>) {
-    for (mut meta, source) in entries {
+fn read_ahead(entries: Entries, tx: SyncSender<io::Result<Item>>) {
+    for (mut meta, source, mut inode) in entries {
         let data = match source {
             Source::None => Ok(Data::None),
-            Source::File { path, xattrs } => open_entry(&mut meta, &path, xattrs),
+            Source::File { path, xattrs, stat } => {
+                open_entry(&mut meta, &path, (xattrs, stat), &mut inode)
+            }
         };
         let failed = data.is_err();
-        if tx.send(data.map(|d| (meta, d))).is_err() || failed {
+        if tx.send(data.map(|d| (meta, d, inode))).is_err() || failed {
             return;
         }
     }
 }
 
-fn open_entry(meta: &mut Meta, path: &Path, xattrs: bool) -> io::Result<Data> {
-    let mut file = File::open(path)?;
+/// Opens a file for reading without updating its access time (which would
+/// dirty every inode the snapshot reads), if the kernel allows it here.
+fn open_noatime(path: &Path) -> io::Result<File> {
+    let open = |flags| {
+        fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(flags)
+            .open(path)
+    };
+    match open(libc::O_NOATIME | libc::O_NOFOLLOW) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => open(libc::O_NOFOLLOW),
+        other => other,
+    }
+}
+
+fn open_entry(
+    meta: &mut Meta,
+    path: &Path,
+    (xattrs, stat): (bool, bool),
+    inode: &mut Option<Inode>,
+) -> io::Result<Data> {
+    let mut file = open_noatime(path)?;
+    if stat {
+        let m = file.metadata()?;
+        if !m.is_file() {
+            return Err(io::Error::other(format!(
+                "{} changed while the layer was made",
+                path.display()
+            )));
+        }
+        *meta = plain(std::mem::take(&mut meta.path), &m, Kind::File(m.len()));
+        *inode = inode_of(&m);
+    }
     if xattrs {
         meta.xattrs = xattrs_from(
             || crate::sys::fs::flistxattr(&file),
@@ -136,7 +201,7 @@ fn open_entry(meta: &mut Meta, path: &Path, xattrs: bool) -> io::Result<Data> {
     }
 }
 
-type Entries = Vec<(Meta, Source)>;
+type Entries = Vec<Entry>;
 
 /// Walks directory `dir` (layer path `prefix`); returns whether anything
 /// under it was added. `below` is `None` under a directory the layers below
@@ -146,18 +211,40 @@ fn walk(
     prefix: &str,
     below: Option<&LayerView>,
     out: &mut Entries,
-    links: &mut HashMap<(u64, u64), String>,
 ) -> io::Result<bool> {
-    // The entries' metadata through the directory (`fstatat`), not full paths.
     let mut names: Vec<_> = fs::read_dir(dir)?
-        .map(|e| e.and_then(|e| Ok((e.file_name(), e.metadata()?))))
+        .map(|e| e.map(|e| (e.file_name(), e)))
         .collect::<io::Result<_>>()?;
     names.sort_by(|a, b| a.0.cmp(&b.0));
     let mut any = false;
-    for (name, meta) in names {
+    for (name, dirent) in names {
         let full = dir.join(&name);
         let name = name.to_string_lossy().into_owned();
         let rel = format!("{prefix}{name}");
+        // A new regular file (the directory's type says so, without a
+        // stat): its reader reads the rest.
+        if below.is_none() && dirent.file_type()?.is_file() && !MOUNT_POINTS.contains(&rel.as_str())
+        {
+            let entry = Meta {
+                path: rel,
+                kind: Kind::File(0),
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                xattrs: Vec::new(),
+            };
+            let source = Source::File {
+                path: full,
+                xattrs: true,
+                stat: true,
+            };
+            out.push((entry, source, None));
+            any = true;
+            continue;
+        }
+        // The metadata through the directory (`fstatat`), not the full path.
+        let meta = dirent.metadata()?;
         let lower = below.and_then(|b| b.lookup(Path::new(&rel)));
         if is_whiteout(&meta) {
             // Overlay only whites out what the layers below have.
@@ -165,6 +252,7 @@ fn walk(
                 out.push((
                     plain(format!("{prefix}.wh.{name}"), &meta, Kind::File(0)),
                     Source::None,
+                    None,
                 ));
                 any = true;
             }
@@ -188,15 +276,16 @@ fn walk(
             let at = out.len();
             let mut header = header(rel.clone(), &meta, Kind::Dir, &full)?;
             header.xattrs.retain(|(n, _)| !is_overlay_xattr(n));
-            out.push((header, Source::None));
+            out.push((header, Source::None, None));
             if opaque {
                 out.push((
                     plain(format!("{rel}/.wh..wh..opq"), &meta, Kind::File(0)),
                     Source::None,
+                    None,
                 ));
             }
             let lower_dir = below.filter(|_| lower.as_ref().is_some_and(|(_, m)| m.is_dir()));
-            let below_any = walk(&full, &format!("{rel}/"), lower_dir, out, links)?;
+            let below_any = walk(&full, &format!("{rel}/"), lower_dir, out)?;
             // A new /etc holding only the sandbox's mount points is the sandbox's too.
             if rel == "etc" && lower.is_none() && !below_any && only_mount_points(&full) {
                 out.truncate(at);
@@ -210,17 +299,6 @@ fn walk(
             continue;
         }
         let kind = if ft.is_file() {
-            if meta.nlink() > 1 {
-                if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
-                    out.push((
-                        plain(rel, &meta, Kind::Hardlink(first.clone())),
-                        Source::None,
-                    ));
-                    any = true;
-                    continue;
-                }
-                links.insert((meta.dev(), meta.ino()), rel.clone());
-            }
             Kind::File(meta.len())
         } else if ft.is_symlink() {
             Kind::Symlink(fs::read_link(&full)?.to_string_lossy().into_owned())
@@ -242,6 +320,7 @@ fn walk(
                 Source::File {
                     path: full,
                     xattrs: true,
+                    stat: false,
                 },
             ),
             _ => {
@@ -255,13 +334,14 @@ fn walk(
                     true => Source::File {
                         path: full,
                         xattrs: false,
+                        stat: false,
                     },
                     false => Source::None,
                 };
                 (entry, source)
             }
         };
-        out.push((entry, source));
+        out.push((entry, source, inode_of(&meta)));
         any = true;
     }
     Ok(any)

@@ -168,10 +168,21 @@ fn snapshot_keeps_whiteouts_opaque_dirs_links_and_special_files() {
         "FROM base\nRUN mkdir -p /d/old /o && echo 1 > /d/gone && echo 2 > /o/old\n\
          RUN rm /d/gone && rm -rf /o && mkdir /o && echo new > /o/new \
          && echo h > /h1 && ln /h1 /h2 && mkfifo /fifo && mknod /null2 c 1 3 \
-         && cp /bin/busybox /suid && chmod 4755 /suid && chown 1:2 /h1 && ln -s /h1 /sym\n",
+         && cp /bin/busybox /suid && chmod 4755 /suid && chown 1:2 /h1 && ln -s /h1 /sym \
+         && mkdir /n && echo n > /n/a && ln /n/a /n/b && ln /n/a /h3 && chmod 600 /n/a && chown 3:4 /n/b\n",
         &[],
     );
     build_ok(&w, &dir, &["-t", "local/snap"]);
+    // Links between a file of a new directory (its metadata read by the
+    // snapshot's readers) and one beside older files (read by the walk).
+    let out = w.ok(&[
+        "run",
+        "local/snap",
+        "sh",
+        "-c",
+        "stat -c '%i %a %u:%g %h' /h3 /n/a /n/b | sort -u | wc -l; stat -c '%a %u:%g %h' /n/b; cat /h3",
+    ]);
+    assert_eq!(out, "1\n600 3:4 3\nn\n");
     let out = w.ok(&[
         "run",
         "local/snap",
