@@ -42,6 +42,9 @@ const MOUNT_POINTS: [&str; 6] = [
 const SMALL_FILE: u64 = 64 << 10;
 /// Entries each reader reads ahead of the tar writer.
 const READ_AHEAD: usize = 128;
+/// Readers hand entries over this many at a time (one wake-up per batch,
+/// not per file).
+const BATCH: usize = 32;
 /// At most this many reader threads (fewer on fewer cores).
 const READERS: usize = 4;
 
@@ -52,19 +55,21 @@ const READERS: usize = 4;
 pub fn snapshot(upper: &Path, below: &LayerView, out: &Path) -> io::Result<Written> {
     let mut entries = Vec::new();
     walk(upper, "", Some(below), &mut entries)?;
-    let total = entries.len();
     let readers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, READERS));
-    // Reader r takes entries r, r + readers, r + 2 * readers, ...
-    let mut shares: Vec<Entries> = (0..readers).map(|_| Vec::new()).collect();
-    for (i, e) in entries.into_iter().enumerate() {
-        shares[i % readers].push(e);
+    // The entries in batches; reader r takes batches r, r + readers, ...
+    let mut shares: Vec<Vec<Entries>> = (0..readers).map(|_| Vec::new()).collect();
+    let mut batches = 0;
+    let mut entries = entries.into_iter().peekable();
+    while entries.peek().is_some() {
+        shares[batches % readers].push(entries.by_ref().take(BATCH).collect());
+        batches += 1;
     }
     let mut w = LayerWriter::create(out)?;
     std::thread::scope(|scope| {
         let rxs: Vec<_> = shares
             .into_iter()
             .map(|share| {
-                let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD);
+                let (tx, rx) = std::sync::mpsc::sync_channel(READ_AHEAD / BATCH);
                 scope.spawn(move || read_ahead(share, tx));
                 rx
             })
@@ -73,10 +78,11 @@ pub fn snapshot(upper: &Path, below: &LayerView, out: &Path) -> io::Result<Writt
         // the first in tar order holding the bytes.
         let mut links: HashMap<Inode, String> = HashMap::new();
         // An error returns here, which drops the receivers and so stops the readers.
-        for i in 0..total {
-            let item = rxs[i % readers]
-                .recv()
-                .map_err(|_| io::Error::other("a snapshot reader stopped"))?;
+        let items = (0..batches).flat_map(|b| match rxs[b % readers].recv() {
+            Ok(batch) => batch,
+            Err(_) => vec![Err(io::Error::other("a snapshot reader stopped"))],
+        });
+        for item in items {
             let (mut meta, data, inode) = item?;
             if let Some(inode) = inode {
                 if let Some(first) = links.get(&inode) {
@@ -132,18 +138,26 @@ enum Data {
     File(File),
 }
 
-/// Opens the entries' files in order and sends them on, until the writer
-/// stops taking them.
-fn read_ahead(entries: Entries, tx: SyncSender<io::Result<Item>>) {
-    for (mut meta, source, mut inode) in entries {
-        let data = match source {
-            Source::None => Ok(Data::None),
-            Source::File { path, xattrs, stat } => {
-                open_entry(&mut meta, &path, (xattrs, stat), &mut inode)
+/// Opens its batches' files in order and sends each batch on, until the
+/// writer stops taking them.
+fn read_ahead(batches: Vec<Entries>, tx: SyncSender<Vec<io::Result<Item>>>) {
+    for batch in batches {
+        let mut items = Vec::with_capacity(batch.len());
+        let mut failed = false;
+        for (mut meta, source, mut inode) in batch {
+            let data = match source {
+                Source::None => Ok(Data::None),
+                Source::File { path, xattrs, stat } => {
+                    open_entry(&mut meta, &path, (xattrs, stat), &mut inode)
+                }
+            };
+            failed = data.is_err();
+            items.push(data.map(|d| (meta, d, inode)));
+            if failed {
+                break;
             }
-        };
-        let failed = data.is_err();
-        if tx.send(data.map(|d| (meta, d, inode))).is_err() || failed {
+        }
+        if tx.send(items).is_err() || failed {
             return;
         }
     }
