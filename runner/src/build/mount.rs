@@ -188,9 +188,6 @@ pub fn parse(value: &str, workdir: &str) -> Result<Mount, String> {
     if m.kind == Type::Cache && m.id.is_empty() {
         m.id = m.target.clone();
     }
-    if m.kind == Type::Cache && m.from.is_some() {
-        return Err("--mount=type=cache,from=... is not supported yet".into());
-    }
     if m.kind != Type::Bind && m.kind != Type::Cache && !m.source.is_empty() {
         return Err(format!(
             "--mount: source is for bind and cache mounts, not {:?}",

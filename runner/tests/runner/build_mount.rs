@@ -116,6 +116,49 @@ fn run_mounts_bind_cache_and_tmpfs_and_leave_no_mount_point() {
 }
 
 #[test]
+fn a_cache_mount_from_a_stage_starts_with_its_files_once() {
+    let w = World::new();
+    let dir = context(
+        &w,
+        "cachefrom",
+        "FROM base AS seed
+RUN mkdir -p /seed/sub && echo seeded > /seed/sub/f && chown 7:8 /seed/sub/f
+FROM base
+RUN --mount=type=cache,id=c1,target=/c,from=seed,source=/seed cat /c/sub/f > /first && stat -c '%u:%g' /c/sub/f > /owner && echo more >> /c/sub/f
+RUN --mount=type=cache,id=c1,target=/c,from=seed,source=/seed cat /c/sub/f > /second
+",
+        &[],
+    );
+    build_ok(&w, &dir, &["-t", "local/cachefrom"]);
+    let cat = |f: &str| w.ok(&["run", "local/cachefrom", "cat", f]);
+    assert_eq!(cat("/first"), "seeded\n");
+    // Copied as COPY copies (BuildKit keeps the seed's owners).
+    assert_eq!(cat("/owner"), "0:0\n");
+    // The same cache, already made: what the step before wrote, not the seed again.
+    assert_eq!(cat("/second"), "seeded\nmore\n");
+    // The seed stage itself is unchanged by the writes into the cache.
+    build_ok(&w, &dir, &["-t", "local/seed", "--target", "seed"]);
+    assert_eq!(
+        w.ok(&["run", "local/seed", "cat", "/seed/sub/f"]),
+        "seeded\n"
+    );
+    // A source that is a file is refused.
+    let dir = context(
+        &w,
+        "cachefromfile",
+        "FROM base AS seed\nRUN echo x > /x\nFROM base\nRUN --mount=type=cache,target=/c,from=seed,source=/x true\n",
+        &[],
+    );
+    let out = crate::build::build(&w, &dir, &[]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("source \"/x\" is not a directory"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
 fn secrets_reach_the_step_that_mounts_them_and_nothing_else() {
     let w = World::new();
     let secret = "s3cr3t-b9f1e7";

@@ -14,7 +14,10 @@
 //! removes only those no step holds. A secret file is written by the
 //! sandbox on a tmpfs of the step's own mount namespace
 //! ([`crate::spec::SecretFile`]), so it is never on disk. Neither cache
-//! mounts' content nor secrets are in the key.
+//! mounts' content nor secrets are in the key; a cache mount `from=` a
+//! stage, an image or the context starts with the files of its `source`
+//! there (planned like a bind, whose summary joins the key) when the
+//! cache is first made.
 
 use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -83,6 +86,23 @@ impl Builder<'_> {
                     key.push_str(&plan.summary.join("\n"));
                     let direct = self.direct_bind(&m, is_dir);
                     (Some((plan, is_dir)), direct)
+                }
+                // A cache mount's seed: what a new cache starts with.
+                Type::Cache if m.from.is_some() => {
+                    let (plan, is_dir, from_key) = self.plan_bind(s, &m, i)?;
+                    if !is_dir {
+                        return Err(self.err(
+                            i,
+                            format!(
+                                "--mount=type=cache,from={}: source {:?} is not a directory",
+                                m.from.as_deref().unwrap_or_default(),
+                                m.source
+                            ),
+                        ));
+                    }
+                    key.push_str(&from_key);
+                    key.push_str(&plan.summary.join("\n"));
+                    (Some((plan, is_dir)), None)
                 }
                 _ => (None, None),
             };
@@ -186,7 +206,8 @@ impl Builder<'_> {
                     });
                 }
                 Type::Cache => {
-                    let host = cache_dir(self.root, m, dir, n, &mut ready._locks)?;
+                    let seed = p.bind.as_ref().map(|(plan, _)| plan);
+                    let host = cache_dir(self.root, (m, seed), dir, n, &mut ready._locks)?;
                     ready.volumes.push(Volume {
                         host,
                         container: target,
@@ -264,11 +285,11 @@ fn bind_tree(plan: &Plan, is_dir: bool, dir: &StepDir, n: usize) -> Result<PathB
     Ok(tree.join(name))
 }
 
-/// The cache mount's directory, made on first use with its mode and owner,
-/// and locked as its sharing says.
+/// The cache mount's directory, made on first use with its mode and owner
+/// (and, with `from=`, the seed's files), and locked as its sharing says.
 fn cache_dir(
     root: &Root,
-    m: &Mount,
+    (m, seed): (&Mount, Option<&Plan>),
     dir: &StepDir,
     n: usize,
     locks: &mut Vec<Flock<File>>,
@@ -295,14 +316,31 @@ fn cache_dir(
         Err((_, e)) => return Err(Error::io("lock", &lock_path, e.into())),
     };
     if !path.exists() {
+        // Made beside it and renamed into place, so a step sharing the cache
+        // sees it whole or not at all (and the first rename wins).
+        let new = dir.file(&format!("mount-{n}.new"));
         fs::DirBuilder::new()
             .mode(m.mode)
-            .create(&path)
-            .map_err(|e| Error::io("create", &path, e))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(m.mode))
-            .map_err(|e| Error::io("chmod", &path, e))?;
-        std::os::unix::fs::chown(&path, Some(m.uid), Some(m.gid))
-            .map_err(|e| Error::io("chown", &path, e))?;
+            .create(&new)
+            .map_err(|e| Error::io("create", &new, e))?;
+        if let Some(plan) = seed {
+            let tar = dir.file(&format!("mount-{n}.tar"));
+            let written = copy::write(plan, &tar).map_err(|e| Error::io("write", &tar, e))?;
+            let file = File::open(&tar).map_err(|e| Error::io("open", &tar, e))?;
+            unpack::unpack_into(file, &new, &written.digest, Whiteouts::Apply)
+                .map_err(|e| Error::io("unpack", &new, std::io::Error::other(e.to_string())))?;
+            let _ = fs::remove_file(&tar);
+        }
+        fs::set_permissions(&new, fs::Permissions::from_mode(m.mode))
+            .map_err(|e| Error::io("chmod", &new, e))?;
+        std::os::unix::fs::chown(&new, Some(m.uid), Some(m.gid))
+            .map_err(|e| Error::io("chown", &new, e))?;
+        if let Err(e) = fs::rename(&new, &path) {
+            let _ = fs::remove_dir_all(&new);
+            if !path.is_dir() {
+                return Err(Error::io("rename", &path, e));
+            }
+        }
     }
     Ok(path)
 }
