@@ -79,6 +79,9 @@ pub struct Options {
     /// `--parents`: each source keeps its parent directories under the
     /// destination (those after a `/./` in the source, if it has one).
     pub parents: bool,
+    /// The copies keep their sources' owners instead of 0:0 (what a mount
+    /// `from=` a stage or an image shows, as BuildKit mounts it).
+    pub keep_owners: bool,
 }
 
 /// What went wrong planning a COPY (the caller adds file and line).
@@ -114,9 +117,14 @@ pub fn plan(
         extract,
         exclude,
         parents,
+        keep_owners,
     } = opts;
     let (owner, chmod, extract) = (*owner, *chmod, *extract);
     let (uid, gid) = owner.unwrap_or((0, 0));
+    let owner_of = |m: &fs::Metadata| match keep_owners {
+        true => (m.uid(), m.gid()),
+        false => (uid, gid),
+    };
     // Resolve every source to (relative path, is_dir) lists first.
     let mut resolved: Vec<(Option<String>, Vec<String>)> = Vec::new();
     // Per source: how many leading path elements `--parents` drops.
@@ -335,8 +343,7 @@ pub fn plan(
                         base.clone(),
                         &real,
                         &meta,
-                        uid,
-                        gid,
+                        owner_of(&meta),
                         chmod,
                         rel,
                         "",
@@ -351,7 +358,15 @@ pub fn plan(
                     }
                     let to = join(&base, &sub);
                     add(
-                        &mut plan, sources, to, &path, &m, uid, gid, chmod, rel, &sub,
+                        &mut plan,
+                        sources,
+                        to,
+                        &path,
+                        &m,
+                        owner_of(&m),
+                        chmod,
+                        rel,
+                        &sub,
                     )?;
                 }
             } else {
@@ -386,7 +401,15 @@ pub fn plan(
                             None => file_dest(rel),
                         };
                         add(
-                            &mut plan, sources, to, &real, &meta, uid, gid, chmod, rel, "",
+                            &mut plan,
+                            sources,
+                            to,
+                            &real,
+                            &meta,
+                            owner_of(&meta),
+                            chmod,
+                            rel,
+                            "",
                         )?;
                     }
                 }
@@ -429,8 +452,7 @@ fn add(
     to: String,
     real: &Path,
     meta: &fs::Metadata,
-    uid: u32,
-    gid: u32,
+    (uid, gid): (u32, u32),
     chmod: Option<u32>,
     rel: &str,
     sub: &str,

@@ -69,14 +69,13 @@ impl GitServer {
             let l = TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let daemon = Command::new("git")
+        // git-daemon itself, not `git daemon`: that runs it as a child of
+        // its own, which killing `git` would leave behind.
+        let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
+        let exec_path = String::from_utf8(exec_path.stdout).unwrap();
+        let daemon = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
             .env("HOME", &home)
-            .args([
-                "daemon",
-                "--reuseaddr",
-                "--export-all",
-                "--listen=127.0.0.1",
-            ])
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1"])
             .arg(format!("--port={port}"))
             .arg(format!("--base-path={}", served.display()))
             .arg(&served)

@@ -79,7 +79,15 @@ pub(super) fn add_parents(
                 .ok_or_else(|| format!("{src_dir}: not found"))?,
         };
         add(
-            plan, sources, to, &real, &meta, uid, gid, chmod, &src_dir, "",
+            plan,
+            sources,
+            to,
+            &real,
+            &meta,
+            (uid, gid),
+            chmod,
+            &src_dir,
+            "",
         )?;
     }
     Ok(())

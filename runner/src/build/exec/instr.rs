@@ -539,6 +539,7 @@ impl Builder<'_> {
                     .flags
                     .iter()
                     .any(|(n, v)| n == "parents" && v.as_deref() != Some("false")),
+                keep_owners: false,
             };
             let (plan, from_key) = match (&from, &mut git) {
                 (_, Some(g)) => {

@@ -128,9 +128,11 @@ impl Builder<'_> {
         };
         let srcs = [Src::Path(source.clone())];
         let empty = LayerView::new(Vec::new());
-        let plan = |sources: &mut Sources<'_>| {
-            copy::plan(sources, &srcs, "/", &empty, &copy::Options::default())
+        let opts = copy::Options {
+            keep_owners: m.from.is_some(),
+            ..Default::default()
         };
+        let plan = |sources: &mut Sources<'_>| copy::plan(sources, &srcs, "/", &empty, &opts);
         match &m.from {
             Some(f) => {
                 let (view, key) = self.sources_for_from(f, s, i)?;
