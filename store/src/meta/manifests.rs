@@ -196,7 +196,10 @@ impl Meta {
     }
 
     /// Move `digest` from `from` into `repo` inside the caller's
-    /// transaction, if `from` holds it (`repo` may hold it already).
+    /// transaction, if `from` holds it (`repo` may hold it already); an
+    /// error if neither does. `from` is looked at first: a racing put of the
+    /// same image moves blobs only from there into `repo`, so a blob `from`
+    /// no longer holds is in `repo` by the time `repo` is looked at.
     async fn adopt_blob(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -215,7 +218,12 @@ impl Meta {
             .bind(digest_s.clone())
         };
         let Some(row) = held(from).fetch_optional(&mut **tx).await? else {
-            return Ok(());
+            return match held(repo).fetch_optional(&mut **tx).await? {
+                Some(_) => Ok(()),
+                None => Err(Error::ManifestBlobUnknown {
+                    digest: digest.clone(),
+                }),
+            };
         };
         if held(repo).fetch_optional(&mut **tx).await?.is_none() {
             let size = row.try_get::<i64, _>(0)? as u64;

@@ -210,9 +210,18 @@ impl Store {
     ) -> Result<()> {
         for (digest, kind, declared) in refs {
             let stored = match kind {
-                RefKind::Blob => match (self.meta.repo_blob_size(repo, digest).await?, rule) {
-                    (None, Refs::AdoptFrom(from)) => self.meta.repo_blob_size(from, digest).await?,
-                    (held, _) => held,
+                // Whether a staged blob is there is for the manifest's own
+                // transaction to say: a racing put of the same image may move
+                // it from `from` into `repo` between two looks from here.
+                RefKind::Blob => match rule {
+                    Refs::AdoptFrom(from) => match self.meta.repo_blob_size(from, digest).await? {
+                        None => match self.meta.repo_blob_size(repo, digest).await? {
+                            None => continue,
+                            held => held,
+                        },
+                        staged => staged,
+                    },
+                    Refs::Required | Refs::Sparse => self.meta.repo_blob_size(repo, digest).await?,
                 },
                 RefKind::Manifest => self.meta.manifest(repo, digest).await?.map(|m| m.size),
                 RefKind::ForeignBlob => continue,

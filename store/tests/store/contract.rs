@@ -23,7 +23,10 @@ use crate::quota::{
     quota_holds_across_concurrent_stores, quota_refuses_the_byte_over_and_counts_blobs_once,
 };
 use crate::retention::retention_deletes_only_what_nothing_keeps;
-use crate::staging::staged_blobs_move_into_the_image_with_its_manifest;
+use crate::staging::{
+    one_image_adopted_twice_at_once_succeeds_twice,
+    staged_blobs_move_into_the_image_with_its_manifest,
+};
 
 /// Bytes no other case or run produces.
 pub(crate) fn content(what: &str) -> Bytes {
@@ -567,4 +570,5 @@ contract!(
     quota_refuses_the_byte_over_and_counts_blobs_once,
     quota_holds_across_concurrent_stores,
     staged_blobs_move_into_the_image_with_its_manifest,
+    one_image_adopted_twice_at_once_succeeds_twice,
 );

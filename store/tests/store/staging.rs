@@ -55,6 +55,22 @@ pub(crate) async fn staged_blobs_move_into_the_image_with_its_manifest(backend: 
     );
     assert!(holds(&store, &staging, &layer).await);
     assert!(!holds(&store, &images, &layer).await);
+    // Nor one only another repository holds (stored, but not reachable).
+    let (elsewhere, elsewhere_bytes) = stage("another repository's");
+    store
+        .put_blob_bytes(&repo("other"), &elsewhere, elsewhere_bytes.clone())
+        .await
+        .unwrap();
+    let foreign = sizes(Some((&elsewhere, elsewhere_bytes.len())));
+    let refused = store
+        .put_manifest_adopting(&images, &tag, None, foreign, &staging)
+        .await;
+    assert!(
+        matches!(refused, Err(Error::ManifestBlobUnknown { .. })),
+        "{refused:?}"
+    );
+    assert!(holds(&store, &staging, &layer).await);
+    assert!(!holds(&store, &images, &layer).await);
 
     // The image: its blobs are in `images` now and no longer staged.
     let put = store
@@ -119,4 +135,72 @@ pub(crate) async fn staged_blobs_move_into_the_image_with_its_manifest(backend: 
         matches!(again, Err(Error::ManifestUnknown { .. })),
         "{again:?}"
     );
+}
+
+/// Two builds tag the same pulled image at once (stages that share a
+/// base): one moves the staged blobs, the other must find them in the
+/// image's repository, not fail because they left staging between its
+/// looks. Two threads, each with its own runtime and store, put the same
+/// manifest; the second starts a little later each round, so that in some
+/// rounds its checks run while the first one commits.
+pub(crate) async fn one_image_adopted_twice_at_once_succeeds_twice(backend: &Backend) {
+    const ROUNDS: u64 = 150;
+    let (staging, images) = (repo("staging"), repo("images"));
+    let store = backend.open().await;
+    let mut manifests = Vec::new();
+    for round in 0..ROUNDS {
+        let mut blobs = Vec::new();
+        for what in ["config", "layer"] {
+            let bytes = content(&format!("{what} {round}"));
+            let digest = Digest::of(Algorithm::Sha256, &bytes);
+            store
+                .put_blob_bytes(&staging, &digest, bytes.clone())
+                .await
+                .unwrap();
+            blobs.push((digest, bytes.len()));
+        }
+        let [(config, config_len), (layer, layer_len)] = &blobs[..] else {
+            unreachable!()
+        };
+        let manifest = image((config, *config_len), &[(layer, *layer_len)], None, None);
+        manifests.push((layer.clone(), manifest));
+    }
+    // This runtime is blocked while the threads run: nothing of it may be
+    // in use meanwhile.
+    drop(store);
+    let start = std::sync::Barrier::new(2);
+    let putter = |delay_step: u64| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let store = runtime.block_on(backend.open());
+        let mut digests = Vec::new();
+        for (round, (_, manifest)) in manifests.iter().enumerate() {
+            let tag: Reference = format!("r{round}").parse().unwrap();
+            start.wait();
+            let until = std::time::Instant::now()
+                + std::time::Duration::from_micros(delay_step * (round as u64 % 50));
+            while std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            let put = store.put_manifest_adopting(&images, &tag, None, manifest.clone(), &staging);
+            match runtime.block_on(put) {
+                Ok(put) => digests.push(put.digest),
+                Err(e) => panic!("round {round}: {e}"),
+            }
+        }
+        digests
+    };
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| putter(0));
+        let b = s.spawn(|| putter(40));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert_eq!(a, b);
+    let store = backend.open().await;
+    for (layer, _) in &manifests {
+        assert!(holds(&store, &images, layer).await);
+        assert!(!holds(&store, &staging, layer).await);
+    }
 }

@@ -397,8 +397,10 @@ impl ImageStore {
     /// from a repository that holds it (a layer shared with another image,
     /// not downloaded again). The store mounts only from a named
     /// repository; the runner owns every repository of its store.
+    /// [`PULLING`] is looked at first: a racing put of the same image (two
+    /// stages of a build on one base) moves blobs from there into `repo`.
     fn reach_blob(&self, repo: &RepoName, digest: &Digest) -> Result<()> {
-        for held in [repo, &pulling()] {
+        for held in [&pulling(), repo] {
             if self.block_on(self.store.blob_size(held, digest)).is_ok() {
                 return Ok(());
             }
