@@ -12,11 +12,13 @@
 //! write-back every 8 MiB (`sync_file_range`), so the fsync at commit only
 //! waits for the tail while the network, the hash and the disk overlap. A
 //! writer whose client is served as soon as the bytes hash right, before the
-//! commit (the mirror's tee), asks for [`WriteBehind::Off`]: no write-back
-//! (it would take the cores and the disk from the transfer, and nobody waits
-//! on that fsync), and the hash runs ahead of the page-cache copies by up to
-//! [`LAG_CHUNKS`] chunks on a thread of its own, telling its caller the
-//! digest the moment the last byte is hashed; the copies finish after.
+//! commit (the mirror's tee), asks for [`Pace::HashAhead`]: the hash runs
+//! ahead of the page-cache copies by up to [`LAG_CHUNKS`] chunks on a thread
+//! of its own, telling its caller the digest the moment the last byte is
+//! hashed; the copies (and their write-back) finish after, at a lower
+//! priority. Write-back still starts as they go: the next client of that
+//! blob waits for the commit's fsync, which then has only the tail to wait
+//! for (the first cached pull of a 301 MB image: 0.25 s -> 0.11 s).
 //!
 //! A [`StagedFile`] is the same idea for bytes that arrive whole (manifests)
 //! or as a finished local file (the runner's downloads): a locked file under
@@ -38,25 +40,27 @@ const WRITE_BEHIND: u64 = 8 * 1024 * 1024;
 /// Body chunks queued between the network and the disk.
 const QUEUED_CHUNKS: usize = 4;
 
-/// Chunks the hash may run ahead of the writes in [`WriteBehind::Off`]
-/// (the mirror's 256 KiB chunks: 32 MiB a blob at most).
+/// Chunks the hash may run ahead of the writes in [`Pace::HashAhead`]
+/// (the mirror passes on chunks of 256 KiB and up, 408 KiB as hyper reads
+/// them from a fast upstream: about 52 MiB a blob at most).
 pub const LAG_CHUNKS: usize = 128;
 
 /// The nice value of the thread that writes behind the hash: below the
 /// transfer, so the client is served first and the copies catch up after.
 const LAGGING_WRITER_NICE: libc::c_int = 10;
 
-/// Whether an append starts write-back as it goes.
-pub enum WriteBehind {
-    /// Every 8 MiB: the commit's fsync only waits for the tail (a client
-    /// waits on that commit: a push).
-    On,
-    /// Never: the page cache holds the bytes until the commit's fsync (the
-    /// client was served before it: a mirrored blob's first pull). The hash
-    /// runs ahead of the writes, and `hashed` gets the hasher once the
-    /// whole body (of the expected length, if one was given) is hashed,
-    /// while the last writes may still run; the append returns after them.
-    Off {
+/// How an append's hash and writes keep pace with each other. Both start
+/// write-back every 8 MiB, so the commit's fsync only waits for the tail.
+pub enum Pace {
+    /// Hashed and written in step on one thread (a client waits on the
+    /// commit: a push).
+    InStep,
+    /// The hash runs ahead of the writes (the client is served before the
+    /// commit: a mirrored blob's first pull), and `hashed` gets the hasher
+    /// once the whole body (of the expected length, if one was given) is
+    /// hashed, while the last writes may still run; the append returns
+    /// after them.
+    HashAhead {
         /// Told the running digest as soon as the last byte is hashed.
         hashed: Option<tokio::sync::oneshot::Sender<Hasher>>,
     },
@@ -65,7 +69,7 @@ pub enum WriteBehind {
 /// An upload's data file, locked exclusively until dropped.
 pub struct LockedData {
     file: File,
-    write_behind: WriteBehind,
+    pace: Pace,
 }
 
 fn local_err(e: io::Error) -> Error {
@@ -118,7 +122,7 @@ impl LockedData {
             match std::fs::metadata(&path) {
                 Ok(now) if now.ino() == file.metadata()?.ino() => Ok(Some(Some(LockedData {
                     file,
-                    write_behind: WriteBehind::On,
+                    pace: Pace::InStep,
                 }))),
                 Ok(_) => Ok(None),
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -129,12 +133,9 @@ impl LockedData {
         locked.ok_or_else(unknown)
     }
 
-    /// The same file, its appends starting write-back or not.
-    pub fn with_write_behind(self, write_behind: WriteBehind) -> LockedData {
-        LockedData {
-            write_behind,
-            ..self
-        }
+    /// The same file, its appends at `pace`.
+    pub fn with_pace(self, pace: Pace) -> LockedData {
+        LockedData { pace, ..self }
     }
 
     /// Cut the file to `len` bytes, dropping what a failed append left past it.
@@ -152,7 +153,7 @@ impl LockedData {
     /// no bytes nobody acknowledged. Returns the file, still locked, the bytes written and the
     /// hasher. The writer thread hashes, so receiving the body, hashing it and
     /// copying it to the page cache run on two cores; with
-    /// [`WriteBehind::Off`] the hash has a thread of its own and runs ahead.
+    /// [`Pace::HashAhead`] the hash has a thread of its own and runs ahead.
     pub async fn append<S>(
         self,
         offset: u64,
@@ -165,13 +166,13 @@ impl LockedData {
     {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(QUEUED_CHUNKS);
         let file = self.file;
-        let (hashed, write_behind) = match self.write_behind {
-            WriteBehind::Off { hashed } => (hashed, WriteBehind::Off { hashed: None }),
+        let (hashed, pace) = match self.pace {
+            Pace::HashAhead { hashed } => (hashed, Pace::HashAhead { hashed: None }),
             on => (None, on),
         };
         // `hash_ahead`: the hash on a thread of its own, ahead of the writes.
-        let (hash_ahead, writer) = match write_behind {
-            WriteBehind::On => {
+        let (hash_ahead, writer) = match pace {
+            Pace::InStep => {
                 let writer = tokio::task::spawn_blocking(move || {
                     let chunks = std::iter::from_fn(|| {
                         let chunk = rx.blocking_recv()?;
@@ -180,12 +181,12 @@ impl LockedData {
                         }
                         Some(chunk)
                     });
-                    let (file, result) = write_chunks(file, offset, chunks, true);
+                    let (file, result) = write_chunks(file, offset, chunks);
                     (file, result, hasher)
                 });
                 (None, joined(writer).boxed())
             }
-            WriteBehind::Off { .. } => {
+            Pace::HashAhead { .. } => {
                 let (lag_tx, lag_rx) = std::sync::mpsc::sync_channel::<Bytes>(LAG_CHUNKS);
                 let hash = tokio::task::spawn_blocking(move || {
                     while let Some(chunk) = rx.blocking_recv() {
@@ -209,7 +210,7 @@ impl LockedData {
                         // a lower priority: if it fails, the writes run at
                         // the usual one.
                         unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, LAGGING_WRITER_NICE) };
-                        let (file, result) = write_chunks(file, offset, lag_rx.into_iter(), false);
+                        let (file, result) = write_chunks(file, offset, lag_rx.into_iter());
                         let _ = done.send((file, result, None));
                     })
                     .map_err(local_err)?;
@@ -268,7 +269,7 @@ impl LockedData {
                 _ => Ok(()),
             });
         match result {
-            Ok(()) => Ok((LockedData { file, write_behind }, written, hasher)),
+            Ok(()) => Ok((LockedData { file, pace }, written, hasher)),
             Err(e) => {
                 // A failed append leaves the file as it was: what it wrote
                 // past `offset` goes now, not when the session ends (on a
@@ -293,12 +294,11 @@ async fn joined<T>(task: tokio::task::JoinHandle<T>) -> Result<T> {
 }
 
 /// Write `chunks` into `file` from `offset` on, starting write-back every
-/// 8 MiB when `flush`; stops at the first error.
+/// 8 MiB; stops at the first error.
 fn write_chunks(
     file: File,
     offset: u64,
     chunks: impl Iterator<Item = Bytes>,
-    flush: bool,
 ) -> (File, io::Result<()>) {
     let mut pos = offset;
     let mut unflushed = offset;
@@ -307,7 +307,7 @@ fn write_chunks(
             return (file, Err(e));
         }
         pos += chunk.len() as u64;
-        if flush && pos - unflushed >= WRITE_BEHIND {
+        if pos - unflushed >= WRITE_BEHIND {
             start_writeback(&file, unflushed, pos - unflushed);
             unflushed = pos;
         }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::Store;
-use crate::local::{StagedFile, WriteBehind};
+use crate::local::{Pace, StagedFile};
 use crate::objects::ByteStream;
 use crate::{layout, Digest, Error, NewEvent, RepoName, Result, UploadId};
 
@@ -164,15 +164,15 @@ impl Store {
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
         let id = self.start_upload(repo).await?;
-        // A caller told early serves its client before the commit: no
-        // write-back during the transfer, and on a local store the digest
-        // as soon as the last byte is hashed (see `local`).
+        // A caller told early serves its client before the commit: on a
+        // local store the hash runs ahead of the writes, and tells the
+        // digest as soon as the last byte is hashed (see `local`).
         let (hashed_tx, hashed) = tokio::sync::oneshot::channel();
-        let write_behind = match verified {
-            Some(_) => WriteBehind::Off {
+        let pace = match verified {
+            Some(_) => Pace::HashAhead {
                 hashed: Some(hashed_tx),
             },
-            None => WriteBehind::On,
+            None => Pace::InStep,
         };
         let tell = |verified: tokio::sync::oneshot::Sender<bool>, h: &crate::Hasher| {
             if h.algorithm() == digest.algorithm() {
@@ -190,7 +190,7 @@ impl Store {
                 Err(_) => Some(verified),
             }
         };
-        let append = self.append_upload_with(repo, &id, Some(0), len, body, write_behind);
+        let append = self.append_upload_with(repo, &id, Some(0), len, body, pace);
         let (appended, verified) = tokio::join!(append, early);
         let result = match appended {
             Ok(size) => {

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use futures::Stream;
 
 use super::Store;
-use crate::local::{LockedData, WriteBehind};
+use crate::local::{LockedData, Pace};
 use crate::meta::UploadRow;
 use crate::objects::Objects;
 use crate::{layout, Algorithm, Digest, Error, RepoName, Result, UploadId};
@@ -100,12 +100,12 @@ impl Store {
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
-        self.append_upload_with(repo, id, start, len, body, WriteBehind::On)
+        self.append_upload_with(repo, id, start, len, body, Pace::InStep)
             .await
     }
 
-    /// [`Store::append_upload`], choosing whether a local data file starts
-    /// write-back as it goes.
+    /// [`Store::append_upload`], choosing the [`Pace`] of a local data
+    /// file's hash and writes.
     pub(crate) async fn append_upload_with<S>(
         &self,
         repo: &RepoName,
@@ -113,17 +113,14 @@ impl Store {
         start: Option<u64>,
         len: Option<u64>,
         body: S,
-        write_behind: WriteBehind,
+        pace: Pace,
     ) -> Result<u64>
     where
         S: Stream<Item = std::io::Result<Bytes>> + Send,
     {
         match &self.uploads {
             Uploads::LocalFile { root } => {
-                let data = self
-                    .lock_data(root, repo, id)
-                    .await?
-                    .with_write_behind(write_behind);
+                let data = self.lock_data(root, repo, id).await?.with_pace(pace);
                 self.append_local(data, repo, id, start, len, body).await
             }
             Uploads::Parts => self.append_part(repo, id, start, len, body).await,
