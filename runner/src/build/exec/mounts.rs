@@ -267,14 +267,9 @@ impl Builder<'_> {
 /// Writes what a bind mount shows under the step's scratch dir; returns the
 /// path to bind (the tree, or the one file a file source is).
 fn bind_tree(plan: &Plan, is_dir: bool, dir: &StepDir, n: usize) -> Result<PathBuf, Error> {
-    let tar = dir.file(&format!("mount-{n}.tar"));
     let tree = dir.file(&format!("mount-{n}"));
-    let written = copy::write(plan, &tar).map_err(|e| Error::io("write", &tar, e))?;
     fs::create_dir(&tree).map_err(|e| Error::io("create", &tree, e))?;
-    let file = File::open(&tar).map_err(|e| Error::io("open", &tar, e))?;
-    unpack::unpack_into(file, &tree, &written.digest, Whiteouts::Apply)
-        .map_err(|e| Error::io("unpack", &tree, std::io::Error::other(e.to_string())))?;
-    let _ = fs::remove_file(&tar);
+    unpack_plan(plan, &tree, dir, n)?;
     if is_dir {
         return Ok(tree);
     }
@@ -285,6 +280,18 @@ fn bind_tree(plan: &Plan, is_dir: bool, dir: &StepDir, n: usize) -> Result<PathB
         .cloned()
         .unwrap_or_default();
     Ok(tree.join(name))
+}
+
+/// The files of `plan` into directory `into`, through a tar in the step's
+/// directory (mount `n`'s), which goes once unpacked.
+fn unpack_plan(plan: &Plan, into: &Path, dir: &StepDir, n: usize) -> Result<(), Error> {
+    let tar = dir.file(&format!("mount-{n}.tar"));
+    let written = copy::write(plan, &tar).map_err(|e| Error::io("write", &tar, e))?;
+    let file = File::open(&tar).map_err(|e| Error::io("open", &tar, e))?;
+    unpack::unpack_into(file, into, &written.digest, Whiteouts::Apply)
+        .map_err(|e| Error::io("unpack", into, std::io::Error::other(e.to_string())))?;
+    let _ = fs::remove_file(&tar);
+    Ok(())
 }
 
 /// The cache mount's directory, made on first use with its mode and owner
@@ -326,12 +333,7 @@ fn cache_dir(
             .create(&new)
             .map_err(|e| Error::io("create", &new, e))?;
         if let Some(plan) = seed {
-            let tar = dir.file(&format!("mount-{n}.tar"));
-            let written = copy::write(plan, &tar).map_err(|e| Error::io("write", &tar, e))?;
-            let file = File::open(&tar).map_err(|e| Error::io("open", &tar, e))?;
-            unpack::unpack_into(file, &new, &written.digest, Whiteouts::Apply)
-                .map_err(|e| Error::io("unpack", &new, std::io::Error::other(e.to_string())))?;
-            let _ = fs::remove_file(&tar);
+            unpack_plan(plan, &new, dir, n)?;
         }
         fs::set_permissions(&new, fs::Permissions::from_mode(m.mode))
             .map_err(|e| Error::io("chmod", &new, e))?;
