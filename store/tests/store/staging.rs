@@ -37,40 +37,40 @@ pub(crate) async fn staged_blobs_move_into_the_image_with_its_manifest(backend: 
     );
     assert!(!store.has_blob(&liar).await.unwrap());
 
-    // A blob neither repository holds: refused, and nothing moves.
+    // A blob neither repository holds, or one only another repository
+    // holds (stored, but not reachable): refused, and nothing moves.
     let (absent, absent_bytes) = stage("never stored");
+    let (elsewhere, elsewhere_bytes) = stage("another repository's");
+    store
+        .put_blob_bytes(&repo("other"), &elsewhere, elsewhere_bytes.clone())
+        .await
+        .unwrap();
     let sizes = |extra: Option<(&Digest, usize)>| {
         let mut layers = vec![(&layer, layer_bytes.len())];
         layers.extend(extra);
         image((&config, config_bytes.len()), &layers, None, None)
     };
     let tag: Reference = "v1".parse().unwrap();
-    let bad = sizes(Some((&absent, absent_bytes.len())));
-    let refused = store
-        .put_manifest_adopting(&images, &tag, None, bad, &staging)
-        .await;
-    assert!(
-        matches!(refused, Err(Error::ManifestBlobUnknown { .. })),
-        "{refused:?}"
-    );
-    assert!(holds(&store, &staging, &layer).await);
-    assert!(!holds(&store, &images, &layer).await);
-    // Nor one only another repository holds (stored, but not reachable).
-    let (elsewhere, elsewhere_bytes) = stage("another repository's");
-    store
-        .put_blob_bytes(&repo("other"), &elsewhere, elsewhere_bytes.clone())
-        .await
-        .unwrap();
-    let foreign = sizes(Some((&elsewhere, elsewhere_bytes.len())));
-    let refused = store
-        .put_manifest_adopting(&images, &tag, None, foreign, &staging)
-        .await;
-    assert!(
-        matches!(refused, Err(Error::ManifestBlobUnknown { .. })),
-        "{refused:?}"
-    );
-    assert!(holds(&store, &staging, &layer).await);
-    assert!(!holds(&store, &images, &layer).await);
+    for (unreachable, len) in [
+        (&absent, absent_bytes.len()),
+        (&elsewhere, elsewhere_bytes.len()),
+    ] {
+        let refused = store
+            .put_manifest_adopting(
+                &images,
+                &tag,
+                None,
+                sizes(Some((unreachable, len))),
+                &staging,
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(Error::ManifestBlobUnknown { .. })),
+            "{unreachable}: {refused:?}"
+        );
+        assert!(holds(&store, &staging, &layer).await);
+        assert!(!holds(&store, &images, &layer).await);
+    }
 
     // The image: its blobs are in `images` now and no longer staged.
     let put = store
