@@ -397,31 +397,21 @@ async fn connect_from(ip: &str, to: SocketAddr) -> tokio::net::TcpStream {
 
 /// Hold `n` connections from `ip`, each admitted for sure (one whole
 /// request answered on it first, kept alive), then half a request head sent.
+/// A connection turned away is tried again a little later: the place of one
+/// the server closed just before (an [`exchange`]) is given back once the
+/// server notices.
 async fn hold(ip: &str, to: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut held = Vec::new();
     for _ in 0..n {
-        let mut s = connect_from(ip, to).await;
-        s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
-            .await
-            .unwrap();
-        let mut got = Vec::new();
-        let mut buf = [0u8; 4096];
-        let answered = loop {
-            let n = s.read(&mut buf).await.unwrap();
-            assert!(n > 0, "closed before answering");
-            got.extend_from_slice(&buf[..n]);
-            let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
-            if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                let len: usize = head
-                    .lines()
-                    .find_map(|l| l.strip_prefix("content-length: "))
-                    .and_then(|v| v.trim().parse().ok())
-                    .unwrap_or(0);
-                if body.len() >= len {
-                    break text;
-                }
+        let mut tries = 0;
+        let (mut s, answered) = loop {
+            let (s, answered) = admitted(ip, to).await;
+            tries += 1;
+            if !answered.starts_with("http/1.1 503") || tries == 50 {
+                break (s, answered);
             }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         };
         assert!(answered.starts_with("http/1.1 401"), "{answered}");
         s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n")
@@ -430,6 +420,35 @@ async fn hold(ip: &str, to: SocketAddr, n: usize) -> Vec<tokio::net::TcpStream> 
         held.push(s);
     }
     held
+}
+
+/// A connection from `ip` and the (lowercased) answer to one whole request
+/// on it, the connection kept.
+async fn admitted(ip: &str, to: SocketAddr) -> (tokio::net::TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(ip, to).await;
+    s.write_all(b"GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answered = loop {
+        let n = s.read(&mut buf).await.unwrap();
+        assert!(n > 0, "closed before answering");
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            if body.len() >= len {
+                break text;
+            }
+        }
+    };
+    (s, answered)
 }
 
 /// How many of `held` the server has not closed.
